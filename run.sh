@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The entry point. Every train_gpt.py variable set in the environment passes through.
+#
+#   bash run.sh                 CPU demo: install what is missing, build the embedded corpus,
+#                               train a CPU-sized baseline, write the artifact, evaluate the
+#                               round trip (plain and sliding), print val_bpb and bytes
+#   bash run.sh test [ARGS]     install what is missing, run the tests (ARGS go to pytest)
+#   bash run.sh data            build the embedded Shakespeare dataset (data/shakespeare.py)
+#   bash run.sh fineweb         the challenge run: torchrun on every GPU over FineWeb
+#   bash run.sh bench [ARGS]    CPU benchmarks (tests/bench.py), printed as tables
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+# CPU build for machines without a GPU; override with TORCH_SPEC / TORCH_INDEX_URL
+# (e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for a small download).
+CPU_TORCH=torch==2.13.0
+
+has_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; }
+
+ensure_deps() {  # ensure_deps [extra python modules...]
+  if ! "$PY" -c "import torch" 2>/dev/null; then
+    local spec=${TORCH_SPEC:-$CPU_TORCH}
+    if has_gpu; then spec=${TORCH_SPEC:-torch}; fi
+    echo "run.sh: installing $spec" >&2
+    "$PY" -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$spec"
+  fi
+  local missing=() mod
+  for mod in numpy sentencepiece "$@"; do
+    "$PY" -c "import $mod" 2>/dev/null || missing+=("$mod")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "run.sh: installing ${missing[*]}" >&2
+    "$PY" -m pip install -q "${missing[@]}"
+  fi
+}
+
+ensure_shakespeare() {
+  if [ ! -f data/datasets/shakespeare_sp1024/manifest.json ] || [ ! -f data/tokenizers/shakespeare_1024_bpe.model ]; then
+    "$PY" data/shakespeare.py
+  fi
+}
+
+# The CPU-sized baseline: same architecture and optimizer, 4 blocks of width 256, context
+# 256, 8,192 tokens a step, 300 s of training. Any variable already set wins.
+cpu_defaults() {
+  export DATA_PATH=${DATA_PATH:-./data/datasets/shakespeare_sp1024}
+  export TOKENIZER_PATH=${TOKENIZER_PATH:-./data/tokenizers/shakespeare_1024_bpe.model}
+  export NUM_LAYERS=${NUM_LAYERS:-4} MODEL_DIM=${MODEL_DIM:-256} NUM_HEADS=${NUM_HEADS:-4} NUM_KV_HEADS=${NUM_KV_HEADS:-2}
+  export TRAIN_SEQ_LEN=${TRAIN_SEQ_LEN:-256} TRAIN_BATCH_TOKENS=${TRAIN_BATCH_TOKENS:-8192} GRAD_ACCUM_STEPS=${GRAD_ACCUM_STEPS:-1}
+  export ITERATIONS=${ITERATIONS:-2000} WARMUP_STEPS=${WARMUP_STEPS:-0} WARMDOWN_ITERS=${WARMDOWN_ITERS:-60}
+  export MAX_WALLCLOCK_SECONDS=${MAX_WALLCLOCK_SECONDS:-300} VAL_LOSS_EVERY=${VAL_LOSS_EVERY:-0} TRAIN_LOG_EVERY=${TRAIN_LOG_EVERY:-25}
+  export VAL_BATCH_SIZE=${VAL_BATCH_SIZE:-32768} EVAL_STRIDE=${EVAL_STRIDE:-128}
+  export RUN_ID=${RUN_ID:-cpu_demo_$(date +%Y%m%d_%H%M%S)}
+}
+
+summary() {  # summary LOGFILE: the numbers people look for
+  local log=$1
+  echo "---"
+  grep -E '^(model_params|stopping_early|Total submission size int8\+zlib|final_int8_zlib_roundtrip(_sliding)? )' "$log" || true
+  echo "log: $log  artifact: $(pwd)/final_model.int8.ptz"
+}
+
+cmd=${1:-cpu}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  cpu)
+    ensure_deps
+    ensure_shakespeare
+    cpu_defaults
+    "$PY" train_gpt.py
+    summary "logs/$RUN_ID.txt"
+    ;;
+  test)
+    ensure_deps pytest
+    ensure_shakespeare
+    "$PY" -m pytest -q -p no:cacheprovider tests "$@"
+    ;;
+  data)
+    ensure_deps
+    "$PY" data/shakespeare.py "$@"
+    ;;
+  fineweb)
+    ensure_deps
+    export DATA_PATH=${DATA_PATH:-./data/datasets/fineweb10B_sp1024}
+    export TOKENIZER_PATH=${TOKENIZER_PATH:-./data/tokenizers/fineweb_1024_bpe.model}
+    if ! compgen -G "$DATA_PATH/*_val_*.bin" >/dev/null; then
+      echo "run.sh: no FineWeb shards in DATA_PATH=$DATA_PATH; fetch them with: $PY data/cached_challenge_fineweb.py --variant sp1024 --train-shards 80" >&2
+      exit 2
+    fi
+    nproc_gpu=${NPROC:-$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)}
+    if [ "${nproc_gpu:-0}" -lt 1 ]; then echo "run.sh: no GPU found (nvidia-smi -L); set NPROC to run anyway" >&2; exit 2; fi
+    export RUN_ID=${RUN_ID:-fineweb_$(date +%Y%m%d_%H%M%S)}
+    "$PY" -m torch.distributed.run --standalone --nproc_per_node="$nproc_gpu" train_gpt.py
+    summary "logs/$RUN_ID.txt"
+    ;;
+  bench)
+    ensure_deps
+    ensure_shakespeare
+    "$PY" tests/bench.py "$@"
+    ;;
+  -h|--help|help)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    ;;
+  *)
+    echo "run.sh: unknown command '$cmd'; accepted: cpu (default), test, data, fineweb, bench" >&2
+    exit 2
+    ;;
+esac

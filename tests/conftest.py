@@ -1,0 +1,94 @@
+"""Shared fixtures: a small real corpus (SentencePiece tokenizer + challenge shards built by
+data/export_corpus.py) and a helper that runs train_gpt.py as a real process."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "data"))
+SCRIPT = ROOT / "train_gpt.py"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: end-to-end runs of train_gpt.py (seconds to a minute each)")
+
+
+def synthetic_documents(n_docs: int, seed: int = 0) -> list[str]:
+    """Text with a Zipfian vocabulary, punctuation, digits and a little non-ASCII (so
+    byte-fallback pieces appear), deterministic for a seed."""
+    rng = random.Random(seed)
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    words = ["".join(rng.choice(letters[: rng.randint(6, 26)]) for _ in range(rng.randint(1, 9))) for _ in range(3000)]
+    words += ["café", "naïve", "Ærø", "日本", "—", "🙂"]
+    weights = [1.0 / (i + 1) for i in range(len(words))]
+    docs = []
+    for _ in range(n_docs):
+        sentences = []
+        for _ in range(rng.randint(3, 12)):
+            ws = rng.choices(words, weights, k=rng.randint(4, 18))
+            if rng.random() < 0.3:
+                ws.insert(rng.randrange(len(ws)), str(rng.randint(0, 99999)))
+            sentences.append(" ".join(ws).capitalize() + rng.choice(".!?"))
+        docs.append(" ".join(sentences) + ("\n\n" + rng.choice(words) if rng.random() < 0.5 else ""))
+    return docs
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict:
+    """A 1,024-token BPE tokenizer and shards: about 60k train tokens in several shards and
+    a validation split of whole held-out documents."""
+    from export_corpus import export
+
+    out = tmp_path_factory.mktemp("tiny_data")
+    docs = synthetic_documents(420, seed=1)
+    folder = export(docs[40:], docs[:40], out, "tiny", vocab_size=1024, shard_tokens=20_000)
+    return {"root": out, "data_path": str(folder), "tokenizer_path": str(out / "tokenizers" / "tiny_1024_bpe.model"),
+            "train_docs": docs[40:], "val_docs": docs[:40]}
+
+
+TINY_MODEL = dict(VOCAB_SIZE="1024", NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="4", NUM_KV_HEADS="2", MLP_MULT="2",
+                  TRAIN_SEQ_LEN="64", TRAIN_BATCH_TOKENS="2048", GRAD_ACCUM_STEPS="0", ITERATIONS="12",
+                  WARMUP_STEPS="2", WARMDOWN_ITERS="4", MAX_WALLCLOCK_SECONDS="0", TRAIN_LOG_EVERY="1",
+                  VAL_LOSS_EVERY="6", VAL_BATCH_SIZE="4096", EVAL_STRIDE="32", SEED="7")
+
+
+def clean_env(**overrides) -> dict:
+    """The current environment without any train_gpt.py variable, plus the overrides."""
+    import train_gpt
+
+    ours = {name for name, *_ in train_gpt.ENV_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in ours and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update({k: str(v) for k, v in overrides.items()})
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def run_train(cwd: Path, env: dict, nproc: int = 0, timeout: int = 600) -> subprocess.CompletedProcess:
+    """train_gpt.py as a real process in cwd (logs/ and the artifact land there); nproc > 0
+    runs it under torchrun with that many processes (gloo on CPU)."""
+    if nproc:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(SCRIPT)]
+    else:
+        cmd = [sys.executable, str(SCRIPT)]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def log_lines(cwd: Path, run_id: str) -> list[str]:
+    text = (Path(cwd) / "logs" / f"{run_id}.txt").read_text()
+    return text.split("=" * 100 + "\n", 1)[1].splitlines()
+
+
+def field(line: str, key: str) -> str:
+    """The value of key:value in a log line."""
+    for part in line.split():
+        if part.startswith(key + ":"):
+            return part[len(key) + 1:].removesuffix("ms")
+    raise KeyError(f"{key} not in {line!r}")

@@ -1,0 +1,110 @@
+"""QUANTIZATION AND ARTIFACT: the int8 + zlib export and its weights-only round trip."""
+
+import io
+import pickle
+import zlib
+
+import pytest
+import torch
+
+from train_gpt import (KEEP_FLOAT_MAX_NUMEL, GPT, ArtifactError, Hyperparameters, dequantize_state_dict,
+                       quantize_rows_int8, quantize_state_dict, read_artifact, write_artifact)
+
+
+def test_scale_floor_is_the_houses():
+    """The house clamps per-row scales at 1/127: rows whose clip value is below 1 are stored
+    with a step of 1/127 (trained weights are large enough for this to cost little)."""
+    q, scale = quantize_rows_int8(torch.full((3, 10), 0.02))
+    assert torch.allclose(scale.float(), torch.full((3,), 1 / 127), rtol=1e-3) and (q == 3).all()
+
+
+def test_int8_rows_error_is_within_half_a_step():
+    torch.manual_seed(0)
+    w = torch.randn(64, 300) * torch.linspace(0.5, 3.0, 64)[:, None]
+    q, scale = quantize_rows_int8(w)
+    assert q.dtype == torch.int8 and scale.dtype == torch.float16 and q.abs().max() <= 127
+    clip = torch.quantile(w.abs(), 0.9999984, dim=1)
+    clipped = torch.maximum(torch.minimum(w, clip[:, None]), -clip[:, None])
+    err = (q.float() * scale.float()[:, None] - clipped).abs()
+    assert (err <= scale.float()[:, None] / 2 + 1e-6).all()
+
+
+def test_outliers_are_clipped_per_row():
+    w = torch.randn(2, 2_000_000)  # the percentile drops about 3 values a row at this size
+    w[0, 5] = 1e4  # one extreme value should not blow up the row's scale
+    q, scale = quantize_rows_int8(w)
+    assert scale[0].item() < 1.0 and q[0, 5].item() == 127
+
+
+def test_state_dict_rules_follow_the_house():
+    big = torch.randn(300, 300)                           # 90,000 > 65,536: int8 per row
+    small = torch.randn(KEEP_FLOAT_MAX_NUMEL)             # kept as fp16
+    control = torch.randn(2, 512)                         # control tensor: kept fp32
+    vec3d = torch.randn(10, 100, 100)                     # large, not 2-D: int8, one scale
+    ints = torch.arange(10)
+    state = {"blocks.0.mlp.fc.weight": big, "tok_emb.weight": small, "blocks.0.resid_mix": control, "x.conv": vec3d, "ids": ints}
+    blob, stats = quantize_state_dict(state)
+    assert set(blob["q"]) == {"blocks.0.mlp.fc.weight", "x.conv"} and blob["scale"]["x.conv"].numel() == 1
+    assert blob["keep"]["tok_emb.weight"].dtype == torch.float16 and blob["keep"]["blocks.0.resid_mix"].dtype == torch.float32
+    assert torch.equal(blob["keep"]["ids"], ints)
+    out = dequantize_state_dict(blob)
+    assert set(out) == set(state) and all(out[k].shape == state[k].shape for k in state)
+    assert torch.equal(out["blocks.0.resid_mix"], control)
+    assert (out["blocks.0.mlp.fc.weight"] - big).abs().max() < big.abs().max() / 127
+    assert sorted(stats["quantized"]) == ["blocks.0.mlp.fc.weight", "x.conv"]
+
+
+def test_artifact_round_trip_is_weights_only_and_atomic(tmp_path):
+    cfg = Hyperparameters({"NUM_LAYERS": "2", "MODEL_DIM": "160", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "MLP_MULT": "4"})
+    torch.manual_seed(0)
+    model = GPT(cfg)
+    with torch.no_grad():  # trained-like magnitudes: rows reach |w| ~ 1 (the house's smallest int8 step is 1/127)
+        for p in model.parameters():
+            if p.ndim == 2 and p.size(0) > 2:
+                p.normal_(0.0, 0.4)
+    path = tmp_path / "final_model.int8.ptz"
+    n, stats = write_artifact(path, model.state_dict(), {"config": cfg.model_config(), "torch_version": str(torch.__version__)})
+    assert path.stat().st_size == n and not list(tmp_path.glob(".*tmp*"))
+    assert stats["quantized"] == ["tok_emb.weight", "blocks.0.mlp.fc.weight", "blocks.0.mlp.proj.weight", "blocks.1.mlp.fc.weight", "blocks.1.mlp.proj.weight"]
+    state, meta = read_artifact(path)
+    assert meta["config"] == cfg.model_config()
+    fresh = GPT(cfg)
+    fresh.load_state_dict(state, strict=True)
+    expected = dequantize_state_dict(quantize_state_dict(model.state_dict())[0])
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+    x = torch.randint(0, 1024, (4, 64))
+    with torch.no_grad():
+        a, b = model(x, x).mean(), fresh(x, x).mean()
+    assert abs(a - b) < 0.02 * a
+
+
+def test_artifact_loading_refuses_bad_files(tmp_path):
+    cfg = Hyperparameters({"NUM_LAYERS": "1", "MODEL_DIM": "64", "NUM_HEADS": "2", "NUM_KV_HEADS": "1"})
+    good = tmp_path / "good.ptz"
+    write_artifact(good, GPT(cfg).state_dict(), {"config": cfg.model_config()})
+    data = good.read_bytes()
+    cases = {
+        "truncated": data[: len(data) // 2],
+        "flipped": data[:100] + bytes([data[100] ^ 0xFF]) + data[101:],
+        "not zlib": b"hello world" * 10,
+        "other pickle": zlib.compress(pickle.dumps({"a": 1})),
+    }
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    buf = io.BytesIO()
+    torch.save({"meta": {"format": "rlm_int8_zlib_v1"}, "x": Boom()}, buf)
+    cases["pickle carrying code"] = zlib.compress(buf.getvalue())
+    buf = io.BytesIO()
+    torch.save({"q": {}}, buf)
+    cases["foreign format"] = zlib.compress(buf.getvalue())
+    for name, blob in cases.items():
+        p = tmp_path / f"{name}.ptz"
+        p.write_bytes(blob)
+        with pytest.raises(ArtifactError) as e:
+            read_artifact(p)
+        assert str(p) in str(e.value) and "\n" not in str(e.value), name
+    with pytest.raises(ArtifactError, match="no such artifact"):
+        read_artifact(tmp_path / "missing.ptz")

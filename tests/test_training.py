@@ -1,0 +1,134 @@
+"""TRAINING: train_gpt.py end to end as real processes (one process and torchrun with gloo),
+on shards the tests build."""
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY_MODEL, clean_env, field, log_lines, run_train
+from train_gpt import GPT, Hyperparameters, read_artifact
+
+pytestmark = pytest.mark.slow
+
+
+def env_for(tiny_data, run_id, **extra):
+    return clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"], "RUN_ID": run_id, **extra})
+
+
+def losses(lines):
+    return {int(field(l, "step").split("/")[0]): float(field(l, "train_loss")) for l in lines if "train_loss:" in l}
+
+
+@pytest.fixture(scope="module")
+def single_run(tiny_data, tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("single")
+    r = run_train(cwd, env_for(tiny_data, "single"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return cwd, log_lines(cwd, "single"), r
+
+
+def test_end_to_end_run_logs_the_house_lines(single_run):
+    cwd, lines, r = single_run
+    text = (cwd / "logs" / "single.txt").read_text()
+    assert text.startswith('"""\ntrain_gpt.py')  # the log starts with the full source
+    order = ["model_params:", "world_size:1 grad_accum_steps:8", "warmup_step:2/2", "step:0/12 val_loss:", "step:1/12 train_loss:",
+             "step:6/12 val_loss:", "step:12/12 val_loss:", "Serialized model:", "Code size:", "Total submission size:",
+             "Serialized model int8+zlib:", "Total submission size int8+zlib:", "final_int8_zlib_roundtrip ",
+             "final_int8_zlib_roundtrip_exact ", "final_int8_zlib_roundtrip_sliding ", "final_int8_zlib_roundtrip_sliding_exact "]
+    positions = [next(i for i, l in enumerate(lines) if l.startswith(o)) for o in order]
+    assert positions == sorted(positions)
+    code_bytes = len((Path(__file__).parent.parent / "train_gpt.py").read_bytes())
+    assert f"Code size: {code_bytes} bytes" in lines
+    artifact = cwd / "final_model.int8.ptz"
+    total = next(l for l in lines if l.startswith("Total submission size int8+zlib:"))
+    assert int(total.split()[-2]) == artifact.stat().st_size + code_bytes
+    assert re.search(r"stride:32 eval_time:\d+ms$", next(l for l in lines if l.startswith("final_int8_zlib_roundtrip_sliding ")))
+    assert r.stdout.count("final_int8_zlib_roundtrip_exact") == 1  # printed once, by rank 0
+
+
+def test_end_to_end_run_learns_and_round_trips(single_run, tiny_data):
+    cwd, lines, _ = single_run
+    vals = [float(field(l, "val_bpb")) for l in lines if " val_bpb:" in l and l.startswith("step:")]
+    assert vals[0] > 3.5 and vals[-1] < vals[0] - 0.5  # learned in 12 steps
+    exact = next(l for l in lines if l.startswith("final_int8_zlib_roundtrip_exact"))
+    rt = float(field(exact, "val_bpb"))
+    assert abs(rt - vals[-1]) < 0.02  # int8 costs little
+    sliding = next(l for l in lines if l.startswith("final_int8_zlib_roundtrip_sliding_exact"))
+    n_val = sum((Path(p).stat().st_size - 1024) // 2 for p in Path(tiny_data["data_path"]).glob("*_val_*.bin"))
+    assert int(field(sliding, "scored_tokens")) == ((n_val - 1) // 64) * 64
+    # The artifact on disk rebuilds the model and gives the logged number again.
+    state, meta = read_artifact(cwd / "final_model.int8.ptz")
+    cfg = Hyperparameters({k: v for k, v in TINY_MODEL.items()})
+    assert meta["config"] == cfg.model_config()
+    model = GPT(cfg)
+    model.load_state_dict(state, strict=True)
+    import sentencepiece as spm
+    from train_gpt import build_byte_luts, evaluate, load_validation_tokens
+    luts = build_byte_luts(spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"]), 1024, "cpu")
+    val = load_validation_tokens(tiny_data["data_path"], 64, 1024)
+    loss, bpb, _ = evaluate(model.eval(), val, 64, 64, 4096 // 64, luts)
+    assert f"val_loss:{loss:.8f} val_bpb:{bpb:.8f}" in exact
+
+
+def test_warmup_steps_are_rolled_back_exactly(tiny_data, tmp_path, single_run):
+    r = run_train(tmp_path, env_for(tiny_data, "nowarm", WARMUP_STEPS="0", EVAL_STRIDE="0"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert losses(log_lines(tmp_path, "nowarm")) == losses(single_run[1])
+
+
+def test_torchrun_two_processes_match_one(tiny_data, tmp_path, single_run):
+    r = run_train(tmp_path, env_for(tiny_data, "ddp"), nproc=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = log_lines(tmp_path, "ddp")
+    assert "world_size:2 grad_accum_steps:4" in lines
+    one, two = losses(single_run[1]), losses(lines)
+    assert one.keys() == two.keys() and len(one) == 12
+    for step in one:  # the same tokens and the same maths, summed in another order
+        assert abs(one[step] - two[step]) < 2e-4 * max(1.0, step / 4), (step, one[step], two[step])
+    pick = lambda ls, key: float(field(next(l for l in ls if l.startswith(key + " ")), "val_bpb"))
+    for key in ("final_int8_zlib_roundtrip_exact", "final_int8_zlib_roundtrip_sliding_exact"):
+        assert abs(pick(single_run[1], key) - pick(lines, key)) < 2e-3
+    assert (tmp_path / "final_model.int8.ptz").exists()
+
+
+def test_compiled_run_with_periodic_validation(tiny_data, tmp_path):
+    """COMPILE=1 on CPU (eager backend: no C++ toolchain needed) and validation between steps."""
+    r = run_train(tmp_path, env_for(tiny_data, "compiled", COMPILE="1", COMPILE_BACKEND="eager", ITERATIONS="4", VAL_LOSS_EVERY="2", EVAL_STRIDE="0"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = log_lines(tmp_path, "compiled")
+    assert any("compile:True" in l for l in lines) and any(l.startswith("step:2/4 val_loss:") for l in lines)
+
+
+def test_wallclock_cap_stops_early(tiny_data, tmp_path):
+    r = run_train(tmp_path, env_for(tiny_data, "capped", ITERATIONS="100000", MAX_WALLCLOCK_SECONDS="1.5", VAL_LOSS_EVERY="0",
+                                    TRAIN_LOG_EVERY="1000", EVAL_STRIDE="0"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = log_lines(tmp_path, "capped")
+    stop = next(l for l in lines if l.startswith("stopping_early: wallclock_cap"))
+    step = int(field(stop, "step").split("/")[0])
+    assert 1 <= step < 100000 and any(l.startswith(f"step:{step}/100000 val_loss:") for l in lines)
+
+
+def test_non_finite_loss_stops_and_keeps_the_good_artifact(tiny_data, tmp_path):
+    good = b"an earlier good artifact"
+    (tmp_path / "final_model.int8.ptz").write_bytes(good)
+    r = run_train(tmp_path, env_for(tiny_data, "nan", TIED_EMBED_LR="1e30", WARMUP_STEPS="0"))
+    assert r.returncode == 3
+    msg = next(l for l in log_lines(tmp_path, "nan") if l.startswith("stopping: non-finite"))
+    assert re.fullmatch(r"stopping: non-finite train_loss:nan at step:\d+/12; no artifact written", msg)
+    assert (tmp_path / "final_model.int8.ptz").read_bytes() == good and not (tmp_path / "final_model.pt").exists()
+
+
+def test_data_errors_stop_with_one_line(tiny_data, tmp_path):
+    cases = [
+        (dict(DATA_PATH=str(tmp_path)), "no val shards match"),
+        (dict(TOKENIZER_PATH=str(tmp_path / "none.model")), "TOKENIZER_PATH="),
+        (dict(VOCAB_SIZE="2048"), "vocabulary of 1024 tokens, but VOCAB_SIZE=2048"),
+    ]
+    for extra, msg in cases:
+        r = run_train(tmp_path, env_for(tiny_data, "bad", **extra))
+        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, (extra, r.stderr[-2000:])
+        assert "Traceback" not in r.stderr

@@ -1,0 +1,823 @@
+"""
+train_gpt.py: learned adapters on random linear maps, for OpenAI's Parameter Golf.
+
+One self-contained script. With no variable set it trains the challenge's naive baseline;
+every variant is chosen by an environment variable (README.md lists them all, and
+`python train_gpt.py --env-help` prints the same table).
+
+    torchrun --standalone --nproc_per_node=8 train_gpt.py    # the challenge run, 8 GPUs
+    python train_gpt.py                                       # one process, GPU or CPU
+"""
+
+from __future__ import annotations
+
+import copy
+import glob
+import io
+import math
+import os
+import random
+import resource
+import sys
+import time
+import uuid
+import zlib
+from pathlib import Path
+
+import numpy as np
+import sentencepiece as spm
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+# -----------------------------------------------------------------------------
+# HYPERPARAMETERS
+# -----------------------------------------------------------------------------
+
+
+class ConfigError(ValueError):
+    """Bad input (a variable, a file): reported as one line that names it, exit status 2."""
+
+
+LR_MAX = 1e30  # far beyond any useful rate; above ~1e37 Adam's bias-corrected step overflows float32
+# (variable, default, kind, accepted: (low, high) inclusive or a tuple of choices, meaning)
+ENV_VARS = [
+    # data and run
+    ("DATA_PATH", "./data/datasets/fineweb10B_sp1024", "str", None, "folder holding the `*_train_*.bin` and `*_val_*.bin` shards"),
+    ("TOKENIZER_PATH", "./data/tokenizers/fineweb_1024_bpe.model", "str", None, "SentencePiece model of the shards (byte accounting of val_bpb)"),
+    ("RUN_ID", "", "str", None, "log file `logs/<RUN_ID>.txt`; empty = a random id"),
+    ("SEED", 1337, "int", (0, 2**31 - 1), "seed of the initialisation"),
+    # model
+    ("VOCAB_SIZE", 1024, "int", (2, 65536), "must equal the tokenizer's vocabulary"),
+    ("NUM_LAYERS", 9, "int", (1, 1024), "transformer blocks"),
+    ("MODEL_DIM", 512, "int", (2, 65536), "residual width"),
+    ("NUM_HEADS", 8, "int", (1, 4096), "query heads; MODEL_DIM / NUM_HEADS must be even (RoPE)"),
+    ("NUM_KV_HEADS", 4, "int", (1, 4096), "key/value heads; must divide NUM_HEADS"),
+    ("MLP_MULT", 2.0, "float", (0.01, 64.0), "MLP hidden width = round(MLP_MULT x MODEL_DIM)"),
+    ("TIE_EMBEDDINGS", 1, "int", (0, 1), "1 = the output head is the token embedding"),
+    ("TIED_EMBED_INIT_STD", 0.005, "float", (0.0, 1e3), "init std of the (tied) embedding"),
+    ("ROPE_BASE", 10000.0, "float", (1.0, 1e12), "RoPE frequency base"),
+    ("LOGIT_SOFTCAP", 30.0, "float", (1e-3, 1e6), "logits = cap * tanh(logits / cap)"),
+    ("QK_GAIN_INIT", 1.5, "float", (0.0, 1e3), "initial per-head gain on the normalised queries"),
+    # schedule
+    ("ITERATIONS", 20000, "int", (1, 10**9), "training steps (the wallclock cap may stop earlier)"),
+    ("TRAIN_BATCH_TOKENS", 524288, "int", (1, 10**10), "tokens per step, all ranks and micro-steps together"),
+    ("TRAIN_SEQ_LEN", 1024, "int", (2, 1 << 20), "context length of training and evaluation"),
+    ("GRAD_ACCUM_STEPS", 0, "int", (0, 4096), "micro-steps per step; 0 = 8 / world size (world size must divide 8)"),
+    ("WARMUP_STEPS", 20, "int", (0, 10**6), "compile-warmup steps, run then rolled back (weights, optimizer, data)"),
+    ("WARMDOWN_ITERS", 1200, "int", (0, 10**9), "linear LR warmdown over the last N steps (in wallclock terms when capped)"),
+    ("MAX_WALLCLOCK_SECONDS", 600.0, "float", (0.0, 1e9), "training-time cap, synchronised across ranks; 0 = none"),
+    ("TRAIN_LOG_EVERY", 200, "int", (1, 10**9), "log train_loss every N steps (and the first 10)"),
+    ("VAL_LOSS_EVERY", 1000, "int", (0, 10**9), "validate every N steps; 0 = only at the end"),
+    ("VAL_BATCH_SIZE", 524288, "int", (1, 10**10), "validation tokens per forward pass, all ranks together"),
+    ("EVAL_STRIDE", 0, "int", (0, 1 << 20), "sliding-window stride of the final evaluation; 0 = off"),
+    ("EVAL_BATCH_SEQS", 0, "int", (0, 1 << 20), "windows per forward pass in sliding evaluation; 0 = as plain evaluation"),
+    # optimizer
+    ("MATRIX_LR", 0.04, "float", (0.0, LR_MAX), "Muon learning rate of the block matrices"),
+    ("SCALAR_LR", 0.04, "float", (0.0, LR_MAX), "Adam learning rate of vectors and scalars"),
+    ("TIED_EMBED_LR", 0.05, "float", (0.0, LR_MAX), "Adam learning rate of the tied embedding"),
+    ("EMBED_LR", 0.6, "float", (0.0, LR_MAX), "Adam learning rate of the embedding when untied"),
+    ("HEAD_LR", 0.008, "float", (0.0, LR_MAX), "Adam learning rate of the output head when untied"),
+    ("MUON_MOMENTUM", 0.95, "float", (0.0, 1.0), "Muon momentum after warmup"),
+    ("MUON_MOMENTUM_WARMUP_START", 0.85, "float", (0.0, 1.0), "Muon momentum at step 0"),
+    ("MUON_MOMENTUM_WARMUP_STEPS", 500, "int", (0, 10**9), "steps of linear momentum warmup"),
+    ("MUON_BACKEND_STEPS", 5, "int", (1, 100), "Newton-Schulz iterations"),
+    ("BETA1", 0.9, "float", (0.0, 0.999999), "Adam beta1"),
+    ("BETA2", 0.95, "float", (0.0, 0.999999), "Adam beta2"),
+    ("ADAM_EPS", 1e-8, "float", (0.0, 1.0), "Adam epsilon"),
+    ("GRAD_CLIP_NORM", 0.0, "float", (0.0, 1e30), "clip the global grad norm; 0 = off"),
+    # device
+    ("COMPILE", "auto", "str", ("auto", "0", "1"), "torch.compile(fullgraph=True); auto = on for CUDA, off for CPU"),
+    ("COMPILE_BACKEND", "inductor", "str", ("inductor", "eager", "aot_eager"), "backend of torch.compile"),
+]
+
+
+def _parse_var(name: str, raw: str, kind: str, accepted):
+    try:
+        value = {"int": int, "float": float, "str": str}[kind](raw.strip() if kind != "str" else raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: not {'an integer' if kind == 'int' else 'a number'}") from None
+    if kind == "float" and not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r}: not a finite number")
+    if isinstance(accepted, tuple) and kind != "str" and not accepted[0] <= value <= accepted[1]:
+        raise ConfigError(f"{name}={raw}: out of range; accepted {accepted[0]} to {accepted[1]}")
+    if isinstance(accepted, tuple) and kind == "str" and value not in accepted:
+        raise ConfigError(f"{name}={raw!r}: unknown value; accepted: {', '.join(accepted)}")
+    return value
+
+
+class Hyperparameters:
+    """Every knob of the run, read from the environment and validated before any work."""
+
+    def __init__(self, environ=os.environ):
+        for name, default, kind, accepted, _ in ENV_VARS:
+            raw = environ.get(name)
+            setattr(self, name.lower(), default if raw is None or raw == "" else _parse_var(name, raw, kind, accepted))
+        self.run_id = self.run_id or str(uuid.uuid4())
+        self.mlp_hidden = max(1, round(self.mlp_mult * self.model_dim))
+        self.check_shapes()
+
+    def check_shapes(self) -> None:
+        if self.model_dim % self.num_heads:
+            raise ConfigError(f"MODEL_DIM={self.model_dim}: not divisible by NUM_HEADS={self.num_heads}")
+        if (self.model_dim // self.num_heads) % 2:
+            raise ConfigError(f"NUM_HEADS={self.num_heads}: head dim MODEL_DIM/NUM_HEADS={self.model_dim // self.num_heads} must be even for RoPE")
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(f"NUM_KV_HEADS={self.num_kv_heads}: must divide NUM_HEADS={self.num_heads}")
+        if self.eval_stride > self.train_seq_len:
+            raise ConfigError(f"EVAL_STRIDE={self.eval_stride}: larger than TRAIN_SEQ_LEN={self.train_seq_len}; accepted 0 to TRAIN_SEQ_LEN")
+
+    def check_world(self, world_size: int) -> None:
+        """Checks that need the number of processes; sets grad_accum_steps."""
+        if self.grad_accum_steps == 0:
+            if 8 % world_size:
+                raise ConfigError(f"WORLD_SIZE={world_size}: must divide 8 (1, 2, 4 or 8 processes), or set GRAD_ACCUM_STEPS")
+            self.grad_accum_steps = 8 // world_size
+        per_step = world_size * self.grad_accum_steps * self.train_seq_len
+        if self.train_batch_tokens % per_step:
+            raise ConfigError(f"TRAIN_BATCH_TOKENS={self.train_batch_tokens}: must be a multiple of world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = {per_step}")
+        if self.val_batch_size < world_size * self.train_seq_len:
+            raise ConfigError(f"VAL_BATCH_SIZE={self.val_batch_size}: must hold at least one TRAIN_SEQ_LEN window per rank ({world_size * self.train_seq_len})")
+
+    def model_config(self) -> dict:
+        """What is needed to rebuild the model: stored in the artifact."""
+        keys = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_hidden", "tie_embeddings",
+                "tied_embed_init_std", "rope_base", "logit_softcap", "qk_gain_init", "train_seq_len")
+        return {k: getattr(self, k) for k in keys}
+
+
+def env_help() -> str:
+    rows = ["| variable | default | accepted | meaning |", "|---|---|---|---|"]
+    for name, default, kind, accepted, meaning in ENV_VARS:
+        acc = (" / ".join(accepted) if kind == "str" else f"{accepted[0]:,} to {accepted[1]:,}" if kind == "int" else f"{accepted[0]:g} to {accepted[1]:g}") if accepted else "text"
+        rows.append(f"| `{name}` | {f'`{default}`' if default != '' else '(empty)'} | {acc} | {meaning} |")
+    return "\n".join(rows)
+
+
+# -----------------------------------------------------------------------------
+# MUON OPTIMIZER
+# -----------------------------------------------------------------------------
+
+
+def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> Tensor:
+    """Approximately U V^T for grad = U S V^T: a quintic Newton-Schulz iteration whose
+    coefficients push every singular value towards 1 fast (Muon). bf16 on CUDA, fp32 on
+    CPU where bf16 matmuls are slow."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = grad.to(torch.bfloat16 if grad.is_cuda else torch.float32)
+    x = x / (x.norm() + eps)
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Optimizer):
+    """Momentum, then orthogonalised updates for 2-D matrices. Under several processes
+    each rank orthogonalises every world_size-th matrix and one all-reduce shares them."""
+
+    def __init__(self, params, lr: float, momentum: float, backend_steps: int, nesterov: bool = True):
+        super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        distributed = dist.is_available() and dist.is_initialized()
+        world, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            flat = torch.zeros(sum(p.numel() for p in params), device=params[0].device, dtype=torch.float32)
+            offset = 0
+            for i, p in enumerate(params):
+                if i % world == rank:
+                    buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
+                    buf.mul_(group["momentum"]).add_(p.grad)
+                    g = p.grad.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
+                    g = newton_schulz_orthogonalize(g, group["backend_steps"])
+                    g = g * max(1.0, p.size(0) / p.size(1)) ** 0.5  # same RMS for tall matrices
+                    flat[offset:offset + p.numel()] = g.flatten().float()
+                offset += p.numel()
+            if world > 1:
+                dist.all_reduce(flat)
+            offset = 0
+            for p in params:
+                p.add_(flat[offset:offset + p.numel()].view_as(p).to(p.dtype), alpha=-group["lr"])
+                offset += p.numel()
+
+
+# -----------------------------------------------------------------------------
+# EVALUATION (tokenizer-agnostic bits per byte)
+# -----------------------------------------------------------------------------
+
+
+def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int, device) -> tuple[Tensor, Tensor, Tensor]:
+    """Per token id: UTF-8 bytes of its piece without the leading '▁', whether it had one,
+    and whether it is a boundary (control, unknown, unused: no space byte after it)."""
+    base = np.zeros(vocab_size, dtype=np.int16)
+    space = np.zeros(vocab_size, dtype=np.bool_)
+    boundary = np.ones(vocab_size, dtype=np.bool_)
+    for i in range(sp.get_piece_size()):
+        if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
+            continue
+        boundary[i] = False
+        if sp.is_byte(i):
+            base[i] = 1
+            continue
+        piece = sp.id_to_piece(i)
+        if piece.startswith("\u2581"):
+            space[i], piece = True, piece[1:]
+        base[i] = len(piece.encode("utf-8"))
+    as_t = lambda a: torch.from_numpy(a).to(device)
+    return as_t(base), as_t(space), as_t(boundary)
+
+
+def window_plan(num_targets: int, seq_len: int, stride: int) -> tuple[list[int], list[int]]:
+    """Window starts and, per window, the first position it scores, so that targets
+    1..num_targets are each scored exactly once. The first window scores all its
+    positions, every later one its last `stride`; a last window aligned with the end
+    scores only what the one before left. At stride == seq_len: the plain evaluation."""
+    starts = list(range(0, num_targets - seq_len + 1, stride))
+    if starts[-1] != num_targets - seq_len:
+        starts.append(num_targets - seq_len)
+    score_from = [0] + [prev + seq_len - s for prev, s in zip(starts, starts[1:])]
+    return starts, score_from
+
+
+@torch.no_grad()
+def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: int, luts, rank: int = 0,
+             world_size: int = 1, device=torch.device("cpu"), autocast=None) -> tuple[float, float, int]:
+    """(val_loss in nats, val_bpb, scored tokens) over the first whole multiple of
+    seq_len targets, sums in float64 and all-reduced; windows are split across ranks."""
+    num_targets = ((val_tokens.numel() - 1) // seq_len) * seq_len
+    starts, score_from = window_plan(num_targets, seq_len, stride)
+    lo, hi = len(starts) * rank // world_size, len(starts) * (rank + 1) // world_size
+    base_bytes, has_space, is_boundary = luts
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # nll, tokens, bytes
+    offsets = torch.arange(seq_len + 1)
+    positions = torch.arange(seq_len, device=device)
+    for b in range(lo, hi, batch_seqs):
+        e = min(b + batch_seqs, hi)
+        window = val_tokens[torch.tensor(starts[b:e])[:, None] + offsets].to(device=device, dtype=torch.int64)
+        x, y = window[:, :-1], window[:, 1:]
+        with autocast or torch.autocast(device.type, enabled=False):
+            nll = model(x, y)
+        keep = positions[None, :] >= torch.tensor(score_from[b:e], device=device)[:, None]
+        nbytes = base_bytes[y].to(torch.int64) + (has_space[y] & ~is_boundary[x]).to(torch.int64)
+        sums += torch.stack([nll.double()[keep].sum(), keep.sum().double(), nbytes[keep].sum().double()])
+    if world_size > 1:
+        dist.all_reduce(sums)
+    nll, tokens, nbytes = sums.tolist()
+    val_loss = nll / tokens
+    return val_loss, val_loss / math.log(2.0) * tokens / nbytes, int(tokens)
+
+
+# -----------------------------------------------------------------------------
+# QUANTIZATION AND ARTIFACT (int8 per row + zlib, read back weights-only)
+# -----------------------------------------------------------------------------
+
+ARTIFACT_FORMAT = "rlm_int8_zlib_v1"
+KEEP_FLOAT_MAX_NUMEL = 65_536  # smaller float tensors are stored as fp16 (control tensors fp32)
+INT8_CLIP_PERCENTILE = 99.99984
+CONTROL_TENSOR_NAMES = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights")
+
+
+class ArtifactError(ConfigError):
+    """An artifact that cannot be used: truncated, corrupted, or from another configuration."""
+
+
+def quantize_rows_int8(w: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-row int8: clip each row at the INT8_CLIP_PERCENTILE of |w|, 127 levels a side,
+    fp16 scales (the values are rounded with the stored fp16 scale, so dequantization is exact)."""
+    w = w.float()
+    clip = torch.quantile(w.abs(), INT8_CLIP_PERCENTILE / 100.0, dim=1) if w.numel() else w.new_zeros(w.size(0))
+    scale = (clip / 127.0).clamp_min(1.0 / 127.0).to(torch.float16)
+    q = torch.round(torch.maximum(torch.minimum(w, clip[:, None]), -clip[:, None]) / scale.float()[:, None])
+    return q.clamp(-127, 127).to(torch.int8), scale
+
+
+def quantize_state_dict(state: dict[str, Tensor]) -> tuple[dict, dict]:
+    """The house export: 2-D float tensors above KEEP_FLOAT_MAX_NUMEL to int8 per row, other
+    large float tensors to int8 with one scale, small ones kept (fp16, control tensors fp32)."""
+    out = {"q": {}, "scale": {}, "keep": {}, "dtype": {}}
+    stats = {"float_bytes": 0, "payload_bytes": 0, "quantized": [], "kept": []}
+    for name, t in state.items():
+        t = t.detach().cpu().contiguous()
+        stats["float_bytes"] += t.numel() * t.element_size()
+        if not t.is_floating_point() or t.numel() <= KEEP_FLOAT_MAX_NUMEL:
+            if t.is_floating_point():
+                t = t.float() if any(c in name for c in CONTROL_TENSOR_NAMES) else t.half()
+            out["keep"][name] = t
+            stats["kept"].append(name)
+        else:
+            q, scale = quantize_rows_int8(t if t.ndim == 2 else t.reshape(1, -1))
+            out["q"][name], out["scale"][name], out["dtype"][name] = q.reshape(t.shape), scale, str(t.dtype).removeprefix("torch.")
+            stats["quantized"].append(name)
+            t = q
+        stats["payload_bytes"] += t.numel() * t.element_size() + (out["scale"][name].numel() * 2 if name in out["scale"] else 0)
+    return out, stats
+
+
+def dequantize_state_dict(blob: dict) -> dict[str, Tensor]:
+    state = {}
+    for name, q in blob["q"].items():
+        rows = q.reshape(q.size(0), -1) if q.ndim == 2 else q.reshape(1, -1)
+        state[name] = (rows.float() * blob["scale"][name].float()[:, None]).reshape(q.shape).to(getattr(torch, blob["dtype"][name]))
+    for name, t in blob["keep"].items():
+        state[name] = t.float() if t.is_floating_point() else t
+    return state
+
+
+def write_artifact(path: Path, state: dict[str, Tensor], meta: dict) -> tuple[int, dict]:
+    """Quantize, torch.save, zlib level 9, write to a temporary file and rename it into
+    place, so a failed write never replaces an earlier artifact. Returns (bytes, stats)."""
+    blob, stats = quantize_state_dict(state)
+    blob["meta"] = dict(meta, format=ARTIFACT_FORMAT)
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    stats["raw_torch_bytes"] = buf.tell()
+    data = zlib.compress(buf.getvalue(), level=9)
+    atomic_write(path, data)
+    return len(data), stats
+
+
+def read_artifact(path: Path) -> tuple[dict[str, Tensor], dict]:
+    """Weights-only load: a pickle that carries code is refused, not run."""
+    try:
+        raw = zlib.decompress(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: no such artifact") from None
+    except zlib.error:
+        raise ArtifactError(f"{path}: not a zlib-compressed artifact (truncated or corrupted)") from None
+    try:
+        blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as e:  # weights-only unpickling refuses anything but tensors and plain data
+        why = next((ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln), str(e).splitlines()[0] if str(e) else "")
+        raise ArtifactError(f"{path}: refused by weights-only loading ({type(e).__name__}: {why[:160]})") from None
+    if not isinstance(blob, dict) or blob.get("meta", {}).get("format") != ARTIFACT_FORMAT:
+        raise ArtifactError(f"{path}: not an artifact of format {ARTIFACT_FORMAT}")
+    return dequantize_state_dict(blob), blob["meta"]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# -----------------------------------------------------------------------------
+# DATA (challenge shards: 256 int32 header, then uint16 tokens)
+# -----------------------------------------------------------------------------
+
+SHARD_MAGIC, SHARD_VERSION, HEADER_INTS = 20240520, 1, 256
+
+
+class DataError(ConfigError):
+    """A shard, split or tokenizer that cannot be used."""
+
+
+def load_data_shard(path: str, vocab_size: int | None = None) -> np.ndarray:
+    size = os.path.getsize(path)
+    if size < HEADER_INTS * 4:
+        raise DataError(f"{path}: {size} bytes, shorter than the {HEADER_INTS * 4}-byte shard header")
+    header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
+    if header[0] != SHARD_MAGIC:
+        raise DataError(f"{path}: magic {header[0]}, expected {SHARD_MAGIC} (not a challenge shard)")
+    if header[1] != SHARD_VERSION:
+        raise DataError(f"{path}: version {header[1]}, expected {SHARD_VERSION}")
+    count = int(header[2])
+    if count < 0 or size != HEADER_INTS * 4 + 2 * count:
+        raise DataError(f"{path}: header says {count} tokens ({HEADER_INTS * 4 + 2 * count} bytes) but the file has {size} bytes")
+    tokens = np.fromfile(path, dtype="<u2", count=count, offset=HEADER_INTS * 4)
+    if vocab_size is not None and count and int(tokens.max()) >= vocab_size:
+        raise DataError(f"{path}: token id {int(tokens.max())} is not below VOCAB_SIZE={vocab_size}")
+    return tokens
+
+
+def split_files(data_path: str, split: str) -> list[str]:
+    pattern = os.path.join(data_path, f"*_{split}_*.bin")
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise DataError(f"DATA_PATH={data_path}: no {split} shards match {pattern}; fetch FineWeb with "
+                        "`python3 data/cached_challenge_fineweb.py --variant sp1024` or build the embedded corpus with `bash run.sh data`")
+    return files
+
+
+def load_validation_tokens(data_path: str, seq_len: int, vocab_size: int) -> Tensor:
+    tokens = np.concatenate([load_data_shard(f, vocab_size) for f in split_files(data_path, "val")])
+    if tokens.size < seq_len + 1:
+        raise DataError(f"DATA_PATH={data_path}: validation split has {tokens.size} tokens, fewer than TRAIN_SEQ_LEN+1={seq_len + 1}")
+    return torch.from_numpy(tokens.astype(np.int32))
+
+
+class TokenStream:
+    """The training shards read in order as one endless stream (wrapping at the end)."""
+
+    def __init__(self, data_path: str, vocab_size: int):
+        self.files, self.vocab_size = split_files(data_path, "train"), vocab_size
+        self.file_index, self.pos = -1, 0
+        self.tokens = np.zeros(0, dtype=np.uint16)
+
+    def _next_file(self) -> None:
+        for _ in range(len(self.files)):
+            self.file_index = (self.file_index + 1) % len(self.files)
+            self.tokens, self.pos = load_data_shard(self.files[self.file_index], self.vocab_size), 0
+            if self.tokens.size:
+                return
+        raise DataError(f"{os.path.dirname(self.files[0])}: every train shard is empty")
+
+    def take(self, n: int) -> np.ndarray:
+        parts = []
+        while n > 0:
+            if self.pos >= self.tokens.size:
+                self._next_file()
+            k = min(n, self.tokens.size - self.pos)
+            parts.append(self.tokens[self.pos:self.pos + k])
+            self.pos, n = self.pos + k, n - k
+        return np.concatenate(parts)
+
+
+class DistributedTokenLoader:
+    """Each micro-step takes one contiguous chunk for all ranks from the stream; rank r
+    uses the r-th slice, so any world size sees the same tokens in the same order."""
+
+    def __init__(self, data_path: str, vocab_size: int, rank: int, world_size: int, device):
+        self.stream, self.rank, self.world_size, self.device = TokenStream(data_path, vocab_size), rank, world_size, device
+
+    def next_batch(self, local_tokens: int, seq_len: int) -> tuple[Tensor, Tensor]:
+        span = local_tokens + 1
+        chunk = self.stream.take(span * self.world_size)[self.rank * span:(self.rank + 1) * span]
+        t = torch.from_numpy(chunk.astype(np.int64)).to(self.device, non_blocking=True)
+        return t[:-1].reshape(-1, seq_len), t[1:].reshape(-1, seq_len)
+
+
+# -----------------------------------------------------------------------------
+# MODEL
+# -----------------------------------------------------------------------------
+
+
+def rms_norm(x: Tensor) -> Tensor:
+    return F.rms_norm(x, (x.size(-1),))
+
+
+class CastedLinear(nn.Linear):
+    """A dense learned projection without bias; fp32 master weight, computed in the
+    autocast dtype."""
+
+    def __init__(self, in_features: int, out_features: int, zero_init: bool = False):
+        super().__init__(in_features, out_features, bias=False)
+        if zero_init:
+            nn.init.zeros_(self.weight)
+
+
+def make_projection(cfg, layer: int, name: str, in_features: int, out_features: int) -> nn.Module:
+    """The one place that builds a block projection (attention q, k, v, o; MLP fc, proj).
+    The output projections o and proj start at zero, as in the baseline."""
+    return CastedLinear(in_features, out_features, zero_init=name in ("o", "proj"))
+
+
+class Rotary(nn.Module):
+    """RoPE tables built once at construction (never inside inference mode, see FACTS.md),
+    as buffers that are not saved."""
+
+    def __init__(self, head_dim: int, max_len: int, base: float):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
+        self.register_buffer("cos", angles.cos()[None, None], persistent=False)
+        self.register_buffer("sin", angles.sin()[None, None], persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t, half = x.size(-2), x.size(-1) // 2
+        cos, sin = self.cos[..., :t, :].to(x.dtype), self.sin[..., :t, :].to(x.dtype)
+        x1, x2 = x[..., :half], x[..., half:]
+        return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg, layer: int):
+        super().__init__()
+        dim, self.num_heads, self.num_kv_heads = cfg.model_dim, cfg.num_heads, cfg.num_kv_heads
+        self.head_dim = dim // self.num_heads
+        kv_dim = self.num_kv_heads * self.head_dim
+        self.q = make_projection(cfg, layer, "q", dim, dim)
+        self.k = make_projection(cfg, layer, "k", dim, kv_dim)
+        self.v = make_projection(cfg, layer, "v", dim, kv_dim)
+        self.o = make_projection(cfg, layer, "o", dim, dim)
+        self.q_gain = nn.Parameter(torch.full((self.num_heads,), float(cfg.qk_gain_init)))
+        self.rotary = Rotary(self.head_dim, cfg.train_seq_len, cfg.rope_base)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, dim = x.shape
+        q = self.q(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = self.rotary(rms_norm(q).to(v.dtype)), self.rotary(rms_norm(k).to(v.dtype))
+        q = q * self.q_gain.to(q.dtype)[None, :, None, None]
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.num_kv_heads != self.num_heads)
+        return self.o(y.transpose(1, 2).reshape(b, t, dim))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg, layer: int):
+        super().__init__()
+        self.fc = make_projection(cfg, layer, "fc", cfg.model_dim, cfg.mlp_hidden)
+        self.proj = make_projection(cfg, layer, "proj", cfg.mlp_hidden, cfg.model_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(torch.relu(self.fc(x)).square())
+
+
+class Block(nn.Module):
+    def __init__(self, cfg, layer: int):
+        super().__init__()
+        dim = cfg.model_dim
+        self.attn, self.mlp = CausalSelfAttention(cfg, layer), MLP(cfg, layer)
+        self.attn_scale = nn.Parameter(torch.ones(dim))
+        self.mlp_scale = nn.Parameter(torch.ones(dim))
+        self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))))
+
+    def forward(self, x: Tensor, x0: Tensor) -> Tensor:
+        mix = self.resid_mix.to(x.dtype)
+        x = mix[0] * x + mix[1] * x0
+        x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x))
+        return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x))
+
+
+class GPT(nn.Module):
+    """The baseline: blocks in a U shape (the first half's outputs are added back to the
+    second half in reverse order through learned per-channel skip weights)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
+        nn.init.normal_(self.tok_emb.weight, std=cfg.tied_embed_init_std)
+        self.num_encoder = cfg.num_layers // 2
+        self.skip_weights = nn.Parameter(torch.ones(min(self.num_encoder, cfg.num_layers - self.num_encoder), cfg.model_dim))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
+        self.lm_head = None if cfg.tie_embeddings else CastedLinear(cfg.model_dim, cfg.vocab_size, zero_init=True)
+
+    def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
+        """Per-token cross-entropy in nats, shape of target_ids, fp32."""
+        x = x0 = rms_norm(self.tok_emb(input_ids))
+        skips = []
+        for i, block in enumerate(self.blocks):
+            j = i - self.num_encoder
+            if 0 <= j < self.skip_weights.size(0) and skips:
+                x = x + self.skip_weights[j].to(x.dtype) * skips.pop()
+            x = block(x, x0)
+            if i < self.num_encoder:
+                skips.append(x)
+        x = rms_norm(x)
+        logits = F.linear(x, self.tok_emb.weight if self.lm_head is None else self.lm_head.weight).float()
+        logits = self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction="none").view_as(target_ids)
+
+
+def build_optimizers(model: GPT, args) -> list[torch.optim.Optimizer]:
+    """Muon for the 2-D block matrices; Adam for the embedding, the head, and every vector
+    or scalar (control tensors)."""
+    block_params = list(model.blocks.named_parameters())
+    matrices = [p for n, p in block_params if p.ndim == 2 and not any(c in n for c in CONTROL_TENSOR_NAMES)]
+    scalars = [p for n, p in block_params if p.ndim < 2 or any(c in n for c in CONTROL_TENSOR_NAMES)] + [model.skip_weights]
+    adam = dict(betas=(args.beta1, args.beta2), eps=args.adam_eps, fused=next(model.parameters()).is_cuda)
+    groups = [dict(params=[model.tok_emb.weight], lr=args.tied_embed_lr if model.lm_head is None else args.embed_lr),
+              dict(params=scalars, lr=args.scalar_lr)]
+    if model.lm_head is not None:
+        groups.append(dict(params=[model.lm_head.weight], lr=args.head_lr))
+    optimizers = [torch.optim.Adam(groups, **adam)]
+    if matrices:
+        optimizers.append(Muon(matrices, lr=args.matrix_lr, momentum=args.muon_momentum, backend_steps=args.muon_backend_steps))
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["base_lr"] = group["lr"]
+    return optimizers
+
+
+# -----------------------------------------------------------------------------
+# TRAINING
+# -----------------------------------------------------------------------------
+
+
+def lr_multiplier(args, step: int, elapsed_ms: float) -> float:
+    """Linear warmdown to 0 over the last WARMDOWN_ITERS steps; under a wallclock cap the
+    steps are counted in time, from the average step time so far."""
+    if args.warmdown_iters <= 0:
+        return 1.0
+    if args.max_wallclock_seconds <= 0:
+        start = max(args.iterations - args.warmdown_iters, 0)
+        return max((args.iterations - step) / args.warmdown_iters, 0.0) if step >= start else 1.0
+    warmdown_ms = args.warmdown_iters * elapsed_ms / max(step, 1)
+    remaining_ms = max(1000.0 * args.max_wallclock_seconds - elapsed_ms, 0.0)
+    return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
+
+
+class Logger:
+    """Rank 0 prints and appends to logs/<RUN_ID>.txt, which starts with this file's source."""
+
+    def __init__(self, run_id: str, rank: int, code: str):
+        self.path = Path("logs") / f"{run_id}.txt" if rank == 0 else None
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(code + "\n" + "=" * 100 + "\n", encoding="utf-8")
+
+    def __call__(self, msg: str, console: bool = True) -> None:
+        if self.path:
+            if console:
+                print(msg, flush=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(msg + "\n")
+
+
+def main() -> int:
+    code = Path(__file__).read_text(encoding="utf-8")
+    args = Hyperparameters(os.environ)
+    world_size, rank, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    args.check_world(world_size)
+    use_cuda = torch.cuda.is_available()
+    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    compile_model = args.compile == "1" or (args.compile == "auto" and use_cuda)
+    distributed = world_size > 1
+    if distributed:
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None)
+    log = Logger(args.run_id, rank, code)
+    log(f"Running Python {sys.version.split()[0]}, PyTorch {torch.__version__}, device:{torch.cuda.get_device_name(device) if use_cuda else 'cpu'}")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False)
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+
+    # Tokenizer, validation data and byte tables, all checked before the model is built.
+    if not os.path.isfile(args.tokenizer_path):
+        raise DataError(f"TOKENIZER_PATH={args.tokenizer_path}: no such file; build or fetch the data first (`bash run.sh data`)")
+    sp = spm.SentencePieceProcessor(model_file=args.tokenizer_path)
+    if sp.vocab_size() != args.vocab_size:
+        raise DataError(f"TOKENIZER_PATH={args.tokenizer_path}: vocabulary of {sp.vocab_size()} tokens, but VOCAB_SIZE={args.vocab_size}")
+    val_tokens = load_validation_tokens(args.data_path, args.train_seq_len, args.vocab_size)
+    luts = build_byte_luts(sp, args.vocab_size, device)
+    log(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={args.tokenizer_path}")
+    train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rank, world_size, device)
+    log(f"train_loader:dataset:{Path(args.data_path).name} train_shards:{len(train_loader.stream.files)}")
+    log(f"val_loader:shards pattern={os.path.join(args.data_path, '*_val_*.bin')} tokens:{val_tokens.numel()}")
+
+    base_model = GPT(args).to(device)
+    model_fwd = torch.compile(base_model, dynamic=False, fullgraph=True, backend=args.compile_backend) if compile_model else base_model
+    model = DDP(model_fwd, device_ids=[local_rank] if use_cuda else None, broadcast_buffers=False) if distributed else model_fwd
+    optimizers = build_optimizers(base_model, args)
+    log(f"model_params:{sum(p.numel() for p in base_model.parameters())}")
+    log(f"world_size:{world_size} grad_accum_steps:{args.grad_accum_steps}")
+    log(f"attention_mode:{'gqa' if args.num_kv_heads != args.num_heads else 'mha'} num_heads:{args.num_heads} num_kv_heads:{args.num_kv_heads}")
+    log(f"tie_embeddings:{bool(args.tie_embeddings)} embed_lr:{args.tied_embed_lr if args.tie_embeddings else args.embed_lr} "
+        f"head_lr:{0.0 if args.tie_embeddings else args.head_lr} matrix_lr:{args.matrix_lr} scalar_lr:{args.scalar_lr}")
+    log(f"train_batch_tokens:{args.train_batch_tokens} train_seq_len:{args.train_seq_len} iterations:{args.iterations} "
+        f"warmup_steps:{args.warmup_steps} max_wallclock_seconds:{args.max_wallclock_seconds:.3f} compile:{compile_model}")
+    log(f"seed:{args.seed}")
+
+    local_tokens = args.train_batch_tokens // (world_size * args.grad_accum_steps)
+    eval_batch_seqs = max(1, args.val_batch_size // (world_size * args.train_seq_len))
+
+    def run_eval(stride: int, batch_seqs: int) -> tuple[float, float, int]:
+        base_model.eval()
+        result = evaluate(model_fwd, val_tokens, args.train_seq_len, stride, batch_seqs, luts, rank, world_size, device, autocast)
+        base_model.train()
+        return result
+
+    def train_step(step: int, elapsed_ms: float) -> Tensor:
+        mul = lr_multiplier(args, step, elapsed_ms)
+        frac = min(step / args.muon_momentum_warmup_steps, 1.0) if args.muon_momentum_warmup_steps else 1.0
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * mul
+                if isinstance(opt, Muon):
+                    group["momentum"] = (1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum
+        loss_sum = torch.zeros((), device=device)
+        for micro in range(args.grad_accum_steps):
+            x, y = train_loader.next_batch(local_tokens, args.train_seq_len)
+            if distributed:
+                model.require_backward_grad_sync = micro == args.grad_accum_steps - 1
+            with autocast:
+                loss = model(x, y).mean()
+            loss_sum += loss.detach()
+            (loss / args.grad_accum_steps).backward()
+        if args.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(base_model.parameters(), args.grad_clip_norm)
+        for opt in optimizers:
+            opt.step()
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss_sum /= args.grad_accum_steps
+        if distributed:  # one tiny all-reduce: every rank sees the same (mean) loss and stops together
+            dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG if use_cuda else dist.ReduceOp.SUM)
+            if not use_cuda:
+                loss_sum /= world_size
+        return loss_sum
+
+    # Compile warmup: run a few real steps so compilation happens now, then roll back the
+    # weights, optimizer state and data stream so the timed run starts from scratch.
+    if args.warmup_steps > 0:
+        initial_model = copy.deepcopy(base_model.state_dict())
+        initial_opt = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
+        for i in range(args.warmup_steps):
+            train_step(0, 0.0)
+            log(f"warmup_step:{i + 1}/{args.warmup_steps}")
+        base_model.load_state_dict(initial_model)
+        for opt, state in zip(optimizers, initial_opt):
+            opt.load_state_dict(state)
+        train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rank, world_size, device)
+
+    def sync() -> None:
+        if use_cuda:
+            torch.cuda.synchronize()
+
+    training_ms, step, stop_after = 0.0, 0, None
+    sync()
+    t0 = time.perf_counter()
+    while True:
+        last_step = step == args.iterations or step == stop_after
+        if last_step or (args.val_loss_every > 0 and step % args.val_loss_every == 0):
+            sync()
+            training_ms += 1000.0 * (time.perf_counter() - t0)
+            val_loss, val_bpb, _ = run_eval(args.train_seq_len, eval_batch_seqs)
+            log(f"step:{step}/{args.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
+                f"train_time:{training_ms:.0f}ms step_avg:{training_ms / max(step, 1):.2f}ms")
+            sync()
+            t0 = time.perf_counter()
+        if last_step:
+            break
+        train_loss = train_step(step, training_ms + 1000.0 * (time.perf_counter() - t0)).item()
+        step += 1
+        elapsed_ms = training_ms + 1000.0 * (time.perf_counter() - t0)
+        if not math.isfinite(train_loss):
+            log(f"stopping: non-finite train_loss:{train_loss} at step:{step}/{args.iterations}; no artifact written")
+            if distributed:
+                dist.destroy_process_group()
+            return 3
+        if step <= 10 or step % args.train_log_every == 0 or stop_after is not None:
+            log(f"step:{step}/{args.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms step_avg:{elapsed_ms / step:.2f}ms")
+        if stop_after is None and args.max_wallclock_seconds > 0:
+            reached = torch.tensor(int(elapsed_ms >= 1000.0 * args.max_wallclock_seconds), device=device)
+            if distributed:  # every rank stops at the same step
+                dist.all_reduce(reached, op=dist.ReduceOp.MAX)
+            if reached.item():
+                stop_after = step
+                log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{step}/{args.iterations}")
+
+    if use_cuda:
+        log(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
+    else:
+        log(f"peak memory rss: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
+
+    # Artifact: the raw state dict, then int8 + zlib, read back and evaluated again.
+    code_bytes = len(code.encode("utf-8"))
+    artifact_path = Path("final_model.int8.ptz")
+    meta = {"config": args.model_config(), "torch_version": str(torch.__version__)}
+    if rank == 0:
+        buf = io.BytesIO()
+        torch.save(base_model.state_dict(), buf)
+        atomic_write(Path("final_model.pt"), buf.getvalue())
+        log(f"Serialized model: {buf.tell()} bytes")
+        log(f"Code size: {code_bytes} bytes")
+        log(f"Total submission size: {buf.tell() + code_bytes} bytes")
+        nbytes, stats = write_artifact(artifact_path, base_model.state_dict(), meta)
+        log(f"Serialized model int8+zlib: {nbytes} bytes (payload:{stats['payload_bytes']} raw_torch:{stats['raw_torch_bytes']} "
+            f"payload_ratio:{stats['float_bytes'] / max(stats['payload_bytes'], 1):.2f}x)")
+        log(f"Total submission size int8+zlib: {nbytes + code_bytes} bytes")
+    if distributed:
+        dist.barrier()
+    state, _ = read_artifact(artifact_path)
+    base_model.load_state_dict(state, strict=True)
+    t_eval = time.perf_counter()
+    val_loss, val_bpb, _ = run_eval(args.train_seq_len, eval_batch_seqs)
+    log(f"final_int8_zlib_roundtrip val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000.0 * (time.perf_counter() - t_eval):.0f}ms")
+    log(f"final_int8_zlib_roundtrip_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+    if args.eval_stride > 0:
+        t_eval = time.perf_counter()
+        val_loss, val_bpb, scored = run_eval(args.eval_stride, args.eval_batch_seqs or eval_batch_seqs)
+        log(f"final_int8_zlib_roundtrip_sliding val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} stride:{args.eval_stride} "
+            f"eval_time:{1000.0 * (time.perf_counter() - t_eval):.0f}ms")
+        log(f"final_int8_zlib_roundtrip_sliding_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f} scored_tokens:{scored}")
+    if distributed:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--env-help"]:
+        print(env_help())
+        sys.exit(0)
+    try:
+        sys.exit(main())
+    except ConfigError as e:  # bad input: one line that names it, no traceback
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import glob
+import hashlib
 import io
 import math
 import os
@@ -23,6 +24,7 @@ import time
 import uuid
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import sentencepiece as spm
@@ -88,6 +90,19 @@ ENV_VARS = [
     ("BETA2", 0.95, "float", (0.0, 0.999999), "Adam beta2"),
     ("ADAM_EPS", 1e-8, "float", (0.0, 1.0), "Adam epsilon"),
     ("GRAD_CLIP_NORM", 0.0, "float", (0.0, 1e30), "clip the global grad norm; 0 = off"),
+    # random linear maps (README: "Random linear maps")
+    ("FREEZE_MODE", "none", "str", ("none", "adapter", "frozen", "lowrank", "mask"), "what a targeted projection is: dense, random base + adapter, frozen random, low-rank, supermask"),
+    ("FREEZE_TARGETS", "", "str", None, "comma list of q,k,v,o,fc,proj (attn, mlp, all); empty = all (frozen, progressive freeze: fc)"),
+    ("LORA_RANK", 16, "int", (1, 65536), "rank of adapters and low-rank factors"),
+    ("LORA_RANKS", "", "str", None, "comma list of one rank per layer, overriding LORA_RANK"),
+    ("BASE_SEED", 0, "int", (0, 2**32 - 1), "seed of every regenerated matrix (each projection derives its own)"),
+    ("BASE_INIT", "gaussian", "str", ("gaussian", "uniform", "orthogonal", "rademacher"), "distribution of the regenerated matrices"),
+    ("FROZEN_CORRECTION_RANK", 0, "int", (0, 65536), "frozen mode with fc and proj frozen: a learned rank-r path beside each MLP"),
+    ("PROGRESSIVE_FREEZE_FRAC", 0.0, "float", (0.0, 0.999), "train the targets dense, freeze them after this fraction of the run; 0 = off"),
+    ("MASK_LR", 0.05, "float", (0.0, LR_MAX), "Adam learning rate of the mask scores"),
+    ("MASK_INIT_SCORE", 1.0, "float", (1e-6, 1e3), "initial score of every mask entry (positive: every weight starts kept)"),
+    ("MASK_TEMP_START", 1.0, "float", (1e-6, 1e6), "sigmoid temperature of the mask's straight-through gradient at the start"),
+    ("MASK_TEMP_END", 0.1, "float", (1e-6, 1e6), "... at the end of the run (annealed geometrically)"),
     # device
     ("COMPILE", "auto", "str", ("auto", "0", "1"), "torch.compile(fullgraph=True); auto = on for CUDA, off for CPU"),
     ("COMPILE_BACKEND", "inductor", "str", ("inductor", "eager", "aot_eager"), "backend of torch.compile"),
@@ -118,6 +133,7 @@ class Hyperparameters:
         self.run_id = self.run_id or str(uuid.uuid4())
         self.mlp_hidden = max(1, round(self.mlp_mult * self.model_dim))
         self.check_shapes()
+        self.check_random_maps()
 
     def check_shapes(self) -> None:
         if self.model_dim % self.num_heads:
@@ -128,6 +144,37 @@ class Hyperparameters:
             raise ConfigError(f"NUM_KV_HEADS={self.num_kv_heads}: must divide NUM_HEADS={self.num_heads}")
         if self.eval_stride > self.train_seq_len:
             raise ConfigError(f"EVAL_STRIDE={self.eval_stride}: larger than TRAIN_SEQ_LEN={self.train_seq_len}; accepted 0 to TRAIN_SEQ_LEN")
+
+    def check_random_maps(self) -> None:
+        """FREEZE_* and LORA_* together: parsed target set, per-layer ranks, compatible settings."""
+        mode, progressive = self.freeze_mode, self.progressive_freeze_frac > 0
+        default = "fc" if mode == "frozen" or progressive else ("" if mode == "none" else "all")
+        self.targets = parse_targets(self.freeze_targets or default)
+        if mode == "none" and self.freeze_targets and not progressive:
+            raise ConfigError(f"FREEZE_TARGETS={self.freeze_targets!r}: has no effect with FREEZE_MODE=none (set FREEZE_MODE or PROGRESSIVE_FREEZE_FRAC)")
+        if progressive and mode != "none":
+            raise ConfigError(f"PROGRESSIVE_FREEZE_FRAC={self.progressive_freeze_frac}: trains the targets as dense matrices, so it needs FREEZE_MODE=none, not {mode}")
+        if self.lora_ranks:
+            if mode not in ("adapter", "lowrank"):
+                raise ConfigError(f"LORA_RANKS={self.lora_ranks!r}: applies to FREEZE_MODE=adapter or lowrank, not {mode}")
+            try:
+                ranks = [int(r) for r in self.lora_ranks.split(",")]
+            except ValueError:
+                raise ConfigError(f"LORA_RANKS={self.lora_ranks!r}: not a comma list of integers") from None
+            if len(ranks) != self.num_layers or min(ranks) < 1:
+                raise ConfigError(f"LORA_RANKS={self.lora_ranks!r}: needs {self.num_layers} positive ranks (one per layer, NUM_LAYERS={self.num_layers}), got {len(ranks)}")
+            self.ranks = ranks
+        else:
+            self.ranks = [self.lora_rank] * self.num_layers
+        if mode in ("adapter", "lowrank"):
+            dims = projection_dims(self)
+            smallest = min(min(dims[t]) for t in self.targets)
+            if max(self.ranks) > smallest:
+                raise ConfigError(f"{'LORA_RANKS' if self.lora_ranks else 'LORA_RANK'}={max(self.ranks)}: above the smallest targeted projection dimension {smallest}")
+        if self.frozen_correction_rank and not (mode == "frozen" and {"fc", "proj"} <= set(self.targets)):
+            raise ConfigError(f"FROZEN_CORRECTION_RANK={self.frozen_correction_rank}: needs FREEZE_MODE=frozen with both fc and proj in FREEZE_TARGETS (got {mode}, {','.join(self.targets)})")
+        if self.mask_temp_end > self.mask_temp_start:
+            raise ConfigError(f"MASK_TEMP_END={self.mask_temp_end}: must not exceed MASK_TEMP_START={self.mask_temp_start} (the temperature anneals down)")
 
     def check_world(self, world_size: int) -> None:
         """Checks that need the number of processes; sets grad_accum_steps."""
@@ -144,8 +191,29 @@ class Hyperparameters:
     def model_config(self) -> dict:
         """What is needed to rebuild the model: stored in the artifact."""
         keys = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_hidden", "tie_embeddings",
-                "tied_embed_init_std", "rope_base", "logit_softcap", "qk_gain_init", "train_seq_len")
-        return {k: getattr(self, k) for k in keys}
+                "tied_embed_init_std", "rope_base", "logit_softcap", "qk_gain_init", "train_seq_len", "freeze_mode",
+                "targets", "ranks", "base_seed", "base_init", "frozen_correction_rank", "mask_init_score")
+        return {k: list(v) if isinstance(v, (list, tuple)) else v for k in keys for v in [getattr(self, k)]}
+
+
+PROJECTIONS = ("q", "k", "v", "o", "fc", "proj")
+TARGET_GROUPS = {"attn": ("q", "k", "v", "o"), "mlp": ("fc", "proj"), "all": PROJECTIONS}
+
+
+def parse_targets(text: str) -> tuple[str, ...]:
+    """'attn,fc' -> ('q', 'k', 'v', 'o', 'fc'), in the order of PROJECTIONS."""
+    chosen = set()
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        if item not in PROJECTIONS and item not in TARGET_GROUPS:
+            raise ConfigError(f"FREEZE_TARGETS={text!r}: unknown projection {item!r}; accepted: {', '.join(PROJECTIONS + tuple(TARGET_GROUPS))}")
+        chosen.update(TARGET_GROUPS.get(item, (item,)))
+    return tuple(p for p in PROJECTIONS if p in chosen)
+
+
+def projection_dims(cfg) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each block projection."""
+    dim, kv = cfg.model_dim, cfg.num_kv_heads * (cfg.model_dim // cfg.num_heads)
+    return {"q": (dim, dim), "k": (dim, kv), "v": (dim, kv), "o": (dim, dim), "fc": (dim, cfg.mlp_hidden), "proj": (cfg.mlp_hidden, dim)}
 
 
 def env_help() -> str:
@@ -284,7 +352,7 @@ def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: i
 ARTIFACT_FORMAT = "rlm_int8_zlib_v1"
 KEEP_FLOAT_MAX_NUMEL = 65_536  # smaller float tensors are stored as fp16 (control tensors fp32)
 INT8_CLIP_PERCENTILE = 99.99984
-CONTROL_TENSOR_NAMES = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights")
+CONTROL_TENSOR_NAMES = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights", "mask_scale")
 
 
 class ArtifactError(ConfigError):
@@ -303,23 +371,27 @@ def quantize_rows_int8(w: Tensor) -> tuple[Tensor, Tensor]:
 
 def quantize_state_dict(state: dict[str, Tensor]) -> tuple[dict, dict]:
     """The house export: 2-D float tensors above KEEP_FLOAT_MAX_NUMEL to int8 per row, other
-    large float tensors to int8 with one scale, small ones kept (fp16, control tensors fp32)."""
-    out = {"q": {}, "scale": {}, "keep": {}, "dtype": {}}
-    stats = {"float_bytes": 0, "payload_bytes": 0, "quantized": [], "kept": []}
+    large float tensors to int8 with one scale, small ones kept (fp16, control tensors fp32).
+    Mask scores (names ending in .scores) are stored as their mask, 1 bit a weight."""
+    out = {"q": {}, "scale": {}, "keep": {}, "dtype": {}, "bits": {}, "shape": {}}
+    stats = {"float_bytes": 0, "payload_bytes": 0, "int8": [], "kept": [], "bits": []}
     for name, t in state.items():
         t = t.detach().cpu().contiguous()
         stats["float_bytes"] += t.numel() * t.element_size()
-        if not t.is_floating_point() or t.numel() <= KEEP_FLOAT_MAX_NUMEL:
+        if name.endswith(".scores"):
+            out["bits"][name], out["shape"][name] = torch.from_numpy(np.packbits((t > 0).numpy().ravel())), list(t.shape)
+            kind, stored = "bits", [out["bits"][name]]
+        elif not t.is_floating_point() or t.numel() <= KEEP_FLOAT_MAX_NUMEL:
             if t.is_floating_point():
                 t = t.float() if any(c in name for c in CONTROL_TENSOR_NAMES) else t.half()
             out["keep"][name] = t
-            stats["kept"].append(name)
+            kind, stored = "kept", [t]
         else:
             q, scale = quantize_rows_int8(t if t.ndim == 2 else t.reshape(1, -1))
             out["q"][name], out["scale"][name], out["dtype"][name] = q.reshape(t.shape), scale, str(t.dtype).removeprefix("torch.")
-            stats["quantized"].append(name)
-            t = q
-        stats["payload_bytes"] += t.numel() * t.element_size() + (out["scale"][name].numel() * 2 if name in out["scale"] else 0)
+            kind, stored = "int8", [q, scale]
+        stats[kind].append(name)
+        stats["payload_bytes"] += sum(x.numel() * x.element_size() for x in stored)
     return out, stats
 
 
@@ -330,7 +402,23 @@ def dequantize_state_dict(blob: dict) -> dict[str, Tensor]:
         state[name] = (rows.float() * blob["scale"][name].float()[:, None]).reshape(q.shape).to(getattr(torch, blob["dtype"][name]))
     for name, t in blob["keep"].items():
         state[name] = t.float() if t.is_floating_point() else t
+    for name, bits in blob["bits"].items():  # a mask comes back as scores of +-1: the same hard mask
+        shape = blob["shape"][name]
+        kept = np.unpackbits(bits.numpy(), count=math.prod(shape)).reshape(shape)
+        state[name] = torch.from_numpy(kept.astype(np.float32) * 2 - 1)
     return state
+
+
+def storage_summary(stats: dict) -> str:
+    """Which tensors went where, per kind: 'int8: mlp.fc.weight x9, tok_emb.weight | ...'."""
+    parts = []
+    for kind in ("int8", "kept", "bits"):
+        counts: dict[str, int] = {}
+        for name in stats[kind]:
+            key = name.split(".", 2)[2] if name.startswith("blocks.") else name
+            counts[key] = counts.get(key, 0) + 1
+        parts.append(f"{kind}: " + (", ".join(f"{k} x{n}" if n > 1 else k for k, n in counts.items()) or "-"))
+    return " | ".join(parts)
 
 
 def write_artifact(path: Path, state: dict[str, Tensor], meta: dict) -> tuple[int, dict]:
@@ -362,6 +450,36 @@ def read_artifact(path: Path) -> tuple[dict[str, Tensor], dict]:
     if not isinstance(blob, dict) or blob.get("meta", {}).get("format") != ARTIFACT_FORMAT:
         raise ArtifactError(f"{path}: not an artifact of format {ARTIFACT_FORMAT}")
     return dequantize_state_dict(blob), blob["meta"]
+
+
+def check_artifact_config(path, meta: dict, config: dict, model: nn.Module) -> None:
+    """Refuse an artifact built with another configuration, or whose regenerated matrices come
+    out different here (another BASE_SEED or BASE_INIT, or a generator that changed)."""
+    theirs = meta.get("config", {})
+    diff = [k for k in sorted(set(theirs) | set(config)) if theirs.get(k) != config.get(k)]
+    if diff:
+        k = diff[0]
+        raise ArtifactError(f"{path}: built with {k.upper()}={theirs.get(k)!r}, this run has {k.upper()}={config.get(k)!r}"
+                            + (f" (and {len(diff) - 1} more differences)" if len(diff) > 1 else ""))
+    ours, recorded = regenerated_checksums(model), meta.get("regenerated", {})
+    bad = [k for k in sorted(set(ours) | set(recorded)) if ours.get(k) != recorded.get(k)]
+    if bad:
+        raise ArtifactError(f"{path}: {len(bad)} regenerated matrices differ from the artifact's checksums (first: {bad[0]}); "
+                            f"the artifact was made with torch {meta.get('torch_version')}, this is torch {torch.__version__}")
+
+
+def model_from_artifact(path, expect: dict | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model an artifact describes (its regenerated matrices checked against the
+    recorded checksums) and load its weights; `expect` is a configuration it must match."""
+    state, meta = read_artifact(path)
+    config = meta.get("config")
+    try:
+        model = GPT(SimpleNamespace(**config))
+    except (TypeError, AttributeError, KeyError) as e:
+        raise ArtifactError(f"{path}: its configuration cannot build a model ({type(e).__name__}: {e})") from None
+    check_artifact_config(path, meta, config if expect is None else expect, model)
+    model.load_state_dict(state, strict=True)
+    return model, meta
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -466,6 +584,81 @@ def rms_norm(x: Tensor) -> Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
+# Regenerated random matrices. A projection's random base R is rebuilt from a seed wherever
+# the model is built, so it costs no artifact bytes. Its bits must be the same on every
+# processor and device (FACTS.md pitfalls): it is made from integer hashing of (seed, stream,
+# index) in int64 arithmetic that never overflows, then only exactly-rounded float operations
+# (int -> float of exactly representable values, one multiply by a constant, + - * / in
+# float64 for the orthogonal rotations). No torch generator, no log/cos, no reduction, and the
+# values of element i do not depend on the tensor's shape.
+
+MASK32 = 0xFFFFFFFF
+
+
+def mul32(x, c: int):
+    """(x * c) mod 2^32 for 0 <= x < 2^32, through 16-bit halves of c so int64 never overflows."""
+    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & MASK32
+
+
+def mix32(x):
+    """murmur3's 32-bit finalizer: a bijection on 0..2^32-1 (Python ints or int64 tensors)."""
+    x = x ^ (x >> 16)
+    x = mul32(x, 0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = mul32(x, 0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def hash_stream(seed: int, stream: int, n: int, start: int = 0) -> Tensor:
+    """Distinct 32-bit hashes (int64) of element indices start..n-1 under (seed, stream)."""
+    key = mix32(mix32(seed & MASK32) ^ mix32(mul32(stream + 1, 0x9E3779B9)))
+    return mix32(mul32(torch.arange(start, n, dtype=torch.int64), 0x9E3779B1) ^ key)
+
+
+def projection_seed(base_seed: int, layer: int, name: str) -> int:
+    """seed = mix32(mix32(mix32(BASE_SEED) ^ layer) ^ k), k = 1..6 for q, k, v, o, fc, proj."""
+    return mix32(mix32(mix32(base_seed & MASK32) ^ layer) ^ (PROJECTIONS.index(name) + 1))
+
+
+def symmetric_unit(h: Tensor) -> Tensor:
+    """Top 23 bits of a hash as an exact float32 in (-1, 1): (2u + 1 - 2^23) / 2^23."""
+    return ((h >> 9) * 2 + 1 - 2**23).to(torch.float32) * 2.0**-23
+
+
+def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> Tensor:
+    """An (out, in) float32 CPU matrix, bit-identical everywhere for the same arguments.
+    gaussian: N(0, 1/in) approximated by the sum of twelve uniform bytes (Irwin-Hall, exact in
+    float32, steps of 1/256 of a standard deviation, tails cut at 6); uniform: Xavier, U(+-sqrt(6 / (in + out))); rademacher: +-1/sqrt(in);
+    orthogonal: orthonormal rows or columns, from 3 log2(n) layers of seeded Givens rotations
+    between random pairs of rows, each rotation c = (1 - t^2) / (1 + t^2), s = 2t / (1 + t^2)."""
+    n = out_features * in_features
+    if init == "gaussian":  # in chunks that stay in cache; element i never depends on the chunking
+        w = torch.empty(n, dtype=torch.float32)
+        for lo in range(0, n, 1 << 16):
+            hi = min(lo + (1 << 16), n)
+            total = sum((h & 255) + ((h >> 8) & 255) + ((h >> 16) & 255) + (h >> 24) for h in (hash_stream(seed, i, hi, lo) for i in range(3)))
+            w[lo:hi] = (total - 1530).to(torch.float32) * 2.0**-8  # twelve bytes: mean 1530, std 256
+        w *= torch.tensor(in_features**-0.5, dtype=torch.float32)
+    elif init == "uniform":
+        w = symmetric_unit(hash_stream(seed, 0, n)) * torch.tensor(math.sqrt(6.0 / (in_features + out_features)), dtype=torch.float32)
+    elif init == "rademacher":
+        w = ((hash_stream(seed, 0, n) & 1) * 2 - 1).to(torch.float32) * torch.tensor(in_features**-0.5, dtype=torch.float32)
+    else:
+        size, keep = max(out_features, in_features), min(out_features, in_features)
+        m = torch.eye(size, dtype=torch.float64)[:, :keep].contiguous()  # the first `keep` columns of the product
+        pairs = size // 2
+        for layer in range(3 * max(1, math.ceil(math.log2(size)))):
+            order = torch.argsort(hash_stream(seed, 2 * layer, size))  # distinct keys: one order on every machine
+            a, b = order[0:2 * pairs:2], order[1:2 * pairs:2]
+            t = symmetric_unit(hash_stream(seed, 2 * layer + 1, pairs)).to(torch.float64)[:, None]
+            c, s = (1 - t * t) / (1 + t * t), 2 * t / (1 + t * t)
+            ra, rb = m[a], m[b]
+            m[a], m[b] = c * ra - s * rb, s * ra + c * rb
+        w = m.to(torch.float32)
+        return (w if out_features >= in_features else w.T).contiguous()
+    return w.view(out_features, in_features)
+
+
 class CastedLinear(nn.Linear):
     """A dense learned projection without bias; fp32 master weight, computed in the
     autocast dtype."""
@@ -476,10 +669,93 @@ class CastedLinear(nn.Linear):
             nn.init.zeros_(self.weight)
 
 
+class FrozenFC(nn.Module):
+    """The random base R alone, never trained (selective freeze): stored nowhere, rebuilt
+    from its seed. Subclasses add what they learn on top of R."""
+
+    def __init__(self, in_features: int, out_features: int, seed: int, init: str):
+        super().__init__()
+        self.seed, self.init = seed, init
+        self.register_buffer("base", random_matrix(out_features, in_features, seed, init), persistent=False)
+
+    def effective_weight(self) -> Tensor:
+        return self.base
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.effective_weight())
+
+
+class RandomLinearWithAdapter(FrozenFC):
+    """R + B A with a learned rank-r update; B starts at zero, so training starts from R. B A is
+    folded into R before the one matrix multiply (its backward adds two thin multiplies)."""
+
+    def __init__(self, in_features: int, out_features: int, seed: int, init: str, rank: int):
+        super().__init__(in_features, out_features, seed, init)
+        self.A = nn.Parameter(torch.empty(rank, in_features))
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+        self.B = nn.Parameter(torch.zeros(out_features, rank))
+
+    def effective_weight(self) -> Tensor:
+        return torch.addmm(self.base, self.B, self.A)
+
+
+class MaskedRandomLinear(FrozenFC):
+    """Supermask: R times a learned binary mask (scores > 0) and a learned scale. The scores
+    learn through a straight-through estimator: the forward uses the hard mask, the backward
+    the gradient of sigmoid(scores / temperature); the temperature is a buffer updated in
+    place by the training loop, so a compiled graph reads its current value."""
+
+    def __init__(self, in_features: int, out_features: int, seed: int, init: str, init_score: float):
+        super().__init__(in_features, out_features, seed, init)
+        self.scores = nn.Parameter(torch.full((out_features, in_features), float(init_score)))
+        self.mask_scale = nn.Parameter(torch.ones(()))
+        self.register_buffer("temperature", torch.ones(()), persistent=False)
+
+    def effective_weight(self) -> Tensor:
+        soft = torch.sigmoid(self.scores / self.temperature)
+        mask = (self.scores > 0).to(soft.dtype) + (soft - soft.detach())
+        return self.base * mask * self.mask_scale
+
+
+class LowRankLinear(nn.Module):
+    """A learned B A with no base, trained from scratch (low-rank substitution): two thin
+    multiplies. B starts at zero where the dense projection would (o, proj, corrections)."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, zero_init: bool):
+        super().__init__()
+        self.A = nn.Parameter(torch.empty(rank, in_features))
+        self.B = nn.Parameter(torch.zeros(out_features, rank))
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+        if not zero_init:
+            nn.init.kaiming_uniform_(self.B, a=math.sqrt(5))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(F.linear(x, self.A), self.B)
+
+
 def make_projection(cfg, layer: int, name: str, in_features: int, out_features: int) -> nn.Module:
-    """The one place that builds a block projection (attention q, k, v, o; MLP fc, proj).
-    The output projections o and proj start at zero, as in the baseline."""
+    """The one place that builds a block projection (attention q, k, v, o; MLP fc, proj; the
+    frozen MLP's correction 'corr'). A projection in FREEZE_TARGETS becomes what FREEZE_MODE
+    says; the others stay dense and learned. o and proj start at zero as in the baseline."""
+    if name == "corr":
+        return LowRankLinear(in_features, out_features, cfg.frozen_correction_rank, zero_init=True)
+    mode = cfg.freeze_mode if name in cfg.targets else "none"
+    seed = projection_seed(cfg.base_seed, layer, name)
+    if mode == "adapter":
+        return RandomLinearWithAdapter(in_features, out_features, seed, cfg.base_init, cfg.ranks[layer])
+    if mode == "frozen":
+        return FrozenFC(in_features, out_features, seed, cfg.base_init)
+    if mode == "lowrank":
+        return LowRankLinear(in_features, out_features, cfg.ranks[layer], zero_init=name in ("o", "proj"))
+    if mode == "mask":
+        return MaskedRandomLinear(in_features, out_features, seed, cfg.base_init, cfg.mask_init_score)
     return CastedLinear(in_features, out_features, zero_init=name in ("o", "proj"))
+
+
+def regenerated_checksums(model: nn.Module) -> dict[str, str]:
+    """sha256 of every regenerated base, keyed by module name (recorded in the artifact)."""
+    return {name: hashlib.sha256(m.base.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+            for name, m in model.named_modules() if isinstance(m, FrozenFC)}
 
 
 class Rotary(nn.Module):
@@ -529,9 +805,11 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = make_projection(cfg, layer, "fc", cfg.model_dim, cfg.mlp_hidden)
         self.proj = make_projection(cfg, layer, "proj", cfg.mlp_hidden, cfg.model_dim)
+        self.corr = make_projection(cfg, layer, "corr", cfg.model_dim, cfg.model_dim) if cfg.frozen_correction_rank else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(torch.relu(self.fc(x)).square())
+        out = self.proj(torch.relu(self.fc(x)).square())
+        return out if self.corr is None else out + self.corr(x)
 
 
 class Block(nn.Module):
@@ -582,16 +860,21 @@ class GPT(nn.Module):
 
 
 def build_optimizers(model: GPT, args) -> list[torch.optim.Optimizer]:
-    """Muon for the 2-D block matrices; Adam for the embedding, the head, and every vector
-    or scalar (control tensors)."""
+    """Muon for the 2-D block matrices (dense weights, adapters, low-rank factors); Adam for the
+    embedding, the head, every vector or scalar (control tensors, mask scales) and, at
+    MASK_LR, the mask scores."""
     block_params = list(model.blocks.named_parameters())
-    matrices = [p for n, p in block_params if p.ndim == 2 and not any(c in n for c in CONTROL_TENSOR_NAMES)]
-    scalars = [p for n, p in block_params if p.ndim < 2 or any(c in n for c in CONTROL_TENSOR_NAMES)] + [model.skip_weights]
+    is_control = lambda n, p: p.ndim < 2 or any(c in n for c in CONTROL_TENSOR_NAMES)
+    scores = [p for n, p in block_params if n.endswith(".scores")]
+    matrices = [p for n, p in block_params if not is_control(n, p) and not n.endswith(".scores")]
+    scalars = [p for n, p in block_params if is_control(n, p)] + [model.skip_weights]
     adam = dict(betas=(args.beta1, args.beta2), eps=args.adam_eps, fused=next(model.parameters()).is_cuda)
     groups = [dict(params=[model.tok_emb.weight], lr=args.tied_embed_lr if model.lm_head is None else args.embed_lr),
               dict(params=scalars, lr=args.scalar_lr)]
     if model.lm_head is not None:
         groups.append(dict(params=[model.lm_head.weight], lr=args.head_lr))
+    if scores:
+        groups.append(dict(params=scores, lr=args.mask_lr))
     optimizers = [torch.optim.Adam(groups, **adam)]
     if matrices:
         optimizers.append(Muon(matrices, lr=args.matrix_lr, momentum=args.muon_momentum, backend_steps=args.muon_backend_steps))
@@ -599,6 +882,17 @@ def build_optimizers(model: GPT, args) -> list[torch.optim.Optimizer]:
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
     return optimizers
+
+
+def freeze_parameters(optimizers: list[torch.optim.Optimizer], params: list[nn.Parameter]) -> None:
+    """Progressive freeze: the parameters leave their optimizer and their state is dropped.
+    This happens outside any compiled graph, so it cannot be constant-folded away."""
+    frozen = {id(p) for p in params}
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["params"] = [p for p in group["params"] if id(p) not in frozen]
+        for p in params:
+            opt.state.pop(p, None)
 
 
 # -----------------------------------------------------------------------------
@@ -676,6 +970,11 @@ def main() -> int:
     model = DDP(model_fwd, device_ids=[local_rank] if use_cuda else None, broadcast_buffers=False) if distributed else model_fwd
     optimizers = build_optimizers(base_model, args)
     log(f"model_params:{sum(p.numel() for p in base_model.parameters())}")
+    log(f"frozen_params:{sum(m.base.numel() for m in base_model.modules() if isinstance(m, FrozenFC))}")
+    log(f"freeze_mode:{args.freeze_mode} targets:{','.join(args.targets) or '-'} base_init:{args.base_init} base_seed:{args.base_seed}"
+        + (f" ranks:{','.join(map(str, args.ranks))}" if args.freeze_mode in ("adapter", "lowrank") else "")
+        + (f" correction_rank:{args.frozen_correction_rank}" if args.frozen_correction_rank else "")
+        + (f" progressive_freeze_frac:{args.progressive_freeze_frac}" if args.progressive_freeze_frac else ""))
     log(f"world_size:{world_size} grad_accum_steps:{args.grad_accum_steps}")
     log(f"attention_mode:{'gqa' if args.num_kv_heads != args.num_heads else 'mha'} num_heads:{args.num_heads} num_kv_heads:{args.num_kv_heads}")
     log(f"tie_embeddings:{bool(args.tie_embeddings)} embed_lr:{args.tied_embed_lr if args.tie_embeddings else args.embed_lr} "
@@ -693,8 +992,22 @@ def main() -> int:
         base_model.train()
         return result
 
+    masked = [m for m in base_model.modules() if isinstance(m, MaskedRandomLinear)]
+    progressive = [m.weight for b in base_model.blocks for n, m in b.named_modules() if n.split(".")[-1] in args.targets
+                   and isinstance(m, CastedLinear)] if args.progressive_freeze_frac > 0 else []
+
+    def run_progress(step: int, elapsed_ms: float) -> float:
+        """Fraction of the run done: by wallclock under a cap, else by steps."""
+        if args.max_wallclock_seconds > 0:
+            return min(elapsed_ms / (1000.0 * args.max_wallclock_seconds), 1.0)
+        return min(step / args.iterations, 1.0)
+
     def train_step(step: int, elapsed_ms: float) -> Tensor:
         mul = lr_multiplier(args, step, elapsed_ms)
+        if masked:  # geometric annealing, written into the buffers the (compiled) forward reads
+            temp = args.mask_temp_start * (args.mask_temp_end / args.mask_temp_start) ** run_progress(step, elapsed_ms)
+            for m in masked:
+                m.temperature.fill_(temp)
         frac = min(step / args.muon_momentum_warmup_steps, 1.0) if args.muon_momentum_warmup_steps else 1.0
         for opt in optimizers:
             for group in opt.param_groups:
@@ -714,8 +1027,7 @@ def main() -> int:
             torch.nn.utils.clip_grad_norm_(base_model.parameters(), args.grad_clip_norm)
         for opt in optimizers:
             opt.step()
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
+        base_model.zero_grad(set_to_none=True)  # frozen parameters' gradients included
         loss_sum /= args.grad_accum_steps
         if distributed:  # one tiny all-reduce: every rank sees the same (mean) loss and stops together
             dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG if use_cuda else dist.ReduceOp.SUM)
@@ -765,13 +1077,20 @@ def main() -> int:
             return 3
         if step <= 10 or step % args.train_log_every == 0 or stop_after is not None:
             log(f"step:{step}/{args.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms step_avg:{elapsed_ms / step:.2f}ms")
-        if stop_after is None and args.max_wallclock_seconds > 0:
-            reached = torch.tensor(int(elapsed_ms >= 1000.0 * args.max_wallclock_seconds), device=device)
-            if distributed:  # every rank stops at the same step
-                dist.all_reduce(reached, op=dist.ReduceOp.MAX)
-            if reached.item():
+        check_cap, check_freeze = stop_after is None and args.max_wallclock_seconds > 0, bool(progressive)
+        if check_cap or check_freeze:
+            flags = torch.tensor([check_cap and elapsed_ms >= 1000.0 * args.max_wallclock_seconds,
+                                  check_freeze and run_progress(step, elapsed_ms) >= args.progressive_freeze_frac], device=device, dtype=torch.int32)
+            if distributed:  # every rank stops, and freezes, at the same step
+                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            cap_reached, freeze_now = flags.tolist()
+            if cap_reached:
                 stop_after = step
                 log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{step}/{args.iterations}")
+            if freeze_now:
+                freeze_parameters(optimizers, progressive)
+                log(f"progressive_freeze: froze {len(progressive)} matrices ({','.join(args.targets)}) after step:{step} train_time:{elapsed_ms:.0f}ms")
+                progressive = []
 
     if use_cuda:
         log(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
@@ -781,7 +1100,7 @@ def main() -> int:
     # Artifact: the raw state dict, then int8 + zlib, read back and evaluated again.
     code_bytes = len(code.encode("utf-8"))
     artifact_path = Path("final_model.int8.ptz")
-    meta = {"config": args.model_config(), "torch_version": str(torch.__version__)}
+    meta = {"config": args.model_config(), "torch_version": str(torch.__version__), "regenerated": regenerated_checksums(base_model)}
     if rank == 0:
         buf = io.BytesIO()
         torch.save(base_model.state_dict(), buf)
@@ -793,9 +1112,11 @@ def main() -> int:
         log(f"Serialized model int8+zlib: {nbytes} bytes (payload:{stats['payload_bytes']} raw_torch:{stats['raw_torch_bytes']} "
             f"payload_ratio:{stats['float_bytes'] / max(stats['payload_bytes'], 1):.2f}x)")
         log(f"Total submission size int8+zlib: {nbytes + code_bytes} bytes")
+        log(f"artifact_storage {storage_summary(stats)}")
     if distributed:
         dist.barrier()
-    state, _ = read_artifact(artifact_path)
+    state, meta = read_artifact(artifact_path)
+    check_artifact_config(artifact_path, meta, args.model_config(), base_model)
     base_model.load_state_dict(state, strict=True)
     t_eval = time.perf_counter()
     val_loss, val_bpb, _ = run_eval(args.train_seq_len, eval_batch_seqs)

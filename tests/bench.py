@@ -2,22 +2,32 @@
 
     python3 tests/bench.py [--steps 6] [--layers 4 --dim 256 --seq 256 --batch-tokens 8192]
 
-Training: tokens per second of full training steps (forward, backward, Muon + Adam) of the
-model train_gpt.py builds, and the FLOP/s they achieve against the fp32 matrix-multiply
-peak measured in the same run. FLOPs are counted analytically: 6 per weight per token for
-every matrix multiply (forward + backward), 6 x T x head_dim per query position and head
-for causal attention (the half of the square that is computed), and the tied output head.
-Evaluation: tokens per second of the plain evaluation on the validation split.
+Every mode runs at the same shape, one fresh process each, one after another in one run:
+dense, then each FREEZE_MODE (adapter, frozen, lowrank, mask; frozen also on every projection
+with a correction path). For each: the median time of full training steps (forward,
+backward, Muon + Adam) on real tokens, tokens per second, and the FLOP/s they achieve
+against the fp32 matrix-multiply peak measured in the same run; peak memory (resident set
+above the process's size once torch and the data are loaded); evaluation tokens per second;
+and what the artifact stores per learned weight (int8 + zlib bytes x 8 / learned
+parameters; for masks, zlib-compressed mask bits per masked weight). FLOPs are counted
+analytically for the dense model (6 per weight per token for every matrix multiply, 6 x T x
+head_dim per query position and head for causal attention, and the tied head) and the same
+count is used for every mode, so the FLOP/s column compares modes at equal work.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import io
+import json
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import torch
@@ -25,6 +35,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 import train_gpt as tg  # noqa: E402
+
+MODES = [("dense", {}), ("adapter", {"FREEZE_MODE": "adapter"}), ("frozen fc", {"FREEZE_MODE": "frozen"}),
+         ("frozen all + corr 16", {"FREEZE_MODE": "frozen", "FREEZE_TARGETS": "all", "FROZEN_CORRECTION_RANK": "16"}),
+         ("lowrank", {"FREEZE_MODE": "lowrank"}), ("mask", {"FREEZE_MODE": "mask"})]
 
 
 def cpu_name() -> str:
@@ -51,47 +65,59 @@ def matmul_peak(repeats: int = 10) -> float:
     return best
 
 
-def step_flops(model: tg.GPT, cfg, tokens: int) -> float:
-    """Analytic FLOPs of one training step (forward + backward) over `tokens` tokens."""
-    matmul_weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-    head = cfg.vocab_size * cfg.model_dim
+def dense_step_flops(cfg, tokens: int) -> float:
+    """Analytic FLOPs of one dense training step (forward + backward) over `tokens` tokens."""
+    dims = tg.projection_dims(cfg)
+    matmul_weights = cfg.num_layers * sum(i * o for i, o in dims.values()) + cfg.vocab_size * cfg.model_dim
     attention = cfg.num_layers * cfg.num_heads * (cfg.train_seq_len * (cfg.model_dim // cfg.num_heads))
-    return 6.0 * tokens * (matmul_weights + head) + 6.0 * tokens * attention
+    return 6.0 * tokens * (matmul_weights + attention)
 
 
-def bench_training(env: dict, steps: int, warmup: int = 2) -> dict:
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(env: dict, steps: int, data: str, tokenizer: str) -> dict:
+    """One mode in this process: timed training steps, memory, eval speed, artifact bytes."""
+    import sentencepiece as spm
     cfg = tg.Hyperparameters(env)
     cfg.check_world(1)
+    loader = tg.DistributedTokenLoader(data, cfg.vocab_size, 0, 1, "cpu")
+    val = tg.load_validation_tokens(data, cfg.train_seq_len, cfg.vocab_size)[:32768 + 1]
+    luts = tg.build_byte_luts(spm.SentencePieceProcessor(model_file=tokenizer), cfg.vocab_size, "cpu")
+    base_rss = rss_mib()
     torch.manual_seed(0)
     model = tg.GPT(cfg)
     optimizers = tg.build_optimizers(model, cfg)
-    local = cfg.train_batch_tokens // cfg.grad_accum_steps
-    x = torch.randint(0, cfg.vocab_size, (local // cfg.train_seq_len, cfg.train_seq_len))
     times = []
-    for i in range(warmup + steps):
+    for i in range(2 + steps):
+        x, y = loader.next_batch(cfg.train_batch_tokens, cfg.train_seq_len)
         t = time.perf_counter()
-        for _ in range(cfg.grad_accum_steps):
-            (model(x, x).mean() / cfg.grad_accum_steps).backward()
+        model(x, y).mean().backward()
         for opt in optimizers:
             opt.step()
-            opt.zero_grad(set_to_none=True)
-        if i >= warmup:
+        model.zero_grad(set_to_none=True)
+        if i >= 2:
             times.append(time.perf_counter() - t)
     step = statistics.median(times)
-    return {"cfg": cfg, "model": model, "step_s": step, "tok_s": cfg.train_batch_tokens / step,
-            "gflops": step_flops(model, cfg, cfg.train_batch_tokens) / step / 1e9}
-
-
-def bench_eval(model, cfg, data_path: str, tokenizer_path: str, max_tokens: int = 65_536) -> float:
-    import sentencepiece as spm
-    val = tg.load_validation_tokens(data_path, cfg.train_seq_len, cfg.vocab_size)[: max_tokens + 1]
-    luts = tg.build_byte_luts(spm.SentencePieceProcessor(model_file=tokenizer_path), cfg.vocab_size, "cpu")
-    batch = max(1, cfg.val_batch_size // cfg.train_seq_len)
+    peak = rss_mib() - base_rss
     model.eval()
-    tg.evaluate(model, val[: 2 * cfg.train_seq_len + 1], cfg.train_seq_len, cfg.train_seq_len, batch, luts)
+    batch = max(1, cfg.val_batch_size // cfg.train_seq_len)
     t = time.perf_counter()
     _, _, scored = tg.evaluate(model, val, cfg.train_seq_len, cfg.train_seq_len, batch, luts)
-    return scored / (time.perf_counter() - t)
+    eval_tok_s = scored / (time.perf_counter() - t)
+    blob, stats = tg.quantize_state_dict(model.state_dict())
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    artifact = len(zlib.compress(buf.getvalue(), 9))
+    learned = sum(p.numel() for p in model.parameters())
+    masked = sum(p.numel() for n, p in model.named_parameters() if n.endswith(".scores"))
+    mask_bytes = sum(len(zlib.compress(b.numpy().tobytes(), 9)) for b in blob["bits"].values())
+    return {"step_s": step, "tok_s": cfg.train_batch_tokens / step, "gflop_s": dense_step_flops(cfg, cfg.train_batch_tokens) / step / 1e9,
+            "peak_mib": peak, "eval_tok_s": eval_tok_s, "learned": learned,
+            "frozen": sum(m.base.numel() for m in model.modules() if isinstance(m, tg.FrozenFC)),
+            "artifact": artifact, "bits_per_learned": 8 * artifact / learned,
+            "mask_bits_per_weight": 8 * mask_bytes / masked if masked else None}
 
 
 def main(argv=None) -> int:
@@ -101,23 +127,41 @@ def main(argv=None) -> int:
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--batch-tokens", type=int, default=8192)
+    p.add_argument("--modes", default=",".join(name for name, _ in MODES), help="comma list of the modes to run")
     p.add_argument("--data", default=str(ROOT / "data/datasets/shakespeare_sp1024"))
     p.add_argument("--tokenizer", default=str(ROOT / "data/tokenizers/shakespeare_1024_bpe.model"))
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    env = {"NUM_LAYERS": str(a.layers), "MODEL_DIM": str(a.dim), "NUM_HEADS": str(max(1, a.dim // 64)),
-           "NUM_KV_HEADS": str(max(1, a.dim // 128)), "TRAIN_SEQ_LEN": str(a.seq), "TRAIN_BATCH_TOKENS": str(a.batch_tokens),
-           "GRAD_ACCUM_STEPS": "1", "VAL_BATCH_SIZE": str(max(a.seq, 32768 // a.seq * a.seq))}
-    print(f"# train_gpt.py benchmark, {datetime.date.today()}, {cpu_name()}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    shape = {"NUM_LAYERS": str(a.layers), "MODEL_DIM": str(a.dim), "NUM_HEADS": str(max(1, a.dim // 64)),
+             "NUM_KV_HEADS": str(max(1, a.dim // 128)), "TRAIN_SEQ_LEN": str(a.seq), "TRAIN_BATCH_TOKENS": str(a.batch_tokens),
+             "GRAD_ACCUM_STEPS": "1", "VAL_BATCH_SIZE": str(max(a.seq, 32768 // a.seq * a.seq))}
+    if a.worker:
+        print(json.dumps(worker({**shape, **json.loads(a.worker)}, a.steps, a.data, a.tokenizer)))
+        return 0
+    chosen = [(n, e) for n, e in MODES if n in a.modes.split(",")]
+    print(f"# train_gpt.py benchmark, {datetime.date.today()}, {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     peak = matmul_peak()
-    r = bench_training(env, a.steps)
-    cfg = r["cfg"]
-    eval_tok_s = bench_eval(r["model"], cfg, a.data, a.tokenizer)
-    print(f"\nshape: {a.layers} layers x {a.dim}, {cfg.num_heads} heads / {cfg.num_kv_heads} KV, seq {a.seq}, "
-          f"{a.batch_tokens} tokens a step, fp32, eager; fp32 matmul peak measured now: {peak:.1f} GFLOP/s\n")
-    print("| mode | step (s) | train tokens/s | achieved GFLOP/s | % of matmul peak | eval tokens/s |")
-    print("|---|---|---|---|---|---|")
-    print(f"| dense | {r['step_s']:.3f} | {r['tok_s']:,.0f} | {r['gflops']:.1f} | {100 * r['gflops'] / peak:.0f}% | {eval_tok_s:,.0f} |")
+    results = {}
+    for name, env in chosen:
+        cmd = [sys.executable, __file__, "--worker", json.dumps(env)] + sum(([f"--{k}", str(getattr(a, k.replace('-', '_')))] for k in
+                                                                            ("steps", "layers", "dim", "seq", "batch-tokens", "data", "tokenizer")), [])
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode:
+            print(f"{name}: failed\n{r.stderr[-2000:]}", file=sys.stderr)
+            return 1
+        results[name] = json.loads(r.stdout.strip().splitlines()[-1])
+    dense = results.get("dense")
+    cfg = tg.Hyperparameters(shape)
+    print(f"\nshape: {a.layers} layers x {a.dim}, {cfg.num_heads} heads / {cfg.num_kv_heads} KV, seq {a.seq}, {a.batch_tokens} tokens "
+          f"a step, fp32, eager, rank 16 where a rank applies; fp32 matmul peak measured now: {peak:.1f} GFLOP/s\n")
+    print("| mode | learned params | regenerated params | step (s) | vs dense | train tokens/s | GFLOP/s (dense-equivalent) | "
+          "% of peak | peak memory (MiB) | vs dense | eval tokens/s | artifact bits per learned weight | mask bits per masked weight |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        rel = lambda key: f"{r[key] / dense[key]:.2f}x" if dense else "-"
+        mask = f"{r['mask_bits_per_weight']:.2f}" if r["mask_bits_per_weight"] is not None else "-"
+        print(f"| {name} | {r['learned']:,} | {r['frozen']:,} | {r['step_s']:.3f} | {rel('step_s')} | {r['tok_s']:,.0f} | {r['gflop_s']:.1f} | "
+              f"{100 * r['gflop_s'] / peak:.0f}% | {r['peak_mib']:.0f} | {rel('peak_mib')} | {r['eval_tok_s']:,.0f} | {r['bits_per_learned']:.2f} | {mask} |")
     return 0
 
 

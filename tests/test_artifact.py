@@ -51,7 +51,7 @@ def test_state_dict_rules_follow_the_house():
     assert set(out) == set(state) and all(out[k].shape == state[k].shape for k in state)
     assert torch.equal(out["blocks.0.resid_mix"], control)
     assert (out["blocks.0.mlp.fc.weight"] - big).abs().max() < big.abs().max() / 127
-    assert sorted(stats["quantized"]) == ["blocks.0.mlp.fc.weight", "x.conv"]
+    assert sorted(stats["int8"]) == ["blocks.0.mlp.fc.weight", "x.conv"]
 
 
 def test_artifact_round_trip_is_weights_only_and_atomic(tmp_path):
@@ -65,7 +65,7 @@ def test_artifact_round_trip_is_weights_only_and_atomic(tmp_path):
     path = tmp_path / "final_model.int8.ptz"
     n, stats = write_artifact(path, model.state_dict(), {"config": cfg.model_config(), "torch_version": str(torch.__version__)})
     assert path.stat().st_size == n and not list(tmp_path.glob(".*tmp*"))
-    assert stats["quantized"] == ["tok_emb.weight", "blocks.0.mlp.fc.weight", "blocks.0.mlp.proj.weight", "blocks.1.mlp.fc.weight", "blocks.1.mlp.proj.weight"]
+    assert stats["int8"] == ["tok_emb.weight", "blocks.0.mlp.fc.weight", "blocks.0.mlp.proj.weight", "blocks.1.mlp.fc.weight", "blocks.1.mlp.proj.weight"]
     state, meta = read_artifact(path)
     assert meta["config"] == cfg.model_config()
     fresh = GPT(cfg)

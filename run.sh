@@ -8,6 +8,9 @@
 #   bash run.sh data            build the embedded Shakespeare dataset (data/shakespeare.py)
 #   bash run.sh fineweb         the challenge run: torchrun on every GPU over FineWeb
 #   bash run.sh bench [ARGS]    CPU benchmarks (tests/bench.py), printed as tables
+#   bash run.sh sweep NAME=v1,v2 [NAME2=a,b ...]   the grid, one run after another, then a summary
+#   bash run.sh summary [DIRS or LOGS]            markdown table of finished runs, best first
+#   bash run.sh record --name NAME [--smoke] LOGS  a records/ submission folder from finished runs
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -53,6 +56,18 @@ cpu_defaults() {
   export RUN_ID=${RUN_ID:-cpu_demo_$(date +%Y%m%d_%H%M%S)}
 }
 
+gpu_defaults() {  # the challenge run: FineWeb, every GPU
+  export DATA_PATH=${DATA_PATH:-./data/datasets/fineweb10B_sp1024}
+  export TOKENIZER_PATH=${TOKENIZER_PATH:-./data/tokenizers/fineweb_1024_bpe.model}
+  if ! compgen -G "$DATA_PATH/*_val_*.bin" >/dev/null; then
+    echo "run.sh: no FineWeb shards in DATA_PATH=$DATA_PATH; fetch them with: $PY data/cached_challenge_fineweb.py --variant sp1024 --train-shards 80" >&2
+    exit 2
+  fi
+  nproc_gpu=${NPROC:-$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)}
+  if [ "${nproc_gpu:-0}" -lt 1 ]; then echo "run.sh: no GPU found (nvidia-smi -L); set NPROC to run anyway" >&2; exit 2; fi
+  LAUNCH="$PY -m torch.distributed.run --standalone --nproc_per_node=$nproc_gpu"
+}
+
 summary() {  # summary LOGFILE: the numbers people look for
   local log=$1
   echo "---"
@@ -81,17 +96,23 @@ case "$cmd" in
     ;;
   fineweb)
     ensure_deps
-    export DATA_PATH=${DATA_PATH:-./data/datasets/fineweb10B_sp1024}
-    export TOKENIZER_PATH=${TOKENIZER_PATH:-./data/tokenizers/fineweb_1024_bpe.model}
-    if ! compgen -G "$DATA_PATH/*_val_*.bin" >/dev/null; then
-      echo "run.sh: no FineWeb shards in DATA_PATH=$DATA_PATH; fetch them with: $PY data/cached_challenge_fineweb.py --variant sp1024 --train-shards 80" >&2
-      exit 2
-    fi
-    nproc_gpu=${NPROC:-$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)}
-    if [ "${nproc_gpu:-0}" -lt 1 ]; then echo "run.sh: no GPU found (nvidia-smi -L); set NPROC to run anyway" >&2; exit 2; fi
+    gpu_defaults
     export RUN_ID=${RUN_ID:-fineweb_$(date +%Y%m%d_%H%M%S)}
-    "$PY" -m torch.distributed.run --standalone --nproc_per_node="$nproc_gpu" train_gpt.py
+    $LAUNCH train_gpt.py
     summary "logs/$RUN_ID.txt"
+    ;;
+  sweep)
+    ensure_deps
+    if has_gpu; then gpu_defaults; else ensure_shakespeare; cpu_defaults; LAUNCH=$PY; fi
+    "$PY" records/tools.py sweep --launch "$LAUNCH" "$@"
+    ;;
+  summary)
+    "$PY" records/tools.py summary "$@"
+    ;;
+  record)
+    ensure_deps
+    ensure_shakespeare
+    "$PY" records/tools.py record "$@"
     ;;
   bench)
     ensure_deps
@@ -99,10 +120,10 @@ case "$cmd" in
     "$PY" tests/bench.py "$@"
     ;;
   -h|--help|help)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     ;;
   *)
-    echo "run.sh: unknown command '$cmd'; accepted: cpu (default), test, data, fineweb, bench" >&2
+    echo "run.sh: unknown command '$cmd'; accepted: cpu (default), test, data, fineweb, bench, sweep, summary, record" >&2
     exit 2
     ;;
 esac

@@ -18,6 +18,7 @@ import io
 import math
 import os
 import random
+import re
 import resource
 import sys
 import time
@@ -63,6 +64,9 @@ ENV_VARS = [
     ("ROPE_BASE", 10000.0, "float", (1.0, 1e12), "RoPE frequency base"),
     ("LOGIT_SOFTCAP", 30.0, "float", (1e-3, 1e6), "logits = cap * tanh(logits / cap)"),
     ("QK_GAIN_INIT", 1.5, "float", (0.0, 1e3), "initial per-head gain on the normalised queries"),
+    ("BIGRAM_BUCKETS", 0, "int", (0, 1 << 24), "hashed bigram embedding: buckets of (previous, current) token pairs; 0 = off"),
+    ("BIGRAM_DIM", 128, "int", (1, 65536), "width of a bigram bucket's embedding, projected to MODEL_DIM by a zero-initialised matrix"),
+    ("NUM_MODELS", 1, "int", (1, 2), "2 = train two models in one run and artifact; evaluation averages their probabilities"),
     # schedule
     ("ITERATIONS", 20000, "int", (1, 10**9), "training steps (the wallclock cap may stop earlier)"),
     ("TRAIN_BATCH_TOKENS", 524288, "int", (1, 10**10), "tokens per step, all ranks and micro-steps together"),
@@ -90,6 +94,13 @@ ENV_VARS = [
     ("BETA2", 0.95, "float", (0.0, 0.999999), "Adam beta2"),
     ("ADAM_EPS", 1e-8, "float", (0.0, 1.0), "Adam epsilon"),
     ("GRAD_CLIP_NORM", 0.0, "float", (0.0, 1e30), "clip the global grad norm; 0 = off"),
+    ("MUON_WD", 0.0, "float", (0.0, 1e3), "decoupled weight decay of Muon's matrices: p -= lr * wd * p"),
+    ("ADAM_WD", 0.0, "float", (0.0, 1e3), "decoupled weight decay of the embeddings and head (not of vectors and scalars)"),
+    ("EMA_DECAY", 0.0, "float", (0.0, 0.999999), "EMA of the weights, used for the artifact and the final evaluation; 0 = off"),
+    ("EMA_START_STEP", 0, "int", (0, 10**9), "step at which the EMA starts from a copy of the weights"),
+    ("DISTILL_TEACHER", "", "str", None, "artifact of a trained teacher (its configuration comes from the artifact); empty = off"),
+    ("DISTILL_ALPHA", 0.5, "float", (0.0, 1.0), "loss = (1 - alpha) CE + alpha T^2 KL(teacher_T || student_T)"),
+    ("DISTILL_TEMP", 2.0, "float", (1e-3, 1e3), "distillation softening temperature T"),
     # random linear maps (README: "Random linear maps")
     ("FREEZE_MODE", "none", "str", ("none", "adapter", "frozen", "lowrank", "mask"), "what a targeted projection is: dense, random base + adapter, frozen random, low-rank, supermask"),
     ("FREEZE_TARGETS", "", "str", None, "comma list of q,k,v,o,fc,proj (attn, mlp, all); empty = all (frozen, progressive freeze: fc)"),
@@ -103,6 +114,13 @@ ENV_VARS = [
     ("MASK_INIT_SCORE", 1.0, "float", (1e-6, 1e3), "initial score of every mask entry (positive: every weight starts kept)"),
     ("MASK_TEMP_START", 1.0, "float", (1e-6, 1e6), "sigmoid temperature of the mask's straight-through gradient at the start"),
     ("MASK_TEMP_END", 0.1, "float", (1e-6, 1e6), "... at the end of the run (annealed geometrically)"),
+    # export and workflow
+    ("INT6_LAYERS", "", "str", None, "comma list of block indices, or all: their matrices are stored at 6 bits (31 levels a side)"),
+    ("ARTIFACT", "final_model.int8.ptz", "str", None, "artifact written by training and read by EVAL_ONLY"),
+    ("EVAL_ONLY", 0, "int", (0, 1), "1 = evaluate ARTIFACT, plain and sliding, and exit (model, data and eval settings from the artifact)"),
+    ("CHECKPOINT_EVERY", 0, "int", (0, 10**9), "write a checkpoint every N steps (write, then rename over the last good one); 0 = off"),
+    ("CHECKPOINT_PATH", "", "str", None, "checkpoint file; empty = checkpoints/<RUN_ID>.pt"),
+    ("RESUME", "", "str", None, "checkpoint to continue from (the same configuration); empty = start fresh"),
     # device
     ("COMPILE", "auto", "str", ("auto", "0", "1"), "torch.compile(fullgraph=True); auto = on for CUDA, off for CPU"),
     ("COMPILE_BACKEND", "inductor", "str", ("inductor", "eager", "aot_eager"), "backend of torch.compile"),
@@ -134,6 +152,7 @@ class Hyperparameters:
         self.mlp_hidden = max(1, round(self.mlp_mult * self.model_dim))
         self.check_shapes()
         self.check_random_maps()
+        self.check_export()
 
     def check_shapes(self) -> None:
         if self.model_dim % self.num_heads:
@@ -176,6 +195,20 @@ class Hyperparameters:
         if self.mask_temp_end > self.mask_temp_start:
             raise ConfigError(f"MASK_TEMP_END={self.mask_temp_end}: must not exceed MASK_TEMP_START={self.mask_temp_start} (the temperature anneals down)")
 
+    def check_export(self) -> None:
+        """INT6_LAYERS as block indices; the default checkpoint path."""
+        if self.int6_layers:
+            items = [t.strip() for t in self.int6_layers.split(",") if t.strip()]
+            if items == ["all"]:
+                self.int6_blocks = tuple(range(self.num_layers))
+            elif all(t.isdigit() and int(t) < self.num_layers for t in items) and items:
+                self.int6_blocks = tuple(sorted({int(t) for t in items}))
+            else:
+                raise ConfigError(f"INT6_LAYERS={self.int6_layers!r}: accepted 'all' or a comma list of block indices 0 to {self.num_layers - 1}")
+        else:
+            self.int6_blocks = ()
+        self.checkpoint_path = self.checkpoint_path or f"checkpoints/{self.run_id}.pt"
+
     def check_world(self, world_size: int) -> None:
         """Checks that need the number of processes; sets grad_accum_steps."""
         if self.grad_accum_steps == 0:
@@ -192,7 +225,8 @@ class Hyperparameters:
         """What is needed to rebuild the model: stored in the artifact."""
         keys = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_hidden", "tie_embeddings",
                 "tied_embed_init_std", "rope_base", "logit_softcap", "qk_gain_init", "train_seq_len", "freeze_mode",
-                "targets", "ranks", "base_seed", "base_init", "frozen_correction_rank", "mask_init_score")
+                "targets", "ranks", "base_seed", "base_init", "frozen_correction_rank", "mask_init_score", "bigram_buckets",
+                "bigram_dim", "num_models")
         return {k: list(v) if isinstance(v, (list, tuple)) else v for k in keys for v in [getattr(self, k)]}
 
 
@@ -249,8 +283,8 @@ class Muon(torch.optim.Optimizer):
     """Momentum, then orthogonalised updates for 2-D matrices. Under several processes
     each rank orthogonalises every world_size-th matrix and one all-reduce shares them."""
 
-    def __init__(self, params, lr: float, momentum: float, backend_steps: int, nesterov: bool = True):
-        super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov))
+    def __init__(self, params, lr: float, momentum: float, backend_steps: int, nesterov: bool = True, weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov, weight_decay=weight_decay))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -275,6 +309,8 @@ class Muon(torch.optim.Optimizer):
                 dist.all_reduce(flat)
             offset = 0
             for p in params:
+                if group["weight_decay"]:  # decoupled: shrink the weights, then step
+                    p.mul_(1.0 - group["lr"] * group["weight_decay"])
                 p.add_(flat[offset:offset + p.numel()].view_as(p).to(p.dtype), alpha=-group["lr"])
                 offset += p.numel()
 
@@ -359,22 +395,26 @@ class ArtifactError(ConfigError):
     """An artifact that cannot be used: truncated, corrupted, or from another configuration."""
 
 
-def quantize_rows_int8(w: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-row int8: clip each row at the INT8_CLIP_PERCENTILE of |w|, 127 levels a side,
-    fp16 scales (the values are rounded with the stored fp16 scale, so dequantization is exact)."""
+def quantize_rows_int8(w: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
+    """Per-row int8: clip each row at the INT8_CLIP_PERCENTILE of |w|, `levels` a side (127;
+    31 for int6), fp16 scales no smaller than the house's 1/127 (values are rounded with the
+    stored fp16 scale, so dequantization is exact)."""
     w = w.float()
     clip = torch.quantile(w.abs(), INT8_CLIP_PERCENTILE / 100.0, dim=1) if w.numel() else w.new_zeros(w.size(0))
-    scale = (clip / 127.0).clamp_min(1.0 / 127.0).to(torch.float16)
+    scale = (clip / levels).clamp_min(1.0 / 127.0).to(torch.float16)
     q = torch.round(torch.maximum(torch.minimum(w, clip[:, None]), -clip[:, None]) / scale.float()[:, None])
-    return q.clamp(-127, 127).to(torch.int8), scale
+    return q.clamp(-levels, levels).to(torch.int8), scale
 
 
-def quantize_state_dict(state: dict[str, Tensor]) -> tuple[dict, dict]:
+def quantize_state_dict(state: dict[str, Tensor], int6_blocks=()) -> tuple[dict, dict]:
     """The house export: 2-D float tensors above KEEP_FLOAT_MAX_NUMEL to int8 per row, other
     large float tensors to int8 with one scale, small ones kept (fp16, control tensors fp32).
-    Mask scores (names ending in .scores) are stored as their mask, 1 bit a weight."""
+    Mask scores (names ending in .scores) are stored as their mask, 1 bit a weight; matrices
+    of the blocks in int6_blocks take 31 levels a side (int6 values in int8 storage, which
+    zlib then packs tighter)."""
     out = {"q": {}, "scale": {}, "keep": {}, "dtype": {}, "bits": {}, "shape": {}}
-    stats = {"float_bytes": 0, "payload_bytes": 0, "int8": [], "kept": [], "bits": []}
+    stats = {"float_bytes": 0, "payload_bytes": 0, "int8": [], "int6": [], "kept": [], "bits": []}
+    int6 = re.compile(r"(^|\.)blocks\.(" + "|".join(map(str, int6_blocks)) + r")\.") if int6_blocks else None
     for name, t in state.items():
         t = t.detach().cpu().contiguous()
         stats["float_bytes"] += t.numel() * t.element_size()
@@ -387,9 +427,10 @@ def quantize_state_dict(state: dict[str, Tensor]) -> tuple[dict, dict]:
             out["keep"][name] = t
             kind, stored = "kept", [t]
         else:
-            q, scale = quantize_rows_int8(t if t.ndim == 2 else t.reshape(1, -1))
+            kind = "int6" if int6 and int6.search(name) and t.ndim == 2 else "int8"
+            q, scale = quantize_rows_int8(t if t.ndim == 2 else t.reshape(1, -1), 31 if kind == "int6" else 127)
             out["q"][name], out["scale"][name], out["dtype"][name] = q.reshape(t.shape), scale, str(t.dtype).removeprefix("torch.")
-            kind, stored = "int8", [q, scale]
+            stored = [q, scale]
         stats[kind].append(name)
         stats["payload_bytes"] += sum(x.numel() * x.element_size() for x in stored)
     return out, stats
@@ -412,32 +453,37 @@ def dequantize_state_dict(blob: dict) -> dict[str, Tensor]:
 def storage_summary(stats: dict) -> str:
     """Which tensors went where, per kind: 'int8: mlp.fc.weight x9, tok_emb.weight | ...'."""
     parts = []
-    for kind in ("int8", "kept", "bits"):
+    for kind in ("int8", "int6", "kept", "bits"):
         counts: dict[str, int] = {}
         for name in stats[kind]:
-            key = name.split(".", 2)[2] if name.startswith("blocks.") else name
+            key = re.sub(r"blocks\.\d+\.", "", name)
             counts[key] = counts.get(key, 0) + 1
         parts.append(f"{kind}: " + (", ".join(f"{k} x{n}" if n > 1 else k for k, n in counts.items()) or "-"))
     return " | ".join(parts)
 
 
-def write_artifact(path: Path, state: dict[str, Tensor], meta: dict) -> tuple[int, dict]:
-    """Quantize, torch.save, zlib level 9, write to a temporary file and rename it into
-    place, so a failed write never replaces an earlier artifact. Returns (bytes, stats)."""
-    blob, stats = quantize_state_dict(state)
+def artifact_bytes(state: dict[str, Tensor], meta: dict, int6_blocks=()) -> tuple[bytes, dict]:
+    """Quantize, torch.save, zlib level 9: the artifact's bytes and the storage stats."""
+    blob, stats = quantize_state_dict(state, int6_blocks)
     blob["meta"] = dict(meta, format=ARTIFACT_FORMAT)
     buf = io.BytesIO()
     torch.save(blob, buf)
     stats["raw_torch_bytes"] = buf.tell()
-    data = zlib.compress(buf.getvalue(), level=9)
+    return zlib.compress(buf.getvalue(), level=9), stats
+
+
+def write_artifact(path: Path, state: dict[str, Tensor], meta: dict, int6_blocks=()) -> tuple[int, dict]:
+    """Written to a temporary file and renamed into place, so a failed write never replaces
+    an earlier artifact. Returns (bytes, stats)."""
+    data, stats = artifact_bytes(state, meta, int6_blocks)
     atomic_write(path, data)
     return len(data), stats
 
 
-def read_artifact(path: Path) -> tuple[dict[str, Tensor], dict]:
-    """Weights-only load: a pickle that carries code is refused, not run."""
+def read_artifact(path: Path, data: bytes | None = None) -> tuple[dict[str, Tensor], dict]:
+    """Weights-only load (of the file, or of its bytes): a pickle that carries code is refused, not run."""
     try:
-        raw = zlib.decompress(Path(path).read_bytes())
+        raw = zlib.decompress(Path(path).read_bytes() if data is None else data)
     except FileNotFoundError:
         raise ArtifactError(f"{path}: no such artifact") from None
     except zlib.error:
@@ -456,7 +502,7 @@ def check_artifact_config(path, meta: dict, config: dict, model: nn.Module) -> N
     """Refuse an artifact built with another configuration, or whose regenerated matrices come
     out different here (another BASE_SEED or BASE_INIT, or a generator that changed)."""
     theirs = meta.get("config", {})
-    diff = [k for k in sorted(set(theirs) | set(config)) if theirs.get(k) != config.get(k)]
+    diff = [k for k in dict.fromkeys([*config, *theirs]) if theirs.get(k) != config.get(k)]
     if diff:
         k = diff[0]
         raise ArtifactError(f"{path}: built with {k.upper()}={theirs.get(k)!r}, this run has {k.upper()}={config.get(k)!r}"
@@ -474,7 +520,7 @@ def model_from_artifact(path, expect: dict | None = None) -> tuple[nn.Module, di
     state, meta = read_artifact(path)
     config = meta.get("config")
     try:
-        model = GPT(SimpleNamespace(**config))
+        model = build_model(SimpleNamespace(**config))
     except (TypeError, AttributeError, KeyError) as e:
         raise ArtifactError(f"{path}: its configuration cannot build a model ({type(e).__name__}: {e})") from None
     check_artifact_config(path, meta, config if expect is None else expect, model)
@@ -549,6 +595,11 @@ class TokenStream:
             if self.tokens.size:
                 return
         raise DataError(f"{os.path.dirname(self.files[0])}: every train shard is empty")
+
+    def seek(self, file_index: int, pos: int) -> None:
+        """Continue from a position saved in a checkpoint."""
+        self.file_index = file_index
+        self.tokens, self.pos = load_data_shard(self.files[file_index], self.vocab_size), pos
 
     def take(self, n: int) -> np.ndarray:
         parts = []
@@ -828,6 +879,14 @@ class Block(nn.Module):
         return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x))
 
 
+def bigram_buckets(input_ids: Tensor, buckets: int) -> Tensor:
+    """Bucket of each position's (previous, current) token pair: mix32(prev * 65536 + cur) mod
+    buckets. The first position of a window has no previous token; it takes id 0 (pad, never
+    in the data), in training and evaluation alike."""
+    prev = F.pad(input_ids[:, :-1], (1, 0))
+    return mix32(prev * 65536 + input_ids) % buckets
+
+
 class GPT(nn.Module):
     """The baseline: blocks in a U shape (the first half's outputs are added back to the
     second half in reverse order through learned per-channel skip weights)."""
@@ -837,14 +896,18 @@ class GPT(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
         nn.init.normal_(self.tok_emb.weight, std=cfg.tied_embed_init_std)
+        self.bigram = nn.Embedding(cfg.bigram_buckets, cfg.bigram_dim) if cfg.bigram_buckets else None
+        self.bigram_proj = CastedLinear(cfg.bigram_dim, cfg.model_dim, zero_init=True) if cfg.bigram_buckets else None
         self.num_encoder = cfg.num_layers // 2
         self.skip_weights = nn.Parameter(torch.ones(min(self.num_encoder, cfg.num_layers - self.num_encoder), cfg.model_dim))
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
         self.lm_head = None if cfg.tie_embeddings else CastedLinear(cfg.model_dim, cfg.vocab_size, zero_init=True)
 
-    def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
-        """Per-token cross-entropy in nats, shape of target_ids, fp32."""
-        x = x0 = rms_norm(self.tok_emb(input_ids))
+    def logits(self, input_ids: Tensor) -> Tensor:
+        x = self.tok_emb(input_ids)
+        if self.bigram is not None:
+            x = x + self.bigram_proj(self.bigram(bigram_buckets(input_ids, self.cfg.bigram_buckets)))
+        x = x0 = rms_norm(x)
         skips = []
         for i, block in enumerate(self.blocks):
             j = i - self.num_encoder
@@ -855,33 +918,102 @@ class GPT(nn.Module):
                 skips.append(x)
         x = rms_norm(x)
         logits = F.linear(x, self.tok_emb.weight if self.lm_head is None else self.lm_head.weight).float()
-        logits = self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction="none").view_as(target_ids)
+        return self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
+
+    def forward(self, input_ids: Tensor, target_ids: Tensor, teacher_logits: Tensor | None = None,
+                alpha: float = 0.0, temp: float = 1.0) -> Tensor:
+        """Per-token loss in nats, shape of target_ids, fp32: the cross-entropy, mixed with
+        alpha T^2 KL(teacher_T || student_T) when teacher logits are given (distillation)."""
+        logits = self.logits(input_ids)
+        nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction="none").view_as(target_ids)
+        if teacher_logits is None:
+            return nll
+        teacher = F.log_softmax(teacher_logits / temp, dim=-1)
+        kl = (teacher.exp() * (teacher - F.log_softmax(logits / temp, dim=-1))).sum(-1)
+        return (1.0 - alpha) * nll + alpha * temp * temp * kl
 
 
-def build_optimizers(model: GPT, args) -> list[torch.optim.Optimizer]:
-    """Muon for the 2-D block matrices (dense weights, adapters, low-rank factors); Adam for the
-    embedding, the head, every vector or scalar (control tensors, mask scales) and, at
-    MASK_LR, the mask scores."""
-    block_params = list(model.blocks.named_parameters())
-    is_control = lambda n, p: p.ndim < 2 or any(c in n for c in CONTROL_TENSOR_NAMES)
-    scores = [p for n, p in block_params if n.endswith(".scores")]
-    matrices = [p for n, p in block_params if not is_control(n, p) and not n.endswith(".scores")]
-    scalars = [p for n, p in block_params if is_control(n, p)] + [model.skip_weights]
-    adam = dict(betas=(args.beta1, args.beta2), eps=args.adam_eps, fused=next(model.parameters()).is_cuda)
-    groups = [dict(params=[model.tok_emb.weight], lr=args.tied_embed_lr if model.lm_head is None else args.embed_lr),
-              dict(params=scalars, lr=args.scalar_lr)]
-    if model.lm_head is not None:
-        groups.append(dict(params=[model.lm_head.weight], lr=args.head_lr))
-    if scores:
-        groups.append(dict(params=scores, lr=args.mask_lr))
-    optimizers = [torch.optim.Adam(groups, **adam)]
-    if matrices:
-        optimizers.append(Muon(matrices, lr=args.matrix_lr, momentum=args.muon_momentum, backend_steps=args.muon_backend_steps))
+class Ensemble(nn.Module):
+    """NUM_MODELS members trained side by side on the same batches (the loss is their mean);
+    evaluation scores the average of their probabilities. Member i regenerates its random
+    matrices from BASE_SEED + i."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.members = nn.ModuleList(GPT(SimpleNamespace(**{**vars(cfg), "base_seed": cfg.base_seed + i})) for i in range(cfg.num_models))
+
+    def logits(self, input_ids: Tensor) -> Tensor:
+        """Log of the mean probability: usable as logits (a teacher's, say)."""
+        logp = torch.stack([F.log_softmax(m.logits(input_ids), dim=-1) for m in self.members])
+        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
+
+    def forward(self, input_ids: Tensor, target_ids: Tensor, teacher_logits: Tensor | None = None,
+                alpha: float = 0.0, temp: float = 1.0) -> Tensor:
+        losses = torch.stack([m(input_ids, target_ids, teacher_logits, alpha, temp) for m in self.members])
+        if self.training:
+            return losses.mean(0)
+        return -(torch.logsumexp(-losses, dim=0) - math.log(len(self.members)))  # -log mean p(target)
+
+
+def build_model(cfg) -> nn.Module:
+    return Ensemble(cfg) if cfg.num_models > 1 else GPT(cfg)
+
+
+def build_optimizers(model: nn.Module, args) -> list[torch.optim.Optimizer]:
+    """Muon for 2-D matrices (block projections, adapters, low-rank factors, the bigram
+    projection); Adam for the embeddings and head (with ADAM_WD), for every vector or scalar
+    (control tensors, mask scales) and, at MASK_LR, for the mask scores."""
+    groups = {"embed": [], "head": [], "scalar": [], "mask": [], "muon": []}
+    for name, p in model.named_parameters():
+        leaf = name.split(".")[-2] if name.endswith(".weight") else name.split(".")[-1]
+        if leaf in ("tok_emb", "bigram"):
+            groups["embed"].append(p)
+        elif leaf == "lm_head":
+            groups["head"].append(p)
+        elif leaf == "scores":
+            groups["mask"].append(p)
+        elif p.ndim < 2 or any(c in name for c in CONTROL_TENSOR_NAMES):
+            groups["scalar"].append(p)
+        else:
+            groups["muon"].append(p)
+    tied = args.tie_embeddings
+    adam_groups = [dict(params=groups["embed"], lr=args.tied_embed_lr if tied else args.embed_lr, weight_decay=args.adam_wd),
+                   dict(params=groups["head"], lr=args.head_lr, weight_decay=args.adam_wd),
+                   dict(params=groups["scalar"], lr=args.scalar_lr, weight_decay=0.0),
+                   dict(params=groups["mask"], lr=args.mask_lr, weight_decay=0.0)]
+    adam = torch.optim.AdamW([g for g in adam_groups if g["params"]], betas=(args.beta1, args.beta2), eps=args.adam_eps,
+                             fused=next(model.parameters()).is_cuda)
+    optimizers = [adam]
+    if groups["muon"]:
+        optimizers.append(Muon(groups["muon"], lr=args.matrix_lr, momentum=args.muon_momentum,
+                               backend_steps=args.muon_backend_steps, weight_decay=args.muon_wd))
     for opt in optimizers:
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
     return optimizers
+
+
+class EMA:
+    """Exponential moving average of the parameters: a copy at step EMA_START_STEP, then
+    avg = decay * avg + (1 - decay) * p after every step."""
+
+    def __init__(self, decay: float, start_step: int):
+        self.decay, self.start_step, self.avg = decay, start_step, None
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        if self.decay <= 0 or step < self.start_step:
+            return
+        if self.avg is None:
+            self.avg = {name: p.detach().clone() for name, p in model.named_parameters()}
+        else:
+            torch._foreach_lerp_(list(self.avg.values()), [p.detach() for p in model.parameters()], 1.0 - self.decay)
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        for name, p in model.named_parameters():
+            p.copy_(self.avg[name])
 
 
 def freeze_parameters(optimizers: list[torch.optim.Optimizer], params: list[nn.Parameter]) -> None:
@@ -930,71 +1062,181 @@ class Logger:
                 f.write(msg + "\n")
 
 
-def main() -> int:
-    code = Path(__file__).read_text(encoding="utf-8")
-    args = Hyperparameters(os.environ)
-    world_size, rank, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+def setup_runtime(args) -> SimpleNamespace:
+    """Processes (torchrun's RANK / WORLD_SIZE / LOCAL_RANK), device, autocast, compile."""
+    world_size, rank, local_rank = (int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")))
     args.check_world(world_size)
     use_cuda = torch.cuda.is_available()
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    compile_model = args.compile == "1" or (args.compile == "auto" and use_cuda)
-    distributed = world_size > 1
-    if distributed:
+    if world_size > 1:
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None)
-    log = Logger(args.run_id, rank, code)
-    log(f"Running Python {sys.version.split()[0]}, PyTorch {torch.__version__}, device:{torch.cuda.get_device_name(device) if use_cuda else 'cpu'}")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False)
+    return SimpleNamespace(world_size=world_size, rank=rank, local_rank=local_rank, use_cuda=use_cuda, device=device,
+                           distributed=world_size > 1, compile=args.compile == "1" or (args.compile == "auto" and use_cuda),
+                           autocast=torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False))
 
+
+def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len: int, device) -> tuple[Tensor, tuple, str]:
+    """Validation tokens, byte tables and the tokenizer's sha256, checked before any model."""
+    if not os.path.isfile(tokenizer_path):
+        raise DataError(f"TOKENIZER_PATH={tokenizer_path}: no such file; build or fetch the data first (`bash run.sh data`)")
+    sp = spm.SentencePieceProcessor(model_file=tokenizer_path)
+    if sp.vocab_size() != vocab_size:
+        raise DataError(f"TOKENIZER_PATH={tokenizer_path}: vocabulary of {sp.vocab_size()} tokens, but VOCAB_SIZE={vocab_size}")
+    val_tokens = load_validation_tokens(data_path, seq_len, vocab_size)
+    return val_tokens, build_byte_luts(sp, vocab_size, device), hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest()
+
+
+def final_evaluation(log, run_eval, stride: int, prefix: str = "final_int8_zlib_roundtrip") -> float:
+    """The house's final lines (plain), then the sliding-window ones when a stride is set."""
+    t0 = time.perf_counter()
+    val_loss, val_bpb, _ = run_eval(None)
+    log(f"{prefix} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000.0 * (time.perf_counter() - t0):.0f}ms")
+    log(f"{prefix}_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+    if stride > 0:
+        t0 = time.perf_counter()
+        loss, bpb, scored = run_eval(stride)
+        log(f"{prefix}_sliding val_loss:{loss:.4f} val_bpb:{bpb:.4f} stride:{stride} eval_time:{1000.0 * (time.perf_counter() - t0):.0f}ms")
+        log(f"{prefix}_sliding_exact val_loss:{loss:.8f} val_bpb:{bpb:.8f} scored_tokens:{scored}")
+    return val_bpb
+
+
+def make_run_eval(model_fwd, val_tokens, luts, rt, seq_len: int, plain_batch: int, sliding_batch: int):
+    """evaluate() bound to this run: stride None = plain evaluation."""
+    def run_eval(stride: int | None, model=None) -> tuple[float, float, int]:
+        m = model or model_fwd
+        training = m.training
+        m.eval()
+        result = evaluate(m, val_tokens, seq_len, stride or seq_len, sliding_batch if stride else plain_batch, luts,
+                          rt.rank, rt.world_size, rt.device, rt.autocast)
+        m.train(training)
+        return result
+    return run_eval
+
+
+def eval_only(args, rt, log) -> int:
+    """EVAL_ONLY=1: the model, the data paths and the evaluation settings all come from the
+    artifact; a variable set in the environment overrides a setting, but a model variable
+    that disagrees with the artifact (BASE_SEED, say) is refused."""
+    _, meta = read_artifact(args.artifact)
+    stored = meta.get("config", {})
+    overrides = {k: getattr(args, k) for k in stored if os.environ.get(k.upper()) and hasattr(args, k)}
+    model, meta = model_from_artifact(args.artifact, expect={**stored, **overrides})
+    ev = meta.get("eval", {})
+    pick = lambda name, default: getattr(args, name.lower()) if os.environ.get(name) else ev.get(name.lower(), default)
+    data_path, tokenizer_path = pick("DATA_PATH", args.data_path), pick("TOKENIZER_PATH", args.tokenizer_path)
+    val_tokens, luts, tok_sha = load_eval_data(data_path, tokenizer_path, stored["vocab_size"], stored["train_seq_len"], rt.device)
+    if ev.get("tokenizer_sha256") and tok_sha != ev["tokenizer_sha256"]:
+        raise ArtifactError(f"TOKENIZER_PATH={tokenizer_path}: not the tokenizer the artifact {args.artifact} was evaluated with (sha256 differs)")
+    model = model.to(rt.device)
+    fwd = torch.compile(model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else model
+    log(f"eval_only artifact:{args.artifact} bytes:{os.path.getsize(args.artifact)} data_path:{data_path}")
+    log(f"model_params:{sum(p.numel() for p in model.parameters())}")
+    seq = stored["train_seq_len"]
+    plain = max(1, pick("VAL_BATCH_SIZE", args.val_batch_size) // (rt.world_size * seq))
+    run_eval = make_run_eval(fwd, val_tokens, luts, rt, seq, plain, pick("EVAL_BATCH_SEQS", 0) or plain)
+    final_evaluation(log, run_eval, pick("EVAL_STRIDE", 0))
+    return 0
+
+
+CHECKPOINT_FORMAT = "rlm_checkpoint_v1"
+
+
+def checkpoint_config(args) -> dict:
+    """What a resumed run must share with the run that wrote the checkpoint."""
+    return dict(args.model_config(), train_batch_tokens=args.train_batch_tokens, ema=args.ema_decay > 0)
+
+
+def save_checkpoint(path: str, args, model, optimizers, ema, stream, step: int, training_ms: float, frozen: bool) -> None:
+    state = {"format": CHECKPOINT_FORMAT, "config": checkpoint_config(args), "model": model.state_dict(),
+             "optimizers": [opt.state_dict() for opt in optimizers], "ema": ema, "data": [stream.file_index, stream.pos],
+             "step": step, "training_ms": training_ms, "frozen": frozen,
+             "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+                     "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)), "numpy_pos": int(np.random.get_state()[2])}}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: str, args) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError(f"RESUME={path}: no such checkpoint") from None
+    except Exception as e:
+        raise ConfigError(f"RESUME={path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"RESUME={path}: not a checkpoint of format {CHECKPOINT_FORMAT}")
+    ours, theirs = checkpoint_config(args), state["config"]
+    diff = [k for k in dict.fromkeys([*ours, *theirs]) if ours.get(k) != theirs.get(k)]
+    if diff:
+        raise ConfigError(f"RESUME={path}: written with {diff[0].upper()}={theirs.get(diff[0])!r}, this run has {ours.get(diff[0])!r}"
+                          + (f" (and {len(diff) - 1} more differences)" if len(diff) > 1 else ""))
+    random.setstate((3, tuple(state["rng"]["python"]), None))
+    np.random.set_state(("MT19937", state["rng"]["numpy"].numpy().astype(np.uint32), state["rng"]["numpy_pos"], 0, 0.0))
+    torch.set_rng_state(state["rng"]["torch"])
+    return state
+
+
+def main() -> int:
+    code = Path(__file__).read_text(encoding="utf-8")
+    args = Hyperparameters(os.environ)
+    rt = setup_runtime(args)
+    log = Logger(args.run_id, rt.rank, code)
+    log(f"Running Python {sys.version.split()[0]}, PyTorch {torch.__version__}, device:{torch.cuda.get_device_name(rt.device) if rt.use_cuda else 'cpu'}")
+    log("env: " + " ".join(f"{name}={os.environ[name]}" for name, *_ in ENV_VARS if os.environ.get(name)))
+    if args.eval_only:
+        return eval_only(args, rt, log)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
+    device, distributed = rt.device, rt.distributed
 
-    # Tokenizer, validation data and byte tables, all checked before the model is built.
-    if not os.path.isfile(args.tokenizer_path):
-        raise DataError(f"TOKENIZER_PATH={args.tokenizer_path}: no such file; build or fetch the data first (`bash run.sh data`)")
-    sp = spm.SentencePieceProcessor(model_file=args.tokenizer_path)
-    if sp.vocab_size() != args.vocab_size:
-        raise DataError(f"TOKENIZER_PATH={args.tokenizer_path}: vocabulary of {sp.vocab_size()} tokens, but VOCAB_SIZE={args.vocab_size}")
-    val_tokens = load_validation_tokens(args.data_path, args.train_seq_len, args.vocab_size)
-    luts = build_byte_luts(sp, args.vocab_size, device)
+    val_tokens, luts, tokenizer_sha = load_eval_data(args.data_path, args.tokenizer_path, args.vocab_size, args.train_seq_len, device)
     log(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={args.tokenizer_path}")
-    train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rank, world_size, device)
+    train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)
     log(f"train_loader:dataset:{Path(args.data_path).name} train_shards:{len(train_loader.stream.files)}")
     log(f"val_loader:shards pattern={os.path.join(args.data_path, '*_val_*.bin')} tokens:{val_tokens.numel()}")
+    teacher = None
+    if args.distill_teacher:
+        with torch.random.fork_rng(devices=[]):  # building the teacher must not move the student's initialisation
+            teacher, tmeta = model_from_artifact(args.distill_teacher)
+        if tmeta["config"]["vocab_size"] != args.vocab_size:
+            raise ConfigError(f"DISTILL_TEACHER={args.distill_teacher}: vocabulary {tmeta['config']['vocab_size']}, this run has VOCAB_SIZE={args.vocab_size}")
+        teacher = teacher.to(device).eval().requires_grad_(False)
+        log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in teacher.parameters())} alpha:{args.distill_alpha} temp:{args.distill_temp}")
 
-    base_model = GPT(args).to(device)
-    model_fwd = torch.compile(base_model, dynamic=False, fullgraph=True, backend=args.compile_backend) if compile_model else base_model
-    model = DDP(model_fwd, device_ids=[local_rank] if use_cuda else None, broadcast_buffers=False) if distributed else model_fwd
-    optimizers = build_optimizers(base_model, args)
+    base_model = build_model(args).to(device)
+    model_fwd = torch.compile(base_model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else base_model
+    model = DDP(model_fwd, device_ids=[rt.local_rank] if rt.use_cuda else None, broadcast_buffers=False) if distributed else model_fwd
+    members = list(base_model.members) if isinstance(base_model, Ensemble) else [base_model]
+    optimizers = [opt for m in members for opt in build_optimizers(m, args)]
     log(f"model_params:{sum(p.numel() for p in base_model.parameters())}")
     log(f"frozen_params:{sum(m.base.numel() for m in base_model.modules() if isinstance(m, FrozenFC))}")
     log(f"freeze_mode:{args.freeze_mode} targets:{','.join(args.targets) or '-'} base_init:{args.base_init} base_seed:{args.base_seed}"
         + (f" ranks:{','.join(map(str, args.ranks))}" if args.freeze_mode in ("adapter", "lowrank") else "")
         + (f" correction_rank:{args.frozen_correction_rank}" if args.frozen_correction_rank else "")
-        + (f" progressive_freeze_frac:{args.progressive_freeze_frac}" if args.progressive_freeze_frac else ""))
-    log(f"world_size:{world_size} grad_accum_steps:{args.grad_accum_steps}")
+        + (f" progressive_freeze_frac:{args.progressive_freeze_frac}" if args.progressive_freeze_frac else "")
+        + (f" num_models:{args.num_models}" if args.num_models > 1 else "") + (f" bigram:{args.bigram_buckets}x{args.bigram_dim}" if args.bigram_buckets else ""))
+    log(f"world_size:{rt.world_size} grad_accum_steps:{args.grad_accum_steps}")
     log(f"attention_mode:{'gqa' if args.num_kv_heads != args.num_heads else 'mha'} num_heads:{args.num_heads} num_kv_heads:{args.num_kv_heads}")
     log(f"tie_embeddings:{bool(args.tie_embeddings)} embed_lr:{args.tied_embed_lr if args.tie_embeddings else args.embed_lr} "
         f"head_lr:{0.0 if args.tie_embeddings else args.head_lr} matrix_lr:{args.matrix_lr} scalar_lr:{args.scalar_lr}")
     log(f"train_batch_tokens:{args.train_batch_tokens} train_seq_len:{args.train_seq_len} iterations:{args.iterations} "
-        f"warmup_steps:{args.warmup_steps} max_wallclock_seconds:{args.max_wallclock_seconds:.3f} compile:{compile_model}")
+        f"warmup_steps:{args.warmup_steps} max_wallclock_seconds:{args.max_wallclock_seconds:.3f} compile:{rt.compile}")
     log(f"seed:{args.seed}")
 
-    local_tokens = args.train_batch_tokens // (world_size * args.grad_accum_steps)
-    eval_batch_seqs = max(1, args.val_batch_size // (world_size * args.train_seq_len))
-
-    def run_eval(stride: int, batch_seqs: int) -> tuple[float, float, int]:
-        base_model.eval()
-        result = evaluate(model_fwd, val_tokens, args.train_seq_len, stride, batch_seqs, luts, rank, world_size, device, autocast)
-        base_model.train()
-        return result
-
+    local_tokens = args.train_batch_tokens // (rt.world_size * args.grad_accum_steps)
+    plain_batch = max(1, args.val_batch_size // (rt.world_size * args.train_seq_len))
+    run_eval = make_run_eval(model_fwd, val_tokens, luts, rt, args.train_seq_len, plain_batch, args.eval_batch_seqs or plain_batch)
     masked = [m for m in base_model.modules() if isinstance(m, MaskedRandomLinear)]
-    progressive = [m.weight for b in base_model.blocks for n, m in b.named_modules() if n.split(".")[-1] in args.targets
+    progressive = [m.weight for n, m in base_model.named_modules() if ".blocks." in f".{n}" and n.split(".")[-1] in args.targets
                    and isinstance(m, CastedLinear)] if args.progressive_freeze_frac > 0 else []
+    params = list(base_model.parameters())
+    ema = EMA(args.ema_decay, args.ema_start_step)
 
     def run_progress(step: int, elapsed_ms: float) -> float:
         """Fraction of the run done: by wallclock under a cap, else by steps."""
@@ -1004,35 +1246,39 @@ def main() -> int:
 
     def train_step(step: int, elapsed_ms: float) -> Tensor:
         mul = lr_multiplier(args, step, elapsed_ms)
-        if masked:  # geometric annealing, written into the buffers the (compiled) forward reads
-            temp = args.mask_temp_start * (args.mask_temp_end / args.mask_temp_start) ** run_progress(step, elapsed_ms)
-            for m in masked:
-                m.temperature.fill_(temp)
         frac = min(step / args.muon_momentum_warmup_steps, 1.0) if args.muon_momentum_warmup_steps else 1.0
         for opt in optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * mul
                 if isinstance(opt, Muon):
                     group["momentum"] = (1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum
+        if masked:  # geometric annealing, written into the buffers the (compiled) forward reads
+            temp = args.mask_temp_start * (args.mask_temp_end / args.mask_temp_start) ** run_progress(step, elapsed_ms)
+            for m in masked:
+                m.temperature.fill_(temp)
         loss_sum = torch.zeros((), device=device)
         for micro in range(args.grad_accum_steps):
             x, y = train_loader.next_batch(local_tokens, args.train_seq_len)
             if distributed:
                 model.require_backward_grad_sync = micro == args.grad_accum_steps - 1
-            with autocast:
-                loss = model(x, y).mean()
+            with rt.autocast:
+                if teacher is None:
+                    loss = model(x, y).mean()
+                else:
+                    with torch.no_grad():
+                        teacher_logits = teacher.logits(x)
+                    loss = model(x, y, teacher_logits, args.distill_alpha, args.distill_temp).mean()
             loss_sum += loss.detach()
             (loss / args.grad_accum_steps).backward()
         if args.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(base_model.parameters(), args.grad_clip_norm)
+            torch.nn.utils.clip_grad_norm_(params, args.grad_clip_norm)
         for opt in optimizers:
             opt.step()
         base_model.zero_grad(set_to_none=True)  # frozen parameters' gradients included
         loss_sum /= args.grad_accum_steps
         if distributed:  # one tiny all-reduce: every rank sees the same (mean) loss and stops together
-            dist.all_reduce(loss_sum, op=dist.ReduceOp.AVG if use_cuda else dist.ReduceOp.SUM)
-            if not use_cuda:
-                loss_sum /= world_size
+            dist.all_reduce(loss_sum, op=dist.ReduceOp.SUM)
+            loss_sum /= rt.world_size
         return loss_sum
 
     # Compile warmup: run a few real steps so compilation happens now, then roll back the
@@ -1046,21 +1292,36 @@ def main() -> int:
         base_model.load_state_dict(initial_model)
         for opt, state in zip(optimizers, initial_opt):
             opt.load_state_dict(state)
-        train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rank, world_size, device)
+        train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)
 
     def sync() -> None:
-        if use_cuda:
+        if rt.use_cuda:
             torch.cuda.synchronize()
 
     training_ms, step, stop_after = 0.0, 0, None
+    if args.resume:
+        ckpt = load_checkpoint(args.resume, args)
+        if ckpt["frozen"]:
+            freeze_parameters(optimizers, progressive)
+            progressive = []
+        base_model.load_state_dict(ckpt["model"])
+        for opt, state in zip(optimizers, ckpt["optimizers"]):
+            opt.load_state_dict(state)
+        ema.avg = {k: v.to(device) for k, v in ckpt["ema"].items()} if ckpt["ema"] is not None else None
+        train_loader.stream.seek(*ckpt["data"])
+        step, training_ms = ckpt["step"], ckpt["training_ms"]
+        log(f"resumed:{args.resume} step:{step} train_time:{training_ms:.0f}ms")
     sync()
     t0 = time.perf_counter()
     while True:
         last_step = step == args.iterations or step == stop_after
+        if last_step and ema.avg is not None:  # the artifact and the final evaluation use the averaged weights
+            ema.copy_to(base_model)
+            log(f"ema: final weights are the EMA (decay {args.ema_decay}, from step {args.ema_start_step})")
         if last_step or (args.val_loss_every > 0 and step % args.val_loss_every == 0):
             sync()
             training_ms += 1000.0 * (time.perf_counter() - t0)
-            val_loss, val_bpb, _ = run_eval(args.train_seq_len, eval_batch_seqs)
+            val_loss, val_bpb, _ = run_eval(None)
             log(f"step:{step}/{args.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
                 f"train_time:{training_ms:.0f}ms step_avg:{training_ms / max(step, 1):.2f}ms")
             sync()
@@ -1069,6 +1330,7 @@ def main() -> int:
             break
         train_loss = train_step(step, training_ms + 1000.0 * (time.perf_counter() - t0)).item()
         step += 1
+        ema.update(base_model, step)
         elapsed_ms = training_ms + 1000.0 * (time.perf_counter() - t0)
         if not math.isfinite(train_loss):
             log(f"stopping: non-finite train_loss:{train_loss} at step:{step}/{args.iterations}; no artifact written")
@@ -1091,43 +1353,51 @@ def main() -> int:
                 freeze_parameters(optimizers, progressive)
                 log(f"progressive_freeze: froze {len(progressive)} matrices ({','.join(args.targets)}) after step:{step} train_time:{elapsed_ms:.0f}ms")
                 progressive = []
+        if args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.iterations:
+            if rt.rank == 0:
+                save_checkpoint(args.checkpoint_path, args, base_model, optimizers, ema.avg, train_loader.stream, step, elapsed_ms,
+                                args.progressive_freeze_frac > 0 and not progressive)
+                log(f"checkpoint:{args.checkpoint_path} step:{step}")
 
-    if use_cuda:
+    if rt.use_cuda:
         log(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
     else:
         log(f"peak memory rss: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
 
     # Artifact: the raw state dict, then int8 + zlib, read back and evaluated again.
     code_bytes = len(code.encode("utf-8"))
-    artifact_path = Path("final_model.int8.ptz")
-    meta = {"config": args.model_config(), "torch_version": str(torch.__version__), "regenerated": regenerated_checksums(base_model)}
-    if rank == 0:
+    artifact_path = Path(args.artifact)
+    meta = {"config": args.model_config(), "torch_version": str(torch.__version__), "regenerated": regenerated_checksums(base_model),
+            "eval": {"data_path": os.path.abspath(args.data_path), "tokenizer_path": os.path.abspath(args.tokenizer_path),
+                     "tokenizer_sha256": tokenizer_sha, "val_batch_size": args.val_batch_size, "eval_stride": args.eval_stride,
+                     "eval_batch_seqs": args.eval_batch_seqs}}
+    state = {k: v.detach().clone() for k, v in base_model.state_dict().items()}  # kept: loading the round trip overwrites the weights
+    if rt.rank == 0:
         buf = io.BytesIO()
-        torch.save(base_model.state_dict(), buf)
+        torch.save(state, buf)
         atomic_write(Path("final_model.pt"), buf.getvalue())
         log(f"Serialized model: {buf.tell()} bytes")
         log(f"Code size: {code_bytes} bytes")
         log(f"Total submission size: {buf.tell() + code_bytes} bytes")
-        nbytes, stats = write_artifact(artifact_path, base_model.state_dict(), meta)
+        nbytes, stats = write_artifact(artifact_path, state, meta, args.int6_blocks)
         log(f"Serialized model int8+zlib: {nbytes} bytes (payload:{stats['payload_bytes']} raw_torch:{stats['raw_torch_bytes']} "
             f"payload_ratio:{stats['float_bytes'] / max(stats['payload_bytes'], 1):.2f}x)")
         log(f"Total submission size int8+zlib: {nbytes + code_bytes} bytes")
         log(f"artifact_storage {storage_summary(stats)}")
     if distributed:
         dist.barrier()
-    state, meta = read_artifact(artifact_path)
-    check_artifact_config(artifact_path, meta, args.model_config(), base_model)
-    base_model.load_state_dict(state, strict=True)
-    t_eval = time.perf_counter()
-    val_loss, val_bpb, _ = run_eval(args.train_seq_len, eval_batch_seqs)
-    log(f"final_int8_zlib_roundtrip val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000.0 * (time.perf_counter() - t_eval):.0f}ms")
-    log(f"final_int8_zlib_roundtrip_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-    if args.eval_stride > 0:
-        t_eval = time.perf_counter()
-        val_loss, val_bpb, scored = run_eval(args.eval_stride, args.eval_batch_seqs or eval_batch_seqs)
-        log(f"final_int8_zlib_roundtrip_sliding val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} stride:{args.eval_stride} "
-            f"eval_time:{1000.0 * (time.perf_counter() - t_eval):.0f}ms")
-        log(f"final_int8_zlib_roundtrip_sliding_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f} scored_tokens:{scored}")
+    loaded, _ = model_from_artifact(artifact_path, expect=args.model_config())
+    base_model.load_state_dict(loaded.state_dict(), strict=True)
+    bpb = final_evaluation(log, run_eval, args.eval_stride)
+    for i, member in enumerate(members if len(members) > 1 else []):
+        loss_i, bpb_i, _ = run_eval(None, member)
+        log(f"ensemble_member:{i} val_loss:{loss_i:.4f} val_bpb:{bpb_i:.4f} (ensemble {bpb:.4f})")
+    if args.int6_blocks:  # what int6 saved and cost, against the same weights all in int8
+        int8_data, _ = artifact_bytes(state, meta)
+        base_model.load_state_dict(read_artifact(artifact_path, int8_data)[0], strict=True)
+        _, bpb8, _ = run_eval(None)
+        log(f"int6_layers:{','.join(map(str, args.int6_blocks))} bytes_saved:{len(int8_data) - os.path.getsize(artifact_path)} "
+            f"(all-int8 artifact {len(int8_data)} bytes) val_bpb_cost:{bpb - bpb8:+.4f} (all-int8 round trip {bpb8:.4f})")
     if distributed:
         dist.destroy_process_group()
     return 0

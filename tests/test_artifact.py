@@ -108,3 +108,22 @@ def test_artifact_loading_refuses_bad_files(tmp_path):
         assert str(p) in str(e.value) and "\n" not in str(e.value), name
     with pytest.raises(ArtifactError, match="no such artifact"):
         read_artifact(tmp_path / "missing.ptz")
+
+
+def test_int6_blocks_use_31_levels_and_compress_better():
+    torch.manual_seed(0)
+    state = {f"blocks.{i}.mlp.fc.weight": torch.randn(300, 400) * 2 for i in range(3)}
+    state["blocks.10.mlp.fc.weight"] = torch.randn(300, 400) * 2  # block 10 is not block 1
+    state["tok_emb.weight"] = torch.randn(1024, 100)
+    blob, stats = quantize_state_dict(state, int6_blocks=(1,))
+    assert stats["int6"] == ["blocks.1.mlp.fc.weight"] and "blocks.10.mlp.fc.weight" in stats["int8"]
+    q6, q8 = blob["q"]["blocks.1.mlp.fc.weight"], blob["q"]["blocks.0.mlp.fc.weight"]
+    assert q6.abs().max() == 31 and q8.abs().max() == 127
+    out = dequantize_state_dict(blob)
+    w, s = state["blocks.1.mlp.fc.weight"], blob["scale"]["blocks.1.mlp.fc.weight"].float()[:, None]
+    clip = torch.quantile(w.abs(), 0.9999984, dim=1)[:, None]
+    assert ((out["blocks.1.mlp.fc.weight"] - w.clamp(-clip, clip)).abs() <= s / 2 + 1e-6).all()
+    from train_gpt import artifact_bytes
+    int8_only, _ = artifact_bytes(state, {})
+    int6, _ = artifact_bytes(state, {}, int6_blocks=(0, 1, 2, 10))
+    assert len(int6) < 0.85 * len(int8_only)

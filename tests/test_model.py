@@ -98,3 +98,67 @@ def test_compiles_with_fullgraph():
     x = torch.randint(0, 1024, (2, 32))
     assert torch.allclose(compiled(x, x), model(x, x), atol=1e-6)
     compiled(x, x).mean().backward()
+
+
+# ---- hashed bigram embedding, ensembles, distillation ----
+
+def test_bigram_buckets_are_deterministic_in_range_and_mixed():
+    from train_gpt import bigram_buckets, mix32
+    ids = torch.randint(0, 1024, (4, 50), generator=torch.Generator().manual_seed(0))
+    b = bigram_buckets(ids, 8192)
+    assert b.dtype == torch.int64 and b.min() >= 0 and b.max() < 8192 and torch.equal(b, bigram_buckets(ids.clone(), 8192))
+    for r, t in [(0, 0), (1, 7), (3, 49)]:
+        prev = int(ids[r, t - 1]) if t else 0  # the first position of a window pairs with id 0
+        assert int(b[r, t]) == mix32(prev * 65536 + int(ids[r, t])) % 8192
+    pairs = torch.stack(torch.meshgrid(torch.arange(1024), torch.arange(1024), indexing="ij"), -1).reshape(-1, 2)
+    counts = torch.bincount(bigram_buckets(pairs, 8192)[:, 1], minlength=8192)
+    assert counts.min() > 64 and counts.max() < 200  # all 1M pairs spread evenly (mean 128)
+
+
+def test_bigram_starts_as_a_no_op_and_learns():
+    torch.manual_seed(0)
+    model = GPT(small(BIGRAM_BUCKETS="512", BIGRAM_DIM="16"))
+    x = torch.randint(0, 1024, (2, 32))
+    with_bigram = model(x, x)
+    bigram, model.bigram = model.bigram, None
+    assert torch.equal(with_bigram, model(x, x))  # the projection starts at zero
+    model.bigram = bigram
+    model(x, x).mean().backward()
+    assert model.bigram_proj.weight.grad.abs().sum() > 0
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in GPT(small()).parameters()) + 512 * 16 + 16 * 64
+
+
+def test_ensemble_scores_the_mean_probability():
+    from train_gpt import Ensemble, build_model
+    torch.manual_seed(0)
+    ens = build_model(small(NUM_MODELS="2", FREEZE_MODE="adapter"))
+    assert isinstance(ens, Ensemble) and len(ens.members) == 2
+    assert ens.members[1].cfg.base_seed == ens.members[0].cfg.base_seed + 1  # members regenerate different bases
+    assert not torch.equal(ens.members[0].blocks[0].attn.q.base, ens.members[1].blocks[0].attn.q.base)
+    with torch.no_grad():
+        for p in ens.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x, y = torch.randint(0, 1024, (2, 16)), torch.randint(0, 1024, (2, 16))
+    probs = torch.stack([torch.softmax(m.logits(x), -1) for m in ens.members]).mean(0)
+    expected = -torch.log(probs.gather(-1, y[..., None])[..., 0])
+    ens.eval()
+    assert torch.allclose(ens(x, y), expected, atol=1e-5)
+    assert torch.allclose(torch.softmax(ens.logits(x), -1), probs, atol=1e-6)
+    ens.train()
+    assert torch.allclose(ens(x, y), torch.stack([m(x, y) for m in ens.members]).mean(0))
+
+
+def test_distillation_loss():
+    torch.manual_seed(0)
+    model = GPT(small())
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x, y = torch.randint(0, 1024, (2, 16)), torch.randint(0, 1024, (2, 16))
+    teacher = torch.randn(2, 16, 1024)
+    assert torch.equal(model(x, y, teacher, alpha=0.0, temp=2.0), model(x, y))  # alpha 0: plain cross-entropy
+    same = model(x, y, model.logits(x).detach(), alpha=1.0, temp=3.0)
+    assert same.abs().max() < 1e-5  # KL to itself
+    t, s = torch.log_softmax(teacher / 2, -1), torch.log_softmax(model.logits(x) / 2, -1)
+    kl = (t.exp() * (t - s)).sum(-1)
+    assert torch.allclose(model(x, y, teacher, alpha=0.25, temp=2.0), 0.75 * model(x, y) + 0.25 * 4 * kl, atol=1e-5)

@@ -68,3 +68,22 @@ def test_parameter_split_matches_the_baseline():
     n_all = sum(p.numel() for p in model.parameters())
     n_opt = sum(p.numel() for opt in (adam, muon) for g in opt.param_groups for p in g["params"])
     assert n_all == n_opt  # every parameter is optimised exactly once
+
+
+def test_decoupled_weight_decay():
+    torch.manual_seed(3)
+    p = torch.nn.Parameter(torch.randn(8, 16))
+    before = p.detach().clone()
+    opt = Muon([p], lr=0.1, momentum=0.0, backend_steps=5, nesterov=False, weight_decay=0.5)
+    p.grad = torch.randn(8, 16)
+    update = newton_schulz_orthogonalize(p.grad, 5)
+    opt.step()
+    assert torch.allclose(p.detach(), before * (1 - 0.1 * 0.5) - 0.1 * update, atol=1e-6)
+    a = Hyperparameters({"NUM_LAYERS": "2", "MODEL_DIM": "32", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "ADAM_WD": "0.1",
+                         "MUON_WD": "0.2", "TIE_EMBEDDINGS": "0", "BIGRAM_BUCKETS": "64"})
+    model = GPT(a)
+    adam, muon = build_optimizers(model, a)
+    wd = {id(p): g["weight_decay"] for g in adam.param_groups for p in g["params"]}
+    assert wd[id(model.tok_emb.weight)] == wd[id(model.lm_head.weight)] == wd[id(model.bigram.weight)] == 0.1
+    assert wd[id(model.blocks[0].attn_scale)] == wd[id(model.skip_weights)] == 0.0  # never decay gains and scales
+    assert muon.param_groups[0]["weight_decay"] == 0.2 and id(model.bigram_proj.weight) in {id(q) for q in muon.param_groups[0]["params"]}

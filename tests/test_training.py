@@ -132,3 +132,103 @@ def test_data_errors_stop_with_one_line(tiny_data, tmp_path):
         r = run_train(tmp_path, env_for(tiny_data, "bad", **extra))
         assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, (extra, r.stderr[-2000:])
         assert "Traceback" not in r.stderr
+
+
+# ---- EMA, eval-only, checkpoint and resume, distillation, ensembles, int6 ----
+
+@pytest.mark.parametrize("start", [0, 3])
+def test_ema_equals_the_closed_form(start):
+    from train_gpt import EMA
+    p = torch.nn.Parameter(torch.zeros(3))
+    model = torch.nn.Module()
+    model.p = p
+    values = [torch.tensor([float(i), 2.0 * i, -i]) for i in range(1, 9)]
+    ema, d = EMA(0.7, start), 0.7
+    for step, v in enumerate(values, 1):
+        p.data.copy_(v)
+        ema.update(model, step)
+    kept = [v for step, v in enumerate(values, 1) if step >= start]
+    # a copy at the first step, then avg = d avg + (1 - d) v: d^(n-1) v_1 + sum (1 - d) d^(n-k) v_k
+    n = len(kept)
+    expected = d ** (n - 1) * kept[0] + sum((1 - d) * d ** (n - k) * kept[k - 1] for k in range(2, n + 1))
+    assert torch.allclose(ema.avg["p"], expected, atol=1e-6)
+    ema.copy_to(model)
+    assert torch.equal(p.data, ema.avg["p"])
+
+
+def test_eval_only_reproduces_the_training_run_exactly(single_run, tmp_path):
+    cwd, lines, _ = single_run
+    r = run_train(tmp_path, clean_env(EVAL_ONLY="1", ARTIFACT=str(cwd / "final_model.int8.ptz"), RUN_ID="eval"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    keys = ("final_int8_zlib_roundtrip_exact ", "final_int8_zlib_roundtrip_sliding_exact ")
+    assert [l for l in log_lines(tmp_path, "eval") if l.startswith(keys)] == [l for l in lines if l.startswith(keys)]
+    data = (cwd / "final_model.int8.ptz").read_bytes()
+    for name, blob in [("truncated", data[:-100]), ("flipped", data[:50] + bytes([data[50] ^ 1]) + data[51:])]:
+        (tmp_path / name).write_bytes(blob)
+        r = run_train(tmp_path, clean_env(EVAL_ONLY="1", ARTIFACT=str(tmp_path / name)))
+        assert r.returncode == 2 and r.stderr.startswith(f"error: {tmp_path / name}: ") and len(r.stderr.strip().splitlines()) == 1
+    r = run_train(tmp_path, clean_env(EVAL_ONLY="1", ARTIFACT=str(cwd / "final_model.int8.ptz"), BASE_SEED="9"))
+    assert r.returncode == 2 and "built with BASE_SEED=0, this run has BASE_SEED=9" in r.stderr
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tiny_data, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import SCRIPT
+    common = dict(ITERATIONS="40", VAL_LOSS_EVERY="0", EVAL_STRIDE="0", TRAIN_LOG_EVERY="10", CHECKPOINT_EVERY="4",
+                  EMA_DECAY="0.9", EMA_START_STEP="10", FREEZE_MODE="mask", BIGRAM_BUCKETS="256", BIGRAM_DIM="8")
+    full, part, resumed = tmp_path / "full", tmp_path / "part", tmp_path / "resumed"
+    for d in (full, part, resumed):
+        d.mkdir()
+    r = run_train(full, env_for(tiny_data, "full", **common))
+    assert r.returncode == 0, r.stderr[-3000:]
+    # The same run, killed (SIGKILL, no chance to clean up) once a checkpoint exists.
+    proc = subprocess.Popen([sys.executable, str(SCRIPT)], cwd=part, env=env_for(tiny_data, "part", **common),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = part / "checkpoints" / "part.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = torch.load(ckpt, weights_only=True)["step"]
+    assert 4 <= step < 40 and step % 4 == 0
+    r = run_train(resumed, env_for(tiny_data, "resumed", RESUME=str(ckpt), **common))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resumed:{ckpt} step:{step}" in " ".join(log_lines(resumed, "resumed"))
+    a, b = torch.load(full / "final_model.pt", weights_only=True), torch.load(resumed / "final_model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (full / "final_model.int8.ptz").read_bytes() == (resumed / "final_model.int8.ptz").read_bytes()
+    # A checkpoint of another configuration is refused before any work.
+    r = run_train(resumed, env_for(tiny_data, "other", RESUME=str(ckpt), **{**common, "MODEL_DIM": "128"}))
+    assert r.returncode == 2 and "written with MODEL_DIM=64, this run has 128" in r.stderr
+
+
+def test_distillation_with_alpha_zero_equals_plain_training(single_run, tiny_data, tmp_path):
+    teacher = single_run[0] / "final_model.int8.ptz"
+    r = run_train(tmp_path, env_for(tiny_data, "distill", DISTILL_TEACHER=str(teacher), DISTILL_ALPHA="0", EVAL_STRIDE="0"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = log_lines(tmp_path, "distill")
+    assert any(l.startswith(f"distill_teacher:{teacher} ") for l in lines)
+    assert losses(lines) == losses(single_run[1])
+    r = run_train(tmp_path, env_for(tiny_data, "distill2", DISTILL_TEACHER=str(teacher), DISTILL_ALPHA="0.7", NUM_LAYERS="1",
+                                    MODEL_DIM="32", NUM_HEADS="2", NUM_KV_HEADS="1", EVAL_STRIDE="0"))
+    assert r.returncode == 0, r.stderr[-3000:]  # a student of another shape
+    assert losses(log_lines(tmp_path, "distill2")) != losses(single_run[1])
+
+
+def test_ensemble_int6_and_bigram_end_to_end(tiny_data, tmp_path):
+    r = run_train(tmp_path, env_for(tiny_data, "ens", NUM_MODELS="2", FREEZE_MODE="frozen", INT6_LAYERS="all", MODEL_DIM="160",
+                                    MLP_MULT="4", BIGRAM_BUCKETS="1024", BIGRAM_DIM="16", EVAL_STRIDE="0", ITERATIONS="6",
+                                    MATRIX_LR="1.0"))  # large weights at once: rows above the house's 1/127 scale floor
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = log_lines(tmp_path, "ens")
+    ensemble = float(field(next(l for l in lines if l.startswith("final_int8_zlib_roundtrip_exact")), "val_bpb"))
+    members = [float(field(l, "val_bpb")) for l in lines if l.startswith("ensemble_member:")]
+    assert len(members) == 2 and ensemble < max(members)
+    int6 = next(l for l in lines if l.startswith("int6_layers:0,1"))
+    assert int(field(int6, "bytes_saved")) > 0 and "val_bpb_cost:" in int6
+    storage = next(l for l in lines if l.startswith("artifact_storage"))
+    assert "int6: members.0.mlp.proj.weight x2, members.1.mlp.proj.weight x2" in storage and "members.0.bigram.weight" in storage

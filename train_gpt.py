@@ -20,9 +20,11 @@ import os
 import random
 import re
 import resource
+import signal
 import sys
 import time
 import uuid
+import warnings
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -149,6 +151,8 @@ class Hyperparameters:
             raw = environ.get(name)
             setattr(self, name.lower(), default if raw is None or raw == "" else _parse_var(name, raw, kind, accepted))
         self.run_id = self.run_id or str(uuid.uuid4())
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.run_id) or self.run_id.startswith("."):
+            raise ConfigError(f"RUN_ID={self.run_id!r}: accepted letters, digits, _ . and - (it names logs/<RUN_ID>.txt)")
         self.mlp_hidden = max(1, round(self.mlp_mult * self.model_dim))
         self.check_shapes()
         self.check_random_maps()
@@ -208,6 +212,9 @@ class Hyperparameters:
         else:
             self.int6_blocks = ()
         self.checkpoint_path = self.checkpoint_path or f"checkpoints/{self.run_id}.pt"
+        folder = Path(self.checkpoint_path).absolute().parent
+        if self.checkpoint_every and not os.access(next(p for p in (folder, *folder.parents) if p.exists()), os.W_OK):
+            raise ConfigError(f"CHECKPOINT_PATH={self.checkpoint_path}: its folder cannot be written")
 
     def check_world(self, world_size: int) -> None:
         """Checks that need the number of processes; sets grad_accum_steps."""
@@ -480,18 +487,22 @@ def write_artifact(path: Path, state: dict[str, Tensor], meta: dict, int6_blocks
     return len(data), stats
 
 
-def read_artifact(path: Path, data: bytes | None = None) -> tuple[dict[str, Tensor], dict]:
-    """Weights-only load (of the file, or of its bytes): a pickle that carries code is refused, not run."""
+def read_artifact(path: Path, data: bytes | None = None, var: str = "ARTIFACT") -> tuple[dict[str, Tensor], dict]:
+    """Weights-only load (of the file, or of its bytes): a pickle that carries code is refused,
+    not run. Errors name the variable that gave the path: ARTIFACT=path or DISTILL_TEACHER=path."""
+    path = f"{var}={path}"
     try:
-        raw = zlib.decompress(Path(path).read_bytes() if data is None else data)
-    except FileNotFoundError:
+        raw = zlib.decompress(Path(path.split("=", 1)[1]).read_bytes() if data is None else data)
+    except (FileNotFoundError, IsADirectoryError):
         raise ArtifactError(f"{path}: no such artifact") from None
     except zlib.error:
         raise ArtifactError(f"{path}: not a zlib-compressed artifact (truncated or corrupted)") from None
     try:
-        blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about some pickle protocols before refusing them itself
+            warnings.simplefilter("ignore")
+            blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as e:  # weights-only unpickling refuses anything but tensors and plain data
-        why = next((ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln), str(e).splitlines()[0] if str(e) else "")
+        why = next((ln.strip() for ln in str(e).splitlines() if "nsupported" in ln), str(e).splitlines()[0] if str(e) else "")
         raise ArtifactError(f"{path}: refused by weights-only loading ({type(e).__name__}: {why[:160]})") from None
     if not isinstance(blob, dict) or blob.get("meta", {}).get("format") != ARTIFACT_FORMAT:
         raise ArtifactError(f"{path}: not an artifact of format {ARTIFACT_FORMAT}")
@@ -514,10 +525,11 @@ def check_artifact_config(path, meta: dict, config: dict, model: nn.Module) -> N
                             f"the artifact was made with torch {meta.get('torch_version')}, this is torch {torch.__version__}")
 
 
-def model_from_artifact(path, expect: dict | None = None) -> tuple[nn.Module, dict]:
+def model_from_artifact(path, expect: dict | None = None, var: str = "ARTIFACT") -> tuple[nn.Module, dict]:
     """Rebuild the model an artifact describes (its regenerated matrices checked against the
     recorded checksums) and load its weights; `expect` is a configuration it must match."""
-    state, meta = read_artifact(path)
+    state, meta = read_artifact(path, var=var)
+    path = f"{var}={path}"
     config = meta.get("config")
     try:
         model = build_model(SimpleNamespace(**config))
@@ -530,6 +542,8 @@ def model_from_artifact(path, expect: dict | None = None) -> tuple[nn.Module, di
 
 def atomic_write(path: Path, data: bytes) -> None:
     path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -546,7 +560,8 @@ class DataError(ConfigError):
     """A shard, split or tokenizer that cannot be used."""
 
 
-def load_data_shard(path: str, vocab_size: int | None = None) -> np.ndarray:
+def check_shard_header(path: str) -> int:
+    """The token count of a shard whose header (magic, version) and size agree; else a DataError."""
     size = os.path.getsize(path)
     if size < HEADER_INTS * 4:
         raise DataError(f"{path}: {size} bytes, shorter than the {HEADER_INTS * 4}-byte shard header")
@@ -558,6 +573,11 @@ def load_data_shard(path: str, vocab_size: int | None = None) -> np.ndarray:
     count = int(header[2])
     if count < 0 or size != HEADER_INTS * 4 + 2 * count:
         raise DataError(f"{path}: header says {count} tokens ({HEADER_INTS * 4 + 2 * count} bytes) but the file has {size} bytes")
+    return count
+
+
+def load_data_shard(path: str, vocab_size: int | None = None) -> np.ndarray:
+    count = check_shard_header(path)
     tokens = np.fromfile(path, dtype="<u2", count=count, offset=HEADER_INTS * 4)
     if vocab_size is not None and count and int(tokens.max()) >= vocab_size:
         raise DataError(f"{path}: token id {int(tokens.max())} is not below VOCAB_SIZE={vocab_size}")
@@ -585,6 +605,8 @@ class TokenStream:
 
     def __init__(self, data_path: str, vocab_size: int):
         self.files, self.vocab_size = split_files(data_path, "train"), vocab_size
+        for f in self.files:  # every header now (cheap); each shard's token ids when it is read
+            check_shard_header(f)
         self.file_index, self.pos = -1, 0
         self.tokens = np.zeros(0, dtype=np.uint16)
 
@@ -1082,7 +1104,10 @@ def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len
     """Validation tokens, byte tables and the tokenizer's sha256, checked before any model."""
     if not os.path.isfile(tokenizer_path):
         raise DataError(f"TOKENIZER_PATH={tokenizer_path}: no such file; build or fetch the data first (`bash run.sh data`)")
-    sp = spm.SentencePieceProcessor(model_file=tokenizer_path)
+    try:
+        sp = spm.SentencePieceProcessor(model_file=tokenizer_path)
+    except Exception:
+        raise DataError(f"TOKENIZER_PATH={tokenizer_path}: not a SentencePiece model") from None
     if sp.vocab_size() != vocab_size:
         raise DataError(f"TOKENIZER_PATH={tokenizer_path}: vocabulary of {sp.vocab_size()} tokens, but VOCAB_SIZE={vocab_size}")
     val_tokens = load_validation_tokens(data_path, seq_len, vocab_size)
@@ -1203,7 +1228,7 @@ def main() -> int:
     teacher = None
     if args.distill_teacher:
         with torch.random.fork_rng(devices=[]):  # building the teacher must not move the student's initialisation
-            teacher, tmeta = model_from_artifact(args.distill_teacher)
+            teacher, tmeta = model_from_artifact(args.distill_teacher, var="DISTILL_TEACHER")
         if tmeta["config"]["vocab_size"] != args.vocab_size:
             raise ConfigError(f"DISTILL_TEACHER={args.distill_teacher}: vocabulary {tmeta['config']['vocab_size']}, this run has VOCAB_SIZE={args.vocab_size}")
         teacher = teacher.to(device).eval().requires_grad_(False)
@@ -1311,6 +1336,11 @@ def main() -> int:
         train_loader.stream.seek(*ckpt["data"])
         step, training_ms = ckpt["step"], ckpt["training_ms"]
         log(f"resumed:{args.resume} step:{step} train_time:{training_ms:.0f}ms")
+    def on_sigterm(signum, frame):  # a scheduler's stop (torchrun forwards it to every rank): say so, then exit
+        log(f"stopping: SIGTERM at step:{step}/{args.iterations}; no artifact written")
+        sys.exit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     sync()
     t0 = time.perf_counter()
     while True:
@@ -1359,6 +1389,7 @@ def main() -> int:
                                 args.progressive_freeze_frac > 0 and not progressive)
                 log(f"checkpoint:{args.checkpoint_path} step:{step}")
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if rt.use_cuda:
         log(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
     else:
@@ -1403,12 +1434,16 @@ def main() -> int:
     return 0
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--env-help"]:
+def cli(argv: list[str]) -> int:
+    if argv == ["--env-help"]:
         print(env_help())
-        sys.exit(0)
+        return 0
     try:
-        sys.exit(main())
+        return main()
     except ConfigError as e:  # bad input: one line that names it, no traceback
         print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(cli(sys.argv[1:]))

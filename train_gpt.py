@@ -288,7 +288,8 @@ def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> 
 
 class Muon(torch.optim.Optimizer):
     """Momentum, then orthogonalised updates for 2-D matrices. Under several processes
-    each rank orthogonalises every world_size-th matrix and one all-reduce shares them."""
+    each rank orthogonalises every world_size-th matrix and one all-reduce shares them;
+    every rank keeps every momentum buffer (cheap), so any rank's state is the whole state."""
 
     def __init__(self, params, lr: float, momentum: float, backend_steps: int, nesterov: bool = True, weight_decay: float = 0.0):
         super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov, weight_decay=weight_decay))
@@ -304,9 +305,9 @@ class Muon(torch.optim.Optimizer):
             flat = torch.zeros(sum(p.numel() for p in params), device=params[0].device, dtype=torch.float32)
             offset = 0
             for i, p in enumerate(params):
+                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
+                buf.mul_(group["momentum"]).add_(p.grad)
                 if i % world == rank:
-                    buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
-                    buf.mul_(group["momentum"]).add_(p.grad)
                     g = p.grad.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
                     g = newton_schulz_orthogonalize(g, group["backend_steps"])
                     g = g * max(1.0, p.size(0) / p.size(1)) ** 0.5  # same RMS for tall matrices

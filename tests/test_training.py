@@ -222,3 +222,19 @@ def test_ensemble_int6_and_bigram_end_to_end(tiny_data, tmp_path):
     assert int(field(int6, "bytes_saved")) > 0 and "val_bpb_cost:" in int6
     storage = next(l for l in lines if l.startswith("artifact_storage"))
     assert "int6: members.0.mlp.proj.weight x2, members.1.mlp.proj.weight x2" in storage and "members.0.bigram.weight" in storage
+
+
+def test_resume_under_torchrun_equals_an_uninterrupted_torchrun_run(tiny_data, tmp_path):
+    """Two processes: the checkpoint (written by rank 0) holds every rank's state, Muon's
+    momentum included, so resuming under torchrun ends bit-identical too."""
+    common = dict(ITERATIONS="10", VAL_LOSS_EVERY="0", EVAL_STRIDE="0", FREEZE_MODE="adapter", WARMUP_STEPS="0")
+    full, first, resumed = tmp_path / "full", tmp_path / "first", tmp_path / "resumed"
+    for d in (full, first, resumed):
+        d.mkdir()
+    assert run_train(full, env_for(tiny_data, "full", **common), nproc=2).returncode == 0
+    r = run_train(first, env_for(tiny_data, "first", CHECKPOINT_EVERY="5", **common), nproc=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = run_train(resumed, env_for(tiny_data, "resumed", RESUME=str(first / "checkpoints" / "first.pt"), **common), nproc=2)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = torch.load(full / "final_model.pt", weights_only=True), torch.load(resumed / "final_model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -271,28 +271,32 @@ def env_help() -> str:
 
 
 def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> Tensor:
-    """Approximately U V^T for grad = U S V^T: a quintic Newton-Schulz iteration whose
-    coefficients push every singular value towards 1 fast (Muon). bf16 on CUDA, fp32 on
-    CPU where bf16 matmuls are slow."""
+    """Approximately U V^T for grad = U S V^T (of each matrix in a stack): a quintic
+    Newton-Schulz iteration whose coefficients push every singular value towards 1 fast
+    (Muon). bf16 on CUDA, fp32 on CPU where bf16 matmuls are slow."""
     a, b, c = 3.4445, -4.7750, 2.0315
     x = grad.to(torch.bfloat16 if grad.is_cuda else torch.float32)
-    x = x / (x.norm() + eps)
-    tall = x.size(0) > x.size(1)
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)
+    tall = x.size(-2) > x.size(-1)
     if tall:
-        x = x.T
+        x = x.mT
     for _ in range(steps):
-        gram = x @ x.T
+        gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return x.T if tall else x
+    return x.mT if tall else x
 
 
 class Muon(torch.optim.Optimizer):
-    """Momentum, then orthogonalised updates for 2-D matrices. Under several processes
-    each rank orthogonalises every world_size-th matrix and one all-reduce shares them;
-    every rank keeps every momentum buffer (cheap), so any rank's state is the whole state."""
+    """Momentum, then orthogonalised updates for 2-D matrices. Matrices of one shape are
+    orthogonalised together as one stack (a handful of batched multiplies a step instead of a
+    few kernels per matrix, which on a GPU is launch-bound). Under several processes each
+    rank takes every world_size-th matrix of each shape and one all-reduce shares them; every
+    rank keeps every momentum buffer (cheap), so any rank's state is the whole state."""
 
-    def __init__(self, params, lr: float, momentum: float, backend_steps: int, nesterov: bool = True, weight_decay: float = 0.0):
+    def __init__(self, params, lr: float, momentum: float, backend_steps: int, nesterov: bool = True, weight_decay: float = 0.0,
+                 orthogonalize=newton_schulz_orthogonalize):
         super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov, weight_decay=weight_decay))
+        self.orthogonalize = orthogonalize  # torch.compile'd on CUDA
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -302,25 +306,30 @@ class Muon(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
+            grads = [p.grad for p in params]
+            for p in params:
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            bufs = [self.state[p]["momentum_buffer"] for p in params]
+            torch._foreach_mul_(bufs, group["momentum"])
+            torch._foreach_add_(bufs, grads)
+            updates = torch._foreach_add(grads, bufs, alpha=group["momentum"]) if group["nesterov"] else bufs
             flat = torch.zeros(sum(p.numel() for p in params), device=params[0].device, dtype=torch.float32)
-            offset = 0
+            views = [v.view_as(p) for v, p in zip(flat.split([p.numel() for p in params]), params)]
+            by_shape: dict[tuple, list[int]] = {}
             for i, p in enumerate(params):
-                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
-                buf.mul_(group["momentum"]).add_(p.grad)
-                if i % world == rank:
-                    g = p.grad.add(buf, alpha=group["momentum"]) if group["nesterov"] else buf
-                    g = newton_schulz_orthogonalize(g, group["backend_steps"])
-                    g = g * max(1.0, p.size(0) / p.size(1)) ** 0.5  # same RMS for tall matrices
-                    flat[offset:offset + p.numel()] = g.flatten().float()
-                offset += p.numel()
+                by_shape.setdefault(tuple(p.shape), []).append(i)
+            for (rows, cols), members in by_shape.items():
+                mine = members[rank::world]
+                if mine:
+                    ortho = self.orthogonalize(torch.stack([updates[i] for i in mine]), group["backend_steps"])
+                    ortho = ortho.float() * max(1.0, rows / cols) ** 0.5  # same RMS for tall matrices
+                    torch._foreach_copy_([views[i] for i in mine], list(ortho.unbind(0)))
             if world > 1:
                 dist.all_reduce(flat)
-            offset = 0
-            for p in params:
-                if group["weight_decay"]:  # decoupled: shrink the weights, then step
-                    p.mul_(1.0 - group["lr"] * group["weight_decay"])
-                p.add_(flat[offset:offset + p.numel()].view_as(p).to(p.dtype), alpha=-group["lr"])
-                offset += p.numel()
+            if group["weight_decay"]:  # decoupled: shrink the weights, then step
+                torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
+            torch._foreach_add_(params, views, alpha=-group["lr"])
 
 
 # -----------------------------------------------------------------------------
@@ -373,13 +382,17 @@ def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: i
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # nll, tokens, bytes
     offsets = torch.arange(seq_len + 1)
     positions = torch.arange(seq_len, device=device)
+    batch_seqs = max(1, min(batch_seqs, hi - lo))
     for b in range(lo, hi, batch_seqs):
+        # a short last batch is padded with copies of its last window that score nothing,
+        # so a compiled model sees one input shape and never recompiles for the tail
         e = min(b + batch_seqs, hi)
-        window = val_tokens[torch.tensor(starts[b:e])[:, None] + offsets].to(device=device, dtype=torch.int64)
+        pad = b + batch_seqs - e
+        window = val_tokens[torch.tensor(starts[b:e] + starts[e - 1:e] * pad)[:, None] + offsets].to(device=device, dtype=torch.int64)
         x, y = window[:, :-1], window[:, 1:]
         with autocast or torch.autocast(device.type, enabled=False):
             nll = model(x, y)
-        keep = positions[None, :] >= torch.tensor(score_from[b:e], device=device)[:, None]
+        keep = positions[None, :] >= torch.tensor(score_from[b:e] + [seq_len] * pad, device=device)[:, None]
         nbytes = base_bytes[y].to(torch.int64) + (has_space[y] & ~is_boundary[x]).to(torch.int64)
         sums += torch.stack([nll.double()[keep].sum(), keep.sum().double(), nbytes[keep].sum().double()])
     if world_size > 1:
@@ -983,7 +996,7 @@ def build_model(cfg) -> nn.Module:
     return Ensemble(cfg) if cfg.num_models > 1 else GPT(cfg)
 
 
-def build_optimizers(model: nn.Module, args) -> list[torch.optim.Optimizer]:
+def build_optimizers(model: nn.Module, args, compile_muon: bool = False) -> list[torch.optim.Optimizer]:
     """Muon for 2-D matrices (block projections, adapters, low-rank factors, the bigram
     projection); Adam for the embeddings and head (with ADAM_WD), for every vector or scalar
     (control tensors, mask scales) and, at MASK_LR, for the mask scores."""
@@ -1010,7 +1023,8 @@ def build_optimizers(model: nn.Module, args) -> list[torch.optim.Optimizer]:
     optimizers = [adam]
     if groups["muon"]:
         optimizers.append(Muon(groups["muon"], lr=args.matrix_lr, momentum=args.muon_momentum,
-                               backend_steps=args.muon_backend_steps, weight_decay=args.muon_wd))
+                               backend_steps=args.muon_backend_steps, weight_decay=args.muon_wd,
+                               orthogonalize=torch.compile(newton_schulz_orthogonalize) if compile_muon else newton_schulz_orthogonalize))
     for opt in optimizers:
         for group in opt.param_groups:
             group["base_lr"] = group["lr"]
@@ -1091,6 +1105,9 @@ def setup_runtime(args) -> SimpleNamespace:
     args.check_world(world_size)
     use_cuda = torch.cuda.is_available()
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda and local_rank >= torch.cuda.device_count():
+        raise ConfigError(f"LOCAL_RANK={local_rank}: only {torch.cuda.device_count()} GPU(s) visible; start at most that many "
+                          "processes per node, or hide the GPUs (CUDA_VISIBLE_DEVICES=) to run on CPU")
     if use_cuda:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -1239,7 +1256,7 @@ def main() -> int:
     model_fwd = torch.compile(base_model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else base_model
     model = DDP(model_fwd, device_ids=[rt.local_rank] if rt.use_cuda else None, broadcast_buffers=False) if distributed else model_fwd
     members = list(base_model.members) if isinstance(base_model, Ensemble) else [base_model]
-    optimizers = [opt for m in members for opt in build_optimizers(m, args)]
+    optimizers = [opt for m in members for opt in build_optimizers(m, args, compile_muon=rt.compile)]
     log(f"model_params:{sum(p.numel() for p in base_model.parameters())}")
     log(f"frozen_params:{sum(m.base.numel() for m in base_model.modules() if isinstance(m, FrozenFC))}")
     log(f"freeze_mode:{args.freeze_mode} targets:{','.join(args.targets) or '-'} base_init:{args.base_init} base_seed:{args.base_seed}"

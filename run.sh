@@ -9,6 +9,7 @@
 #   bash run.sh fineweb         the challenge run: torchrun on every GPU over FineWeb
 #   bash run.sh bench [ARGS]    CPU speed and memory per mode (tests/bench.py), printed as tables
 #   bash run.sh bench quality   quality at equal artifact bytes per mode (tests/bench_quality.py)
+#   bash run.sh bench gpu       GPU step time per mode at the baseline shape (tests/bench_gpu.py)
 #   bash run.sh sweep NAME=v1,v2 [NAME2=a,b ...]   the grid, one run after another, then a summary
 #   bash run.sh summary [DIRS or LOGS]            markdown table of finished runs, best first
 #   bash run.sh record --name NAME [--smoke] LOGS  a records/ submission folder from finished runs
@@ -118,10 +119,14 @@ case "$cmd" in
   bench)
     ensure_deps
     ensure_shakespeare
-    if [ "${1:-}" = quality ]; then shift; "$PY" tests/bench_quality.py "$@"; else "$PY" tests/bench.py "$@"; fi
+    case "${1:-}" in
+      quality) shift; "$PY" tests/bench_quality.py "$@" ;;
+      gpu) shift; "$PY" tests/bench_gpu.py "$@" ;;
+      *) "$PY" tests/bench.py "$@" ;;
+    esac
     ;;
   -h|--help|help)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     ;;
   *)
     echo "run.sh: unknown command '$cmd'; accepted: cpu (default), test, data, fineweb, bench, sweep, summary, record" >&2

@@ -19,6 +19,7 @@ SCRIPT = ROOT / "train_gpt.py"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end runs of train_gpt.py (seconds to a minute each)")
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (tests/test_cuda.py); skipped where none is visible")
 
 
 def synthetic_documents(n_docs: int, seed: int = 0) -> list[str]:
@@ -61,11 +62,14 @@ TINY_MODEL = dict(VOCAB_SIZE="1024", NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="
 
 
 def clean_env(**overrides) -> dict:
-    """The current environment without any train_gpt.py variable, plus the overrides."""
+    """The current environment without any train_gpt.py variable, plus the overrides. The
+    process runs on CPU even on a GPU machine (the tests' numbers are fp32 CPU facts: bit-exact
+    resume, gloo agreement) unless the overrides name CUDA_VISIBLE_DEVICES (tests/test_cuda.py)."""
     import train_gpt
 
     ours = {name for name, *_ in train_gpt.ENV_VARS}
     env = {k: v for k, v in os.environ.items() if k not in ours and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["CUDA_VISIBLE_DEVICES"] = ""
     env.update({k: str(v) for k, v in overrides.items()})
     env.setdefault("OMP_NUM_THREADS", "1")
     return env

@@ -229,7 +229,7 @@ def matrix(tiny_data, tmp_path_factory):
     (root / "base.json").write_text(json.dumps({**base, "CHECKPOINT_EVERY": "0"}))
     (root / "harness.py").write_text(HARNESS)
     r = subprocess.run([sys.executable, str(root / "harness.py"), str(ROOT), str(root / "cases.json"), str(root / "base.json"),
-                        str(root / "results.json")], cwd=work, capture_output=True, text=True, timeout=900)
+                        str(root / "results.json")], cwd=work, env=clean_env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     results = json.loads((root / "results.json").read_text())
     print(f"\nfault matrix: {len(cases)} bad-input cases")

@@ -1,0 +1,139 @@
+"""The CUDA path: bf16 autocast, torch.compile(fullgraph=True) with inductor, regenerated
+bases on the GPU, and real train_gpt.py processes on the GPU whose artifacts are evaluated
+again on CPU. Every test here is skipped where no CUDA device is visible (CI, laptops); run
+them on a GPU box with `bash run.sh test tests/test_cuda.py`."""
+
+import math
+
+import pytest
+import sentencepiece as spm
+import torch
+
+from conftest import TINY_MODEL, clean_env, field, log_lines, run_train
+from test_random_maps import GOLDEN, INITS, sha
+from train_gpt import (GPT, FrozenFC, Hyperparameters, build_byte_luts, build_optimizers, evaluate, load_validation_tokens,
+                       newton_schulz_orthogonalize, random_matrix, regenerated_checksums)
+
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")]
+
+# (label, FREEZE_MODE and its settings): every mode, and frozen on every projection with a correction
+MODES = [("dense", {}), ("adapter", {"FREEZE_MODE": "adapter", "LORA_RANK": "8"}), ("frozen_fc", {"FREEZE_MODE": "frozen"}),
+         ("frozen_all_corr", {"FREEZE_MODE": "frozen", "FREEZE_TARGETS": "all", "FROZEN_CORRECTION_RANK": "4"}),
+         ("lowrank", {"FREEZE_MODE": "lowrank", "LORA_RANK": "8"}), ("mask", {"FREEZE_MODE": "mask", "BASE_INIT": "rademacher"})]
+
+
+def small_model(env: dict, seed: int = 0) -> tuple[GPT, Hyperparameters]:
+    cfg = Hyperparameters({"VOCAB_SIZE": "1024", "NUM_LAYERS": "2", "MODEL_DIM": "128", "NUM_HEADS": "4", "NUM_KV_HEADS": "2",
+                           "TRAIN_SEQ_LEN": "64", **env})
+    torch.manual_seed(seed)
+    model = GPT(cfg)
+    with torch.no_grad():  # off the zero-initialised projections, so every parameter gets a gradient
+        for name, p in model.named_parameters():
+            if not name.endswith(".scores"):
+                p.add_(0.02 * torch.randn_like(p))
+    return model, cfg
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_regenerated_bases_on_cuda_are_the_cpu_golden_bits(init):
+    """The generator runs on the host; what lands on the GPU and comes back is the golden bits."""
+    on_gpu = random_matrix(96, 200, 2024, init).cuda()
+    assert sha(on_gpu.cpu()) == GOLDEN[init]
+
+
+@pytest.mark.parametrize("label, env", MODES, ids=[m[0] for m in MODES])
+def test_compiled_bf16_training_step_on_cuda(label, env):
+    """Inductor with fullgraph=True compiles forward and backward of every mode; the bf16 loss
+    is the fp32 eager loss within bf16 rounding; the compiled Muon steps; the regenerated
+    bases are the bits built on CPU before and after the step."""
+    torch._dynamo.reset()
+    model, cfg = small_model(env)
+    cpu_sums = regenerated_checksums(model)
+    model = model.cuda()
+    assert regenerated_checksums(model) == cpu_sums
+    x = torch.randint(0, 1024, (4, 64), generator=torch.Generator().manual_seed(1)).cuda()
+    y = torch.roll(x, -1, 1)
+    with torch.no_grad():
+        eager_fp32 = model(x, y).mean().item()
+    compiled = torch.compile(model, fullgraph=True, dynamic=False)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = compiled(x, y).mean()
+    assert math.isfinite(loss.item()) and abs(loss.item() - eager_fp32) < 0.02 * eager_fp32
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for opt in build_optimizers(model, cfg, compile_muon=True):
+        opt.step()
+    assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
+    assert regenerated_checksums(model) == cpu_sums
+    assert all(m.base.dtype == torch.float32 for m in model.modules() if isinstance(m, FrozenFC))
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (256, 512), (1024, 512), (512, 1024), (16, 512)])
+def test_compiled_newton_schulz_on_a_stack_matches_eager_per_matrix_on_cuda(shape):
+    """Muon orthogonalises a stack of same-shape matrices in one compiled call: each result is
+    the eager single-matrix one within bf16 rounding, and no singular value ends above 1.3."""
+    g = torch.randn(3, *shape, device="cuda")
+    compiled = torch.compile(newton_schulz_orthogonalize)(g, 5).float()
+    for i in range(3):
+        assert torch.allclose(compiled[i], newton_schulz_orthogonalize(g[i], 5).float(), atol=2e-2)
+    s = torch.linalg.svdvals(compiled)
+    assert s.shape == (3, min(shape)) and s.max() < 1.3 and s.median() > 0.5
+
+
+@pytest.fixture(scope="module")
+def cuda_val(tiny_data):
+    sp = spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"])
+    return load_validation_tokens(tiny_data["data_path"], 64, 1024)[:64 * 21 + 1], build_byte_luts(sp, 1024, "cuda")
+
+
+def test_compiled_sliding_eval_on_cuda_is_plain_at_stride_equal_context_and_never_recompiles(cuda_val):
+    """21 windows in batches of 8: the short last batch is padded, so the compiled model sees
+    one shape; at stride = context the sliding evaluation is the plain one, bit for bit."""
+    tokens, luts = cuda_val
+    torch._dynamo.reset()
+    model = small_model({})[0].cuda().eval()
+    compiled = torch.compile(model, fullgraph=True, dynamic=False)
+    bf16 = torch.autocast("cuda", dtype=torch.bfloat16)
+    plain = evaluate(compiled, tokens, 64, 64, 8, luts, device=torch.device("cuda"), autocast=bf16)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        sliding_at_context = evaluate(compiled, tokens, 64, 64, 8, luts, device=torch.device("cuda"), autocast=bf16)
+        sliding = evaluate(compiled, tokens, 64, 16, 8, luts, device=torch.device("cuda"), autocast=bf16)
+    assert plain == sliding_at_context and plain[2] == sliding[2] == 64 * 21
+    eager_fp32 = evaluate(model, tokens, 64, 16, 8, luts, device=torch.device("cuda"))
+    assert abs(sliding[1] - eager_fp32[1]) < 0.01 * eager_fp32[1]
+
+
+def cuda_env(tiny_data, run_id: str, **extra) -> dict:
+    return clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"],
+                        "RUN_ID": run_id, "CUDA_VISIBLE_DEVICES": "0", "OMP_NUM_THREADS": "4", "MODEL_DIM": "128",
+                        "VAL_LOSS_EVERY": "6", "EVAL_STRIDE": "16", **extra})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("label, env", MODES, ids=[m[0] for m in MODES])
+def test_every_mode_trains_on_cuda_and_its_artifact_evaluates_on_cpu(tiny_data, tmp_path, label, env):
+    """A real train_gpt.py process on the GPU (bf16, compile on by default), then EVAL_ONLY on
+    the CPU from the artifact alone: the checksums of the regenerated bases recorded on the GPU
+    machine pass on CPU, and fp32 CPU scores the bf16-trained model within 1%."""
+    r = run_train(tmp_path, cuda_env(tiny_data, "gpu", **env))
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = log_lines(tmp_path, "gpu")
+    assert any("device:NVIDIA" in l for l in lines)
+    assert any(l.endswith("compile:True") for l in lines)
+    losses = [float(field(l, "train_loss")) for l in lines if " train_loss:" in l]
+    assert len(losses) == 12 and all(math.isfinite(v) for v in losses) and min(losses[-3:]) < losses[0]
+    gpu_bpb = float(field(next(l for l in lines if l.startswith("final_int8_zlib_roundtrip_sliding_exact")), "val_bpb"))
+    r = run_train(tmp_path, clean_env(EVAL_ONLY="1", ARTIFACT=str(tmp_path / "final_model.int8.ptz"), RUN_ID="cpu_eval"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    cpu_lines = log_lines(tmp_path, "cpu_eval")
+    cpu_bpb = float(field(next(l for l in cpu_lines if l.startswith("final_int8_zlib_roundtrip_sliding_exact")), "val_bpb"))
+    assert abs(cpu_bpb - gpu_bpb) < 0.01 * gpu_bpb
+
+
+@pytest.mark.slow
+def test_more_processes_than_gpus_is_refused_in_one_line(tiny_data, tmp_path):
+    n = torch.cuda.device_count() + 1
+    r = run_train(tmp_path, cuda_env(tiny_data, "over", CUDA_VISIBLE_DEVICES=",".join(map(str, range(n - 1)))), nproc=n)
+    assert r.returncode != 0
+    assert "error: LOCAL_RANK=" in r.stderr and "GPU(s) visible" in r.stderr

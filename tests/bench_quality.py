@@ -8,7 +8,8 @@ MLP only, frozen fc, frozen MLP with a learned correction, low-rank substitution
 supermask. Every run is a real `train_gpt.py` process with the same token budget (steps x
 4,096 tokens, context 128), the same schedule and the same seeds. Shapes were chosen with the
 estimate printed as `est. bytes` (int8 rows, fp16 passthrough, 1 bit a mask weight) under
-a CPU compute cap; the table reports the bytes each run really wrote. The `tune` stage adds,
+a CPU compute cap; the table reports the model bytes each run really wrote plus the size of
+today's train_gpt.py. The `tune` stage adds,
 per budget, a small sweep around the winners and a dense control whose artifact matches the
 best random-map row's size (by the estimate, whose bias both share).
 
@@ -123,6 +124,9 @@ def run(cfg: dict, seed: int, steps: int) -> dict:
             raise SystemExit(f"run failed: {describe(cfg)} seed {seed}: {r.stderr.strip().splitlines()[-1:]}")
     result = parse_log(log)
     result["tok_s"] = 4096 / (result["step_avg_ms"] / 1000.0)
+    # the artifact is the compressed model plus the script: count today's script, so that runs
+    # cached under an earlier revision of train_gpt.py (same model bytes) compare fairly
+    result["bytes_total"] += (ROOT / "train_gpt.py").stat().st_size - result["bytes_code"]
     return result
 
 

@@ -26,7 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "records"))
 from bench import MODES  # noqa: E402  (the same modes as the CPU benchmark)
+from tools import parse_log  # noqa: E402
 
 
 def mode_env(env: dict, steps: int, batch_tokens: int, run_id: str) -> dict:
@@ -46,18 +48,16 @@ def launch(env: dict, folder: Path) -> subprocess.Popen:
 
 
 def read_log(path: Path) -> dict:
+    """The run's numbers (records/tools.py parse_log) plus what only this benchmark reads."""
+    r = parse_log(path)
     lines = path.read_text().split("=" * 100 + "\n", 1)[1].splitlines()
-    value = lambda line, key: line.split(f"{key}:", 1)[1].split()[0].removesuffix("ms")
     last = lambda prefix: [l for l in lines if l.startswith(prefix)][-1]
-    step = [l for l in lines if " train_loss:" in l][-1]
-    sliding = last("final_int8_zlib_roundtrip_sliding ")
-    return {"step_ms": float(value(step, "step_avg")), "params": int(value(last("model_params:"), "model_params")),
-            "frozen": int(value(last("frozen_params:"), "frozen_params")),
+    value = lambda line, key: line.split(f"{key}:", 1)[1].split()[0].removesuffix("ms")
+    return {"step_ms": r["step_avg_ms"], "params": r["model_params"], "artifact": r["bytes_total"],
+            "sliding_bpb": r["sliding_val_bpb"], "frozen": int(value(last("frozen_params:"), "frozen_params")),
             "peak_mib": int(value(last("peak memory allocated:"), "allocated")),
-            "artifact": int(last("Total submission size int8+zlib:").split(":")[1].split()[0]),
-            "val_bpb": float(value(last("final_int8_zlib_roundtrip_exact"), "val_bpb")),
-            "sliding_bpb": float(value(sliding, "val_bpb")), "sliding_ms": float(value(sliding, "eval_time")),
-            "device": next(l for l in lines if "device:" in l).split("device:", 1)[1]}
+            "sliding_ms": float(value(last("final_int8_zlib_roundtrip_sliding "), "eval_time")),
+            "device": last("Running Python").split("device:", 1)[1]}
 
 
 def main(argv=None) -> int:

@@ -1,66 +1,214 @@
-"""Download the challenge's published FineWeb export from Hugging Face.
+"""Download the challenge's published FineWeb export from the Hugging Face Hub.
 
     python3 data/cached_challenge_fineweb.py --variant sp1024 [--train-shards 80]
+    python3 data/cached_challenge_fineweb.py --variant sp1024 10        # 10 train shards
+    python3 data/cached_challenge_fineweb.py --variant byte260 --skip-manifest --with-docs
 
-Fills the layout train_gpt.py reads by default:
+The same interface as the challenge's own downloader: `--variant byte260|sp<N>` (any
+variant the manifest lists), the train shard count as `--train-shards N` or a positional
+N (default 80), `--skip-manifest` (use the local data/manifest.json), `--with-docs` (also
+fetch docs_selected.jsonl and its source manifest, to re-export with
+data/export_corpus.py --challenge). The source is `MATCHED_FINEWEB_REPO_ID` (default
+willdepueoai/parameter-golf) under `MATCHED_FINEWEB_REMOTE_ROOT_PREFIX` (default datasets);
+`HF_ENDPOINT` and `HF_TOKEN` work as for any Hugging Face client. Fills:
 
-    data/datasets/fineweb10B_sp1024/fineweb_{train,val}_NNNNNN.bin
-    data/tokenizers/fineweb_1024_bpe.model (+ .vocab)
     data/manifest.json
+    data/datasets/fineweb10B_<variant>/fineweb_{train,val}_NNNNNN.bin   (every val shard)
+    data/tokenizers/...   (as the manifest names them: .model + .vocab, or byte260's .json)
+    data/docs_selected.jsonl, data/docs_selected.source_manifest.json  (--with-docs)
 
-The export lives in the dataset repo willdepueoai/parameter-golf under datasets/ and is
-described by its manifest.json (per dataset: shard counts and token counts; per tokenizer:
-the model and vocab paths). The full validation split is always fetched; --train-shards
-takes a prefix of the training shards (default 80, 100M tokens each). Every downloaded
-shard's header is checked before it is kept. `huggingface_hub` is needed only here:
-`pip install huggingface_hub`. HF_REPO_ID and HF_REMOTE_ROOT override the source.
+What it adds to that interface:
+- every file is checked before it is kept: the Hub's advertised sha256 (large files) or git
+  blob hash (small files), its size, and for a shard the header (magic, version, count);
+- a download goes to NAME.part beside its destination and resumes from there after an
+  interruption, in the same run (a few retries) or in the next one;
+- a file an earlier Hugging Face client left in its cache is checked and linked instead of
+  fetched again, and removed from the cache if it fails the check;
+- a file already in place is not fetched again: a second run transfers nothing;
+- every failure is one `error:` line (exit status 2) that says what to do.
+`huggingface_hub` is needed only here: `pip install huggingface_hub`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-REPO_ID = os.environ.get("HF_REPO_ID", "willdepueoai/parameter-golf")
-REMOTE_ROOT = os.environ.get("HF_REMOTE_ROOT", "datasets")
 DATA_DIR = Path(__file__).resolve().parent
-VARIANTS = {"byte260": "fineweb10B_byte260", "sp512": "fineweb10B_sp512", "sp1024": "fineweb10B_sp1024",
-            "sp2048": "fineweb10B_sp2048", "sp4096": "fineweb10B_sp4096"}
+DEFAULT_REPO_ID, DEFAULT_REMOTE_ROOT = "willdepueoai/parameter-golf", "datasets"
+DOCS_FILES = ("docs_selected.jsonl", "docs_selected.source_manifest.json")
+SHARD_MAGIC, SHARD_VERSION = 20240520, 1
+CHUNK = 1 << 20
+RETRIES = 3  # resumed attempts within one run before giving up (the next run resumes too)
 
 
 class DownloadError(Exception):
     """Printed as one line, exit status 2."""
 
 
-def hub_fetch(remote_path: str) -> Path:
-    """One file of the dataset repo, through the Hugging Face cache."""
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError:
-        raise DownloadError("huggingface_hub is not installed: pip install huggingface_hub") from None
-    folder, _, name = remote_path.rpartition("/")
-    return Path(hf_hub_download(repo_id=REPO_ID, filename=name, subfolder=folder or None, repo_type="dataset"))
-
-
 def check_shard(path: Path) -> int:
     """Token count of a shard whose header and size agree (FACTS.md format)."""
     size = path.stat().st_size
     header = np.fromfile(path, dtype="<i4", count=256) if size >= 1024 else np.zeros(3, dtype="<i4")
-    if header[0] != 20240520 or header[1] != 1 or size != 1024 + 2 * int(header[2]):
+    if header[0] != SHARD_MAGIC or header[1] != SHARD_VERSION or size != 1024 + 2 * int(header[2]):
         raise DownloadError(f"{path}: not a valid challenge shard (magic {header[0]}, version {header[1]}, {size} bytes)")
     return int(header[2])
+
+
+def etag_kind(etag: str) -> str | None:
+    """What the Hub's ETag of a file is: the sha256 of an LFS file, the git blob sha1 of a
+    small one, or something we cannot check."""
+    if re.fullmatch(r"[0-9a-f]{64}", etag or ""):
+        return "sha256"
+    if re.fullmatch(r"[0-9a-f]{40}", etag or ""):
+        return "git-sha1"
+    return None
+
+
+def file_digest(path: Path, kind: str | None) -> str | None:
+    if kind is None:
+        return None
+    h = hashlib.sha256() if kind == "sha256" else hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_file(path: Path, etag: str, size: int | None, is_shard: bool) -> None:
+    """Raise DownloadError unless path has the advertised size, hash and (shards) header."""
+    actual = path.stat().st_size
+    if size is not None and actual != size:
+        raise DownloadError(f"{path.name}: {actual} bytes where the Hub advertises {size}")
+    kind = etag_kind(etag)
+    digest = file_digest(path, kind)
+    if digest is not None and digest != etag:
+        raise DownloadError(f"{path.name}: {kind} {digest[:12]}... does not match the Hub's {etag[:12]}... (corrupted)")
+    if is_shard:
+        check_shard(path)
+
+
+class Hub:
+    """The dataset repository, through the real huggingface_hub client (its URLs, HEAD
+    metadata with redirects, session, token headers and error types)."""
+
+    def __init__(self, repo_id: str, remote_root: str):
+        try:
+            import huggingface_hub  # noqa: F401
+        except ImportError:
+            raise DownloadError("huggingface_hub is not installed: pip install huggingface_hub") from None
+        self.repo_id, self.remote_root = repo_id, remote_root.strip("/")
+        self.transferred = 0  # bytes received in this run
+
+    def remote(self, rel: str) -> str:
+        return f"{self.remote_root}/{rel}" if self.remote_root else rel
+
+    def explain(self, e: Exception, rel: str) -> DownloadError:
+        """One line for anything the network or the Hub can throw."""
+        from huggingface_hub import constants
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+        where = f"{self.repo_id}:{self.remote(rel)}"
+        if isinstance(e, DownloadError):
+            return e
+        if isinstance(e, RepositoryNotFoundError):
+            return DownloadError(f"dataset repo {self.repo_id} not found at {constants.ENDPOINT} (or it needs a token): "
+                                 "check MATCHED_FINEWEB_REPO_ID and HF_TOKEN")
+        if isinstance(e, (EntryNotFoundError, RevisionNotFoundError)):
+            return DownloadError(f"{where} does not exist: check MATCHED_FINEWEB_REMOTE_ROOT_PREFIX and --variant")
+        if isinstance(e, HfHubHTTPError) and e.response is not None:
+            return DownloadError(f"{where}: the Hub answered HTTP {e.response.status_code}; try again later")
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return DownloadError(f"{where}: network error ({reason[:200]}) talking to {constants.ENDPOINT}; check the connection "
+                             "or HF_ENDPOINT and rerun the same command (finished files are kept, a partial one resumes)")
+
+    def metadata(self, rel: str):
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+        url = hf_hub_url(self.repo_id, self.remote(rel), repo_type="dataset")
+        try:
+            return get_hf_file_metadata(url)
+        except Exception as e:  # noqa: BLE001 - everything becomes one line
+            raise self.explain(e, rel) from None
+
+    def from_cache(self, rel: str, meta, destination: Path, is_shard: bool) -> bool:
+        """Link a file an earlier client cached; a cached file that fails its check is
+        removed from the cache (the blob and its snapshot link) so it is fetched anew."""
+        from huggingface_hub import try_to_load_from_cache
+        cached = try_to_load_from_cache(self.repo_id, self.remote(rel), revision=meta.commit_hash, repo_type="dataset")
+        if not isinstance(cached, str):
+            return False
+        pointer = Path(cached)
+        try:
+            check_file(pointer, meta.etag, meta.size, is_shard)
+        except (DownloadError, OSError) as e:
+            print(f"removing a bad copy from the Hugging Face cache: {pointer.resolve()} ({e})", file=sys.stderr)
+            pointer.resolve().unlink(missing_ok=True)
+            pointer.unlink(missing_ok=True)
+            return False
+        place(pointer, destination)
+        print(f"linked {rel} from the Hugging Face cache", flush=True)
+        return True
+
+    def fetch(self, rel: str, destination: Path, is_shard: bool = False) -> None:
+        """destination <- the repo's file rel, checked; resumes destination.part."""
+        meta = self.metadata(rel)
+        if not meta.etag:
+            raise DownloadError(f"{self.repo_id}:{self.remote(rel)}: the Hub gave no ETag, so the file cannot be checked")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if self.from_cache(rel, meta, destination, is_shard):
+            return
+        part, tag = destination.with_name(destination.name + ".part"), destination.with_name(destination.name + ".part.etag")
+        if part.exists() and (not tag.exists() or tag.read_text() != meta.etag):
+            part.unlink()  # a partial download of another version of the file
+        tag.write_text(meta.etag)
+        for attempt in range(RETRIES + 1):
+            try:
+                self.transfer(meta, part)
+                break
+            except Exception as e:  # noqa: BLE001
+                if attempt == RETRIES or isinstance(e, DownloadError):
+                    raise self.explain(e, rel) from None
+                time.sleep(0.5 * (attempt + 1))
+        try:
+            check_file(part, meta.etag, meta.size, is_shard)
+        except DownloadError as e:
+            part.unlink(missing_ok=True)
+            tag.unlink(missing_ok=True)
+            raise DownloadError(f"{e}; the bad download was deleted, rerun the same command to fetch it again") from None
+        os.replace(part, destination)
+        tag.unlink(missing_ok=True)
+        print(f"fetched {rel} ({destination.stat().st_size:,} bytes)", flush=True)
+
+    def transfer(self, meta, part: Path) -> None:
+        """GET the file's bytes onto the end of part, asking only for what is missing."""
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+        have = part.stat().st_size if part.exists() else 0
+        if meta.size is not None and have >= meta.size:
+            return
+        headers = {**build_hf_headers(), "Accept-Encoding": "identity"}  # byte ranges are offsets in the file itself
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        with get_session().stream("GET", meta.location, headers=headers, follow_redirects=True, timeout=60) as response:
+            hf_raise_for_status(response)
+            mode = "ab" if have and response.status_code == 206 else "wb"  # 200: the server sent it all again
+            with open(part, mode) as f:
+                for block in response.iter_raw():  # as it arrives: what came before a drop is kept
+                    f.write(block)
+                    self.transferred += len(block)
 
 
 def place(source: Path, destination: Path) -> None:
     """Hard-link (or copy) a cached file into data/, through a temporary name."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = destination.with_name(destination.name + ".part")
+    tmp = destination.with_name(destination.name + ".linking")
     tmp.unlink(missing_ok=True)
     try:
         os.link(source.resolve(), tmp)
@@ -69,55 +217,116 @@ def place(source: Path, destination: Path) -> None:
     os.replace(tmp, destination)
 
 
-def download(variant: str, train_shards: int, fetch=hub_fetch, data_dir: Path = DATA_DIR) -> dict:
-    """Fetch manifest, val shards, the first train_shards train shards and the tokenizer.
-    `fetch(remote_path) -> local path` is the transport (Hugging Face by default)."""
-    if variant not in VARIANTS:
-        raise DownloadError(f"--variant {variant}: accepted {', '.join(VARIANTS)}")
-    manifest_file = data_dir / "manifest.json"
-    place(fetch(f"{REMOTE_ROOT}/manifest.json"), manifest_file)
-    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    name = VARIANTS[variant]
-    entry = next((d for d in manifest.get("datasets", []) if d.get("name") == name), None)
-    if entry is None:
-        raise DownloadError(f"dataset {name} is not in {REPO_ID}:{REMOTE_ROOT}/manifest.json")
+def shard_names(glob: str, count: int) -> list[str]:
+    """The first count files of a manifest glob such as datasets/X/fineweb_train_*.bin."""
+    if glob.count("*") != 1:
+        raise DownloadError(f"manifest glob {glob!r}: expected exactly one '*'")
+    return [glob.replace("*", f"{i:06d}") for i in range(count)]
+
+
+def plan(manifest: dict, variant: str, train_shards: int) -> tuple[dict, list[tuple[str, bool]]]:
+    """The dataset entry and the (path, is_shard) files a variant needs, from the manifest."""
+    datasets = {d.get("name"): d for d in manifest.get("datasets", [])}
+    name = f"fineweb10B_{variant}"
+    if name not in datasets:
+        have = sorted(n.removeprefix("fineweb10B_") for n in datasets if n)
+        raise DownloadError(f"--variant {variant}: the manifest has no dataset {name}; it has: {', '.join(have) or 'none'}")
+    entry = datasets[name]
     stats = entry.get("stats") or {}
     n_train, n_val = int(stats.get("files_train", 0)), int(stats.get("files_val", 0))
     if not 0 <= train_shards <= n_train:
         raise DownloadError(f"--train-shards {train_shards}: {name} has {n_train} train shards; accepted 0 to {n_train}")
     tokenizer = next((t for t in manifest.get("tokenizers", []) if t.get("name") == entry.get("tokenizer_name")), None)
     if tokenizer is None:
-        raise DownloadError(f"tokenizer {entry.get('tokenizer_name')} of {name} is not in the manifest")
-    wanted = [(f"datasets/{name}/fineweb_val_{i:06d}.bin", True) for i in range(n_val)]
-    wanted += [(f"datasets/{name}/fineweb_train_{i:06d}.bin", True) for i in range(train_shards)]
-    wanted += [(tokenizer[k], False) for k in ("model_path", "vocab_path") if tokenizer.get(k)]
-    tokens = {"train": 0, "val": 0}
-    for rel, is_shard in wanted:
+        raise DownloadError(f"tokenizer {entry.get('tokenizer_name')!r} of {name} is not in the manifest's tokenizers")
+    folder = entry.get("path", f"datasets/{name}")
+    files = [(p, True) for p in shard_names(entry.get("val_glob", f"{folder}/fineweb_val_*.bin"), n_val)]
+    files += [(p, True) for p in shard_names(entry.get("train_glob", f"{folder}/fineweb_train_*.bin"), train_shards)]
+    tok_files = [tokenizer[k] for k in ("model_path", "vocab_path", "path") if tokenizer.get(k)]
+    if not tok_files:
+        raise DownloadError(f"tokenizer {tokenizer.get('name')!r} names no file (model_path, vocab_path or path)")
+    return entry, files + [(p, False) for p in tok_files]
+
+
+def download(variant: str, train_shards: int, data_dir: Path = DATA_DIR, skip_manifest: bool = False,
+             with_docs: bool = False, repo_id: str | None = None, remote_root: str | None = None) -> dict:
+    repo_id = repo_id or os.environ.get("MATCHED_FINEWEB_REPO_ID") or DEFAULT_REPO_ID
+    remote_root = os.environ.get("MATCHED_FINEWEB_REMOTE_ROOT_PREFIX", DEFAULT_REMOTE_ROOT) if remote_root is None else remote_root
+    if not re.fullmatch(r"byte260|sp[1-9][0-9]*", variant):
+        raise DownloadError(f"--variant {variant!r}: accepted byte260 or sp<N> (sp1024, sp8192, ...)")
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
+        raise DownloadError(f"MATCHED_FINEWEB_REPO_ID={repo_id!r}: expected owner/name")
+    hub = Hub(repo_id, remote_root)
+    print(f"source: {repo_id}:{hub.remote('')} (dataset repo)", flush=True)
+    manifest_file = data_dir / "manifest.json"
+    if skip_manifest:
+        if not manifest_file.is_file():
+            raise DownloadError(f"--skip-manifest: {manifest_file} does not exist; run once without --skip-manifest")
+    else:
+        meta = hub.metadata("manifest.json")
+        if not (manifest_file.is_file() and file_digest(manifest_file, etag_kind(meta.etag)) == meta.etag):
+            hub.fetch("manifest.json", manifest_file)
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DownloadError(f"{manifest_file}: not a readable JSON manifest ({e}); delete it and rerun") from None
+    entry, files = plan(manifest, variant, train_shards)
+    if with_docs:
+        files += [(name, False) for name in DOCS_FILES]
+    tokens, fetched = {"train": 0, "val": 0}, 0
+    for rel, is_shard in files:
         destination = data_dir / rel
-        if not destination.exists():
-            place(fetch(f"{REMOTE_ROOT}/{rel}"), destination)
-            print(f"fetched {rel}", flush=True)
-        if is_shard:
-            try:
-                tokens["val" if "_val_" in rel else "train"] += check_shard(destination)
+        if destination.is_file():
+            try:  # in place means checked when it was placed; a cheap look catches a truncated shard
+                if is_shard:
+                    check_shard(destination)
             except DownloadError:
-                destination.unlink()  # never keep a broken shard: the next run fetches it again
-                raise
-    return {"dataset": data_dir / "datasets" / name, "tokens": tokens, "train_shards": train_shards, "val_shards": n_val}
+                destination.unlink()
+        if not destination.is_file():
+            hub.fetch(rel, destination, is_shard)
+            fetched += 1
+        if is_shard:
+            tokens["val" if "_val_" in Path(rel).name else "train"] += check_shard(destination)
+    if with_docs:
+        check_docs(data_dir)
+    return {"dataset": data_dir / entry.get("path", f"datasets/fineweb10B_{variant}"), "tokens": tokens, "fetched": fetched,
+            "bytes": hub.transferred, "train_shards": train_shards, "val_shards": sum("_val_" in Path(p).name for p, _ in files)}
+
+
+def check_docs(data_dir: Path) -> None:
+    """docs_selected.jsonl against the sha256 its source manifest records."""
+    sidecar = json.loads((data_dir / DOCS_FILES[1]).read_text(encoding="utf-8"))
+    want = sidecar.get("docs_sha256")
+    if want and file_digest(data_dir / DOCS_FILES[0], "sha256") != want:
+        (data_dir / DOCS_FILES[0]).unlink()
+        raise DownloadError(f"{DOCS_FILES[0]}: sha256 differs from docs_sha256 in {DOCS_FILES[1]}; deleted, rerun to fetch it again")
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Download the published FineWeb export (challenge format)")
-    p.add_argument("--variant", default="sp1024", help=f"one of {', '.join(VARIANTS)} (default sp1024)")
-    p.add_argument("--train-shards", type=int, default=80, help="prefix of train shards to fetch (default 80)")
+    p = argparse.ArgumentParser(description="Download the challenge's published FineWeb export (checked, resumable)")
+    p.add_argument("train_shards_positional", nargs="?", type=int, metavar="TRAIN_SHARDS", help="alias of --train-shards")
+    p.add_argument("--variant", default="sp1024", help="byte260 or sp<N>, as the manifest lists them (default sp1024)")
+    p.add_argument("--train-shards", type=int, default=None, help="prefix of train shards to fetch (default 80)")
+    p.add_argument("--skip-manifest", action="store_true", help="use the local data/manifest.json instead of fetching it")
+    p.add_argument("--with-docs", action="store_true", help="also fetch docs_selected.jsonl and its source manifest")
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where to put everything (default: this folder)")
     a = p.parse_args(argv)
+    if a.train_shards is not None and a.train_shards_positional is not None and a.train_shards != a.train_shards_positional:
+        p.error("give the train shard count once (positional or --train-shards)")
+    shards = next((n for n in (a.train_shards, a.train_shards_positional) if n is not None), 80)
     try:
-        r = download(a.variant, a.train_shards)
+        r = download(a.variant, shards, a.data_dir, skip_manifest=a.skip_manifest, with_docs=a.with_docs)
     except DownloadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{r['dataset']}: {r['train_shards']} train shards ({r['tokens']['train']} tokens), "
-          f"{r['val_shards']} val shards ({r['tokens']['val']} tokens)")
+    except KeyboardInterrupt:
+        print("error: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {e.filename or a.data_dir}: {e.strerror or e}; free space or fix permissions and rerun", file=sys.stderr)
+        return 2
+    print(f"{r['dataset']}: {r['train_shards']} train shards ({r['tokens']['train']:,} tokens), {r['val_shards']} val shards "
+          f"({r['tokens']['val']:,} tokens); {r['fetched']} files fetched this run, {r['bytes']:,} bytes transferred")
     return 0
 
 

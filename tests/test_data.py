@@ -1,5 +1,5 @@
 """DATA: the shard reader, the streams, the corpus exporter, the embedded Shakespeare corpus
-and the FineWeb downloader's manifest logic."""
+(the FineWeb downloader: tests/test_download.py)."""
 
 import json
 import re
@@ -205,44 +205,3 @@ def test_built_shakespeare_dataset_matches_its_manifest():
     assert m["split"]["val_works"] == ["macbeth", "tempest"]
     val = load_validation_tokens(str(folder), 1024, 1024)
     assert val.numel() == m["stats"]["tokens_val"] and int((val == 1).sum()) == m["stats"]["docs_val"]
-
-
-# ---- the FineWeb downloader, over a local copy of the published layout ----
-
-def test_downloader_follows_the_manifest(tmp_path):
-    import cached_challenge_fineweb as dl
-    remote = tmp_path / "remote" / "datasets"
-    (remote / "datasets/fineweb10B_sp1024").mkdir(parents=True)
-    (remote / "tokenizers").mkdir()
-    for i in range(3):
-        write_shard(remote / f"datasets/fineweb10B_sp1024/fineweb_train_{i:06d}.bin", np.arange(10 + i, dtype=np.uint16))
-    write_shard(remote / "datasets/fineweb10B_sp1024/fineweb_val_000000.bin", np.arange(7, dtype=np.uint16))
-    (remote / "tokenizers/fineweb_1024_bpe.model").write_bytes(b"model")
-    (remote / "tokenizers/fineweb_1024_bpe.vocab").write_bytes(b"vocab")
-    (remote / "manifest.json").write_text(json.dumps({
-        "datasets": [{"name": "fineweb10B_sp1024", "tokenizer_name": "sp_bpe_1024", "stats": {"files_train": 3, "files_val": 1}}],
-        "tokenizers": [{"name": "sp_bpe_1024", "model_path": "tokenizers/fineweb_1024_bpe.model", "vocab_path": "tokenizers/fineweb_1024_bpe.vocab"}]}))
-    fetched = []
-
-    def fetch(rel):
-        fetched.append(rel)
-        return tmp_path / "remote" / rel
-
-    local = tmp_path / "data"
-    r = dl.download("sp1024", 2, fetch=fetch, data_dir=local)
-    assert r["tokens"] == {"train": 21, "val": 7}
-    assert sorted(p.name for p in (local / "datasets/fineweb10B_sp1024").iterdir()) == \
-        ["fineweb_train_000000.bin", "fineweb_train_000001.bin", "fineweb_val_000000.bin"]
-    assert (local / "tokenizers/fineweb_1024_bpe.model").read_bytes() == b"model"
-    assert len(train_gpt.split_files(str(local / "datasets/fineweb10B_sp1024"), "train")) == 2
-    fetched.clear()
-    dl.download("sp1024", 2, fetch=fetch, data_dir=local)
-    assert fetched == ["datasets/manifest.json"]  # what is already there is not fetched again
-    with pytest.raises(dl.DownloadError, match="--train-shards 4: fineweb10B_sp1024 has 3 train shards"):
-        dl.download("sp1024", 4, fetch=fetch, data_dir=local)
-    with pytest.raises(dl.DownloadError, match="dataset fineweb10B_sp4096 is not in"):
-        dl.download("sp4096", 1, fetch=fetch, data_dir=local)
-    (remote / "datasets/fineweb10B_sp1024/fineweb_train_000002.bin").write_bytes(b"broken")
-    with pytest.raises(dl.DownloadError, match="not a valid challenge shard"):
-        dl.download("sp1024", 3, fetch=fetch, data_dir=local)
-    assert not (local / "datasets/fineweb10B_sp1024/fineweb_train_000002.bin").exists()

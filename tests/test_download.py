@@ -1,0 +1,202 @@
+"""DATA: data/cached_challenge_fineweb.py as a real process, with the real huggingface_hub
+client, against a local Hub on 127.0.0.1 (tests/hub_server.py) serving the published layout:
+variants, byte260, docs, a corrupted file, a server that dies mid-download, reruns."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from export_corpus import write_shard
+
+pytest.importorskip("huggingface_hub")
+from hub_server import LocalHub  # noqa: E402
+
+REPO = "someone/parameter-golf-mirror"
+CLI = [sys.executable, str(ROOT / "data" / "cached_challenge_fineweb.py")]
+
+
+def published_tree(root):
+    """A dataset repo in the published layout under root/datasets: sp1024 (3 train shards of
+    6,000 tokens, 1 val), sp8192 (2 train, 1 val), byte260 with its JSON tokenizer, docs."""
+    base = root / "datasets"
+    rng = np.random.default_rng(0)
+    datasets, tokenizers = [], []
+    for variant, vocab, n_train in (("sp1024", 1024, 3), ("sp8192", 8192, 2), ("byte260", 260, 1)):
+        name = f"fineweb10B_{variant}"
+        (base / "datasets" / name).mkdir(parents=True)
+        for split, n in (("val", 1), ("train", n_train)):
+            for i in range(n):
+                write_shard(base / f"datasets/{name}/fineweb_{split}_{i:06d}.bin", rng.integers(0, vocab, 6000 + i).astype(np.uint16))
+        tok = {"name": f"tok_{variant}", "kind": "sentencepiece" if variant != "byte260" else "byte", "vocab_size": vocab}
+        if variant == "byte260":
+            tok["path"] = "tokenizers/fineweb_pure_byte_260.json"
+        else:
+            tok["model_path"], tok["vocab_path"] = f"tokenizers/fineweb_{vocab}_bpe.model", f"tokenizers/fineweb_{vocab}_bpe.vocab"
+        tokenizers.append(tok)
+        datasets.append({"name": name, "tokenizer_name": tok["name"], "path": f"datasets/{name}",
+                         "train_glob": f"datasets/{name}/fineweb_train_*.bin", "val_glob": f"datasets/{name}/fineweb_val_*.bin",
+                         "stats": {"files_train": n_train, "files_val": 1}})
+    (base / "tokenizers").mkdir()
+    for vocab in (1024, 8192):
+        (base / f"tokenizers/fineweb_{vocab}_bpe.model").write_bytes(bytes(rng.integers(0, 256, 3000, dtype=np.uint8)))
+        (base / f"tokenizers/fineweb_{vocab}_bpe.vocab").write_text(f"<unk>\t0\nvocab {vocab}\n")
+    (base / "tokenizers/fineweb_pure_byte_260.json").write_text(json.dumps({"tokenizer_type": "pure_byte", "vocab_size": 260}))
+    docs = "".join(json.dumps({"text": f"document {i}"}) + "\n" for i in range(300)).encode()
+    (base / "docs_selected.jsonl").write_bytes(docs)
+    (base / "docs_selected.source_manifest.json").write_text(json.dumps(
+        {"num_docs": 300, "docs_val": 30, "docs_sha256": hashlib.sha256(docs).hexdigest(), "shuffle_seed": 1}))
+    (base / "manifest.json").write_text(json.dumps({"version": "10B", "datasets": datasets, "tokenizers": tokenizers}))
+    return base
+
+
+@pytest.fixture
+def hub(tmp_path):
+    published_tree(tmp_path / "remote")
+    server = LocalHub(tmp_path / "remote", REPO)
+    yield server
+    server.stop()
+
+
+def run(hub_or_endpoint, tmp_path, *args, **env):
+    endpoint = hub_or_endpoint if isinstance(hub_or_endpoint, str) else hub_or_endpoint.endpoint
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MATCHED_FINEWEB_"))}
+    e.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1")
+    e.update({"MATCHED_FINEWEB_REPO_ID": REPO, **env})
+    return subprocess.run(CLI + ["--data-dir", str(tmp_path / "data"), *args], env=e, capture_output=True, text=True, timeout=120)
+
+
+def test_fetches_a_variant_checks_it_and_a_rerun_transfers_nothing(hub, tmp_path):
+    r = run(hub, tmp_path, "--variant", "sp1024", "2")  # positional shard count
+    assert r.returncode == 0, r.stderr
+    data = tmp_path / "data"
+    got = sorted(p.name for p in (data / "datasets/fineweb10B_sp1024").iterdir())
+    assert got == ["fineweb_train_000000.bin", "fineweb_train_000001.bin", "fineweb_val_000000.bin"]
+    for rel in ("datasets/fineweb10B_sp1024/fineweb_train_000001.bin", "tokenizers/fineweb_1024_bpe.model", "manifest.json"):
+        assert (data / rel).read_bytes() == (tmp_path / "remote/datasets" / rel).read_bytes()
+    assert "12,001 tokens" in r.stdout and "6,000 tokens" in r.stdout
+    assert any(p.startswith("/blob/") for p in hub.gets())  # shards came through the CDN redirect, as from the Hub
+    before = len(hub.requests)
+    again = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "2")
+    assert again.returncode == 0, again.stderr
+    assert "0 files fetched this run, 0 bytes transferred" in again.stdout
+    assert [m for m, *_ in hub.requests[before:]] == ["HEAD"]  # only the manifest's metadata was asked for
+    offline = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "2", "--skip-manifest")
+    assert offline.returncode == 0 and len(hub.requests) == before + 1  # --skip-manifest: no request at all
+
+
+def test_any_variant_the_manifest_has_byte260_and_docs(hub, tmp_path):
+    r = run(hub, tmp_path, "--variant", "sp8192", "--train-shards", "1")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "data/tokenizers/fineweb_8192_bpe.vocab").exists()
+    r = run(hub, tmp_path, "--variant", "byte260", "--train-shards", "1", "--with-docs")
+    assert r.returncode == 0, r.stderr
+    data = tmp_path / "data"
+    assert json.loads((data / "tokenizers/fineweb_pure_byte_260.json").read_text())["tokenizer_type"] == "pure_byte"
+    assert (data / "docs_selected.jsonl").read_bytes() == (tmp_path / "remote/datasets/docs_selected.jsonl").read_bytes()
+    assert json.loads((data / "docs_selected.source_manifest.json").read_text())["docs_val"] == 30
+    bad = run(hub, tmp_path, "--variant", "sp4096")
+    assert bad.returncode == 2 and bad.stderr.strip() == \
+        "error: --variant sp4096: the manifest has no dataset fineweb10B_sp4096; it has: byte260, sp1024, sp8192"
+    bad = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "9")
+    assert bad.returncode == 2 and "--train-shards 9: fineweb10B_sp1024 has 3 train shards; accepted 0 to 3" in bad.stderr
+
+
+def test_repo_and_root_come_from_the_matched_fineweb_variables(hub, tmp_path):
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", MATCHED_FINEWEB_REPO_ID="nobody/elsewhere")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "dataset repo nobody/elsewhere not found" in r.stderr and "MATCHED_FINEWEB_REPO_ID" in r.stderr
+    assert all(REPO not in p for _, p, _ in hub.requests)  # never fell back to another repository
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", MATCHED_FINEWEB_REMOTE_ROOT_PREFIX="exports")
+    assert r.returncode == 2 and f"{REPO}:exports/manifest.json does not exist" in r.stderr
+    # The remote root is the folder the published layout sits in: the same tree one level up works.
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", MATCHED_FINEWEB_REMOTE_ROOT_PREFIX="")
+    assert r.returncode == 2 and f"{REPO}:manifest.json does not exist" in r.stderr
+
+
+def test_a_flipped_bit_is_caught_deleted_and_fetched_again(hub, tmp_path):
+    rel = "datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin"
+    hub.corrupt.add(rel)  # header intact, size right: only the hash can tell
+    r = run(hub, tmp_path, "--variant", "sp1024", "1")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "fineweb_train_000000.bin.part: sha256" in r.stderr and "corrupted" in r.stderr and "rerun" in r.stderr
+    shard_dir = tmp_path / "data/datasets/fineweb10B_sp1024"
+    assert not (shard_dir / "fineweb_train_000000.bin").exists() and not list(shard_dir.glob("*.part*"))
+    hub.corrupt.clear()
+    r = run(hub, tmp_path, "--variant", "sp1024", "1")
+    assert r.returncode == 0, r.stderr
+    assert (shard_dir / "fineweb_train_000000.bin").read_bytes() == (tmp_path / "remote" / rel).read_bytes()
+
+
+def test_a_bad_copy_in_the_hugging_face_cache_is_removed_and_fetched_again(hub, tmp_path):
+    """An earlier client (hf_hub_download, as the public downloader uses) cached a shard that
+    was later damaged on disk: it is found, refused, removed from the cache, and fetched."""
+    rel = "datasets/fineweb10B_sp1024/fineweb_train_000000.bin"
+    code = (f"from huggingface_hub import hf_hub_download; print(hf_hub_download({REPO!r}, {rel!r}, subfolder='datasets', "
+            "repo_type='dataset'))")
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_DISABLE_XET": "1"}
+    cached = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    blob = os.path.realpath(cached)
+    data = bytearray(open(blob, "rb").read())
+    data[3000] ^= 1
+    os.chmod(blob, 0o644)
+    open(blob, "wb").write(bytes(data))
+    r = run(hub, tmp_path, "--variant", "sp1024", "1")
+    assert r.returncode == 0, r.stderr
+    assert "removing a bad copy from the Hugging Face cache" in r.stderr
+    assert not os.path.exists(blob) and not os.path.lexists(cached)
+    assert (tmp_path / "data" / rel).read_bytes() == (tmp_path / "remote/datasets" / rel).read_bytes()
+    # A good cached copy is linked, not transferred.
+    subprocess.run([sys.executable, "-c", code.replace("000000", "000001")], env=env, capture_output=True, check=True)
+    before = len(hub.gets("/blob/" + hashlib.sha256((tmp_path / "remote/datasets" / rel.replace("000000", "000001")).read_bytes()).hexdigest()))
+    r = run(hub, tmp_path, "--variant", "sp1024", "2")
+    assert r.returncode == 0 and "linked datasets/fineweb10B_sp1024/fineweb_train_000001.bin from the Hugging Face cache" in r.stdout
+    assert len(hub.gets("/blob/" + hashlib.sha256((tmp_path / "remote/datasets" / rel.replace("000000", "000001")).read_bytes()).hexdigest())) == before
+
+
+def test_a_server_that_dies_mid_download_leaves_a_part_that_the_next_run_resumes(hub, tmp_path):
+    rel = "datasets/datasets/fineweb10B_sp1024/fineweb_val_000000.bin"
+    size = (tmp_path / "remote" / rel).stat().st_size
+    hub.die_after[rel] = 5000
+    r = run(hub, tmp_path, "--variant", "sp1024", "0")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: ") and "network error" in r.stderr and "rerun the same command" in r.stderr
+    part = tmp_path / "data/datasets/fineweb10B_sp1024/fineweb_val_000000.bin.part"
+    assert part.stat().st_size == 5000
+    assert not (tmp_path / "data/datasets/fineweb10B_sp1024/fineweb_val_000000.bin").exists()
+    revived = LocalHub(tmp_path / "remote", REPO)
+    try:
+        r = run(revived, tmp_path, "--variant", "sp1024", "0")
+        assert r.returncode == 0, r.stderr
+        sha = hashlib.sha256((tmp_path / "remote" / rel).read_bytes()).hexdigest()
+        ranges = [rng for m, p, rng in revived.requests if m == "GET" and p == f"/blob/{sha}"]
+        assert ranges == ["bytes=5000-"]  # only the missing bytes were asked for
+        model = sum((tmp_path / "remote/datasets/tokenizers" / f"fineweb_1024_bpe.{x}").stat().st_size for x in ("model", "vocab"))
+        assert f"{size - 5000 + model:,} bytes transferred" in r.stdout  # the rest of the shard, then the tokenizer
+        assert (tmp_path / "data" / rel[len("datasets/"):]).read_bytes() == (tmp_path / "remote" / rel).read_bytes()
+        assert not part.exists()
+    finally:
+        revived.stop()
+
+
+def test_a_dropped_connection_resumes_within_the_run(hub, tmp_path):
+    rel = "datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin"
+    hub.drop_after[rel] = 3000
+    r = run(hub, tmp_path, "--variant", "sp1024", "1")
+    assert r.returncode == 0, r.stderr
+    sha = hashlib.sha256((tmp_path / "remote" / rel).read_bytes()).hexdigest()
+    assert [rng for m, p, rng in hub.requests if p == f"/blob/{sha}"] == [None, "bytes=3000-"]
+
+
+def test_no_server_and_bad_arguments_are_one_line_errors(tmp_path):
+    r = run("http://127.0.0.1:9", tmp_path, "--variant", "sp1024", "1")  # nothing listens on the discard port
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "network error" in r.stderr
+    r = run("http://127.0.0.1:9", tmp_path, "--variant", "sp1024", "--skip-manifest")
+    assert r.returncode == 2 and "--skip-manifest:" in r.stderr and "run once without --skip-manifest" in r.stderr
+    r = run("http://127.0.0.1:9", tmp_path, "--variant", "gpt2")
+    assert r.returncode == 2 and "--variant 'gpt2': accepted byte260 or sp<N>" in r.stderr

@@ -10,6 +10,7 @@
 #   bash run.sh bench [ARGS]    CPU speed and memory per mode (tests/bench.py), printed as tables
 #   bash run.sh bench quality   quality at equal artifact bytes per mode (tests/bench_quality.py)
 #   bash run.sh bench gpu       GPU step time per mode at the baseline shape (tests/bench_gpu.py)
+#   bash run.sh bench export    time and peak memory of the challenge-protocol export at 100 and 400 MB
 #   bash run.sh sweep NAME=v1,v2 [NAME2=a,b ...]   the grid, one run after another, then a summary
 #   bash run.sh summary [DIRS or LOGS]            markdown table of finished runs, best first
 #   bash run.sh record --name NAME [--smoke] LOGS  a records/ submission folder from finished runs
@@ -88,7 +89,7 @@ case "$cmd" in
     summary "logs/$RUN_ID.txt"
     ;;
   test)
-    ensure_deps pytest
+    ensure_deps pytest huggingface_hub
     ensure_shakespeare
     "$PY" -m pytest -q -p no:cacheprovider tests "$@"
     ;;
@@ -122,6 +123,7 @@ case "$cmd" in
     case "${1:-}" in
       quality) shift; "$PY" tests/bench_quality.py "$@" ;;
       gpu) shift; "$PY" tests/bench_gpu.py "$@" ;;
+      export) shift; "$PY" tests/bench_export.py "$@" ;;
       *) "$PY" tests/bench.py "$@" ;;
     esac
     ;;

@@ -1,26 +1,43 @@
-"""Export a local text corpus in the challenge's format.
+"""Export text in the challenge's format: SentencePiece tokenizer + uint16 shards + manifest.
+
+The challenge's own protocol, from its docs_selected.jsonl (FACTS.md):
+
+    python3 data/export_corpus.py --input docs_selected.jsonl --challenge --vocab-size 1024 --out DIR
+        [--num-val-docs N] [--tokenizer-train-docs N] [--shard-tokens N] [--reuse-tokenizer FILE]
+
+writes DIR/tokenizers/fineweb_<N>_bpe.model/.vocab, DIR/datasets/fineweb10B_sp<N>/ and
+DIR/manifest.json. The first --num-val-docs documents in file order are validation (default:
+`docs_val` of the sidecar docs_selected.source_manifest.json beside the input, else 50,000),
+the rest training; nothing is shuffled. The tokenizer is trained on every document (or the
+first --tokenizer-train-docs), validation included, one sentence per document, each
+`text.replace("\\x00", " ").strip()`, empty ones skipped, with the challenge's options and
+SentencePiece's defaults for the rest. Each document is BOS + the encoding of its raw text
+(an empty one a lone BOS); validation shards first; a split change closes a shard.
+
+Any other corpus (a folder whose .txt files are documents, or a JSONL with a "text" field):
 
     python3 data/export_corpus.py --input DIR_OR_JSONL --name mycorpus [--vocab-size 1024]
 
-Input: a folder (every `.txt` file below it is one document) or a JSONL file (one JSON
-object per line; its "text" field is one document). Output, under --out (default data/):
+holds out --val-docs (or --val-fraction) non-empty documents drawn with --seed, kept in file
+order, trains the tokenizer on the training documents' lines, and writes
+tokenizers/<name>_<vocab>_bpe.* and datasets/<name>_sp<vocab>/ (with its manifest.json).
 
-    tokenizers/<name>_<vocab>_bpe.model, .vocab   SentencePiece BPE with the challenge's options
-    datasets/<name>_sp<vocab>/<name>_{train,val}_NNNNNN.bin
-    datasets/<name>_sp<vocab>/manifest.json
-
-Validation is held out by whole documents: the documents are shuffled with --seed and the
-first --val-docs (or --val-fraction of them) form the validation split. The tokenizer is
-trained on the training documents only. Each document is written as BOS followed by its
-tokens, documents running on across shard boundaries. Everything is written to a
-temporary folder first and moved into place at the end, so a failed export leaves any
-earlier one untouched.
+Both modes stream: documents are read, encoded (on every core) and written shard by shard,
+so memory does not grow with the input (SentencePiece's trainer holds its own training
+sentences: bound them with --tokenizer-train-docs, or reuse a tokenizer). Both are
+deterministic: the same input gives byte-identical shards and the same tokenizer. Output
+is assembled in a temporary folder and moved into place at the end, so a failed export
+leaves any earlier one untouched.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import hashlib
 import json
+import math
+import multiprocessing
 import os
 import random
 import shutil
@@ -31,7 +48,8 @@ from pathlib import Path
 import numpy as np
 
 SHARD_MAGIC, SHARD_VERSION, HEADER_INTS = 20240520, 1, 256
-BOS_ID = 1
+BOS_ID, EOS_ID = 1, 2
+BATCH_DOCS = 512
 
 
 class ExportError(Exception):
@@ -47,99 +65,343 @@ TOKENIZER_OPTIONS = dict(
 
 
 def write_shard(path: Path, tokens: np.ndarray) -> None:
-    header = np.zeros(HEADER_INTS, dtype="<i4")
-    header[:3] = (SHARD_MAGIC, SHARD_VERSION, tokens.size)
-    with open(path, "wb") as f:
-        f.write(header.tobytes())
-        f.write(tokens.astype("<u2").tobytes())
+    with ShardWriter(path) as w:
+        w.write(tokens)
 
 
-def read_documents(source: Path) -> list[str]:
-    """Documents of a folder of .txt files (sorted by path) or of a JSONL file."""
+class ShardWriter:
+    """One shard file, written as tokens arrive; the header's count is filled in at close."""
+
+    def __init__(self, path: Path):
+        self.path, self.count = path, 0
+        self.f = open(path, "wb")
+        self.f.write(np.zeros(HEADER_INTS, dtype="<i4").tobytes())
+
+    def write(self, tokens: np.ndarray) -> None:
+        self.f.write(np.asarray(tokens).astype("<u2", copy=False).tobytes())
+        self.count += len(tokens)
+
+    def close(self) -> None:
+        header = np.zeros(HEADER_INTS, dtype="<i4")
+        header[:3] = (SHARD_MAGIC, SHARD_VERSION, self.count)
+        self.f.seek(0)
+        self.f.write(header.tobytes())
+        self.f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SplitWriter:
+    """<prefix>_<split>_NNNNNN.bin shards of shard_tokens tokens each, the last one shorter."""
+
+    def __init__(self, folder: Path, prefix: str, split: str, shard_tokens: int):
+        self.folder, self.prefix, self.split, self.shard_tokens = folder, prefix, split, shard_tokens
+        self.files, self.tokens, self.docs, self.current = 0, 0, 0, None
+
+    def add(self, tokens: np.ndarray, docs: int) -> None:
+        self.tokens, self.docs = self.tokens + len(tokens), self.docs + docs
+        while len(tokens):
+            if self.current is None:
+                self.current = ShardWriter(self.folder / f"{self.prefix}_{self.split}_{self.files:06d}.bin")
+                self.files += 1
+            room = self.shard_tokens - self.current.count
+            self.current.write(tokens[:room])
+            tokens = tokens[room:]
+            if self.current.count == self.shard_tokens:
+                self.current.close()
+                self.current = None
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+
+# ---- reading documents, streamed ----
+
+def jsonl_lines(path: Path):
+    """(line number, raw bytes) of every non-blank line."""
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                yield n, line
+
+
+def document_text(n: int, line: bytes, source: str) -> str:
+    try:
+        obj = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ExportError(f"--input {source}: line {n} is not UTF-8") from None
+    except json.JSONDecodeError:
+        raise ExportError(f"--input {source}: line {n} is not a JSON object with a \"text\" field") from None
+    if not isinstance(obj, dict) or "text" not in obj:
+        raise ExportError(f"--input {source}: line {n} is not a JSON object with a \"text\" field")
+    if not isinstance(obj["text"], str):
+        raise ExportError(f"--input {source}: line {n}: \"text\" is not a string")
+    return obj["text"]
+
+
+def iter_documents(source: Path):
+    """(where, text) of each document: a folder's .txt files sorted by path, or a JSONL's lines."""
     if source.is_dir():
         files = sorted(p for p in source.rglob("*.txt") if p.is_file())
         if not files:
             raise ExportError(f"--input {source}: no .txt files below this folder")
-        return [p.read_text(encoding="utf-8", errors="replace") for p in files]
-    if source.is_file():
-        docs = []
-        with open(source, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    text = json.loads(line)["text"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise ExportError(f"--input {source}: line {n} is not a JSON object with a \"text\" field") from None
-                if not isinstance(text, str):
-                    raise ExportError(f"--input {source}: line {n}: \"text\" is not a string")
-                docs.append(text)
-        return docs
-    raise ExportError(f"--input {source}: no such file or folder (accepted: a folder of .txt files or a .jsonl file)")
+        for p in files:
+            try:
+                yield str(p), p.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise ExportError(f"--input {source}: {p} is not UTF-8") from None
+    elif source.is_file():
+        for n, line in jsonl_lines(source):
+            yield f"line {n}", document_text(n, line, str(source))
+    else:
+        raise ExportError(f"--input {source}: no such file or folder (accepted: a folder of .txt files or a .jsonl file)")
 
 
-def train_tokenizer(docs: list[str], vocab_size: int, model_prefix: Path, threads: int = 2) -> None:
-    """SentencePiece BPE on the documents' lines (stripped, NUL replaced by a space: FACTS.md)."""
+# ---- encoding on every core, in order, with a bounded number of batches in flight ----
+
+_worker_sp = None
+
+
+def _init_worker(model_file: str) -> None:
+    global _worker_sp
     import sentencepiece as spm
-
-    def lines():
-        for doc in docs:
-            for line in doc.replace("\x00", " ").splitlines():
-                if line.strip():
-                    yield line.strip()
-
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=lines(), model_prefix=str(model_prefix), vocab_size=vocab_size,
-        num_threads=threads, input_sentence_size=2_000_000, shuffle_input_sentence=True,
-        minloglevel=2, **TOKENIZER_OPTIONS)
+    _worker_sp = spm.SentencePieceProcessor(model_file=model_file)
 
 
-def write_split(sp, docs: list[str], folder: Path, prefix: str, split: str, shard_tokens: int) -> tuple[int, int]:
-    """BOS + tokens per document, cut into shards of shard_tokens. Returns (files, tokens)."""
-    buf, files, total = [], 0, 0
-
-    def flush(final: bool):
-        nonlocal buf, files
-        data = np.concatenate(buf) if buf else np.zeros(0, dtype=np.uint16)
-        while data.size >= shard_tokens or (final and (data.size or files == 0)):
-            write_shard(folder / f"{prefix}_{split}_{files:06d}.bin", data[:shard_tokens])
-            files, data = files + 1, data[shard_tokens:]
-        buf = [data]
-
-    for i in range(0, len(docs), 512):
-        for ids in sp.encode(docs[i:i + 512]):
-            buf.append(np.array([BOS_ID] + ids, dtype=np.uint16))
-            total += len(ids) + 1
-        flush(final=False)
-    flush(final=True)
-    return files, total
+def _encode_batch(texts: list) -> np.ndarray:
+    """BOS + tokens of each document, concatenated. A text given as (n, bytes, source) is a
+    raw JSONL line, parsed here so that parsing too runs on every core."""
+    texts = [document_text(*t) if isinstance(t, tuple) else t for t in texts]
+    pieces = [np.array([BOS_ID] + ids, dtype=np.uint16) for ids in _worker_sp.encode(texts)]
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint16)
 
 
-def export(train_docs: list[str], val_docs: list[str], out: Path, name: str, vocab_size: int = 1024,
-           shard_tokens: int = 100_000_000, extra: dict | None = None) -> Path:
-    """Tokenizer + shards + manifest under out/; returns the dataset folder."""
+def encode_stream(model_file: Path, batches, workers: int):
+    """(tag, tokens, docs) for each (tag, texts) batch, in order."""
+    if workers <= 1:
+        _init_worker(str(model_file))
+        for tag, texts in batches:
+            yield tag, _encode_batch(texts), len(texts)
+        return
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(model_file),)) as pool:
+        pending = collections.deque()
+        for tag, texts in batches:
+            pending.append((tag, len(texts), pool.apply_async(_encode_batch, (texts,))))
+            if len(pending) >= 2 * workers:
+                tag0, n0, job = pending.popleft()
+                yield tag0, job.get(), n0
+        while pending:
+            tag0, n0, job = pending.popleft()
+            yield tag0, job.get(), n0
+
+
+def batched(tagged, size: int = BATCH_DOCS):
+    """Group (tag, item) into (tag, [items]) of at most size, never mixing tags."""
+    tag, items = None, []
+    for t, item in tagged:
+        if items and (t != tag or len(items) == size):
+            yield tag, items
+            items = []
+        tag = t
+        items.append(item)
+    if items:
+        yield tag, items
+
+
+def write_dataset(model_file: Path, tagged_texts, folder: Path, prefix: str, shard_tokens: int, workers: int) -> dict:
+    """Shards of each split from (split, text) pairs; each split has its own files, so a split
+    change never continues another split's shard."""
+    writers: dict[str, SplitWriter] = {}
+    for split, tokens, docs in encode_stream(model_file, batched(tagged_texts), workers):
+        writers.setdefault(split, SplitWriter(folder, prefix, split, shard_tokens)).add(tokens, docs)
+    for w in writers.values():
+        w.close()
+    return {s: {"files": w.files, "tokens": w.tokens, "docs": w.docs} for s, w in writers.items()}
+
+
+# ---- the tokenizer ----
+
+def train_tokenizer(sentences, vocab_size: int, model_prefix: Path, **overrides) -> None:
+    """SentencePiece BPE with the challenge's options; its random generator is seeded so that
+    the same input always gives the same tokenizer."""
     import sentencepiece as spm
+    spm.set_random_generator_seed(overrides.pop("seed", 1))
+    bad_input = []
 
-    if not train_docs or not val_docs:
-        raise ExportError(f"need documents in both splits, got {len(train_docs)} train and {len(val_docs)} val")
+    def guarded():  # an error in the input reaches the trainer as its own failure: keep ours
+        try:
+            yield from sentences
+        except ExportError as e:
+            bad_input.append(e)
+            raise
+
+    try:
+        spm.SentencePieceTrainer.train(sentence_iterator=guarded(), model_prefix=str(model_prefix), vocab_size=vocab_size,
+                                       minloglevel=2, **TOKENIZER_OPTIONS, **overrides)
+    except (RuntimeError, ExportError) as e:
+        if bad_input:
+            raise bad_input[0] from None
+        raise ExportError(f"SentencePiece could not train a {vocab_size}-piece tokenizer: {str(e).strip().splitlines()[-1]}") from None
+
+
+def check_vocab_size(vocab_size: int) -> None:
     if not 256 + 4 <= vocab_size <= 65536:
         raise ExportError(f"--vocab-size {vocab_size}: accepted 260 to 65536 (256 byte pieces + 4 specials, ids fit uint16)")
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def move_into_place(tmp: Path, out: Path, names: list[str]) -> None:
+    """Each of tmp/<name> replaces out/<name>, datasets before the tokenizer and manifest."""
+    for name in names:
+        final = out / name
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.is_dir():
+            shutil.rmtree(final)
+        os.replace(tmp / name, final)
+
+
+# ---- the challenge's protocol ----
+
+def sidecar_of(jsonl: Path) -> Path:
+    return jsonl.with_name(jsonl.name.removesuffix(".jsonl") + ".source_manifest.json")
+
+
+def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_docs: int | None = None,
+                     tokenizer_train_docs: int | None = None, shard_tokens: int = 100_000_000,
+                     reuse_tokenizer: Path | None = None, workers: int | None = None) -> dict:
+    import sentencepiece as spm
+
+    if not source.is_file():
+        raise ExportError(f"--input {source}: no such file (the challenge's docs_selected.jsonl)")
+    sidecar = None
+    if sidecar_of(source).is_file():
+        try:
+            sidecar = json.loads(sidecar_of(source).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ExportError(f"{sidecar_of(source)}: not a JSON source manifest ({e})") from None
+    if num_val_docs is None:
+        num_val_docs = int((sidecar or {}).get("docs_val", 50_000))
+    if num_val_docs < 0:
+        raise ExportError(f"--num-val-docs {num_val_docs}: must be at least 0")
+    if reuse_tokenizer is not None:
+        if not reuse_tokenizer.is_file():
+            raise ExportError(f"--reuse-tokenizer {reuse_tokenizer}: no such file")
+        try:
+            n = spm.SentencePieceProcessor(model_file=str(reuse_tokenizer)).vocab_size()
+        except (RuntimeError, OSError):
+            raise ExportError(f"--reuse-tokenizer {reuse_tokenizer}: not a SentencePiece model") from None
+        if vocab_size is not None and vocab_size != n:
+            raise ExportError(f"--vocab-size {vocab_size}: --reuse-tokenizer {reuse_tokenizer} has {n} pieces")
+        vocab_size = n
+    if vocab_size is None:
+        raise ExportError("--vocab-size: required with --challenge (unless --reuse-tokenizer gives it)")
+    check_vocab_size(vocab_size)
+    out.mkdir(parents=True, exist_ok=True)
+    tok_rel, ds_name = f"tokenizers/fineweb_{vocab_size}_bpe", f"fineweb10B_sp{vocab_size}"
+    tmp = Path(tempfile.mkdtemp(prefix=".challenge_export_", dir=out))
+    try:
+        (tmp / "tokenizers").mkdir()
+        if reuse_tokenizer is not None:
+            shutil.copyfile(reuse_tokenizer, tmp / f"{tok_rel}.model")
+            vocab = reuse_tokenizer.with_suffix(".vocab")
+            sp = spm.SentencePieceProcessor(model_file=str(reuse_tokenizer))
+            (tmp / f"{tok_rel}.vocab").write_text(vocab.read_text(encoding="utf-8") if vocab.is_file() else "".join(
+                f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.vocab_size())), encoding="utf-8")
+        else:
+            def sentences():
+                for i, (n, line) in enumerate(jsonl_lines(source)):
+                    if tokenizer_train_docs is not None and i >= tokenizer_train_docs:
+                        return
+                    text = document_text(n, line, str(source)).replace("\x00", " ").strip()
+                    if text:
+                        yield text
+            train_tokenizer(sentences(), vocab_size, tmp / tok_rel)
+        digest, count = hashlib.sha256(), [0]
+
+        def tagged():
+            for i, (n, line) in enumerate(jsonl_lines(source)):
+                digest.update(line)
+                count[0] += 1
+                yield ("val" if i < num_val_docs else "train"), (n, line, str(source))
+
+        ds = tmp / "datasets" / ds_name
+        ds.mkdir(parents=True)
+        stats = write_dataset(tmp / f"{tok_rel}.model", tagged(), ds, "fineweb", shard_tokens, workers or default_workers())
+        num_docs = count[0]
+        if num_docs < num_val_docs:
+            raise ExportError(f"--num-val-docs {num_val_docs}: the input has only {num_docs} documents")
+        val, train = stats.get("val", {"files": 0, "tokens": 0, "docs": 0}), stats.get("train", {"files": 0, "tokens": 0, "docs": 0})
+        tok_name = f"sp_bpe_{vocab_size}"
+        spec = {"name": tok_name, "kind": "sentencepiece_bpe", "vocab_size": vocab_size,
+                "trained_on_docs": tokenizer_train_docs if tokenizer_train_docs is not None else num_docs,
+                "reused_from": str(reuse_tokenizer) if reuse_tokenizer else None, "options": TOKENIZER_OPTIONS}
+        manifest = {
+            "version": "10B", "num_docs": num_docs, "num_val_docs": num_val_docs,
+            "shuffle_seed": (sidecar or {}).get("shuffle_seed"), "shard_size": shard_tokens, "append_eos": False,
+            "docs_meta": {"path": source.name, "sha256": digest.hexdigest(), "num_docs": num_docs, "source_manifest": sidecar},
+            "tokenizer_specs": [spec],
+            "tokenizers": [{"name": tok_name, "kind": "sentencepiece_bpe", "vocab_size": vocab_size, "bos_id": BOS_ID, "eos_id": EOS_ID,
+                            "recommended_bigram_vocab_size": math.ceil(vocab_size / 128) * 128 * 5,
+                            "model_path": f"{tok_rel}.model", "vocab_path": f"{tok_rel}.vocab"}],
+            "datasets": [{"name": ds_name, "tokenizer_name": tok_name, "tokenizer_kind": "sentencepiece_bpe",
+                          "path": f"datasets/{ds_name}", "train_glob": f"datasets/{ds_name}/fineweb_train_*.bin",
+                          "val_glob": f"datasets/{ds_name}/fineweb_val_*.bin", "vocab_size": vocab_size, "bos_id": BOS_ID, "eos_id": EOS_ID,
+                          "stats": {"docs_total": num_docs, "docs_val": val["docs"], "docs_train": train["docs"],
+                                    "files_total": val["files"] + train["files"], "files_val": val["files"], "files_train": train["files"],
+                                    "tokens_total": val["tokens"] + train["tokens"], "tokens_val": val["tokens"],
+                                    "tokens_train": train["tokens"]}}],
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        move_into_place(tmp, out, [f"datasets/{ds_name}", f"{tok_rel}.model", f"{tok_rel}.vocab", "manifest.json"])
+        return manifest
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- any other corpus ----
+
+def export(train_docs, val_docs, out: Path, name: str, vocab_size: int = 1024, shard_tokens: int = 100_000_000,
+           extra: dict | None = None, workers: int = 1, tokenizer_sentences=None, tagged_docs=None) -> Path:
+    """Tokenizer + shards + manifest under out/ from lists of documents (or, streamed, from
+    `tokenizer_sentences` and `tagged_docs` = (split, text) pairs); returns the dataset folder."""
+    import sentencepiece as spm
+
+    check_vocab_size(vocab_size)
+    if tagged_docs is None:
+        if not train_docs or not val_docs:
+            raise ExportError(f"need documents in both splits, got {len(train_docs)} train and {len(val_docs)} val")
+        tagged_docs = [("train", d) for d in train_docs] + [("val", d) for d in val_docs]
+        tokenizer_sentences = (line.strip() for d in train_docs for line in d.replace("\x00", " ").splitlines() if line.strip())
     out.mkdir(parents=True, exist_ok=True)
     tok_name, ds_name = f"{name}_{vocab_size}_bpe", f"{name}_sp{vocab_size}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}_export_", dir=out))
     try:
-        train_tokenizer(train_docs, vocab_size, tmp / tok_name)
-        sp = spm.SentencePieceProcessor(model_file=str(tmp / f"{tok_name}.model"))
-        ds = tmp / ds_name
-        ds.mkdir()
-        n_train, t_train = write_split(sp, train_docs, ds, name, "train", shard_tokens)
-        n_val, t_val = write_split(sp, val_docs, ds, name, "val", shard_tokens)
+        (tmp / "tokenizers").mkdir()
+        train_tokenizer(tokenizer_sentences, vocab_size, tmp / "tokenizers" / tok_name,
+                        input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=default_workers())
+        sp = spm.SentencePieceProcessor(model_file=str(tmp / "tokenizers" / f"{tok_name}.model"))
+        ds = tmp / "datasets" / ds_name
+        ds.mkdir(parents=True)
+        stats = write_dataset(tmp / "tokenizers" / f"{tok_name}.model", tagged_docs, ds, name, shard_tokens, workers)
+        tr, va = stats.get("train"), stats.get("val")
+        if not tr or not va:
+            raise ExportError(f"need documents in both splits, got {(tr or {}).get('docs', 0)} train and {(va or {}).get('docs', 0)} val")
         manifest = {
             "datasets": [{
                 "name": ds_name, "tokenizer_name": tok_name, "path": f"datasets/{ds_name}",
                 "train_glob": f"datasets/{ds_name}/{name}_train_*.bin", "val_glob": f"datasets/{ds_name}/{name}_val_*.bin",
-                "stats": {"files_train": n_train, "files_val": n_val, "tokens_train": t_train, "tokens_val": t_val,
-                          "docs_train": len(train_docs), "docs_val": len(val_docs), "shard_tokens": shard_tokens},
+                "stats": {"files_train": tr["files"], "files_val": va["files"], "tokens_train": tr["tokens"], "tokens_val": va["tokens"],
+                          "docs_train": tr["docs"], "docs_val": va["docs"], "shard_tokens": shard_tokens},
                 **(extra or {}),
             }],
             "tokenizers": [{"name": tok_name, "kind": "sentencepiece", "vocab_size": sp.vocab_size(),
@@ -147,57 +409,81 @@ def export(train_docs: list[str], val_docs: list[str], out: Path, name: str, voc
                             "options": TOKENIZER_OPTIONS}],
         }
         (ds / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        # Move into place: the dataset folder first, then the tokenizer that matches it.
-        (out / "datasets").mkdir(exist_ok=True)
-        (out / "tokenizers").mkdir(exist_ok=True)
-        final = out / "datasets" / ds_name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(ds, final)
-        for ext in (".model", ".vocab"):
-            os.replace(tmp / f"{tok_name}{ext}", out / "tokenizers" / f"{tok_name}{ext}")
-        return final
+        move_into_place(tmp, out, [f"datasets/{ds_name}", f"tokenizers/{tok_name}.model", f"tokenizers/{tok_name}.vocab"])
+        return out / "datasets" / ds_name
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def split_documents(docs: list[str], val_docs: int, seed: int) -> tuple[list[str], list[str]]:
-    """Shuffle whole documents with the seed; the first val_docs are the validation split."""
-    docs = [d for d in docs if d.strip()]
-    order = list(range(len(docs)))
-    random.Random(seed).shuffle(order)
-    if not 0 < val_docs < len(docs):
-        raise ExportError(f"--val-docs {val_docs}: accepted 1 to {len(docs) - 1} ({len(docs)} non-empty documents)")
-    return [docs[i] for i in order[val_docs:]], [docs[i] for i in order[:val_docs]]
+def choose_val_docs(n: int, val_docs: int, seed: int) -> set[int]:
+    """Which of n non-empty documents (by their index among them) are held out."""
+    if not 0 < val_docs < n:
+        raise ExportError(f"--val-docs {val_docs}: accepted 1 to {n - 1} ({n} non-empty documents)")
+    return set(random.Random(seed).sample(range(n), val_docs))
+
+
+def export_corpus(source: Path, out: Path, name: str, vocab_size: int, val_docs: int | None, val_fraction: float,
+                  shard_tokens: int, seed: int, workers: int | None = None) -> Path:
+    """Two streamed passes over the input: count, then tokenizer and shards."""
+    n = sum(1 for _, text in iter_documents(source) if text.strip())
+    if val_docs is None:
+        if not 0 < val_fraction < 1:
+            raise ExportError(f"--val-fraction {val_fraction}: accepted strictly between 0 and 1")
+        val_docs = max(1, round(val_fraction * n))
+    held = choose_val_docs(n, val_docs, seed)
+
+    def nonempty():
+        return (text for _, text in iter_documents(source) if text.strip())
+
+    sentences = (line.strip() for i, d in enumerate(nonempty()) if i not in held
+                 for line in d.replace("\x00", " ").splitlines() if line.strip())
+    tagged = (("val" if i in held else "train", d) for i, d in enumerate(nonempty()))
+    return export(None, None, out, name, vocab_size, shard_tokens, workers=workers or default_workers(),
+                  tokenizer_sentences=sentences, tagged_docs=tagged,
+                  extra={"source": str(source), "split": {"rule": "whole documents drawn with the seed, file order kept",
+                                                          "seed": seed, "val_docs": val_docs}})
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--input", type=Path, required=True, help="folder of .txt files, or a .jsonl file with a text field")
-    p.add_argument("--name", required=True, help="dataset name (letters, digits, _ and -)")
+    p.add_argument("--input", type=Path, required=True, help="docs_selected.jsonl (--challenge), a folder of .txt files, or a .jsonl")
+    p.add_argument("--challenge", action="store_true", help="the challenge's export protocol (FACTS.md)")
+    p.add_argument("--name", help="dataset name for other corpora (letters, digits, _ and -)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="output root (default: data/)")
-    p.add_argument("--vocab-size", type=int, default=1024)
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--val-docs", type=int, help="documents held out for validation")
-    g.add_argument("--val-fraction", type=float, default=0.05, help="fraction of documents held out (default 0.05)")
+    p.add_argument("--vocab-size", type=int, default=None, help="tokenizer size (default 1024; with --challenge required)")
     p.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default 100,000,000)")
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--workers", type=int, default=None, help="encoding processes (default: every core)")
+    c = p.add_argument_group("--challenge")
+    c.add_argument("--num-val-docs", type=int, help="validation documents (default: the sidecar's docs_val, else 50,000)")
+    c.add_argument("--tokenizer-train-docs", type=int, help="train the tokenizer on the first N documents only")
+    c.add_argument("--reuse-tokenizer", type=Path, help="a SentencePiece .model to use instead of training one")
+    o = p.add_argument_group("other corpora")
+    o.add_argument("--val-docs", type=int, help="documents held out for validation")
+    o.add_argument("--val-fraction", type=float, default=0.05, help="fraction of documents held out (default 0.05)")
+    o.add_argument("--seed", type=int, default=1337)
     a = p.parse_args(argv)
     try:
-        if not a.name.replace("_", "").replace("-", "").isalnum():
-            raise ExportError(f"--name {a.name!r}: accepted letters, digits, _ and -")
         if a.shard_tokens < 1:
             raise ExportError(f"--shard-tokens {a.shard_tokens}: must be at least 1")
-        docs = read_documents(a.input)
-        n = len([d for d in docs if d.strip()])
-        if a.val_docs is None and not 0 < a.val_fraction < 1:
-            raise ExportError(f"--val-fraction {a.val_fraction}: accepted strictly between 0 and 1")
-        val_docs = a.val_docs if a.val_docs is not None else max(1, round(a.val_fraction * n))
-        train, val = split_documents(docs, val_docs, a.seed)
-        folder = export(train, val, a.out, a.name, a.vocab_size, a.shard_tokens,
-                        extra={"source": str(a.input), "split": {"rule": "shuffled whole documents", "seed": a.seed, "val_docs": len(val)}})
+        if a.workers is not None and a.workers < 1:
+            raise ExportError(f"--workers {a.workers}: must be at least 1")
+        if a.challenge:
+            if a.tokenizer_train_docs is not None and a.tokenizer_train_docs < 1:
+                raise ExportError(f"--tokenizer-train-docs {a.tokenizer_train_docs}: must be at least 1")
+            m = export_challenge(a.input, a.out, a.vocab_size, a.num_val_docs, a.tokenizer_train_docs, a.shard_tokens,
+                                 a.reuse_tokenizer, a.workers)
+            s = m["datasets"][0]["stats"]
+            print(f"wrote {a.out / m['datasets'][0]['path']}: {s['tokens_train']} train tokens in {s['files_train']} shards, "
+                  f"{s['tokens_val']} val tokens in {s['files_val']} shards ({s['docs_val']} of {s['docs_total']} documents held out)")
+            return 0
+        if not a.name or not a.name.replace("_", "").replace("-", "").isalnum():
+            raise ExportError(f"--name {a.name!r}: accepted letters, digits, _ and - (or give --challenge)")
+        folder = export_corpus(a.input, a.out, a.name, a.vocab_size or 1024, a.val_docs, a.val_fraction, a.shard_tokens, a.seed, a.workers)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: {e.filename or a.out}: {e.strerror or e}", file=sys.stderr)
         return 2
     stats = json.loads((folder / "manifest.json").read_text())["datasets"][0]["stats"]
     print(f"wrote {folder}: {stats['tokens_train']} train tokens in {stats['files_train']} shards, "

@@ -14,7 +14,7 @@ import sentencepiece as spm
 
 import train_gpt
 from conftest import ROOT, SCRIPT, clean_env
-from export_corpus import ExportError, export, split_documents, write_shard
+from export_corpus import ExportError, choose_val_docs, export, write_shard
 from train_gpt import DataError, DistributedTokenLoader, TokenStream, load_data_shard, load_validation_tokens
 
 
@@ -111,12 +111,11 @@ def test_tokenizer_behaves_as_trained_with_the_challenge_options(tiny_data):
 
 
 def test_split_holds_out_whole_documents_deterministically():
-    docs = [f"doc {i} " * 5 for i in range(50)] + ["  "]
-    train, val = split_documents(docs, 10, seed=3)
-    assert len(val) == 10 and len(train) == 40 and not set(train) & set(val)
-    assert split_documents(docs, 10, seed=3) == (train, val) and split_documents(docs, 10, seed=4) != (train, val)
+    val = choose_val_docs(50, 10, seed=3)
+    assert len(val) == 10 and val <= set(range(50))
+    assert choose_val_docs(50, 10, seed=3) == val and choose_val_docs(50, 10, seed=4) != val
     with pytest.raises(ExportError, match="--val-docs 50: accepted 1 to 49"):
-        split_documents(docs, 50, seed=3)
+        choose_val_docs(50, 50, seed=3)
 
 
 def test_export_cli_reads_jsonl_and_folders_and_reports_bad_input(tmp_path):

@@ -1,0 +1,169 @@
+"""DATA: data/export_corpus.py --challenge (the challenge's export protocol, FACTS.md) against
+an independent export of the same documents written here, its determinism, and the
+streaming folder/JSONL mode for other corpora."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+
+from conftest import ROOT, synthetic_documents
+from export_corpus import TOKENIZER_OPTIONS
+
+CLI = [sys.executable, str(ROOT / "data" / "export_corpus.py")]
+VOCAB = 512
+
+
+def read_shard(path):
+    header = np.fromfile(path, dtype="<i4", count=256)
+    tokens = np.fromfile(path, dtype="<u2", offset=1024)
+    assert header[0] == 20240520 and header[1] == 1 and header[2] == tokens.size
+    return tokens
+
+
+@pytest.fixture(scope="module")
+def docs_file(tmp_path_factory):
+    """docs_selected.jsonl with its sidecar: 240 documents, among them an empty one, one that
+    is only spaces, one with a NUL, one with surrounding whitespace and one over 4,192 bytes."""
+    folder = tmp_path_factory.mktemp("docs")
+    docs = synthetic_documents(236, seed=11)
+    docs[3:3] = ["", "   ", "before\x00after and more words", "  padded document with spaces around  \n"]
+    docs.append(" ".join(synthetic_documents(40, seed=12)))  # longer than SentencePiece's max_sentence_length
+    assert len(docs[-1].encode()) > 4192
+    path = folder / "docs_selected.jsonl"
+    path.write_text("".join(json.dumps({"text": d, "id": i}) + "\n" for i, d in enumerate(docs)), encoding="utf-8")
+    sidecar = {"num_docs": len(docs), "docs_val": 30, "docs_sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "shuffle_seed": 1234}
+    (folder / "docs_selected.source_manifest.json").write_text(json.dumps(sidecar))
+    return path, docs
+
+
+def export_challenge(docs_path, out, *args):
+    r = subprocess.run(CLI + ["--input", str(docs_path), "--challenge", "--out", str(out), *args], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return json.loads((out / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def exported(docs_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export_a")
+    return out, export_challenge(docs_file[0], out, "--vocab-size", str(VOCAB), "--shard-tokens", "9000")
+
+
+def pieces_and_scores(model_file):
+    sp = spm.SentencePieceProcessor(model_file=str(model_file))
+    return [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.vocab_size())]
+
+
+def test_challenge_export_equals_an_independent_export_of_the_same_documents(docs_file, exported, tmp_path):
+    path, docs = docs_file
+    out, manifest = exported
+    # The tokenizer: trained here with the protocol's input and options, SentencePiece's defaults for the rest.
+    sentences = [d.replace("\x00", " ").strip() for d in docs]
+    spm.SentencePieceTrainer.train(sentence_iterator=iter([s for s in sentences if s]), model_prefix=str(tmp_path / "ref"),
+                                   vocab_size=VOCAB, minloglevel=2, **TOKENIZER_OPTIONS)
+    model = out / "tokenizers" / f"fineweb_{VOCAB}_bpe.model"
+    assert pieces_and_scores(model) == pieces_and_scores(tmp_path / "ref.model")
+    # The shards: the first 30 documents (the sidecar's docs_val) in file order are validation, each BOS + the
+    # encoding of its raw text (an empty one a lone BOS), cut every 9,000 tokens, each split numbered from 0.
+    sp = spm.SentencePieceProcessor(model_file=str(model))
+    stream = lambda ds: np.concatenate([[1] + sp.encode(d) for d in ds]).astype(np.uint16)
+    folder = out / f"datasets/fineweb10B_sp{VOCAB}"
+    for split, part in (("val", docs[:30]), ("train", docs[30:])):
+        expected = stream(part)
+        files = sorted(folder.glob(f"fineweb_{split}_*.bin"))
+        assert [f.name for f in files] == [f"fineweb_{split}_{i:06d}.bin" for i in range(-(-expected.size // 9000))]
+        assert [read_shard(f).size for f in files[:-1]] == [9000] * (len(files) - 1)
+        assert np.array_equal(np.concatenate([read_shard(f) for f in files]), expected)
+    assert sp.encode("") == [] and (stream(docs[3:5]) == [1, 1] + sp.encode("   ")).all()  # empty documents are kept
+    # The manifest, as FACTS.md describes it.
+    ds, tok = manifest["datasets"][0], manifest["tokenizers"][0]
+    assert (manifest["version"], manifest["num_docs"], manifest["num_val_docs"], manifest["shuffle_seed"]) == ("10B", len(docs), 30, 1234)
+    assert manifest["shard_size"] == 9000 and manifest["append_eos"] is False
+    assert manifest["docs_meta"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert tok["recommended_bigram_vocab_size"] == 4 * 128 * 5 and (tok["bos_id"], tok["eos_id"]) == (1, 2)
+    assert (out / tok["model_path"]).is_file() and (out / tok["vocab_path"]).is_file() and tok["vocab_size"] == VOCAB
+    assert ds["name"] == f"fineweb10B_sp{VOCAB}" and ds["tokenizer_name"] == tok["name"] and ds["val_glob"].endswith("fineweb_val_*.bin")
+    s = ds["stats"]
+    assert (s["docs_total"], s["docs_val"], s["docs_train"]) == (len(docs), 30, len(docs) - 30)
+    assert s["tokens_val"] == stream(docs[:30]).size and s["tokens_total"] == s["tokens_val"] + s["tokens_train"]
+    assert s["files_total"] == s["files_val"] + s["files_train"] == len(list(folder.glob("*.bin")))
+    # What train_gpt.py reads: every validation token, in order.
+    import train_gpt
+    assert np.array_equal(train_gpt.load_validation_tokens(str(folder), 16, VOCAB).numpy(), stream(docs[:30]))
+
+
+def test_two_exports_are_identical_whatever_the_number_of_workers(docs_file, exported, tmp_path):
+    out, manifest = exported
+    again = export_challenge(docs_file[0], tmp_path, "--vocab-size", str(VOCAB), "--shard-tokens", "9000", "--workers", "1")
+    assert again == manifest
+    name = f"datasets/fineweb10B_sp{VOCAB}"
+    files = sorted(p.name for p in (out / name).iterdir())
+    assert files == sorted(p.name for p in (tmp_path / name).iterdir())
+    assert all((out / name / f).read_bytes() == (tmp_path / name / f).read_bytes() for f in files)
+    model = f"tokenizers/fineweb_{VOCAB}_bpe.model"
+    assert pieces_and_scores(out / model) == pieces_and_scores(tmp_path / model)
+
+
+def test_options_val_docs_tokenizer_docs_and_reuse(docs_file, exported, tmp_path):
+    path, docs = docs_file
+    out, _ = exported
+    m = export_challenge(path, tmp_path / "a", "--vocab-size", str(VOCAB), "--num-val-docs", "5", "--tokenizer-train-docs", "100")
+    assert m["num_val_docs"] == 5 and m["datasets"][0]["stats"]["docs_val"] == 5 and m["tokenizer_specs"][0]["trained_on_docs"] == 100
+    spm.SentencePieceTrainer.train(sentence_iterator=iter([d.replace("\x00", " ").strip() for d in docs[:100] if d.strip()]),
+                                   model_prefix=str(tmp_path / "ref100"), vocab_size=VOCAB, minloglevel=2, **TOKENIZER_OPTIONS)
+    assert pieces_and_scores(tmp_path / f"a/tokenizers/fineweb_{VOCAB}_bpe.model") == pieces_and_scores(tmp_path / "ref100.model")
+    reused = out / f"tokenizers/fineweb_{VOCAB}_bpe.model"
+    m = export_challenge(path, tmp_path / "b", "--reuse-tokenizer", str(reused), "--shard-tokens", "9000")
+    assert m["tokenizers"][0]["vocab_size"] == VOCAB
+    assert (tmp_path / f"b/tokenizers/fineweb_{VOCAB}_bpe.model").read_bytes() == reused.read_bytes()
+    name = f"datasets/fineweb10B_sp{VOCAB}/fineweb_train_000001.bin"
+    assert (tmp_path / "b" / name).read_bytes() == (out / name).read_bytes()
+
+
+@pytest.mark.parametrize("lines, args, message", [
+    ([b'{"text": "ok"}', b'{"text": "caf\xe9"}'], [], "line 2 is not UTF-8"),
+    ([b'{"text": "ok"}', b'{"body": "x"}'], [], 'line 2 is not a JSON object with a "text" field'),
+    ([b'{"text": 5}'], [], 'line 1: "text" is not a string'),
+    ([b'{"text": "a b c"}'] * 3, ["--num-val-docs", "9"], "--num-val-docs 9: the input has only 3 documents"),
+    ([b'{"text": "a"}'], ["--vocab-size", "100"], "--vocab-size 100: accepted 260 to 65536"),
+    ([b'{"text": "a"}'], ["--reuse-tokenizer", "/nonexistent.model"], "--reuse-tokenizer /nonexistent.model: no such file"),
+])
+def test_bad_input_is_one_line_and_replaces_nothing(tmp_path, lines, args, message):
+    src = tmp_path / "docs.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/manifest.json").write_text("earlier")
+    sized = args if "--vocab-size" in args or "--reuse-tokenizer" in args else args + ["--vocab-size", "300"]
+    r = subprocess.run(CLI + ["--input", str(src), "--challenge", "--out", str(tmp_path / "out"), *sized], capture_output=True, text=True)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (tmp_path / "out/manifest.json").read_text() == "earlier" and [p.name for p in (tmp_path / "out").iterdir()] == ["manifest.json"]
+
+
+def test_other_corpora_stream_and_are_deterministic(tmp_path):
+    docs = synthetic_documents(80, seed=5) + ["   "]
+    jl = tmp_path / "c.jsonl"
+    jl.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    outs = []
+    for run in ("x", "y"):
+        r = subprocess.run(CLI + ["--input", str(jl), "--name", "c", "--out", str(tmp_path / run), "--val-docs", "8", "--shard-tokens", "5000",
+                                  "--vocab-size", "400", "--workers", "2" if run == "x" else "1"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        outs.append(tmp_path / run)
+    files = sorted(p.relative_to(outs[0]) for p in outs[0].rglob("*") if p.is_file())
+    assert len([f for f in files if f.suffix == ".bin"]) > 3
+    assert all((outs[0] / f).read_bytes() == (outs[1] / f).read_bytes() for f in files if f.suffix != ".model")
+    assert pieces_and_scores(outs[0] / "tokenizers/c_400_bpe.model") == pieces_and_scores(outs[1] / "tokenizers/c_400_bpe.model")
+    folder = outs[0] / "datasets/c_sp400"
+    m = json.loads((folder / "manifest.json").read_text())["datasets"][0]
+    assert m["stats"]["docs_val"] == 8 and m["stats"]["docs_train"] == 72  # the blank document is not one
+    # Validation documents keep their file order.
+    sp = spm.SentencePieceProcessor(model_file=str(outs[0] / "tokenizers/c_400_bpe.model"))
+    val = np.concatenate([read_shard(f) for f in sorted(folder.glob("c_val_*.bin"))])
+    starts = np.flatnonzero(val == 1)
+    firsts = [sp.decode(val[s + 1:e].tolist()) for s, e in zip(starts, list(starts[1:]) + [val.size])]
+    order = [docs.index(next(d for d in docs if sp.decode(sp.encode(d)) == f)) for f in firsts]
+    assert order == sorted(order)

@@ -1,29 +1,40 @@
-"""Sweeps, their summary, and submission folders, from train_gpt.py's own logs.
+"""Sweeps, their summary, and submission folders, from the logs of training runs.
 
-    python3 records/tools.py sweep NAME=v1,v2 [NAME2=a,b ...]   # the grid, one run after another
-    python3 records/tools.py summary [DIR_OR_LOG ...]           # markdown table, best val_bpb first
-    python3 records/tools.py record --name NAME LOG [LOG ...]   # records/<track>/<date>_<NAME>/
+    python3 records/tools.py sweep NAME=v1,v2 [NAME2=a,b ...]       # the grid, one run after another
+    python3 records/tools.py summary [--format md|csv|json] [DIR_OR_LOG ...]   # one row a log, best score first
+    python3 records/tools.py record --name NAME [--against SUBMISSION_OR_SCORES] LOG [LOG ...]
 
 `bash run.sh sweep|summary|record ...` calls these with the run settings of `bash run.sh`
 (CPU demo defaults without a GPU; torchrun on every GPU with one).
 
+`summary` reads any log of the challenge, ours or others': with or without the script's
+source at its head, `*.txt` or `*.log`, every final-line variant (`final_int8_zlib_roundtrip_exact`,
+`final_int6_sliding_window_exact`, `final_sliding`, `quantized_ttt_*`, ...), step lines with or
+without `step:`, a `Hyperparameters:` block or our `env:` line. Its score is the last val_bpb
+the log prints (the run's final reported number); round-trip, sliding and pre-quantization
+scores sit beside it, and bytes come from any `Total submission size ...:` line. A file that
+is not a training log is skipped with a one-line note on stderr.
+
 A sweep run gets a readable RUN_ID (`<sweep>_NAME-v1_NAME2-a`) and its own working folder
-`sweeps/<sweep>/<RUN_ID>/`, so artifacts never overwrite each other. Every log starts with
-the full source of the script that wrote it and has an `env:` line with the variables that
-were set; the summary reads the swept values from there. A record folder gets README.md
-(configuration, command, per-seed table, mean and std), submission.json, the logs, and
-train_gpt.py as the logs recorded it (all logs must come from the same source); the command
-then runs that copy from inside a scratch copy of the folder to prove it works there.
+`sweeps/<sweep>/<RUN_ID>/`, so artifacts never overwrite each other. A record folder gets
+README.md (configuration, the command that reproduces the runs from inside the folder,
+per-seed table, mean and std, and with --against the improvement in nats and a one-sided
+Welch t-test), submission.json in the leaderboard's shape, the logs, and train_gpt.py as the
+logs recorded it; the tool then runs that copy from inside a scratch copy of the folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
+import io
 import itertools
 import json
+import math
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -33,53 +44,122 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SEPARATOR = "=" * 100 + "\n"
+CAP_BYTES, CAP_SECONDS, NATS_BAR = 16_000_000, 600, 0.005
+NUM = r"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|nan|inf)"
 
 
 class ToolError(Exception):
     """Printed as one line, exit status 2."""
 
 
+class NotALog(ToolError):
+    """A file that holds no training run: skipped with a note."""
+
+
+def number(text: str | None, key: str, cast=float):
+    """The value of `key:V`, `key: V` or `key=V` in text (the last one), or None."""
+    found = re.findall(rf"(?<![\w.]){re.escape(key)}\s*[:=]\s*{NUM}", text or "")
+    return cast(float(found[-1])) if found else None
+
+
+def duration_ms(text: str | None, key: str) -> float | None:
+    """`key:123ms`, `key: 1.5s` or `key: 2.3m` in milliseconds."""
+    m = re.findall(rf"(?<![\w.]){re.escape(key)}\s*[:=]\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\b", text or "")
+    if not m:
+        return None
+    value, unit = float(m[-1][0]), m[-1][1] or "ms"
+    return value * {"ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+STEP_LINE = re.compile(r"^\s*(?:step:?\s*)?(\d+)\s*/\s*(\d+)\b(.*)$")
+
+
 def parse_log(path: Path) -> dict:
-    """The numbers of one train_gpt.py log (absent ones are None)."""
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
-    if SEPARATOR not in text:
-        raise ToolError(f"{path}: not a train_gpt.py log (no source/log separator)")
-    source, body = text.split(SEPARATOR, 1)
+    """The numbers of one training log, ours or anyone's (absent ones are None). Raises
+    NotALog for a file that has no training line in it."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise NotALog(f"{path}: unreadable ({e.strerror or e})") from None
+    if b"\0" in raw[:4096]:
+        raise NotALog(f"{path}: a binary file, not a log")
+    text = raw.decode("utf-8", errors="replace")
+    source, body = text.split(SEPARATOR, 1) if SEPARATOR in text else (None, text)
     lines = body.splitlines()
 
-    def last(prefix: str) -> str | None:
-        return next((l for l in reversed(lines) if l.startswith(prefix)), None)
+    def last(pattern: str) -> str | None:
+        rx = re.compile(pattern)
+        return next((l for l in reversed(lines) if rx.search(l)), None)
 
-    def num(line: str | None, key: str, cast=float):
-        m = re.search(rf"\b{key}:(-?[\d.]+|nan|inf)", line or "")
-        return cast(m.group(1)) if m else None
+    # Every val_bpb the run printed, in order, with the name of its line.
+    scores = []
+    for line in lines:
+        if re.search(rf"\bval_bpb\s*[:=]\s*{NUM}", line):
+            head = line.split()[0] if line.split() else ""
+            kind = "step" if STEP_LINE.match(line) else head.rstrip(":")
+            scores.append((kind, line))
+    steps = [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in map(STEP_LINE.match, lines) if m and re.search(r"(train|val)_loss", m.group(3))]
+    trains = [s for s in steps if "train_loss" in s[2]]
+    if not scores and not steps and last(r"^model_params\s*[:=]") is None:
+        raise NotALog(f"{path}: not a training log (no val_bpb, step or model_params line)")
+    finals = [(k, l) for k, l in scores if k != "step"]
+    final_kind, final_line = (finals or scores)[-1] if scores else (None, None)
+    pick = lambda want, avoid=None: next((l for k, l in reversed(finals) if re.search(want, k) and not (avoid and re.search(avoid, k))), None)
+    roundtrip, sliding = pick(r"roundtrip|round_trip|quant", r"sliding|ttt"), pick(r"sliding")
+    pre = next((l for k, l in reversed(scores) if k == "step" or "pre_quant" in k), None)
 
-    env_line = last("env: ") or "env: "
-    env = dict(item.split("=", 1) for item in env_line[5:].split() if "=" in item)
-    vals = [l for l in lines if re.match(r"step:\d+/\d+ val_loss:", l)]
-    trains = [l for l in lines if re.match(r"step:\d+/\d+ train_loss:", l)]
-    total = last("Total submission size int8+zlib:")
-    code = last("Code size:")
-    rt, sl = last("final_int8_zlib_roundtrip_exact "), last("final_int8_zlib_roundtrip_sliding_exact ")
+    env, config = {}, {}
+    env_line = last(r"^env: ")
+    if env_line:
+        try:
+            items = shlex.split(env_line[5:])
+        except ValueError:  # an old, unquoted line
+            items = env_line[5:].split()
+        env = dict(item.split("=", 1) for item in items if "=" in item)
+    if "Hyperparameters:" in lines:
+        for l in lines[lines.index("Hyperparameters:") + 1:]:
+            m = re.match(r"^\s+([\w.]+)\s*:\s*(.*)$", l)
+            if not m:
+                break
+            config[m.group(1)] = m.group(2).strip()
+    stop = last(r"^stopping_early:")
+    step_src = stop or (steps[-1][2] if steps else None)
+    total = last(r"Total submission size[^:]*:\s*[\d,]+")
+    hardware = last(r"^pytorch_version:.* hardware:")
+    seed = number(last(r"^seed\s*[:=]"), "seed", int)
+    if seed is None:
+        seed = next((int(v) for k, v in {**config, **env}.items() if k.lower() == "seed" and re.fullmatch(r"\d+", v)), None)
+    eval_ms = duration_ms(last(r"^total_eval_time:"), "total_eval_time")
+    if eval_ms is None and finals:  # older logs: add up what each final evaluation took
+        times = [duration_ms(l, "eval_time") for _, l in finals]
+        eval_ms = sum(t for t in times if t is not None) or None
     return {
-        "path": str(path), "run_id": Path(path).stem, "source": source.rstrip("\n") + "\n", "env": env,
-        "seed": num(last("seed:"), "seed", int), "model_params": num(last("model_params:"), "model_params", int),
-        "world_size": num(last("world_size:"), "world_size", int),
-        "steps": int(vals[-1].split()[0].split(":")[1].split("/")[0]) if vals else None,
-        "step_avg_ms": float(re.search(r"step_avg:([\d.]+)ms", (trains or vals or [""])[-1]).group(1)) if (trains or vals) else None,
-        "train_time_ms": float(re.search(r"train_time:([\d.]+)ms", vals[-1]).group(1)) if vals else None,
-        "pre_quant_val_bpb": num(vals[-1] if vals else None, "val_bpb"),
-        "val_loss": num(rt, "val_loss"), "val_bpb": num(rt, "val_bpb"),
-        "sliding_val_loss": num(sl, "val_loss"), "sliding_val_bpb": num(sl, "val_bpb"),
-        "bytes_total": int(total.split()[-2]) if total else None, "bytes_code": int(code.split()[-2]) if code else None,
+        "path": str(path), "run_id": path.stem, "source": None if source is None else source.rstrip("\n") + "\n",
+        "env": env, "config": config, "seed": seed, "traceback": "Traceback (most recent call last)" in body,
+        "model_params": number(last(r"^model_params\s*[:=]"), "model_params", int), "world_size": number(last(r"^world_size:"), "world_size", int),
+        "steps": (int(re.search(r"step:(\d+)", stop).group(1)) if stop else steps[-1][0]) if (stop or steps) else None,
+        "iterations": steps[-1][1] if steps else None,
+        "step_avg_ms": duration_ms(trains[-1][2] if trains else (steps[-1][2] if steps else None), "step_avg"),
+        "train_time_ms": duration_ms(step_src, "train_time"),
+        "score_line": final_kind, "val_bpb": number(final_line, "val_bpb"), "val_loss": number(final_line, "val_loss"),
+        "roundtrip_val_bpb": number(roundtrip, "val_bpb"), "roundtrip_val_loss": number(roundtrip, "val_loss"),
+        "sliding_val_bpb": number(sliding, "val_bpb"), "sliding_val_loss": number(sliding, "val_loss"), "pre_quant_val_bpb": number(pre, "val_bpb"),
+        "bytes_total": int(re.search(r":\s*([\d,]+)", total.split("Total submission size", 1)[1]).group(1).replace(",", "")) if total else None,
+        "bytes_code": number(last(r"^Code size:"), "Code size", int),
+        "hardware": hardware.split(" hardware:", 1)[1].strip() if hardware else None,
+        "pytorch_version": hardware.split()[0].split(":", 1)[1] if hardware else None, "eval_time_ms": eval_ms,
+        "data_path": (re.search(r"pattern=(\S+)/\*_val_\*\.bin", last(r"^val_loader:shards pattern=") or "") or [None, None])[1],
+        "tokenizer_path": (re.search(r"tokenizer_path=(\S+)", last(r"tokenizer_path=") or "") or [None, None])[1],
     }
 
 
 def find_logs(paths: list[str]) -> list[Path]:
+    """Every *.txt and *.log below each folder (or the files given), in path order."""
     found = []
     for p in map(Path, paths or ["logs"]):
         if p.is_dir():
-            found += sorted(p.rglob("logs/*.txt")) + sorted(p.glob("*.txt"))
+            found += sorted(f for f in p.rglob("*") if f.suffix in (".txt", ".log") and f.is_file())
         elif p.is_file():
             found.append(p)
         else:
@@ -87,23 +167,56 @@ def find_logs(paths: list[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def read_logs(paths: list[str], note=print) -> list[dict]:
+    """The parsed logs; each file that is not one gets a one-line note, and the rest go on."""
+    logs = []
+    roots = [Path(p) for p in paths or ["logs"] if Path(p).is_dir()]
+    for f in find_logs(paths):
+        try:
+            r = parse_log(f)
+        except NotALog as e:
+            note(f"skipped {e}")
+            continue
+        root = next((d for d in roots if d in f.parents), None)
+        r["run"] = str(f.relative_to(root).with_suffix("")) if root else f.stem
+        logs.append(r)
+    if len({r["run_id"] for r in logs}) == len(logs):  # names are short where they can be
+        for r in logs:
+            r["run"] = r["run_id"]
+    return logs
+
+
 def fmt(v, spec: str = "") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def summary_table(logs: list[dict]) -> str:
-    """Markdown, sorted by the best val_bpb a run reports (sliding if it has one)."""
+SUMMARY_COLUMNS = [("run", "run", ""), ("score", "val_bpb", ".4f"), ("final line", "score_line", ""), ("round-trip", "roundtrip_val_bpb", ".4f"),
+                   ("sliding", "sliding_val_bpb", ".4f"), ("pre-quant", "pre_quant_val_bpb", ".4f"), ("steps", "steps", ""),
+                   ("step_avg (ms)", "step_avg_ms", ".1f"), ("artifact bytes", "bytes_total", ","), ("seed", "seed", "")]
+
+
+def summary_rows(logs: list[dict]) -> tuple[list[str], list[dict]]:
+    """Columns (the swept variables, then the numbers) and rows sorted by score, best first."""
     keys = sorted({k for r in logs for k in r["env"]})
-    swept = [k for k in keys if len({r["env"].get(k) for r in logs}) > 1 and k not in ("RUN_ID",)]
-    best = lambda r: min(v for v in (r["sliding_val_bpb"], r["val_bpb"], r["pre_quant_val_bpb"], float("inf")) if v is not None)
-    rows = ["| run id | " + " | ".join(swept) + (" | " if swept else "") + "steps | step_avg (ms) | pre-quant val_bpb | "
-            "round-trip val_bpb | sliding val_bpb | artifact bytes |",
-            "|---|" + "---|" * len(swept) + "---|---|---|---|---|---|"]
-    for r in sorted(logs, key=best):
-        rows.append(f"| {r['run_id']} | " + "".join(f"{r['env'].get(k, '')} | " for k in swept)
-                    + f"{fmt(r['steps'])} | {fmt(r['step_avg_ms'], '.1f')} | {fmt(r['pre_quant_val_bpb'], '.4f')} | "
-                    f"{fmt(r['val_bpb'], '.4f')} | {fmt(r['sliding_val_bpb'], '.4f')} | {fmt(r['bytes_total'], ',')} |")
-    return "\n".join(rows)
+    swept = [k for k in keys if len({r["env"].get(k) for r in logs}) > 1 and k not in ("RUN_ID", "SEED")]
+    ordered = sorted(logs, key=lambda r: (r["val_bpb"] is None, r["val_bpb"] if r["val_bpb"] is not None else 0.0, r["run"]))
+    return swept, ordered
+
+
+def summary_table(logs: list[dict], form: str = "md") -> str:
+    swept, rows = summary_rows(logs)
+    if form == "json":
+        keep = [k for _, k, _ in SUMMARY_COLUMNS] + ["val_loss", "train_time_ms", "eval_time_ms", "hardware", "path", "traceback"]
+        return json.dumps([{**{k: r.get(k) for k in keep}, "env": {k: r["env"].get(k) for k in swept}} for r in rows], indent=2)
+    head = [SUMMARY_COLUMNS[0][0]] + swept + [c for c, _, _ in SUMMARY_COLUMNS[1:]]
+    body = [[r["run"]] + [r["env"].get(k, "") for k in swept] + [fmt(r[k], spec) for _, k, spec in SUMMARY_COLUMNS[1:]] for r in rows]
+    if form == "csv":
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(head)
+        w.writerows([[c.replace(",", "") if c.replace(",", "").isdigit() else c for c in row] for row in body])
+        return out.getvalue().rstrip("\n")
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(row) + " |" for row in body])
 
 
 def run_sweep(assignments: list[str], name: str, launch: list[str]) -> Path:
@@ -133,65 +246,192 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> Path:
     return folder
 
 
-def record_readme(name: str, track: str, logs: list[dict], metric: str, blurb: str, command: str, smoke: bool) -> str:
-    values = [r[metric] for r in logs]
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
+# ---- significance: a one-sided Welch t-test, numpy and math only ----
+
+def betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b), by its continued fraction."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    if x > (a + 1.0) / (a + b + 2.0):  # the fraction converges fast on this side only
+        return 1.0 - betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 500):
+        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)), -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * f
+
+
+def t_upper_tail(t: float, df: float) -> float:
+    """P(T > t) for Student's t with df degrees of freedom."""
+    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
+    return tail if t > 0 else 1.0 - tail
+
+
+def welch_improvement(ours: list[float], theirs: list[float], bar: float = NATS_BAR) -> dict:
+    """Mean improvement (theirs - ours, in the unit given) and the one-sided Welch p-value of
+    H0: improvement <= bar, against H1: improvement > bar."""
+    import numpy as np
+    a, b = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    out = {"improvement": float(b.mean() - a.mean()), "bar": bar, "p_value": None, "t": None, "df": None}
+    if a.size < 2 or b.size < 2:
+        return out
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    if va + vb == 0.0:
+        out["p_value"] = 0.0 if out["improvement"] > bar else 1.0
+        return out
+    t = (out["improvement"] - bar) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    return {**out, "t": float(t), "df": float(df), "p_value": t_upper_tail(float(t), float(df))}
+
+
+def read_against(spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
+    """Per-seed val_loss (nats) of the record to beat: its submission.json, or numbers:
+    `1.2244,1.2251,...` (val_bpb, converted with our runs' nats per bpb) or `loss:2.06,2.07`."""
+    if Path(spec).is_file():
+        try:
+            sub = json.loads(Path(spec).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ToolError(f"--against {spec}: not a submission.json ({e})") from None
+        seeds = sub.get("seed_results") or {}
+        results = list(seeds.values()) if isinstance(seeds, dict) else list(seeds)
+        if results and all(r.get("val_loss") is not None for r in results):
+            return [float(r["val_loss"]) for r in results], f"{sub.get('name', spec)}: per-seed val_loss"
+        if results and all(r.get("val_bpb") is not None for r in results):
+            return [float(r["val_bpb"]) * nats_per_bpb for r in results], f"{sub.get('name', spec)}: per-seed val_bpb in nats"
+        if sub.get("val_loss") is not None:
+            return [float(sub["val_loss"])], f"{sub.get('name', spec)}: mean val_loss only"
+        if sub.get("val_bpb") is not None:
+            return [float(sub["val_bpb"]) * nats_per_bpb], f"{sub.get('name', spec)}: mean val_bpb only, in nats"
+        raise ToolError(f"--against {spec}: no val_loss or val_bpb in it")
+    unit, _, values = spec.rpartition(":")
+    try:
+        numbers = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        numbers = []
+    if unit not in ("", "bpb", "loss") or not numbers:
+        raise ToolError(f"--against {spec!r}: expected a submission.json, per-seed val_bpb like 1.2244,1.2251 or val_loss like loss:2.06,2.07")
+    return ([n * nats_per_bpb for n in numbers], "per-seed val_bpb given, in nats") if unit != "loss" else (numbers, "per-seed val_loss given")
+
+
+# ---- records ----
+
+def compliance(logs: list[dict]) -> dict:
+    """What the rules check, from the logs (None where a log does not say)."""
+    every = lambda values, ok: None if any(v is None for v in values) else all(ok(v) for v in values)
+    return {"train_under_600s": every([r["train_time_ms"] for r in logs], lambda v: v <= CAP_SECONDS * 1000),
+            "artifact_under_16mb": every([r["bytes_total"] for r in logs], lambda v: v <= CAP_BYTES),
+            "eval_under_600s": every([r["eval_time_ms"] for r in logs], lambda v: v <= CAP_SECONDS * 1000),
+            "three_seeds": len({r["seed"] for r in logs}) >= 3}
+
+
+def data_paths(log: dict) -> dict[str, str]:
+    """DATA_PATH and TOKENIZER_PATH the run used (set, or the defaults its log names), as
+    absolute paths: relative ones are resolved from the folder the run started in."""
+    run_dir = Path(log["path"]).resolve().parent.parent  # logs live in <working folder>/logs/
+    found = {"DATA_PATH": log["env"].get("DATA_PATH") or log["data_path"], "TOKENIZER_PATH": log["env"].get("TOKENIZER_PATH") or log["tokenizer_path"]}
+    return {k: os.path.normpath(run_dir / v) for k, v in found.items() if v}
+
+
+def reproduce_command(logs: list[dict], folder: Path) -> str:
+    """The shell command that reruns every seed from inside the record folder, the data paths
+    made relative to the folder."""
     env = {k: v for k, v in logs[0]["env"].items() if k not in ("RUN_ID", "SEED")}
-    lines = [f"# {name}", ""]
+    env.update({k: os.path.relpath(v, folder.resolve()) for k, v in data_paths(logs[0]).items()})
+    seeds = " ".join(str(r["seed"]) for r in logs)
+    world = logs[0]["world_size"] or 1
+    launch = f"torchrun --standalone --nproc_per_node={world} train_gpt.py" if world > 1 else "python3 train_gpt.py"
+    assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+    return f"for SEED in {seeds}; do \\\n  {assigns} SEED=$SEED RUN_ID=seed$SEED \\\n  {launch}; done"
+
+
+def record_readme(sub: dict, logs: list[dict], command: str, smoke: bool, against: dict | None) -> str:
+    lines = [f"# {sub['name']}", ""]
     if smoke:
         lines += ["**SMOKE EXAMPLE: NOT A SCORE.** Made on a CPU from the embedded Shakespeare corpus to show what the",
                   "records command produces; val_bpb on Shakespeare is not comparable with FineWeb scores.", ""]
-    lines += [blurb, "", f"Track: `{track}`. Metric: `{metric}` "
-              f"({'sliding-window' if metric.startswith('sliding') else 'plain'} evaluation of the int8 + zlib round trip).", "",
+    env = {k: v for k, v in logs[0]["env"].items() if k not in ("RUN_ID", "SEED")}
+    lines += [sub["technique_summary"], "", f"Track: `{sub['track']}`. Score: the last val_bpb each log prints (`{sub['metric']}`). "
+              f"Hardware: {sub['hardware'] or 'not in the logs'}; PyTorch {sub['pytorch_version'] or '(not in the logs)'}.", "",
               "## Configuration", "", "| variable | value |", "|---|---|"] + [f"| `{k}` | `{v}` |" for k, v in sorted(env.items())]
     lines += ["", "## Command", "", "From inside this folder (data paths relative to it):", "", "```bash", command, "```", "",
-              "## Results", "", "| seed | val_loss | val_bpb | sliding val_bpb | steps | train time (ms) | bytes total |", "|---|---|---|---|---|---|---|"]
+              "## Results", "", "| seed | val_loss | val_bpb | round-trip val_bpb | sliding val_bpb | steps | train time (ms) | eval time (ms) | bytes total |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in logs:
-        lines.append(f"| {r['seed']} | {fmt(r['val_loss'], '.8f')} | {fmt(r['val_bpb'], '.8f')} | {fmt(r['sliding_val_bpb'], '.8f')} | "
-                     f"{fmt(r['steps'])} | {fmt(r['train_time_ms'], '.0f')} | {fmt(r['bytes_total'], ',')} |")
-    lines += ["", f"Mean {metric}: {statistics.mean(values):.8f}, std {std:.8f} over {len(values)} seed(s).", ""]
+        lines.append(f"| {r['seed']} | {fmt(r['val_loss'], '.8f')} | {fmt(r['val_bpb'], '.8f')} | {fmt(r['roundtrip_val_bpb'], '.8f')} | "
+                     f"{fmt(r['sliding_val_bpb'], '.8f')} | {fmt(r['steps'])} | {fmt(r['train_time_ms'], '.0f')} | "
+                     f"{fmt(r['eval_time_ms'], '.0f')} | {fmt(r['bytes_total'], ',')} |")
+    lines += ["", f"Mean val_bpb {sub['val_bpb']:.8f}, std {sub['val_bpb_std']:.8f} over {len(logs)} seed(s); "
+              f"mean val_loss {sub['val_loss']:.8f} nats.", "",
+              "Compliance (from the logs): " + ", ".join(f"{k} {'-' if v is None else 'yes' if v else 'NO'}" for k, v in sub["compliance"].items()) + ".", ""]
+    if against:
+        p = against["p_value"]
+        verdict = ("not testable (needs two or more seeds on each side)" if p is None else
+                   f"p = {p:.3g} ({'meets' if p < 0.01 else 'does not meet'} the rules' p < 0.01)")
+        lines += ["## Against the record to beat", "", f"Compared with {against['source']} ({against['seeds']} value(s)).",
+                  f"Mean improvement {against['improvement']:+.5f} nats (the bar is {against['bar']} nats). One-sided Welch t-test of "
+                  f"improvement > {against['bar']} nats: {verdict}.", ""]
     return "\n".join(lines)
 
 
 def make_record(paths: list[str], name: str, track: str, author: str, github_id: str, blurb: str, date: str,
-                smoke: bool, out_root: Path, check_env: dict) -> Path:
+                smoke: bool, out_root: Path, check_env: dict, against_spec: str | None = None) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ToolError(f"--name {name!r}: accepted letters, digits, _ . and -")
-    logs = [parse_log(p) for p in find_logs(paths)]
+    logs = read_logs(paths, note=lambda msg: print(msg, file=sys.stderr))
     if not logs:
         raise ToolError("no logs given")
-    incomplete = [r["path"] for r in logs if r["val_bpb"] is None or r["bytes_total"] is None]
+    incomplete = [r["path"] for r in logs if r["val_bpb"] is None or r["bytes_total"] is None or r["score_line"] == "step"]
     if incomplete:
-        raise ToolError(f"{incomplete[0]}: not a finished run (no final round-trip line)")
+        raise ToolError(f"{incomplete[0]}: not a finished run (no final score or size line)")
+    if any(r["source"] is None for r in logs):
+        raise ToolError(f"{next(r['path'] for r in logs if r['source'] is None)}: no train_gpt.py source at its head, so the record cannot hold the script")
     if len({r["source"] for r in logs}) > 1:
         raise ToolError("the logs were written by different versions of train_gpt.py")
-    metric = "sliding_val_bpb" if all(r["sliding_val_bpb"] is not None for r in logs) else "val_bpb"
+    if len({r["score_line"] for r in logs}) > 1:
+        raise ToolError(f"the logs end on different scores ({', '.join(sorted({r['score_line'] for r in logs}))}): one metric for all seeds")
+    if len({r["seed"] for r in logs}) < len(logs):
+        raise ToolError("two logs have the same seed")
     folder = out_root / f"track_{track}" / f"{date}_{name}"
     if folder.exists():
         raise ToolError(f"{folder}: already exists (a record folder is never overwritten)")
+    mean = lambda key: statistics.mean(r[key] for r in logs) if all(r[key] is not None for r in logs) else None
+    std = lambda key: statistics.stdev(r[key] for r in logs) if len(logs) > 1 else 0.0
+    sub = {"author": author, "github_id": github_id, "name": name, "date": date, "track": track,
+           "val_bpb": mean("val_bpb"), "val_bpb_std": std("val_bpb"), "val_loss": mean("val_loss"), "metric": logs[0]["score_line"],
+           "seeds": [r["seed"] for r in logs],
+           "seed_results": {str(r["seed"]): {"val_bpb": r["val_bpb"], "val_loss": r["val_loss"], "artifact_bytes": r["bytes_total"],
+                                             "steps": r["steps"], "train_time_ms": r["train_time_ms"], "eval_time_ms": r["eval_time_ms"],
+                                             "roundtrip_val_bpb": r["roundtrip_val_bpb"], "sliding_val_bpb": r["sliding_val_bpb"],
+                                             "pre_quant_val_bpb": r["pre_quant_val_bpb"]} for r in logs},
+           "roundtrip_val_bpb": mean("roundtrip_val_bpb"), "sliding_val_bpb": mean("sliding_val_bpb"), "pre_quant_val_bpb": mean("pre_quant_val_bpb"),
+           "bytes_total": max(r["bytes_total"] for r in logs), "bytes_code": logs[0]["bytes_code"],
+           "hardware": logs[0]["hardware"], "pytorch_version": logs[0]["pytorch_version"],
+           "technique_summary": blurb, "blurb": blurb, "compliance": compliance(logs)}
+    against = None
+    if against_spec:
+        nats_per_bpb = statistics.mean(r["val_loss"] / r["val_bpb"] for r in logs)
+        theirs, source = read_against(against_spec, nats_per_bpb)
+        against = {**welch_improvement([r["val_loss"] for r in logs], theirs), "source": source, "seeds": len(theirs)}
+        sub["against"] = against
     tmp = Path(tempfile.mkdtemp(prefix=".record_", dir=out_root))
     try:
         (tmp / "train_gpt.py").write_text(logs[0]["source"], encoding="utf-8")
         for r in logs:
             shutil.copy(r["path"], tmp / Path(r["path"]).name)
-        env = {k: v for k, v in logs[0]["env"].items() if k not in ("RUN_ID", "SEED")}
-        run_dir = Path(logs[0]["path"]).resolve().parent.parent  # logs live in <working folder>/logs/
-        for key in ("DATA_PATH", "TOKENIZER_PATH"):  # as seen from inside the record folder
-            if key in env:
-                env[key] = os.path.relpath(run_dir / env[key], folder.resolve())
-        seeds = " ".join(str(r["seed"]) for r in logs)
-        world = logs[0]["world_size"] or 1
-        launch = f"torchrun --standalone --nproc_per_node={world} train_gpt.py" if world > 1 else "python3 train_gpt.py"
-        command = f"for SEED in {seeds}; do \\\n  " + " ".join(f"{k}={v}" for k, v in sorted(env.items())) + f" SEED=$SEED RUN_ID=seed$SEED \\\n  {launch}; done"
-        (tmp / "README.md").write_text(record_readme(name, track, logs, metric, blurb, command, smoke), encoding="utf-8")
-        mean = lambda key: statistics.mean(r[key] for r in logs)
-        submission = {"author": author, "github_id": github_id, "name": name, "blurb": blurb, "date": date,
-                      "val_loss": mean("sliding_val_loss" if metric == "sliding_val_bpb" else "val_loss"), "val_bpb": mean(metric),
-                      "bytes_total": max(r["bytes_total"] for r in logs), "bytes_code": logs[0]["bytes_code"], "metric": metric,
-                      "seeds": [r["seed"] for r in logs],
-                      "seed_results": [{k: r[k] for k in ("seed", "val_loss", "val_bpb", "sliding_val_loss", "sliding_val_bpb", "steps",
-                                                            "train_time_ms", "bytes_total", "model_params")} for r in logs]}
-        (tmp / "submission.json").write_text(json.dumps(submission, indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(record_readme(sub, logs, reproduce_command(logs, folder), smoke, against), encoding="utf-8")
+        (tmp / "submission.json").write_text(json.dumps(sub, indent=2) + "\n", encoding="utf-8")
+        paths = data_paths(logs[0])  # the check uses the runs' own data where it is still there
+        if all(os.path.exists(v) for v in paths.values()) and len(paths) == 2:
+            check_env = {**check_env, **paths, "VOCAB_SIZE": logs[0]["env"].get("VOCAB_SIZE", "1024")}
         check_runs_inside(tmp, check_env)
         folder.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, folder)
@@ -216,6 +456,11 @@ SMOKE_CHECK = dict(NUM_LAYERS="1", MODEL_DIM="64", NUM_HEADS="2", NUM_KV_HEADS="
                    VAL_BATCH_SIZE="8192", RUN_ID="inside_check")
 
 
+SMOKE_CHECK = dict(NUM_LAYERS="1", MODEL_DIM="64", NUM_HEADS="2", NUM_KV_HEADS="1", TRAIN_SEQ_LEN="64", TRAIN_BATCH_TOKENS="1024",
+                   GRAD_ACCUM_STEPS="1", ITERATIONS="2", WARMUP_STEPS="0", VAL_LOSS_EVERY="0", MAX_WALLCLOCK_SECONDS="0",
+                   VAL_BATCH_SIZE="8192", RUN_ID="inside_check")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -224,7 +469,8 @@ def main(argv=None) -> int:
     s.add_argument("--name", default="sweep_" + datetime.datetime.now().strftime("%Y%m%d_%H%M%S"))
     s.add_argument("--launch", default=sys.executable, help="how to start train_gpt.py (e.g. 'torchrun --standalone --nproc_per_node=8')")
     m = sub.add_parser("summary")
-    m.add_argument("paths", nargs="*", help="logs or folders (default: logs/)")
+    m.add_argument("paths", nargs="*", help="logs or folders, searched for *.txt and *.log (default: logs/)")
+    m.add_argument("--format", choices=("md", "csv", "json"), default="md")
     r = sub.add_parser("record")
     r.add_argument("logs", nargs="+")
     r.add_argument("--name", required=True)
@@ -233,22 +479,24 @@ def main(argv=None) -> int:
     r.add_argument("--github-id", default="")
     r.add_argument("--blurb", default="")
     r.add_argument("--date", default=datetime.date.today().isoformat())
+    r.add_argument("--against", help="the record to beat: its submission.json, per-seed val_bpb (1.22,1.23) or val_loss (loss:2.06,2.07)")
     r.add_argument("--smoke", action="store_true", help="label the folder a smoke example, not a score")
     r.add_argument("--out", type=Path, default=ROOT / "records")
     a = p.parse_args(argv)
+    note = lambda msg: print(msg, file=sys.stderr)
     try:
         if a.cmd == "sweep":
             folder = run_sweep(a.grid, a.name, a.launch.split())
-            print(summary_table([parse_log(x) for x in find_logs([str(folder)])]))
+            print(summary_table(read_logs([str(folder)], note)))
         elif a.cmd == "summary":
-            print(summary_table([parse_log(x) for x in find_logs(a.paths)]))
+            print(summary_table(read_logs(a.paths, note), a.format))
         else:
             sys.path.insert(0, str(ROOT))
             from train_gpt import ENV_VARS
             data, ours = ROOT / "data", {name for name, *_ in ENV_VARS}
             check = {**{k: v for k, v in os.environ.items() if k not in ours}, **SMOKE_CHECK, "DATA_PATH": str(data / "datasets/shakespeare_sp1024"),
                      "TOKENIZER_PATH": str(data / "tokenizers/shakespeare_1024_bpe.model")}
-            folder = make_record(a.logs, a.name, a.track, a.author, a.github_id, a.blurb, a.date, a.smoke, a.out, check)
+            folder = make_record(a.logs, a.name, a.track, a.author, a.github_id, a.blurb, a.date, a.smoke, a.out, check, a.against)
             print(f"wrote {folder} (its train_gpt.py ran from inside a copy of the folder)")
     except ToolError as e:
         print(f"error: {e}", file=sys.stderr)

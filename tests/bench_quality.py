@@ -137,7 +137,7 @@ def row(label: str, cfg: dict, seeds: list[int], steps: int) -> dict:
     model = tg.build_model(tg.Hyperparameters(cfg))
     return {"label": label, "cfg": cfg, "shape": describe(cfg), "learned": sum(p.numel() for p in model.parameters()),
             "regenerated": sum(m.base.numel() for m in model.modules() if isinstance(m, tg.FrozenFC)), "est": estimate_bytes(cfg),
-            "bytes": int(mean("bytes_total")), "rt": mean("val_bpb"), "rt_spread": spread("val_bpb"), "sl": mean("sliding_val_bpb"),
+            "bytes": int(mean("bytes_total")), "rt": mean("roundtrip_val_bpb"), "rt_spread": spread("roundtrip_val_bpb"), "sl": mean("sliding_val_bpb"),
             "sl_spread": spread("sliding_val_bpb"), "tok_s": mean("tok_s"), "seeds": len(runs)}
 
 

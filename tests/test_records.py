@@ -1,42 +1,163 @@
-"""Tooling around the script: sweeps, their summary and records folders (records/tools.py),
-on real logs of real runs."""
+"""Tooling around the script: sweeps, the summary of any challenge log, and records folders
+(records/tools.py), on real logs of real runs and on logs in the public formats."""
 
 import json
+import math
+import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT, TINY_MODEL, clean_env, run_train
 
-pytestmark = pytest.mark.slow
+sys.path.insert(0, str(ROOT / "records"))
+import tools  # noqa: E402
+
 TOOLS = [sys.executable, str(ROOT / "records" / "tools.py")]
 
+# ---- logs in the formats others' runs print (FACTS.md, "What the records look like") ----
+
+CONSOLE_LOG = """W1120 12:00:00.000000 torch/distributed/run.py:793] Setting OMP_NUM_THREADS environment variable for each process
+logs/0f3a.txt
+model_params:17059912
+world_size:8 grad_accum_steps:1
+step:0/20000 val_loss:6.9357 val_bpb:4.1077 train_time:0ms step_avg:0.01ms
+step:1/20000 train_loss:6.9370 train_time:43ms step_avg:43.12ms
+step:7000/20000 train_loss:2.0512 train_time:599000ms step_avg:85.57ms
+step:7000/20000 val_loss:2.0261 val_bpb:1.2000 train_time:599100ms step_avg:85.59ms
+stopping_early: wallclock_cap train_time:599950ms step:7001/20000
+Serialized model int6+zstd: 15500000 bytes
+Total submission size int6+zstd: 15580000 bytes
+final_int6_roundtrip val_loss:2.0123 val_bpb:1.1918 eval_time:2100ms
+final_int6_roundtrip_exact val_loss:2.01234567 val_bpb:1.19181234
+final_int6_sliding_window val_loss:1.9812 val_bpb:1.1731 stride:64 eval_time:80000ms
+final_int6_sliding_window_exact val_loss:1.98123456 val_bpb:1.17312345
+"""
+
+HYPERPARAMETER_LOG = """Hyperparameters:
+  seed: 1337
+  num_layers: 11
+  train_seq_len: 2048
+1/9000 train_loss: 6.9312 train_time: 0.0m tok/s: 1234
+500/9000 train_loss: 2.5012 train_time: 1.2m tok/s: 700000
+4000/9000 train_loss: 2.0101 train_time: 9.9m tok/s: 702000
+4000/9000 val_loss: 2.0100 val_bpb: 1.1904 train_time: 9.9m
+Total submission size int6+lzma-9: 15,900,123 bytes
+final_sliding val_loss: 1.9500 val_bpb: 1.1550
+legal_ttt_exact val_loss:1.94010000 val_bpb:1.14901234
+"""
+
+TTT_LOG = """model_params:26500000
+step:5000/20000 val_loss:1.9900 val_bpb:1.1800 train_time:590000ms step_avg:118.00ms
+Total submission size quantized+brotli: 15123456 bytes
+quantized_sliding_window val_loss:1.9200 val_bpb:1.1370 eval_time:90000ms
+quantized_ttt_lora val_loss: 1.8975 val_bpb: 1.1238
+"""
+
+CRASHED_LOG = """model_params:17059912
+step:1/20000 train_loss:6.9370 train_time:43ms step_avg:43.12ms
+step:200/20000 val_loss:3.1000 val_bpb:1.8400 train_time:9000ms step_avg:45.00ms
+Traceback (most recent call last):
+  File "train_gpt.py", line 1100, in <module>
+torch.OutOfMemoryError: CUDA out of memory.
+"""
+
+
+@pytest.fixture
+def public_tree(tmp_path):
+    """A records tree as the challenge's repository lays it out, with files that are not logs."""
+    a = tmp_path / "records/track_10min_16mb/2026-03-20_Int6Sliding"
+    b = tmp_path / "records/track_10min_16mb/2026-04-02_LegalTTT"
+    c = tmp_path / "records/track_non_record_16mb/2026-04-10_Brotli"
+    for d in (a, b, c):
+        d.mkdir(parents=True)
+        (d / "README.md").write_text("# a record\n")
+        (d / "submission.json").write_text("{}")
+    (a / "train.log").write_text(CONSOLE_LOG)
+    (a / "requirements.txt").write_text("zstandard\nnumpy\n")
+    (b / "train_seed1337.txt").write_text(HYPERPARAMETER_LOG)
+    (b / "crashed_seed7.log").write_text(CRASHED_LOG)
+    (c / "run.log").write_text(TTT_LOG)
+    (c / "weights.log").write_bytes(b"\x00\x01binary")
+    (c / "empty.txt").write_text("")
+    return tmp_path / "records"
+
+
+def test_every_public_format_is_read_with_its_final_score(public_tree):
+    logs = {r["run_id"]: r for r in tools.read_logs([str(public_tree)], note=lambda m: None)}
+    assert sorted(logs) == ["crashed_seed7", "run", "train", "train_seed1337"]
+    c = logs["train"]  # torchrun console output, no source header, sliding last
+    assert (c["val_bpb"], c["score_line"], c["roundtrip_val_bpb"], c["sliding_val_bpb"]) == \
+        (1.17312345, "final_int6_sliding_window_exact", 1.19181234, 1.17312345)
+    assert (c["pre_quant_val_bpb"], c["bytes_total"], c["steps"], c["train_time_ms"], c["world_size"]) == (1.2, 15580000, 7001, 599950, 8)
+    assert c["source"] is None and c["eval_time_ms"] == 82100
+    h = logs["train_seed1337"]  # N/M lines without step:, a Hyperparameters block, TTT last
+    assert (h["val_bpb"], h["val_loss"], h["score_line"], h["sliding_val_bpb"]) == (1.14901234, 1.9401, "legal_ttt_exact", 1.155)
+    assert (h["seed"], h["steps"], h["bytes_total"], h["config"]["num_layers"]) == (1337, 4000, 15900123, "11")
+    assert math.isclose(h["train_time_ms"], 9.9 * 60000) and h["pre_quant_val_bpb"] == 1.1904
+    t = logs["run"]
+    assert (t["val_bpb"], t["score_line"], t["sliding_val_bpb"], t["bytes_total"]) == (1.1238, "quantized_ttt_lora", 1.137, 15123456)
+    x = logs["crashed_seed7"]
+    assert x["traceback"] and x["val_bpb"] == 1.84 and x["score_line"] == "step" and x["bytes_total"] is None
+
+
+def test_summary_skips_what_is_not_a_log_in_every_format(public_tree):
+    r = subprocess.run(TOOLS + ["summary", str(public_tree)], capture_output=True, text=True)
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+    notes = r.stderr.strip().splitlines()
+    assert len(notes) == 3 and all(n.startswith("skipped ") for n in notes)
+    assert any("requirements.txt: not a training log" in n for n in notes) and any("weights.log: a binary file" in n for n in notes)
+    table = r.stdout.strip().splitlines()
+    assert table[0] == ("| run | score | final line | round-trip | sliding | pre-quant | steps | step_avg (ms) | artifact bytes | seed |")
+    assert [row.split(" | ")[0].strip("| ") for row in table[2:]] == ["run", "train_seed1337", "train", "crashed_seed7"]  # best first
+    csv_out = subprocess.run(TOOLS + ["summary", "--format", "csv", str(public_tree)], capture_output=True, text=True).stdout
+    assert csv_out.splitlines()[1].startswith("run,1.1238,quantized_ttt_lora,-,1.1370,1.1800,5000,")
+    js = json.loads(subprocess.run(TOOLS + ["summary", "--format", "json", str(public_tree)], capture_output=True, text=True).stdout)
+    assert [row["val_bpb"] for row in js] == [1.1238, 1.14901234, 1.17312345, 1.84] and js[2]["bytes_total"] == 15580000
+
+
+def test_welch_p_values_match_the_t_distribution():
+    assert math.isclose(tools.t_upper_tail(2.0, 10), 0.036694017385370, rel_tol=1e-9)  # Student t, 10 degrees of freedom
+    assert math.isclose(tools.t_upper_tail(2.228138851986, 10), 0.025, rel_tol=1e-9)
+    assert math.isclose(tools.t_upper_tail(0.7, 1), 0.5 - math.atan(0.7) / math.pi, rel_tol=1e-12)  # Cauchy
+    assert math.isclose(tools.t_upper_tail(-1.3, 7), 1 - tools.t_upper_tail(1.3, 7), rel_tol=1e-12)
+    w = tools.welch_improvement([2.000, 2.010, 2.005], [2.030, 2.035, 2.028])
+    se = math.sqrt(0.005 ** 2 / 3 + (np_var := sum((v - 2.031) ** 2 for v in (2.030, 2.035, 2.028)) / 2) / 3)
+    assert math.isclose(w["improvement"], 0.026, abs_tol=1e-12) and math.isclose(w["t"], (0.026 - 0.005) / se, rel_tol=1e-9)
+    assert np_var > 0 and 0 < w["p_value"] < 0.01
+    assert tools.welch_improvement([2.0], [2.1])["p_value"] is None  # one seed: no test
+
+
+# ---- real runs ----
 
 @pytest.fixture(scope="module")
 def two_seeds(tiny_data, tmp_path_factory):
+    """Two seeds run with the default data paths (the tiny corpus linked where the defaults
+    point) and an ARTIFACT name with a space in it."""
     cwd = tmp_path_factory.mktemp("seeds")
+    (cwd / "data/datasets").mkdir(parents=True)
+    (cwd / "data/tokenizers").mkdir()
+    os.symlink(tiny_data["data_path"], cwd / "data/datasets/fineweb10B_sp1024")
+    os.symlink(tiny_data["tokenizer_path"], cwd / "data/tokenizers/fineweb_1024_bpe.model")
     for seed in (1, 2):
-        env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"],
-                           "RUN_ID": f"seed{seed}", "SEED": str(seed), "ITERATIONS": "4", "VAL_LOSS_EVERY": "2"})
+        env = clean_env(**{**TINY_MODEL, "RUN_ID": f"seed{seed}", "SEED": str(seed), "ITERATIONS": "4", "VAL_LOSS_EVERY": "2",
+                           "ARTIFACT": "tiny model.int8.ptz"})
         r = run_train(cwd, env)
         assert r.returncode == 0, r.stderr[-2000:]
     return cwd
 
 
-def test_summary_parses_real_logs(two_seeds):
-    sys.path.insert(0, str(ROOT / "records"))
-    from tools import parse_log
-    r = parse_log(two_seeds / "logs" / "seed1.txt")
+def test_our_logs_parse_with_hardware_versions_and_eval_time(two_seeds):
+    r = tools.parse_log(two_seeds / "logs" / "seed1.txt")
     assert r["seed"] == 1 and r["steps"] == 4 and r["world_size"] == 1 and r["env"]["ITERATIONS"] == "4"
-    assert r["val_bpb"] > 0 and r["sliding_val_bpb"] > 0 and r["bytes_total"] > r["bytes_code"] > 0
+    assert r["env"]["ARTIFACT"] == "tiny model.int8.ptz"  # a value with a space survives the env: line
+    assert r["val_bpb"] == r["sliding_val_bpb"] > 0 and r["score_line"] == "final_int8_zlib_roundtrip_sliding_exact"
+    assert r["roundtrip_val_bpb"] > 0 and r["bytes_total"] > r["bytes_code"] > 0 and r["eval_time_ms"] > 0
+    assert r["hardware"] == f"1xCPU ({os.cpu_count()} cores)" and r["pytorch_version"] == torch.__version__
     assert r["source"] == (ROOT / "train_gpt.py").read_text()
-    out = subprocess.run(TOOLS + ["summary", str(two_seeds)], capture_output=True, text=True, check=True).stdout.splitlines()
-    assert out[0].startswith("| run id | SEED | steps | step_avg (ms) | pre-quant val_bpb | round-trip val_bpb | sliding val_bpb |")
-    rows = [l.split(" | ") for l in out[2:]]
-    assert sorted(r[0].strip("| ") for r in rows) == ["seed1", "seed2"] and len(out) == 4
-    best = [float(r[6]) for r in rows]
-    assert best == sorted(best)  # sorted by val_bpb (sliding), best first
+    assert r["data_path"] == "./data/datasets/fineweb10B_sp1024" and r["tokenizer_path"] == "./data/tokenizers/fineweb_1024_bpe.model"
 
 
 def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
@@ -50,8 +171,8 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         runs = sorted(p.name for p in folder.iterdir())
         assert runs == [f"{name}_FREEZE_MODE-lowrank_LORA_RANK-4", f"{name}_FREEZE_MODE-none_LORA_RANK-4"]
         assert all((folder / run / "final_model.int8.ptz").exists() for run in runs)
-        table = r.stdout[r.stdout.index("| run id |"):].splitlines()
-        assert table[0].startswith("| run id | FREEZE_MODE | steps |") and len(table) == 4
+        table = r.stdout[r.stdout.index("| run |"):].splitlines()
+        assert table[0].startswith("| run | FREEZE_MODE | score |") and len(table) == 4
         bad = subprocess.run(TOOLS + ["sweep", "--name", name, "lowercase=1"], env=env, capture_output=True, text=True)
         assert bad.returncode == 2 and "expected NAME=v1,v2" in bad.stderr
     finally:
@@ -59,37 +180,51 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         shutil.rmtree(ROOT / "sweeps" / name, ignore_errors=True)
 
 
-def test_record_folder_is_complete_and_its_script_runs_inside(two_seeds, tmp_path):
+def test_record_has_the_leaderboard_shape_and_its_command_runs_inside(two_seeds, tmp_path):
     logs = [str(two_seeds / "logs" / f"seed{s}.txt") for s in (1, 2)]
+    parsed = [tools.parse_log(p) for p in logs]
+    other = tmp_path / "other_submission.json"
+    other.write_text(json.dumps({"name": "Earlier", "seed_results": {str(s): {"val_loss": r["val_loss"] + 0.1 + 0.001 * s}
+                                                                      for s, r in zip((1, 2, 3), parsed + parsed[:1])}}))
     r = subprocess.run(TOOLS + ["record", "--name", "TinyTest", "--out", str(tmp_path), "--author", "A. Tester", "--github-id", "atester",
-                                "--blurb", "two tiny seeds", "--date", "2026-11-23", "--smoke"] + logs, capture_output=True, text=True)
+                                "--blurb", "two tiny seeds", "--date", "2026-11-23", "--smoke", "--against", str(other)] + logs,
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     folder = tmp_path / "track_non_record_16mb" / "2026-11-23_TinyTest"
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "seed1.txt", "seed2.txt", "submission.json", "train_gpt.py"]
     assert (folder / "train_gpt.py").read_text() == (ROOT / "train_gpt.py").read_text()
     sub = json.loads((folder / "submission.json").read_text())
-    for key in ("author", "github_id", "name", "blurb", "date", "val_loss", "val_bpb", "bytes_total", "bytes_code", "seeds", "seed_results"):
+    for key in ("author", "github_id", "name", "date", "track", "val_bpb", "val_bpb_std", "seeds", "seed_results", "hardware",
+                "pytorch_version", "technique_summary", "compliance", "bytes_total", "bytes_code", "val_loss"):
         assert key in sub, key
-    assert sub["seeds"] == [1, 2] and sub["metric"] == "sliding_val_bpb" and sub["author"] == "A. Tester"
-    vals = [s["sliding_val_bpb"] for s in sub["seed_results"]]
-    assert abs(sub["val_bpb"] - sum(vals) / 2) < 1e-12
+    assert sub["track"] == "non_record_16mb" and sub["seeds"] == [1, 2] and sub["author"] == "A. Tester"
+    assert sorted(sub["seed_results"]) == ["1", "2"] and sub["metric"] == "final_int8_zlib_roundtrip_sliding_exact"
+    finals = [p["val_bpb"] for p in parsed]
+    assert [sub["seed_results"][str(s)]["val_bpb"] for s in (1, 2)] == finals == [p["sliding_val_bpb"] for p in parsed]
+    assert math.isclose(sub["val_bpb"], sum(finals) / 2, rel_tol=1e-12)
+    assert math.isclose(sub["val_bpb_std"], abs(finals[0] - finals[1]) / math.sqrt(2), rel_tol=1e-9)
+    assert sub["seed_results"]["1"]["artifact_bytes"] == parsed[0]["bytes_total"] and sub["seed_results"]["2"]["steps"] == 4
+    assert sub["hardware"] == f"1xCPU ({os.cpu_count()} cores)" and sub["pytorch_version"] == torch.__version__
+    assert sub["compliance"] == {"train_under_600s": True, "artifact_under_16mb": True, "eval_under_600s": True, "three_seeds": False}
+    ours, theirs = [p["val_loss"] for p in parsed], [p["val_loss"] + 0.1 + 0.001 * s for s, p in zip((1, 2, 3), parsed + parsed[:1])]
+    assert math.isclose(sub["against"]["improvement"], sum(theirs) / 3 - sum(ours) / 2, rel_tol=1e-9) and sub["against"]["p_value"] is not None
     readme = (folder / "README.md").read_text()
-    assert "SMOKE EXAMPLE: NOT A SCORE" in readme and "| seed | val_loss |" in readme and "std" in readme
+    assert "SMOKE EXAMPLE: NOT A SCORE" in readme and "| seed | val_loss | val_bpb |" in readme and "std" in readme
+    assert f"Mean improvement {sub['against']['improvement']:+.5f} nats" in readme and "One-sided Welch t-test" in readme
     cmd = readme[readme.index("```bash") + 8: readme.index("```", readme.index("```bash") + 8)]
-    assert "python3 train_gpt.py" in cmd and "SEED=$SEED" in cmd
-    assert "DATA_PATH=../" in cmd  # data paths as seen from inside the folder ...
-    # ... and the folder's own script runs from inside it (the tool checked; so do we, with its README's data paths).
-    env = clean_env(**{**TINY_MODEL, "ITERATIONS": "1", "WARMUP_STEPS": "0", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0", "RUN_ID": "inside"})
-    for key in ("DATA_PATH", "TOKENIZER_PATH"):
-        env[key] = next(part.split("=", 1)[1] for part in cmd.split() if part.startswith(key + "="))
-    run = subprocess.run([sys.executable, "train_gpt.py"], cwd=folder, env=env, capture_output=True, text=True)
+    assert "python3 train_gpt.py" in cmd and "SEED=$SEED" in cmd and "ARTIFACT='tiny model.int8.ptz'" in cmd
+    assert "DATA_PATH=../" in cmd and "TOKENIZER_PATH=../" in cmd  # the defaults the runs used, as seen from inside the folder
+    # The README's command itself, verbatim, from inside the folder, reproduces both seeds' scores.
+    run = subprocess.run(["bash", "-c", cmd], cwd=folder, env=clean_env(), capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    again = subprocess.run(TOOLS + ["record", "--name", "TinyTest", "--out", str(tmp_path), "--date", "2026-11-23"] + logs,
+    again = [tools.parse_log(folder / "logs" / f"seed{s}.txt") for s in (1, 2)]
+    assert [a["val_bpb"] for a in again] == finals and (folder / "tiny model.int8.ptz").exists()
+    twice = subprocess.run(TOOLS + ["record", "--name", "TinyTest", "--out", str(tmp_path), "--date", "2026-11-23"] + logs,
                            capture_output=True, text=True)
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert twice.returncode == 2 and "already exists" in twice.stderr
 
 
-def test_record_refuses_unfinished_or_mixed_logs(two_seeds, tmp_path):
+def test_record_refuses_unfinished_mixed_or_sourceless_logs(two_seeds, tmp_path):
     broken = tmp_path / "broken.txt"
     text = (two_seeds / "logs" / "seed1.txt").read_text()
     broken.write_text(text[: text.index("final_int8_zlib_roundtrip ")])
@@ -100,4 +235,23 @@ def test_record_refuses_unfinished_or_mixed_logs(two_seeds, tmp_path):
     r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), str(two_seeds / "logs" / "seed1.txt"), str(other)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "different versions of train_gpt.py" in r.stderr
+    console = tmp_path / "console.log"
+    console.write_text(CONSOLE_LOG)
+    r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), str(console)], capture_output=True, text=True)
+    assert r.returncode == 2 and "no train_gpt.py source at its head" in r.stderr
+    r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), "--against", "1.2,abc", str(two_seeds / "logs/seed1.txt")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--against '1.2,abc': expected a submission.json" in r.stderr
     assert not (tmp_path / "track_non_record_16mb").exists()
+
+
+def test_a_run_over_the_size_cap_says_so_in_its_log(tiny_data, tmp_path):
+    # A 131,072 x 256 hashed bigram table: stored, barely compressible, and cheap to run.
+    env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"], "RUN_ID": "big",
+                       "BIGRAM_BUCKETS": "131072", "BIGRAM_DIM": "256", "ITERATIONS": "1", "WARMUP_STEPS": "0",
+                       "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0"})
+    r = run_train(tmp_path, env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    log = tools.parse_log(tmp_path / "logs/big.txt")
+    assert log["bytes_total"] > 16_000_000
+    assert f"warning: Total submission size {log['bytes_total']} bytes is over the challenge's 16000000-byte cap" in r.stdout

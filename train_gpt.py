@@ -105,7 +105,8 @@ ENV_VARS = [
     ("DISTILL_ALPHA", 0.5, "float", (0.0, 1.0), "loss = (1 - alpha) CE + alpha T^2 KL(teacher_T || student_T)"),
     ("DISTILL_TEMP", 2.0, "float", (1e-3, 1e3), "distillation softening temperature T"),
     # random linear maps (README: "Random linear maps")
-    ("FREEZE_MODE", "none", "str", ("none", "adapter", "frozen", "lowrank", "mask"), "what a targeted projection is: dense, random base + adapter, frozen random, low-rank, supermask"),
+    ("FREEZE_MODE", "none", "str", ("none", "adapter", "frozen", "lowrank", "mask"),
+     "what a targeted projection is: dense, random base + adapter, frozen random, low-rank, supermask"),
     ("FREEZE_TARGETS", "", "str", None, "comma list of q,k,v,o,fc,proj (attn, mlp, all); empty = all (frozen, progressive freeze: fc)"),
     ("LORA_RANK", 16, "int", (1, 65536), "rank of adapters and low-rank factors"),
     ("LORA_RANKS", "", "str", None, "comma list of one rank per layer, overriding LORA_RANK"),
@@ -175,9 +176,11 @@ class Hyperparameters:
         default = "fc" if mode == "frozen" or progressive else ("" if mode == "none" else "all")
         self.targets = parse_targets(self.freeze_targets or default)
         if mode == "none" and self.freeze_targets and not progressive:
-            raise ConfigError(f"FREEZE_TARGETS={self.freeze_targets!r}: has no effect with FREEZE_MODE=none (set FREEZE_MODE or PROGRESSIVE_FREEZE_FRAC)")
+            raise ConfigError(f"FREEZE_TARGETS={self.freeze_targets!r}: has no effect with FREEZE_MODE=none"
+                              " (set FREEZE_MODE or PROGRESSIVE_FREEZE_FRAC)")
         if progressive and mode != "none":
-            raise ConfigError(f"PROGRESSIVE_FREEZE_FRAC={self.progressive_freeze_frac}: trains the targets as dense matrices, so it needs FREEZE_MODE=none, not {mode}")
+            raise ConfigError(f"PROGRESSIVE_FREEZE_FRAC={self.progressive_freeze_frac}: trains the targets as dense matrices"
+                              f", so it needs FREEZE_MODE=none, not {mode}")
         if self.lora_ranks:
             if mode not in ("adapter", "lowrank"):
                 raise ConfigError(f"LORA_RANKS={self.lora_ranks!r}: applies to FREEZE_MODE=adapter or lowrank, not {mode}")
@@ -186,7 +189,8 @@ class Hyperparameters:
             except ValueError:
                 raise ConfigError(f"LORA_RANKS={self.lora_ranks!r}: not a comma list of integers") from None
             if len(ranks) != self.num_layers or min(ranks) < 1:
-                raise ConfigError(f"LORA_RANKS={self.lora_ranks!r}: needs {self.num_layers} positive ranks (one per layer, NUM_LAYERS={self.num_layers}), got {len(ranks)}")
+                raise ConfigError(f"LORA_RANKS={self.lora_ranks!r}: needs {self.num_layers} positive ranks"
+                                  f" (one per layer, NUM_LAYERS={self.num_layers}), got {len(ranks)}")
             self.ranks = ranks
         else:
             self.ranks = [self.lora_rank] * self.num_layers
@@ -194,11 +198,15 @@ class Hyperparameters:
             dims = projection_dims(self)
             smallest = min(min(dims[t]) for t in self.targets)
             if max(self.ranks) > smallest:
-                raise ConfigError(f"{'LORA_RANKS' if self.lora_ranks else 'LORA_RANK'}={max(self.ranks)}: above the smallest targeted projection dimension {smallest}")
+                raise ConfigError(f"{'LORA_RANKS' if self.lora_ranks else 'LORA_RANK'}={max(self.ranks)}"
+                                  f": above the smallest targeted projection dimension {smallest}")
         if self.frozen_correction_rank and not (mode == "frozen" and {"fc", "proj"} <= set(self.targets)):
-            raise ConfigError(f"FROZEN_CORRECTION_RANK={self.frozen_correction_rank}: needs FREEZE_MODE=frozen with both fc and proj in FREEZE_TARGETS (got {mode}, {','.join(self.targets)})")
+            raise ConfigError(f"FROZEN_CORRECTION_RANK={self.frozen_correction_rank}: needs FREEZE_MODE=frozen"
+                              " with both fc and proj in FREEZE_TARGETS"
+                              f" (got {mode}, {','.join(self.targets)})")
         if self.mask_temp_end > self.mask_temp_start:
-            raise ConfigError(f"MASK_TEMP_END={self.mask_temp_end}: must not exceed MASK_TEMP_START={self.mask_temp_start} (the temperature anneals down)")
+            raise ConfigError(f"MASK_TEMP_END={self.mask_temp_end}: must not exceed MASK_TEMP_START={self.mask_temp_start}"
+                              " (the temperature anneals down)")
 
     def check_export(self) -> None:
         """INT6_LAYERS as block indices; the default checkpoint path."""
@@ -225,9 +233,11 @@ class Hyperparameters:
             self.grad_accum_steps = 8 // world_size
         per_step = world_size * self.grad_accum_steps * self.train_seq_len
         if self.train_batch_tokens % per_step:
-            raise ConfigError(f"TRAIN_BATCH_TOKENS={self.train_batch_tokens}: must be a multiple of world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = {per_step}")
+            raise ConfigError(f"TRAIN_BATCH_TOKENS={self.train_batch_tokens}: must be a multiple of world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN"
+                              f" = {per_step}")
         if self.val_batch_size < world_size * self.train_seq_len:
-            raise ConfigError(f"VAL_BATCH_SIZE={self.val_batch_size}: must hold at least one TRAIN_SEQ_LEN window per rank ({world_size * self.train_seq_len})")
+            raise ConfigError(f"VAL_BATCH_SIZE={self.val_batch_size}: must hold at least one TRAIN_SEQ_LEN window per rank"
+                              f" ({world_size * self.train_seq_len})")
 
     def model_config(self) -> dict:
         """What is needed to rebuild the model: stored in the artifact."""
@@ -261,7 +271,8 @@ def projection_dims(cfg) -> dict[str, tuple[int, int]]:
 def env_help() -> str:
     rows = ["| variable | default | accepted | meaning |", "|---|---|---|---|"]
     for name, default, kind, accepted, meaning in ENV_VARS:
-        acc = (" / ".join(accepted) if kind == "str" else f"{accepted[0]:,} to {accepted[1]:,}" if kind == "int" else f"{accepted[0]:g} to {accepted[1]:g}") if accepted else "text"
+        acc = (" / ".join(accepted) if kind == "str" else f"{accepted[0]:,} to {accepted[1]:,}" if kind == "int"
+               else f"{accepted[0]:g} to {accepted[1]:g}") if accepted else "text"
         rows.append(f"| `{name}` | {f'`{default}`' if default != '' else '(empty)'} | {acc} | {meaning} |")
     return "\n".join(rows)
 
@@ -1253,9 +1264,11 @@ def main() -> int:
         with torch.random.fork_rng(devices=[]):  # building the teacher must not move the student's initialisation
             teacher, tmeta = model_from_artifact(args.distill_teacher, var="DISTILL_TEACHER")
         if tmeta["config"]["vocab_size"] != args.vocab_size:
-            raise ConfigError(f"DISTILL_TEACHER={args.distill_teacher}: vocabulary {tmeta['config']['vocab_size']}, this run has VOCAB_SIZE={args.vocab_size}")
+            raise ConfigError(f"DISTILL_TEACHER={args.distill_teacher}: vocabulary {tmeta['config']['vocab_size']}"
+                              f", this run has VOCAB_SIZE={args.vocab_size}")
         teacher = teacher.to(device).eval().requires_grad_(False)
-        log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in teacher.parameters())} alpha:{args.distill_alpha} temp:{args.distill_temp}")
+        log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in teacher.parameters())}"
+            f" alpha:{args.distill_alpha} temp:{args.distill_temp}")
 
     base_model = build_model(args).to(device)
     model_fwd = torch.compile(base_model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else base_model
@@ -1268,7 +1281,8 @@ def main() -> int:
         + (f" ranks:{','.join(map(str, args.ranks))}" if args.freeze_mode in ("adapter", "lowrank") else "")
         + (f" correction_rank:{args.frozen_correction_rank}" if args.frozen_correction_rank else "")
         + (f" progressive_freeze_frac:{args.progressive_freeze_frac}" if args.progressive_freeze_frac else "")
-        + (f" num_models:{args.num_models}" if args.num_models > 1 else "") + (f" bigram:{args.bigram_buckets}x{args.bigram_dim}" if args.bigram_buckets else ""))
+        + (f" num_models:{args.num_models}" if args.num_models > 1 else "")
+        + (f" bigram:{args.bigram_buckets}x{args.bigram_dim}" if args.bigram_buckets else ""))
     log(f"world_size:{rt.world_size} grad_accum_steps:{args.grad_accum_steps}")
     log(f"attention_mode:{'gqa' if args.num_kv_heads != args.num_heads else 'mha'} num_heads:{args.num_heads} num_kv_heads:{args.num_kv_heads}")
     log(f"tie_embeddings:{bool(args.tie_embeddings)} embed_lr:{args.tied_embed_lr if args.tie_embeddings else args.embed_lr} "
@@ -1404,7 +1418,8 @@ def main() -> int:
                 log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{step}/{args.iterations}")
             if freeze_now:
                 freeze_parameters(optimizers, progressive)
-                log(f"progressive_freeze: froze {len(progressive)} matrices ({','.join(args.targets)}) after step:{step} train_time:{elapsed_ms:.0f}ms")
+                log(f"progressive_freeze: froze {len(progressive)} matrices ({','.join(args.targets)})"
+                    f" after step:{step} train_time:{elapsed_ms:.0f}ms")
                 progressive = []
         if args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.iterations:
             if rt.rank == 0:

@@ -157,9 +157,9 @@ class Hub:
         print(f"linked {rel} from the Hugging Face cache", flush=True)
         return True
 
-    def fetch(self, rel: str, destination: Path, is_shard: bool = False) -> None:
+    def fetch(self, rel: str, destination: Path, is_shard: bool = False, meta=None) -> None:
         """destination <- the repo's file rel, checked; resumes destination.part."""
-        meta = self.metadata(rel)
+        meta = meta or self.metadata(rel)
         if not meta.etag:
             raise DownloadError(f"{self.repo_id}:{self.remote(rel)}: the Hub gave no ETag, so the file cannot be checked")
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -265,7 +265,7 @@ def download(variant: str, train_shards: int, data_dir: Path = DATA_DIR, skip_ma
     else:
         meta = hub.metadata("manifest.json")
         if not (manifest_file.is_file() and file_digest(manifest_file, etag_kind(meta.etag)) == meta.etag):
-            hub.fetch("manifest.json", manifest_file)
+            hub.fetch("manifest.json", manifest_file, meta=meta)
     try:
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

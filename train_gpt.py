@@ -1401,8 +1401,6 @@ def main() -> int:
         elapsed_ms = training_ms + 1000.0 * (time.perf_counter() - t0)
         if not math.isfinite(train_loss):
             log(f"stopping: non-finite train_loss:{train_loss} at step:{step}/{args.iterations}; no artifact written")
-            if distributed:
-                dist.destroy_process_group()
             return 3
         if step <= 10 or step % args.train_log_every == 0 or stop_after is not None:
             log(f"step:{step}/{args.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms step_avg:{elapsed_ms / step:.2f}ms")
@@ -1469,9 +1467,17 @@ def main() -> int:
         _, bpb8, _ = run_eval(None)
         log(f"int6_layers:{','.join(map(str, args.int6_blocks))} bytes_saved:{len(int8_data) - os.path.getsize(artifact_path)} "
             f"(all-int8 artifact {len(int8_data)} bytes) val_bpb_cost:{bpb - bpb8:+.4f} (all-int8 round trip {bpb8:.4f})")
-    if distributed:
-        dist.destroy_process_group()
     return 0
+
+
+def leave_process_group(clean: bool) -> None:
+    """Every exit, training or EVAL_ONLY, ends here. After a clean finish the ranks leave
+    together: a gloo rank that exits while a peer still talks to it aborts the whole launch
+    ("terminate called without an active exception")."""
+    if dist.is_available() and dist.is_initialized():
+        if clean:
+            dist.barrier()
+        dist.destroy_process_group()
 
 
 def cli(argv: list[str]) -> int:
@@ -1479,10 +1485,12 @@ def cli(argv: list[str]) -> int:
         print(env_help())
         return 0
     try:
-        return main()
+        status = main()
     except ConfigError as e:  # bad input: one line that names it, no traceback
         print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
+        status = 2
+    leave_process_group(clean=status == 0)
+    return status
 
 
 if __name__ == "__main__":

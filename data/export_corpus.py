@@ -251,6 +251,12 @@ def train_tokenizer(sentences, vocab_size: int, model_prefix: Path, **overrides)
         raise ExportError(f"SentencePiece could not train a {vocab_size}-piece tokenizer: {str(e).strip().splitlines()[-1]}") from None
 
 
+def document_lines(docs):
+    """Tokenizer training sentences for other corpora: each document's non-blank lines,
+    stripped, NUL replaced by a space."""
+    return (line.strip() for d in docs for line in d.replace("\x00", " ").splitlines() if line.strip())
+
+
 def check_vocab_size(vocab_size: int) -> None:
     if not 256 + 4 <= vocab_size <= 65536:
         raise ExportError(f"--vocab-size {vocab_size}: accepted 260 to 65536 (256 byte pieces + 4 specials, ids fit uint16)")
@@ -381,7 +387,7 @@ def export(train_docs, val_docs, out: Path, name: str, vocab_size: int = 1024, s
         if not train_docs or not val_docs:
             raise ExportError(f"need documents in both splits, got {len(train_docs)} train and {len(val_docs)} val")
         tagged_docs = [("train", d) for d in train_docs] + [("val", d) for d in val_docs]
-        tokenizer_sentences = (line.strip() for d in train_docs for line in d.replace("\x00", " ").splitlines() if line.strip())
+        tokenizer_sentences = document_lines(train_docs)
     out.mkdir(parents=True, exist_ok=True)
     tok_name, ds_name = f"{name}_{vocab_size}_bpe", f"{name}_sp{vocab_size}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}_export_", dir=out))
@@ -435,8 +441,7 @@ def export_corpus(source: Path, out: Path, name: str, vocab_size: int, val_docs:
     def nonempty():
         return (text for _, text in iter_documents(source) if text.strip())
 
-    sentences = (line.strip() for i, d in enumerate(nonempty()) if i not in held
-                 for line in d.replace("\x00", " ").splitlines() if line.strip())
+    sentences = document_lines(d for i, d in enumerate(nonempty()) if i not in held)
     tagged = (("val" if i in held else "train", d) for i, d in enumerate(nonempty()))
     return export(None, None, out, name, vocab_size, shard_tokens, workers=workers or default_workers(),
                   tokenizer_sentences=sentences, tagged_docs=tagged,

@@ -11,7 +11,11 @@ every variant is chosen by an environment variable (README.md lists them all, an
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import copy
+import fcntl
+import gc
 import glob
 import hashlib
 import io
@@ -22,6 +26,7 @@ import re
 import resource
 import shlex
 import signal
+import stat
 import sys
 import time
 import uuid
@@ -42,10 +47,28 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 # HYPERPARAMETERS
 # -----------------------------------------------------------------------------
 
-
 class ConfigError(ValueError):
     """Bad input (a variable, a file): reported as one line that names it, exit status 2."""
 
+@contextlib.contextmanager
+def refused_as(what: str, *kinds, error=ConfigError):
+    """The errors that checking or loading untrusted input can raise, turned into one line that starts with `what`."""
+    try:
+        yield
+    except (kinds or (ConfigError, RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError)) as e:
+        why = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"
+        raise error(f"{what} ({why})") from None
+
+def refuse_first(*checks, error=ConfigError) -> None:
+    """Raise the message of the first (condition, message) whose condition holds."""
+    message = next((m for failed, m in checks if failed), None)
+    if message:
+        raise error(message)
+
+def check_finite(tensors: dict, where: str) -> None:
+    bad = next((name for name, t in tensors.items() if isinstance(t, Tensor) and t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if bad:
+        raise ConfigError(f"{where}: tensor {bad} holds non-finite values (NaN or infinity)")
 
 LR_MAX = 1e30  # far beyond any useful rate; above ~1e37 Adam's bias-corrected step overflows float32
 # (variable, default, kind, accepted: (low, high) inclusive or a tuple of choices, meaning)
@@ -130,9 +153,10 @@ ENV_VARS = [
     ("COMPILE_BACKEND", "inductor", "str", ("inductor", "eager", "aot_eager"), "backend of torch.compile"),
 ]
 
-
 def _parse_var(name: str, raw: str, kind: str, accepted):
     try:
+        if kind != "str" and (not raw.isascii() or "_" in raw):  # int() would take '١٢' and '1_000'
+            raise ValueError
         value = {"int": int, "float": float, "str": str}[kind](raw.strip() if kind != "str" else raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: not {'an integer' if kind == 'int' else 'a number'}") from None
@@ -144,129 +168,109 @@ def _parse_var(name: str, raw: str, kind: str, accepted):
         raise ConfigError(f"{name}={raw!r}: unknown value; accepted: {', '.join(accepted)}")
     return value
 
-
 class Hyperparameters:
     """Every knob of the run, read from the environment and validated before any work."""
 
     def __init__(self, environ=os.environ):
         for name, default, kind, accepted, _ in ENV_VARS:
             raw = environ.get(name)
-            setattr(self, name.lower(), default if raw is None or raw == "" else _parse_var(name, raw, kind, accepted))
+            if raw == "" and (kind != "str" or accepted):  # an empty number or choice is a mistake, not the default
+                raise ConfigError(f"{name}='': empty; unset it for the default {default}")
+            setattr(self, name.lower(), default if not raw else _parse_var(name, raw, kind, accepted))
         self.run_id = self.run_id or str(uuid.uuid4())
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.run_id) or self.run_id.startswith("."):
-            raise ConfigError(f"RUN_ID={self.run_id!r}: accepted letters, digits, _ . and - (it names logs/<RUN_ID>.txt)")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", self.run_id) or self.run_id.startswith("."):
+            raise ConfigError(f"RUN_ID={self.run_id!r}: accepted 1 to 200 letters, digits, _ . and - (it names logs/<RUN_ID>.txt)")
         self.mlp_hidden = max(1, round(self.mlp_mult * self.model_dim))
         self.check_shapes()
         self.check_random_maps()
         self.check_export()
 
     def check_shapes(self) -> None:
-        if self.model_dim % self.num_heads:
-            raise ConfigError(f"MODEL_DIM={self.model_dim}: not divisible by NUM_HEADS={self.num_heads}")
-        if (self.model_dim // self.num_heads) % 2:
-            raise ConfigError(f"NUM_HEADS={self.num_heads}: head dim MODEL_DIM/NUM_HEADS={self.model_dim // self.num_heads} must be even for RoPE")
-        if self.num_heads % self.num_kv_heads:
-            raise ConfigError(f"NUM_KV_HEADS={self.num_kv_heads}: must divide NUM_HEADS={self.num_heads}")
-        if self.eval_stride > self.train_seq_len:
-            raise ConfigError(f"EVAL_STRIDE={self.eval_stride}: larger than TRAIN_SEQ_LEN={self.train_seq_len}; accepted 0 to TRAIN_SEQ_LEN")
+        refuse_first((self.model_dim % self.num_heads, f"MODEL_DIM={self.model_dim}: not divisible by NUM_HEADS={self.num_heads}"),
+                     ((self.model_dim // self.num_heads) % 2, f"NUM_HEADS={self.num_heads}: head dim MODEL_DIM/NUM_HEADS="
+                      f"{self.model_dim // self.num_heads} must be even for RoPE"),
+                     (self.num_heads % self.num_kv_heads, f"NUM_KV_HEADS={self.num_kv_heads}: must divide NUM_HEADS={self.num_heads}"),
+                     (self.eval_stride > self.train_seq_len and not self.eval_only,  # EVAL_ONLY: against the artifact's context
+                      f"EVAL_STRIDE={self.eval_stride}: larger than TRAIN_SEQ_LEN={self.train_seq_len}; accepted 0 to TRAIN_SEQ_LEN"))
 
     def check_random_maps(self) -> None:
         """FREEZE_* and LORA_* together: parsed target set, per-layer ranks, compatible settings."""
         mode, progressive = self.freeze_mode, self.progressive_freeze_frac > 0
-        default = "fc" if mode == "frozen" or progressive else ("" if mode == "none" else "all")
-        self.targets = parse_targets(self.freeze_targets or default)
-        if mode == "none" and self.freeze_targets and not progressive:
-            raise ConfigError(f"FREEZE_TARGETS={self.freeze_targets!r}: has no effect with FREEZE_MODE=none"
-                              " (set FREEZE_MODE or PROGRESSIVE_FREEZE_FRAC)")
-        if progressive and mode != "none":
-            raise ConfigError(f"PROGRESSIVE_FREEZE_FRAC={self.progressive_freeze_frac}: trains the targets as dense matrices"
-                              f", so it needs FREEZE_MODE=none, not {mode}")
-        if self.lora_ranks:
-            if mode not in ("adapter", "lowrank"):
-                raise ConfigError(f"LORA_RANKS={self.lora_ranks!r}: applies to FREEZE_MODE=adapter or lowrank, not {mode}")
-            try:
-                ranks = [int(r) for r in self.lora_ranks.split(",")]
-            except ValueError:
-                raise ConfigError(f"LORA_RANKS={self.lora_ranks!r}: not a comma list of integers") from None
-            if len(ranks) != self.num_layers or min(ranks) < 1:
-                raise ConfigError(f"LORA_RANKS={self.lora_ranks!r}: needs {self.num_layers} positive ranks"
-                                  f" (one per layer, NUM_LAYERS={self.num_layers}), got {len(ranks)}")
-            self.ranks = ranks
-        else:
-            self.ranks = [self.lora_rank] * self.num_layers
-        if mode in ("adapter", "lowrank"):
-            dims = projection_dims(self)
-            smallest = min(min(dims[t]) for t in self.targets)
-            if max(self.ranks) > smallest:
-                raise ConfigError(f"{'LORA_RANKS' if self.lora_ranks else 'LORA_RANK'}={max(self.ranks)}"
-                                  f": above the smallest targeted projection dimension {smallest}")
-        if self.frozen_correction_rank and not (mode == "frozen" and {"fc", "proj"} <= set(self.targets)):
-            raise ConfigError(f"FROZEN_CORRECTION_RANK={self.frozen_correction_rank}: needs FREEZE_MODE=frozen"
-                              " with both fc and proj in FREEZE_TARGETS"
-                              f" (got {mode}, {','.join(self.targets)})")
-        if self.mask_temp_end > self.mask_temp_start:
-            raise ConfigError(f"MASK_TEMP_END={self.mask_temp_end}: must not exceed MASK_TEMP_START={self.mask_temp_start}"
-                              " (the temperature anneals down)")
+        self.targets = parse_targets(self.freeze_targets or ("fc" if mode == "frozen" or progressive else "" if mode == "none" else "all"))
+        self.ranks = int_list("LORA_RANKS", self.lora_ranks) if self.lora_ranks else [self.lora_rank] * self.num_layers
+        dims = projection_dims(self)
+        smallest = min([min(dims[t]) for t in self.targets] or [0])
+        refuse_first((mode == "none" and self.freeze_targets and not progressive, f"FREEZE_TARGETS={self.freeze_targets!r}: has no effect with "
+                      "FREEZE_MODE=none (set FREEZE_MODE or PROGRESSIVE_FREEZE_FRAC)"),
+                     (progressive and mode != "none", f"PROGRESSIVE_FREEZE_FRAC={self.progressive_freeze_frac}: trains the targets as dense "
+                      f"matrices, so it needs FREEZE_MODE=none, not {mode}"),
+                     (self.lora_ranks and mode not in ("adapter", "lowrank"),
+                      f"LORA_RANKS={self.lora_ranks!r}: applies to FREEZE_MODE=adapter or lowrank, not {mode}"),
+                     (len(self.ranks) != self.num_layers or min(self.ranks) < 1, f"LORA_RANKS={self.lora_ranks!r}: needs {self.num_layers} "
+                      f"positive ranks (one per layer, NUM_LAYERS={self.num_layers}), got {len(self.ranks)}"),
+                     (mode in ("adapter", "lowrank") and max(self.ranks) > smallest, f"{'LORA_RANKS' if self.lora_ranks else 'LORA_RANK'}="
+                      f"{max(self.ranks)}: above the smallest targeted projection dimension {smallest}"),
+                     (self.frozen_correction_rank and not (mode == "frozen" and {"fc", "proj"} <= set(self.targets)),
+                      f"FROZEN_CORRECTION_RANK={self.frozen_correction_rank}: needs FREEZE_MODE=frozen with both fc and proj in "
+                      f"FREEZE_TARGETS (got {mode}, {','.join(self.targets)})"),
+                     (self.mask_temp_end > self.mask_temp_start, f"MASK_TEMP_END={self.mask_temp_end}: must not exceed MASK_TEMP_START="
+                      f"{self.mask_temp_start} (the temperature anneals down)"))
 
     def check_export(self) -> None:
-        """INT6_LAYERS as block indices; the default checkpoint path."""
-        if self.int6_layers:
-            items = [t.strip() for t in self.int6_layers.split(",") if t.strip()]
-            if items == ["all"]:
-                self.int6_blocks = tuple(range(self.num_layers))
-            elif all(t.isdigit() and int(t) < self.num_layers for t in items) and items:
-                self.int6_blocks = tuple(sorted({int(t) for t in items}))
-            else:
-                raise ConfigError(f"INT6_LAYERS={self.int6_layers!r}: accepted 'all' or a comma list of block indices 0 to {self.num_layers - 1}")
-        else:
-            self.int6_blocks = ()
-        self.checkpoint_path = self.checkpoint_path or f"checkpoints/{self.run_id}.pt"
-        folder = Path(self.checkpoint_path).absolute().parent
-        if self.checkpoint_every and not os.access(next(p for p in (folder, *folder.parents) if p.exists()), os.W_OK):
-            raise ConfigError(f"CHECKPOINT_PATH={self.checkpoint_path}: its folder cannot be written")
+        """INT6_LAYERS as block indices; the default checkpoint path (checked writable with the other outputs, claim_outputs)."""
+        accepted, text = f"accepted 'all' or a comma list of block indices 0 to {self.num_layers - 1}", self.int6_layers
+        blocks = [] if not text else range(self.num_layers) if text.strip() == "all" else int_list("INT6_LAYERS", text, accepted)
+        refuse_first((blocks and max(blocks) >= self.num_layers, f"INT6_LAYERS={text!r}: {accepted}"))
+        self.int6_blocks, self.checkpoint_path = tuple(sorted(set(blocks))), self.checkpoint_path or f"checkpoints/{self.run_id}.pt"
 
     def check_world(self, world_size: int) -> None:
         """Checks that need the number of processes; sets grad_accum_steps."""
-        if self.grad_accum_steps == 0:
-            if 8 % world_size:
-                raise ConfigError(f"WORLD_SIZE={world_size}: must divide 8 (1, 2, 4 or 8 processes), or set GRAD_ACCUM_STEPS")
-            self.grad_accum_steps = 8 // world_size
-        per_step = world_size * self.grad_accum_steps * self.train_seq_len
-        if self.train_batch_tokens % per_step:
-            raise ConfigError(f"TRAIN_BATCH_TOKENS={self.train_batch_tokens}: must be a multiple of world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN"
-                              f" = {per_step}")
-        if self.val_batch_size < world_size * self.train_seq_len:
-            raise ConfigError(f"VAL_BATCH_SIZE={self.val_batch_size}: must hold at least one TRAIN_SEQ_LEN window per rank"
-                              f" ({world_size * self.train_seq_len})")
+        refuse_first((not self.grad_accum_steps and 8 % world_size,
+                      f"WORLD_SIZE={world_size}: must divide 8 (1, 2, 4 or 8 processes), or set GRAD_ACCUM_STEPS"))
+        self.grad_accum_steps = self.grad_accum_steps or 8 // world_size
+        per_step, training = world_size * self.grad_accum_steps * self.train_seq_len, not self.eval_only  # EVAL_ONLY: the artifact's context
+        refuse_first((training and self.train_batch_tokens % per_step, f"TRAIN_BATCH_TOKENS={self.train_batch_tokens}: must be a multiple of "
+                      f"world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = {per_step}"),
+                     (training and self.val_batch_size < world_size * self.train_seq_len, f"VAL_BATCH_SIZE={self.val_batch_size}: must hold "
+                      f"at least one TRAIN_SEQ_LEN window per rank ({world_size * self.train_seq_len})"))
 
     def model_config(self) -> dict:
         """What is needed to rebuild the model: stored in the artifact."""
-        keys = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_hidden", "tie_embeddings",
-                "tied_embed_init_std", "rope_base", "logit_softcap", "qk_gain_init", "train_seq_len", "freeze_mode",
-                "targets", "ranks", "base_seed", "base_init", "frozen_correction_rank", "mask_init_score", "bigram_buckets",
-                "bigram_dim", "num_models")
-        return {k: list(v) if isinstance(v, (list, tuple)) else v for k in keys for v in [getattr(self, k)]}
+        return {k: list(v) if isinstance(v, (list, tuple)) else v for k in MODEL_KEYS for v in [getattr(self, k)]}
 
+MODEL_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_hidden", "tie_embeddings", "tied_embed_init_std",
+              "rope_base", "logit_softcap", "qk_gain_init", "train_seq_len", "freeze_mode", "targets", "ranks", "base_seed", "base_init",
+              "frozen_correction_rank", "mask_init_score", "bigram_buckets", "bigram_dim", "num_models")
+# Under EVAL_ONLY a model variable must agree with the artifact, these apply, and every other one is refused (it could not apply).
+MODEL_VARS = {k.upper() for k in MODEL_KEYS} | {"MLP_MULT", "FREEZE_TARGETS", "LORA_RANK", "LORA_RANKS"}
+EVAL_SETTINGS = ("DATA_PATH", "TOKENIZER_PATH", "VAL_BATCH_SIZE", "EVAL_STRIDE", "EVAL_BATCH_SEQS")  # stored in the artifact
+EVAL_ONLY_VARS = EVAL_SETTINGS + ("RUN_ID", "ARTIFACT", "EVAL_ONLY", "COMPILE", "COMPILE_BACKEND")
+
+def int_list(name: str, text: str, accepted: str = "accepted a comma list of integers") -> list[int]:
+    """'4,8, 16' -> [4, 8, 16]; an empty item or anything but ASCII digits is refused."""
+    items = [t.strip() for t in text.split(",")]
+    if not all(re.fullmatch(r"[0-9]{1,9}", t) for t in items):
+        raise ConfigError(f"{name}={text!r}: not a comma list of integers; {accepted.removeprefix('accepted a comma list of integers')}".rstrip("; "))
+    return [int(t) for t in items]
 
 PROJECTIONS = ("q", "k", "v", "o", "fc", "proj")
 TARGET_GROUPS = {"attn": ("q", "k", "v", "o"), "mlp": ("fc", "proj"), "all": PROJECTIONS}
 
-
 def parse_targets(text: str) -> tuple[str, ...]:
     """'attn,fc' -> ('q', 'k', 'v', 'o', 'fc'), in the order of PROJECTIONS."""
-    chosen = set()
-    for item in (t.strip() for t in text.split(",") if t.strip()):
+    chosen, items = set(), [t.strip() for t in text.split(",")] if text else []
+    if "" in items:
+        raise ConfigError(f"FREEZE_TARGETS={text!r}: an empty item; accepted a comma list of {', '.join(PROJECTIONS + tuple(TARGET_GROUPS))}")
+    for item in items:
         if item not in PROJECTIONS and item not in TARGET_GROUPS:
             raise ConfigError(f"FREEZE_TARGETS={text!r}: unknown projection {item!r}; accepted: {', '.join(PROJECTIONS + tuple(TARGET_GROUPS))}")
         chosen.update(TARGET_GROUPS.get(item, (item,)))
     return tuple(p for p in PROJECTIONS if p in chosen)
 
-
 def projection_dims(cfg) -> dict[str, tuple[int, int]]:
     """(in, out) features of each block projection."""
     dim, kv = cfg.model_dim, cfg.num_kv_heads * (cfg.model_dim // cfg.num_heads)
     return {"q": (dim, dim), "k": (dim, kv), "v": (dim, kv), "o": (dim, dim), "fc": (dim, cfg.mlp_hidden), "proj": (cfg.mlp_hidden, dim)}
-
 
 def env_help() -> str:
     rows = ["| variable | default | accepted | meaning |", "|---|---|---|---|"]
@@ -276,16 +280,13 @@ def env_help() -> str:
         rows.append(f"| `{name}` | {f'`{default}`' if default != '' else '(empty)'} | {acc} | {meaning} |")
     return "\n".join(rows)
 
-
 # -----------------------------------------------------------------------------
 # MUON OPTIMIZER
 # -----------------------------------------------------------------------------
 
-
 def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> Tensor:
-    """Approximately U V^T for grad = U S V^T (of each matrix in a stack): a quintic
-    Newton-Schulz iteration whose coefficients push every singular value towards 1 fast
-    (Muon). bf16 on CUDA, fp32 on CPU where bf16 matmuls are slow."""
+    """Approximately U V^T for grad = U S V^T (of each matrix in a stack): a quintic Newton-Schulz iteration whose coefficients push every
+    singular value towards 1 fast (Muon). bf16 on CUDA, fp32 on CPU where bf16 matmuls are slow."""
     a, b, c = 3.4445, -4.7750, 2.0315
     x = grad.to(torch.bfloat16 if grad.is_cuda else torch.float32)
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)
@@ -297,13 +298,11 @@ def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> 
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x.mT if tall else x
 
-
 class Muon(torch.optim.Optimizer):
-    """Momentum, then orthogonalised updates for 2-D matrices. Matrices of one shape are
-    orthogonalised together as one stack (a handful of batched multiplies a step instead of a
-    few kernels per matrix, which on a GPU is launch-bound). Under several processes each
-    rank takes every world_size-th matrix of each shape and one all-reduce shares them; every
-    rank keeps every momentum buffer (cheap), so any rank's state is the whole state."""
+    """Momentum, then orthogonalised updates for 2-D matrices. Matrices of one shape are orthogonalised together as one stack (a handful of
+    batched multiplies a step instead of a few kernels per matrix, which on a GPU is launch-bound). Under several processes each rank takes
+    every world_size-th matrix of each shape and one all-reduce shares them; every rank keeps every momentum buffer (cheap), so any rank's
+    state is the whole state."""
 
     def __init__(self, params, lr: float, momentum: float, backend_steps: int, nesterov: bool = True, weight_decay: float = 0.0,
                  orthogonalize=newton_schulz_orthogonalize):
@@ -343,44 +342,33 @@ class Muon(torch.optim.Optimizer):
                 torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
             torch._foreach_add_(params, views, alpha=-group["lr"])
 
-
 # -----------------------------------------------------------------------------
 # EVALUATION (tokenizer-agnostic bits per byte)
 # -----------------------------------------------------------------------------
 
-
 def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int, device) -> tuple[Tensor, Tensor, Tensor]:
     """Per token id: UTF-8 bytes of its piece without the leading '▁', whether it had one,
     and whether it is a boundary (control, unknown, unused: no space byte after it)."""
-    base = np.zeros(vocab_size, dtype=np.int16)
-    space = np.zeros(vocab_size, dtype=np.bool_)
-    boundary = np.ones(vocab_size, dtype=np.bool_)
+    base, space, boundary = np.zeros(vocab_size, dtype=np.int16), np.zeros(vocab_size, dtype=np.bool_), np.ones(vocab_size, dtype=np.bool_)
     for i in range(sp.get_piece_size()):
-        if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
-            continue
-        boundary[i] = False
-        if sp.is_byte(i):
-            base[i] = 1
-            continue
-        piece = sp.id_to_piece(i)
-        if piece.startswith("\u2581"):
-            space[i], piece = True, piece[1:]
-        base[i] = len(piece.encode("utf-8"))
+        if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i)):  # a byte piece (<0x41>) is one byte and never starts with '▁'
+            piece = sp.id_to_piece(i)
+            boundary[i], space[i] = False, piece.startswith("\u2581")
+            base[i] = 1 if sp.is_byte(i) else len(piece.removeprefix("\u2581").encode("utf-8"))
     as_t = lambda a: torch.from_numpy(a).to(device)
     return as_t(base), as_t(space), as_t(boundary)
 
-
 def window_plan(num_targets: int, seq_len: int, stride: int) -> tuple[list[int], list[int]]:
-    """Window starts and, per window, the first position it scores, so that targets
-    1..num_targets are each scored exactly once. The first window scores all its
-    positions, every later one its last `stride`; a last window aligned with the end
-    scores only what the one before left. At stride == seq_len: the plain evaluation."""
+    """Window starts and, per window, the first position it scores, so that targets 1..num_targets are each scored exactly once. The first
+    window scores all its positions, every later one its last `stride`; a last window aligned with the end scores only what the one before
+    left. At stride == seq_len: the plain evaluation."""
+    if not 1 <= stride <= seq_len:  # a longer stride would skip targets and score a part of the split
+        raise ConfigError(f"EVAL_STRIDE={stride}: accepted 1 to the context length {seq_len}")
     starts = list(range(0, num_targets - seq_len + 1, stride))
     if starts[-1] != num_targets - seq_len:
         starts.append(num_targets - seq_len)
     score_from = [0] + [prev + seq_len - s for prev, s in zip(starts, starts[1:])]
     return starts, score_from
-
 
 @torch.no_grad()
 def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: int, luts, rank: int = 0,
@@ -392,14 +380,10 @@ def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: i
     lo, hi = len(starts) * rank // world_size, len(starts) * (rank + 1) // world_size
     base_bytes, has_space, is_boundary = luts
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # nll, tokens, bytes
-    offsets = torch.arange(seq_len + 1)
-    positions = torch.arange(seq_len, device=device)
-    batch_seqs = max(1, min(batch_seqs, hi - lo))
+    offsets, positions, batch_seqs = torch.arange(seq_len + 1), torch.arange(seq_len, device=device), max(1, min(batch_seqs, hi - lo))
     for b in range(lo, hi, batch_seqs):
-        # a short last batch is padded with copies of its last window that score nothing,
-        # so a compiled model sees one input shape and never recompiles for the tail
-        e = min(b + batch_seqs, hi)
-        pad = b + batch_seqs - e
+        # a short last batch is padded with copies of its last window that score nothing: one input shape, no recompiles
+        e, pad = min(b + batch_seqs, hi), max(0, b + batch_seqs - hi)
         window = val_tokens[torch.tensor(starts[b:e] + starts[e - 1:e] * pad)[:, None] + offsets].to(device=device, dtype=torch.int64)
         x, y = window[:, :-1], window[:, 1:]
         with autocast or torch.autocast(device.type, enabled=False):
@@ -410,9 +394,10 @@ def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: i
     if world_size > 1:
         dist.all_reduce(sums)
     nll, tokens, nbytes = sums.tolist()
+    if tokens != num_targets:  # a score is reported only over the whole split
+        raise RuntimeError(f"evaluation scored {tokens:.0f} of {num_targets} targets")
     val_loss = nll / tokens
     return val_loss, val_loss / math.log(2.0) * tokens / nbytes, int(tokens)
-
 
 # -----------------------------------------------------------------------------
 # QUANTIZATION AND ARTIFACT (int8 per row + zlib, read back weights-only)
@@ -422,29 +407,25 @@ ARTIFACT_FORMAT = "rlm_int8_zlib_v1"
 KEEP_FLOAT_MAX_NUMEL = 65_536  # smaller float tensors are stored as fp16 (control tensors fp32)
 INT8_CLIP_PERCENTILE = 99.99984
 CONTROL_TENSOR_NAMES = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights", "mask_scale")
-
+ARTIFACT_FILE_LIMIT, ARTIFACT_INFLATE_LIMIT = 64 * 16_000_000, 4 * 16_000_000  # read at most; inflate at most (plus 16x the file)
+ARTIFACT_SECTIONS = ("q", "scale", "keep", "dtype", "bits", "shape")
 
 class ArtifactError(ConfigError):
     """An artifact that cannot be used: truncated, corrupted, or from another configuration."""
 
-
 def quantize_rows_int8(w: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
-    """Per-row int8: clip each row at the INT8_CLIP_PERCENTILE of |w|, `levels` a side (127;
-    31 for int6), fp16 scales no smaller than the house's 1/127 (values are rounded with the
-    stored fp16 scale, so dequantization is exact)."""
+    """Per-row int8: clip each row at the INT8_CLIP_PERCENTILE of |w|, `levels` a side (127; 31 for int6), fp16 scales no smaller than the
+    house's 1/127 (values are rounded with the stored fp16 scale, so dequantization is exact)."""
     w = w.float()
     clip = torch.quantile(w.abs(), INT8_CLIP_PERCENTILE / 100.0, dim=1) if w.numel() else w.new_zeros(w.size(0))
     scale = (clip / levels).clamp_min(1.0 / 127.0).to(torch.float16)
     q = torch.round(torch.maximum(torch.minimum(w, clip[:, None]), -clip[:, None]) / scale.float()[:, None])
     return q.clamp(-levels, levels).to(torch.int8), scale
 
-
 def quantize_state_dict(state: dict[str, Tensor], int6_blocks=()) -> tuple[dict, dict]:
-    """The house export: 2-D float tensors above KEEP_FLOAT_MAX_NUMEL to int8 per row, other
-    large float tensors to int8 with one scale, small ones kept (fp16, control tensors fp32).
-    Mask scores (names ending in .scores) are stored as their mask, 1 bit a weight; matrices
-    of the blocks in int6_blocks take 31 levels a side (int6 values in int8 storage, which
-    zlib then packs tighter)."""
+    """The house export: 2-D float tensors above KEEP_FLOAT_MAX_NUMEL to int8 per row, other large float tensors to int8 with one scale,
+    small ones kept (fp16, control tensors fp32). Mask scores (names ending in .scores) are stored as their mask, 1 bit a weight; matrices
+    of the blocks in int6_blocks take 31 levels a side (int6 values in int8 storage, which zlib then packs tighter)."""
     out = {"q": {}, "scale": {}, "keep": {}, "dtype": {}, "bits": {}, "shape": {}}
     stats = {"float_bytes": 0, "payload_bytes": 0, "int8": [], "int6": [], "kept": [], "bits": []}
     int6 = re.compile(r"(^|\.)blocks\.(" + "|".join(map(str, int6_blocks)) + r")\.") if int6_blocks else None
@@ -468,7 +449,6 @@ def quantize_state_dict(state: dict[str, Tensor], int6_blocks=()) -> tuple[dict,
         stats["payload_bytes"] += sum(x.numel() * x.element_size() for x in stored)
     return out, stats
 
-
 def dequantize_state_dict(blob: dict) -> dict[str, Tensor]:
     state = {}
     for name, q in blob["q"].items():
@@ -482,18 +462,10 @@ def dequantize_state_dict(blob: dict) -> dict[str, Tensor]:
         state[name] = torch.from_numpy(kept.astype(np.float32) * 2 - 1)
     return state
 
-
 def storage_summary(stats: dict) -> str:
     """Which tensors went where, per kind: 'int8: mlp.fc.weight x9, tok_emb.weight | ...'."""
-    parts = []
-    for kind in ("int8", "int6", "kept", "bits"):
-        counts: dict[str, int] = {}
-        for name in stats[kind]:
-            key = re.sub(r"blocks\.\d+\.", "", name)
-            counts[key] = counts.get(key, 0) + 1
-        parts.append(f"{kind}: " + (", ".join(f"{k} x{n}" if n > 1 else k for k, n in counts.items()) or "-"))
-    return " | ".join(parts)
-
+    counts = {kind: collections.Counter(re.sub(r"blocks\.\d+\.", "", n) for n in stats[kind]) for kind in ("int8", "int6", "kept", "bits")}
+    return " | ".join(f"{kind}: " + (", ".join(f"{k} x{n}" if n > 1 else k for k, n in c.items()) or "-") for kind, c in counts.items())
 
 def artifact_bytes(state: dict[str, Tensor], meta: dict, int6_blocks=()) -> tuple[bytes, dict]:
     """Quantize, torch.save, zlib level 9: the artifact's bytes and the storage stats."""
@@ -504,76 +476,118 @@ def artifact_bytes(state: dict[str, Tensor], meta: dict, int6_blocks=()) -> tupl
     stats["raw_torch_bytes"] = buf.tell()
     return zlib.compress(buf.getvalue(), level=9), stats
 
-
-def write_artifact(path: Path, state: dict[str, Tensor], meta: dict, int6_blocks=()) -> tuple[int, dict]:
-    """Written to a temporary file and renamed into place, so a failed write never replaces
-    an earlier artifact. Returns (bytes, stats)."""
-    data, stats = artifact_bytes(state, meta, int6_blocks)
-    atomic_write(path, data)
-    return len(data), stats
-
-
-def read_artifact(path: Path, data: bytes | None = None, var: str = "ARTIFACT") -> tuple[dict[str, Tensor], dict]:
-    """Weights-only load (of the file, or of its bytes): a pickle that carries code is refused,
-    not run. Errors name the variable that gave the path: ARTIFACT=path or DISTILL_TEACHER=path."""
-    path = f"{var}={path}"
+def read_input(path, var: str, what: str = "file", limit: int = 1 << 40) -> bytes:
+    """The bytes of a file a variable names: a regular file only (a named pipe would block, a device never end), at most limit bytes."""
     try:
-        raw = zlib.decompress(Path(path.split("=", 1)[1]).read_bytes() if data is None else data)
-    except (FileNotFoundError, IsADirectoryError):
-        raise ArtifactError(f"{path}: no such artifact") from None
-    except zlib.error:
-        raise ArtifactError(f"{path}: not a zlib-compressed artifact (truncated or corrupted)") from None
+        st = os.stat(path)
+        bad = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file" if not stat.S_ISREG(st.st_mode) else \
+            f"{st.st_size} bytes, over the limit of {limit}" if st.st_size > limit else None
+        if bad:
+            raise ConfigError(f"{var}={path}: {bad}; accepted: a {what} file")
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{var}={path}: no such {what}") from None
+    except OSError as e:
+        raise ConfigError(f"{var}={path}: cannot be read ({e.strerror or e})") from None
+
+def config_env(config: dict) -> dict[str, str]:
+    """A stored model configuration as the variables that make it, to be checked by the environment's own rules."""
+    env = {k.upper(): str(v) for k, v in config.items() if k not in ("mlp_hidden", "targets", "ranks")}
+    env.update(MLP_MULT=repr(config["mlp_hidden"] / config["model_dim"]), FREEZE_TARGETS=",".join(config["targets"]))
+    if config["freeze_mode"] == "none" and config["targets"]:
+        env["PROGRESSIVE_FREEZE_FRAC"] = "0.5"  # the targets of a progressive freeze; the model is dense either way
+    ranks = [str(r) for r in config["ranks"]]
+    return {**env, **({"LORA_RANK": ranks[0]} if len(set(ranks)) == 1 else {"LORA_RANKS": ",".join(ranks)})}
+
+def check_blob(blob, where: str) -> None:
+    """The stored configuration validated like the environment (ENV_VARS, Hyperparameters); then every stored tensor against
+    the model it describes, built on the meta device (no memory): the same names, shapes and storage dtypes."""
+    with refused_as(f"{where}: its stored configuration is not one this script makes", error=ArtifactError):
+        cfg = Hyperparameters(config_env(blob["meta"]["config"]))
+        if cfg.model_config() != blob["meta"]["config"] or not all(isinstance(blob.get(k), dict) for k in ARTIFACT_SECTIONS):
+            raise ValueError("it differs from what its variables make, or a section is missing")
+    with torch.device("meta"):
+        model = build_model(cfg)
+    need, have = 4 * sum(t.numel() for t in (*model.parameters(), *model.buffers())), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    expected, stored = model.state_dict(), [n for k in ("q", "keep", "bits") for n in blob[k]]
+    unknown, missing = [n for n in stored if n not in expected], [n for n in expected if n not in stored]
+    refuse_first((need > have, f"{where}: its model needs {need / 2**30:.1f} GiB of weights and regenerated matrices; this machine has "
+                  f"{have / 2**30:.1f} GiB"),
+                 (unknown or missing or len(stored) != len(set(stored)), f"{where}: its tensors do not match its configuration (first: "
+                  f"{(unknown + missing + ['a tensor stored twice'])[0]})"), error=ArtifactError)
+    for name, shape in ((n, t.shape) for n, t in expected.items()):
+        q, keep, bits, scale = (blob[k].get(name) for k in ("q", "keep", "bits", "scale"))
+        if q is not None:
+            ok = (isinstance(q, Tensor) and q.dtype == torch.int8 and q.shape == shape and isinstance(scale, Tensor) and scale.dtype == torch.float16
+                  and scale.shape == (shape[0] if len(shape) == 2 else 1,) and blob["dtype"].get(name) in ("float32", "float16", "bfloat16"))
+        else:
+            ok = isinstance(keep, Tensor) and keep.is_floating_point() and keep.shape == shape if keep is not None else (
+                isinstance(bits, Tensor) and bits.dtype == torch.uint8 and bits.shape == ((math.prod(shape) + 7) // 8,)
+                and blob["shape"].get(name) == list(shape))
+        refuse_first((not ok, f"{where}: tensor {name} is not stored as the model's {tuple(shape)} weights (shape, size or dtype)"),
+                     error=ArtifactError)
+
+def read_artifact(path, data: bytes | None = None, var: str = "ARTIFACT") -> tuple[dict[str, Tensor], dict]:
+    """Nothing in an artifact is trusted before it is checked: a regular file, inflated with a bound (4x the challenge's cap
+    plus 16x the file: no real artifact comes near, a zlib bomb does), unpickled weights-only (a pickle that carries code is
+    refused, not run), then check_blob, and non-finite weights refused. Errors name the variable (ARTIFACT, DISTILL_TEACHER)."""
+    where = f"{var}={path}"
+    data = read_input(path, var, "artifact", ARTIFACT_FILE_LIMIT) if data is None else data
+    limit, inflater = ARTIFACT_INFLATE_LIMIT + 16 * len(data), zlib.decompressobj()
+    with refused_as(f"{where}: not a zlib-compressed artifact (truncated or corrupted)", zlib.error, error=ArtifactError):
+        raw = inflater.decompress(data, limit + 1)
+    refuse_first((len(raw) > limit, f"{where}: inflates past {limit} bytes (4x the 16,000,000-byte cap plus 16x the file); refused"),
+                 (not inflater.eof or inflater.unused_data, f"{where}: not a zlib-compressed artifact (truncated or corrupted)"), error=ArtifactError)
     try:
         with warnings.catch_warnings():  # torch warns about some pickle protocols before refusing them itself
             warnings.simplefilter("ignore")
             blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as e:  # weights-only unpickling refuses anything but tensors and plain data
         why = next((ln.strip() for ln in str(e).splitlines() if "nsupported" in ln), str(e).splitlines()[0] if str(e) else "")
-        raise ArtifactError(f"{path}: refused by weights-only loading ({type(e).__name__}: {why[:160]})") from None
-    if not isinstance(blob, dict) or blob.get("meta", {}).get("format") != ARTIFACT_FORMAT:
-        raise ArtifactError(f"{path}: not an artifact of format {ARTIFACT_FORMAT}")
-    return dequantize_state_dict(blob), blob["meta"]
+        raise ArtifactError(f"{where}: refused by weights-only loading ({type(e).__name__}: {why[:160]})") from None
+    if not isinstance(blob, dict) or not isinstance(blob.get("meta"), dict) or blob["meta"].get("format") != ARTIFACT_FORMAT:
+        raise ArtifactError(f"{where}: not an artifact of format {ARTIFACT_FORMAT}")
+    check_blob(blob, where)
+    state = dequantize_state_dict(blob)
+    check_finite(state, where)
+    return state, blob["meta"]
 
+def first_difference(ours: dict, theirs: dict, what: str, error=ArtifactError) -> None:
+    """Refuse a stored configuration (theirs) that differs from this run's (ours), naming the first difference."""
+    diff = [k for k in dict.fromkeys([*ours, *theirs]) if ours.get(k) != theirs.get(k)]
+    refuse_first((diff, diff and f"{what} with {diff[0].upper()}={theirs.get(diff[0])!r}, this run has {diff[0].upper()}={ours.get(diff[0])!r}"
+                  + (f" (and {len(diff) - 1} more differences)" if len(diff) > 1 else "")), error=error)
 
-def check_artifact_config(path, meta: dict, config: dict, model: nn.Module) -> None:
-    """Refuse an artifact built with another configuration, or whose regenerated matrices come
-    out different here (another BASE_SEED or BASE_INIT, or a generator that changed)."""
-    theirs = meta.get("config", {})
-    diff = [k for k in dict.fromkeys([*config, *theirs]) if theirs.get(k) != config.get(k)]
-    if diff:
-        k = diff[0]
-        raise ArtifactError(f"{path}: built with {k.upper()}={theirs.get(k)!r}, this run has {k.upper()}={config.get(k)!r}"
-                            + (f" (and {len(diff) - 1} more differences)" if len(diff) > 1 else ""))
+def model_from_artifact(path, expect: dict | None = None, var: str = "ARTIFACT", data: bytes | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild the model an artifact describes and load its weights; `expect` is a configuration it must match, and its
+    regenerated matrices must match the recorded checksums (the same BASE_SEED and BASE_INIT, and an unchanged generator)."""
+    state, meta = read_artifact(path, data, var)
+    first_difference(expect or meta["config"], meta["config"], f"{var}={path}: built")
+    model = build_model(SimpleNamespace(**meta["config"]))
     ours, recorded = regenerated_checksums(model), meta.get("regenerated", {})
+    recorded = recorded if isinstance(recorded, dict) else {"(malformed record)": None}
     bad = [k for k in sorted(set(ours) | set(recorded)) if ours.get(k) != recorded.get(k)]
-    if bad:
-        raise ArtifactError(f"{path}: {len(bad)} regenerated matrices differ from the artifact's checksums (first: {bad[0]}); "
-                            f"the artifact was made with torch {meta.get('torch_version')}, this is torch {torch.__version__}")
-
-
-def model_from_artifact(path, expect: dict | None = None, var: str = "ARTIFACT") -> tuple[nn.Module, dict]:
-    """Rebuild the model an artifact describes (its regenerated matrices checked against the
-    recorded checksums) and load its weights; `expect` is a configuration it must match."""
-    state, meta = read_artifact(path, var=var)
-    path = f"{var}={path}"
-    config = meta.get("config")
-    try:
-        model = build_model(SimpleNamespace(**config))
-    except (TypeError, AttributeError, KeyError) as e:
-        raise ArtifactError(f"{path}: its configuration cannot build a model ({type(e).__name__}: {e})") from None
-    check_artifact_config(path, meta, config if expect is None else expect, model)
+    refuse_first((bad, bad and f"{var}={path}: {len(bad)} regenerated matrices differ from the artifact's checksums (first: {bad[0]}); the "
+                  f"artifact was made with torch {meta.get('torch_version')}, this is torch {torch.__version__}"), error=ArtifactError)
     model.load_state_dict(state, strict=True)
     return model, meta
 
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path = Path(path)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):  # left by a process killed mid-write
-        stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
+def write_together(files: dict) -> None:
+    """Each file is written to a temporary beside it, and only when all are complete are they renamed into place: outputs that belong
+    together (the raw model and its artifact) are replaced together or not at all, and no temporary outlives a failed write."""
+    temps = {Path(path): Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}") for path in files}
+    try:
+        for (path, tmp), data in zip(temps.items(), files.values()):
+            for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp*"):  # left by a process killed mid-write
+                stale.unlink(missing_ok=True)
+            tmp.write_bytes(data)
+    except OSError as e:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: could not be written ({e.strerror or e}); the earlier file, if any, is kept") from None
+    for path, tmp in temps.items():
+        os.replace(tmp, path)
 
 # -----------------------------------------------------------------------------
 # DATA (challenge shards: 256 int32 header, then uint16 tokens)
@@ -581,13 +595,13 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 SHARD_MAGIC, SHARD_VERSION, HEADER_INTS = 20240520, 1, 256
 
-
 class DataError(ConfigError):
     """A shard, split or tokenizer that cannot be used."""
 
-
 def check_shard_header(path: str) -> int:
     """The token count of a shard whose header (magic, version) and size agree; else a DataError."""
+    refuse_first((not os.path.isfile(path), f"{path}: not a regular file (a folder, a broken link or a link loop); accepted: a shard file"),
+                 error=DataError)
     size = os.path.getsize(path)
     if size < HEADER_INTS * 4:
         raise DataError(f"{path}: {size} bytes, shorter than the {HEADER_INTS * 4}-byte shard header")
@@ -601,7 +615,6 @@ def check_shard_header(path: str) -> int:
         raise DataError(f"{path}: header says {count} tokens ({HEADER_INTS * 4 + 2 * count} bytes) but the file has {size} bytes")
     return count
 
-
 def load_data_shard(path: str, vocab_size: int | None = None) -> np.ndarray:
     count = check_shard_header(path)
     tokens = np.fromfile(path, dtype="<u2", count=count, offset=HEADER_INTS * 4)
@@ -609,22 +622,19 @@ def load_data_shard(path: str, vocab_size: int | None = None) -> np.ndarray:
         raise DataError(f"{path}: token id {int(tokens.max())} is not below VOCAB_SIZE={vocab_size}")
     return tokens
 
-
 def split_files(data_path: str, split: str) -> list[str]:
     pattern = os.path.join(data_path, f"*_{split}_*.bin")
-    files = sorted(glob.glob(pattern))
+    files = sorted(glob.glob(os.path.join(glob.escape(data_path), f"*_{split}_*.bin")))  # 'run[1]' is a folder name, not a pattern
     if not files:
         raise DataError(f"DATA_PATH={data_path}: no {split} shards match {pattern}; fetch FineWeb with "
                         "`python3 data/cached_challenge_fineweb.py --variant sp1024` or build the embedded corpus with `bash run.sh data`")
     return files
-
 
 def load_validation_tokens(data_path: str, seq_len: int, vocab_size: int) -> Tensor:
     tokens = np.concatenate([load_data_shard(f, vocab_size) for f in split_files(data_path, "val")])
     if tokens.size < seq_len + 1:
         raise DataError(f"DATA_PATH={data_path}: validation split has {tokens.size} tokens, fewer than TRAIN_SEQ_LEN+1={seq_len + 1}")
     return torch.from_numpy(tokens.astype(np.int32))
-
 
 class TokenStream:
     """The training shards read in order as one endless stream (wrapping at the end)."""
@@ -646,8 +656,9 @@ class TokenStream:
 
     def seek(self, file_index: int, pos: int) -> None:
         """Continue from a position saved in a checkpoint."""
-        self.file_index = file_index
-        self.tokens, self.pos = load_data_shard(self.files[file_index], self.vocab_size), pos
+        if not 0 <= file_index < len(self.files):
+            raise IndexError(f"train shard {file_index} of {len(self.files)}")
+        self.file_index, self.tokens, self.pos = file_index, load_data_shard(self.files[file_index], self.vocab_size), pos
 
     def take(self, n: int) -> np.ndarray:
         parts = []
@@ -658,7 +669,6 @@ class TokenStream:
             parts.append(self.tokens[self.pos:self.pos + k])
             self.pos, n = self.pos + k, n - k
         return np.concatenate(parts)
-
 
 class DistributedTokenLoader:
     """Each micro-step takes one contiguous chunk for all ranks from the stream; rank r
@@ -673,31 +683,24 @@ class DistributedTokenLoader:
         t = torch.from_numpy(chunk.astype(np.int64)).to(self.device, non_blocking=True)
         return t[:-1].reshape(-1, seq_len), t[1:].reshape(-1, seq_len)
 
-
 # -----------------------------------------------------------------------------
 # MODEL
 # -----------------------------------------------------------------------------
 
-
 def rms_norm(x: Tensor) -> Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
-
-# Regenerated random matrices. A projection's random base R is rebuilt from a seed wherever
-# the model is built, so it costs no artifact bytes. Its bits must be the same on every
-# processor and device (FACTS.md pitfalls): it is made from integer hashing of (seed, stream,
-# index) in int64 arithmetic that never overflows, then only exactly-rounded float operations
-# (int -> float of exactly representable values, one multiply by a constant, + - * / in
-# float64 for the orthogonal rotations). No torch generator, no log/cos, no reduction, and the
-# values of element i do not depend on the tensor's shape.
+# Regenerated random matrices. A projection's random base R is rebuilt from a seed wherever the model is built, so it costs no artifact
+# bytes. Its bits must be the same on every processor and device (FACTS.md pitfalls): it is made from integer hashing of (seed, stream,
+# index) in int64 arithmetic that never overflows, then only exactly-rounded float operations (int -> float of exactly representable values,
+# one multiply by a constant, + - * / in float64 for the orthogonal rotations). No torch generator, no log/cos, no reduction, and the values
+# of element i do not depend on the tensor's shape.
 
 MASK32 = 0xFFFFFFFF
-
 
 def mul32(x, c: int):
     """(x * c) mod 2^32 for 0 <= x < 2^32, through 16-bit halves of c so int64 never overflows."""
     return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & MASK32
-
 
 def mix32(x):
     """murmur3's 32-bit finalizer: a bijection on 0..2^32-1 (Python ints or int64 tensors)."""
@@ -707,28 +710,23 @@ def mix32(x):
     x = mul32(x, 0xC2B2AE35)
     return x ^ (x >> 16)
 
-
 def hash_stream(seed: int, stream: int, n: int, start: int = 0) -> Tensor:
     """Distinct 32-bit hashes (int64) of element indices start..n-1 under (seed, stream)."""
     key = mix32(mix32(seed & MASK32) ^ mix32(mul32(stream + 1, 0x9E3779B9)))
     return mix32(mul32(torch.arange(start, n, dtype=torch.int64), 0x9E3779B1) ^ key)
 
-
 def projection_seed(base_seed: int, layer: int, name: str) -> int:
     """seed = mix32(mix32(mix32(BASE_SEED) ^ layer) ^ k), k = 1..6 for q, k, v, o, fc, proj."""
     return mix32(mix32(mix32(base_seed & MASK32) ^ layer) ^ (PROJECTIONS.index(name) + 1))
-
 
 def symmetric_unit(h: Tensor) -> Tensor:
     """Top 23 bits of a hash as an exact float32 in (-1, 1): (2u + 1 - 2^23) / 2^23."""
     return ((h >> 9) * 2 + 1 - 2**23).to(torch.float32) * 2.0**-23
 
-
 def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> Tensor:
-    """An (out, in) float32 CPU matrix, bit-identical everywhere for the same arguments.
-    gaussian: N(0, 1/in) approximated by the sum of twelve uniform bytes (Irwin-Hall, exact in
-    float32, steps of 1/256 of a standard deviation, tails cut at 6); uniform: Xavier, U(+-sqrt(6 / (in + out))); rademacher: +-1/sqrt(in);
-    orthogonal: orthonormal rows or columns, from 3 log2(n) layers of seeded Givens rotations
+    """An (out, in) float32 CPU matrix, bit-identical everywhere for the same arguments. gaussian: N(0, 1/in) approximated by the sum of
+    twelve uniform bytes (Irwin-Hall, exact in float32, steps of 1/256 of a standard deviation, tails cut at 6); uniform: Xavier, U(+-sqrt(6
+    / (in + out))); rademacher: +-1/sqrt(in); orthogonal: orthonormal rows or columns, from 3 log2(n) layers of seeded Givens rotations
     between random pairs of rows, each rotation c = (1 - t^2) / (1 + t^2), s = 2t / (1 + t^2)."""
     n = out_features * in_features
     if init == "gaussian":  # in chunks that stay in cache; element i never depends on the chunking
@@ -757,16 +755,13 @@ def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> 
         return (w if out_features >= in_features else w.T).contiguous()
     return w.view(out_features, in_features)
 
-
 class CastedLinear(nn.Linear):
-    """A dense learned projection without bias; fp32 master weight, computed in the
-    autocast dtype."""
+    """A dense learned projection without bias; fp32 master weight, computed in the autocast dtype."""
 
     def __init__(self, in_features: int, out_features: int, zero_init: bool = False):
         super().__init__(in_features, out_features, bias=False)
         if zero_init:
             nn.init.zeros_(self.weight)
-
 
 class FrozenFC(nn.Module):
     """The random base R alone, never trained (selective freeze): stored nowhere, rebuilt
@@ -775,14 +770,15 @@ class FrozenFC(nn.Module):
     def __init__(self, in_features: int, out_features: int, seed: int, init: str):
         super().__init__()
         self.seed, self.init = seed, init
-        self.register_buffer("base", random_matrix(out_features, in_features, seed, init), persistent=False)
+        shape_only = torch.get_default_device().type == "meta"  # a model built to read its shapes (artifact checks)
+        self.register_buffer("base", torch.empty(out_features, in_features) if shape_only else random_matrix(out_features, in_features, seed, init),
+                             persistent=False)
 
     def effective_weight(self) -> Tensor:
         return self.base
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.effective_weight())
-
 
 class RandomLinearWithAdapter(FrozenFC):
     """R + B A with a learned rank-r update; B starts at zero, so training starts from R. B A is
@@ -797,12 +793,10 @@ class RandomLinearWithAdapter(FrozenFC):
     def effective_weight(self) -> Tensor:
         return torch.addmm(self.base, self.B, self.A)
 
-
 class MaskedRandomLinear(FrozenFC):
-    """Supermask: R times a learned binary mask (scores > 0) and a learned scale. The scores
-    learn through a straight-through estimator: the forward uses the hard mask, the backward
-    the gradient of sigmoid(scores / temperature); the temperature is a buffer updated in
-    place by the training loop, so a compiled graph reads its current value."""
+    """Supermask: R times a learned binary mask (scores > 0) and a learned scale. The scores learn through a straight-through estimator: the
+    forward uses the hard mask, the backward the gradient of sigmoid(scores / temperature); the temperature is a buffer updated in place by
+    the training loop, so a compiled graph reads its current value."""
 
     def __init__(self, in_features: int, out_features: int, seed: int, init: str, init_score: float):
         super().__init__(in_features, out_features, seed, init)
@@ -815,15 +809,13 @@ class MaskedRandomLinear(FrozenFC):
         mask = (self.scores > 0).to(soft.dtype) + (soft - soft.detach())
         return self.base * mask * self.mask_scale
 
-
 class LowRankLinear(nn.Module):
     """A learned B A with no base, trained from scratch (low-rank substitution): two thin
     multiplies. B starts at zero where the dense projection would (o, proj, corrections)."""
 
     def __init__(self, in_features: int, out_features: int, rank: int, zero_init: bool):
         super().__init__()
-        self.A = nn.Parameter(torch.empty(rank, in_features))
-        self.B = nn.Parameter(torch.zeros(out_features, rank))
+        self.A, self.B = nn.Parameter(torch.empty(rank, in_features)), nn.Parameter(torch.zeros(out_features, rank))
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
         if not zero_init:
             nn.init.kaiming_uniform_(self.B, a=math.sqrt(5))
@@ -831,35 +823,25 @@ class LowRankLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(F.linear(x, self.A), self.B)
 
-
 def make_projection(cfg, layer: int, name: str, in_features: int, out_features: int) -> nn.Module:
-    """The one place that builds a block projection (attention q, k, v, o; MLP fc, proj; the
-    frozen MLP's correction 'corr'). A projection in FREEZE_TARGETS becomes what FREEZE_MODE
-    says; the others stay dense and learned. o and proj start at zero as in the baseline."""
+    """The one place that builds a block projection (attention q, k, v, o; MLP fc, proj; the frozen MLP's correction 'corr'). A projection
+    in FREEZE_TARGETS becomes what FREEZE_MODE says; the others stay dense and learned. o and proj start at zero as in the baseline."""
     if name == "corr":
         return LowRankLinear(in_features, out_features, cfg.frozen_correction_rank, zero_init=True)
-    mode = cfg.freeze_mode if name in cfg.targets else "none"
-    seed = projection_seed(cfg.base_seed, layer, name)
-    if mode == "adapter":
-        return RandomLinearWithAdapter(in_features, out_features, seed, cfg.base_init, cfg.ranks[layer])
-    if mode == "frozen":
-        return FrozenFC(in_features, out_features, seed, cfg.base_init)
-    if mode == "lowrank":
-        return LowRankLinear(in_features, out_features, cfg.ranks[layer], zero_init=name in ("o", "proj"))
-    if mode == "mask":
-        return MaskedRandomLinear(in_features, out_features, seed, cfg.base_init, cfg.mask_init_score)
-    return CastedLinear(in_features, out_features, zero_init=name in ("o", "proj"))
-
+    mode, seed, dims, zero = cfg.freeze_mode if name in cfg.targets else "none", projection_seed(cfg.base_seed, layer, name), \
+        (in_features, out_features), name in ("o", "proj")
+    return {"adapter": lambda: RandomLinearWithAdapter(*dims, seed, cfg.base_init, cfg.ranks[layer]),
+            "frozen": lambda: FrozenFC(*dims, seed, cfg.base_init), "lowrank": lambda: LowRankLinear(*dims, cfg.ranks[layer], zero_init=zero),
+            "mask": lambda: MaskedRandomLinear(*dims, seed, cfg.base_init, cfg.mask_init_score),
+            "none": lambda: CastedLinear(*dims, zero_init=zero)}[mode]()
 
 def regenerated_checksums(model: nn.Module) -> dict[str, str]:
     """sha256 of every regenerated base, keyed by module name (recorded in the artifact)."""
     return {name: hashlib.sha256(m.base.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
             for name, m in model.named_modules() if isinstance(m, FrozenFC)}
 
-
 class Rotary(nn.Module):
-    """RoPE tables built once at construction (never inside inference mode, see FACTS.md),
-    as buffers that are not saved."""
+    """RoPE tables built once at construction (never inside inference mode, see FACTS.md), as buffers that are not saved."""
 
     def __init__(self, head_dim: int, max_len: int, base: float):
         super().__init__()
@@ -874,17 +856,12 @@ class Rotary(nn.Module):
         x1, x2 = x[..., :half], x[..., half:]
         return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
 
-
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg, layer: int):
         super().__init__()
-        dim, self.num_heads, self.num_kv_heads = cfg.model_dim, cfg.num_heads, cfg.num_kv_heads
-        self.head_dim = dim // self.num_heads
+        dim, self.num_heads, self.num_kv_heads, self.head_dim = cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.model_dim // cfg.num_heads
         kv_dim = self.num_kv_heads * self.head_dim
-        self.q = make_projection(cfg, layer, "q", dim, dim)
-        self.k = make_projection(cfg, layer, "k", dim, kv_dim)
-        self.v = make_projection(cfg, layer, "v", dim, kv_dim)
-        self.o = make_projection(cfg, layer, "o", dim, dim)
+        self.q, self.k, self.v, self.o = (make_projection(cfg, layer, n, dim, o) for n, o in (("q", dim), ("k", kv_dim), ("v", kv_dim), ("o", dim)))
         self.q_gain = nn.Parameter(torch.full((self.num_heads,), float(cfg.qk_gain_init)))
         self.rotary = Rotary(self.head_dim, cfg.train_seq_len, cfg.rope_base)
 
@@ -898,7 +875,6 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.num_kv_heads != self.num_heads)
         return self.o(y.transpose(1, 2).reshape(b, t, dim))
 
-
 class MLP(nn.Module):
     def __init__(self, cfg, layer: int):
         super().__init__()
@@ -909,7 +885,6 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.proj(torch.relu(self.fc(x)).square())
         return out if self.corr is None else out + self.corr(x)
-
 
 class Block(nn.Module):
     def __init__(self, cfg, layer: int):
@@ -926,14 +901,11 @@ class Block(nn.Module):
         x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x))
         return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x))
 
-
 def bigram_buckets(input_ids: Tensor, buckets: int) -> Tensor:
-    """Bucket of each position's (previous, current) token pair: mix32(prev * 65536 + cur) mod
-    buckets. The first position of a window has no previous token; it takes id 0 (pad, never
-    in the data), in training and evaluation alike."""
+    """Bucket of each position's (previous, current) token pair: mix32(prev * 65536 + cur) mod buckets. The first position of a window has
+    no previous token; it takes id 0 (pad, never in the data), in training and evaluation alike."""
     prev = F.pad(input_ids[:, :-1], (1, 0))
     return mix32(prev * 65536 + input_ids) % buckets
-
 
 class GPT(nn.Module):
     """The baseline: blocks in a U shape (the first half's outputs are added back to the
@@ -968,8 +940,7 @@ class GPT(nn.Module):
         logits = F.linear(x, self.tok_emb.weight if self.lm_head is None else self.lm_head.weight).float()
         return self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
 
-    def forward(self, input_ids: Tensor, target_ids: Tensor, teacher_logits: Tensor | None = None,
-                alpha: float = 0.0, temp: float = 1.0) -> Tensor:
+    def forward(self, input_ids: Tensor, target_ids: Tensor, teacher_logits: Tensor | None = None, alpha: float = 0.0, temp: float = 1.0) -> Tensor:
         """Per-token loss in nats, shape of target_ids, fp32: the cross-entropy, mixed with
         alpha T^2 KL(teacher_T || student_T) when teacher logits are given (distillation)."""
         logits = self.logits(input_ids)
@@ -980,11 +951,9 @@ class GPT(nn.Module):
         kl = (teacher.exp() * (teacher - F.log_softmax(logits / temp, dim=-1))).sum(-1)
         return (1.0 - alpha) * nll + alpha * temp * temp * kl
 
-
 class Ensemble(nn.Module):
-    """NUM_MODELS members trained side by side on the same batches (the loss is their mean);
-    evaluation scores the average of their probabilities. Member i regenerates its random
-    matrices from BASE_SEED + i."""
+    """NUM_MODELS members trained side by side on the same batches (the loss is their mean); evaluation scores the average of their
+    probabilities. Member i regenerates its random matrices from BASE_SEED + i."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -996,35 +965,23 @@ class Ensemble(nn.Module):
         logp = torch.stack([F.log_softmax(m.logits(input_ids), dim=-1) for m in self.members])
         return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
 
-    def forward(self, input_ids: Tensor, target_ids: Tensor, teacher_logits: Tensor | None = None,
-                alpha: float = 0.0, temp: float = 1.0) -> Tensor:
+    def forward(self, input_ids: Tensor, target_ids: Tensor, teacher_logits: Tensor | None = None, alpha: float = 0.0, temp: float = 1.0) -> Tensor:
         losses = torch.stack([m(input_ids, target_ids, teacher_logits, alpha, temp) for m in self.members])
         if self.training:
             return losses.mean(0)
         return -(torch.logsumexp(-losses, dim=0) - math.log(len(self.members)))  # -log mean p(target)
 
-
 def build_model(cfg) -> nn.Module:
     return Ensemble(cfg) if cfg.num_models > 1 else GPT(cfg)
 
-
 def build_optimizers(model: nn.Module, args, compile_muon: bool = False) -> list[torch.optim.Optimizer]:
-    """Muon for 2-D matrices (block projections, adapters, low-rank factors, the bigram
-    projection); Adam for the embeddings and head (with ADAM_WD), for every vector or scalar
-    (control tensors, mask scales) and, at MASK_LR, for the mask scores."""
+    """Muon for 2-D matrices (block projections, adapters, low-rank factors, the bigram projection); Adam for the embeddings and head (with
+    ADAM_WD), for every vector or scalar (control tensors, mask scales) and, at MASK_LR, for the mask scores."""
     groups = {"embed": [], "head": [], "scalar": [], "mask": [], "muon": []}
     for name, p in model.named_parameters():
         leaf = name.split(".")[-2] if name.endswith(".weight") else name.split(".")[-1]
-        if leaf in ("tok_emb", "bigram"):
-            groups["embed"].append(p)
-        elif leaf == "lm_head":
-            groups["head"].append(p)
-        elif leaf == "scores":
-            groups["mask"].append(p)
-        elif p.ndim < 2 or any(c in name for c in CONTROL_TENSOR_NAMES):
-            groups["scalar"].append(p)
-        else:
-            groups["muon"].append(p)
+        groups["embed" if leaf in ("tok_emb", "bigram") else "head" if leaf == "lm_head" else "mask" if leaf == "scores" else
+               "scalar" if p.ndim < 2 or any(c in name for c in CONTROL_TENSOR_NAMES) else "muon"].append(p)
     tied = args.tie_embeddings
     adam_groups = [dict(params=groups["embed"], lr=args.tied_embed_lr if tied else args.embed_lr, weight_decay=args.adam_wd),
                    dict(params=groups["head"], lr=args.head_lr, weight_decay=args.adam_wd),
@@ -1042,10 +999,8 @@ def build_optimizers(model: nn.Module, args, compile_muon: bool = False) -> list
             group["base_lr"] = group["lr"]
     return optimizers
 
-
 class EMA:
-    """Exponential moving average of the parameters: a copy at step EMA_START_STEP, then
-    avg = decay * avg + (1 - decay) * p after every step."""
+    """Exponential moving average of the parameters: a copy at step EMA_START_STEP, then avg = decay * avg + (1 - decay) * p after every step."""
 
     def __init__(self, decay: float, start_step: int):
         self.decay, self.start_step, self.avg = decay, start_step, None
@@ -1064,7 +1019,6 @@ class EMA:
         for name, p in model.named_parameters():
             p.copy_(self.avg[name])
 
-
 def freeze_parameters(optimizers: list[torch.optim.Optimizer], params: list[nn.Parameter]) -> None:
     """Progressive freeze: the parameters leave their optimizer and their state is dropped.
     This happens outside any compiled graph, so it cannot be constant-folded away."""
@@ -1075,11 +1029,9 @@ def freeze_parameters(optimizers: list[torch.optim.Optimizer], params: list[nn.P
         for p in params:
             opt.state.pop(p, None)
 
-
 # -----------------------------------------------------------------------------
 # TRAINING
 # -----------------------------------------------------------------------------
-
 
 def lr_multiplier(args, step: int, elapsed_ms: float) -> float:
     """Linear warmdown to 0 over the last WARMDOWN_ITERS steps; under a wallclock cap the
@@ -1093,6 +1045,13 @@ def lr_multiplier(args, step: int, elapsed_ms: float) -> float:
     remaining_ms = max(1000.0 * args.max_wallclock_seconds - elapsed_ms, 0.0)
     return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
 
+def windowed_logits(model, x: Tensor, context: int) -> Tensor:
+    """A model's logits over inputs longer than its context (a distillation teacher's): windows
+    of its context that overlap by half, each position from the window giving it most context."""
+    if x.size(1) <= context:
+        return model.logits(x)
+    starts, score_from = window_plan(x.size(1), context, max(1, context // 2))
+    return torch.cat([model.logits(x[:, s:s + context])[:, f:] for s, f in zip(starts, score_from)], dim=1)
 
 class Logger:
     """Rank 0 prints and appends to logs/<RUN_ID>.txt, which starts with this file's source."""
@@ -1100,21 +1059,65 @@ class Logger:
     def __init__(self, run_id: str, rank: int, code: str):
         self.path = Path("logs") / f"{run_id}.txt" if rank == 0 else None
         if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(code + "\n" + "=" * 100 + "\n", encoding="utf-8")
+            with refused_as(f"RUN_ID={run_id}: its log {self.path} could not be written", OSError):
+                self.path.write_text(code + "\n" + "=" * 100 + "\n", encoding="utf-8")
 
     def __call__(self, msg: str, console: bool = True) -> None:
         if self.path:
             if console:
                 print(msg, flush=True)
-            with self.path.open("a", encoding="utf-8") as f:
+            with refused_as(f"{self.path}: could not be written", OSError), self.path.open("a", encoding="utf-8") as f:
                 f.write(msg + "\n")
 
+HELD_LOCKS: list[int] = []  # lock files of this run's outputs, open until it ends (the OS releases them on any exit, kill -9 too)
+
+def claim_outputs(outputs: dict[str, str]) -> None:
+    """Before any work every output ({'VAR=value': path}) is made writable (its folder made, a lock file created beside it) and
+    locked: a second live run with the same outputs is refused rather than overwriting them, or reading the other's artifact."""
+    for label, path in ((label, Path(p)) for label, p in outputs.items()):
+        try:
+            refuse_first((path.is_dir(), f"{label}: {path} is a folder; accepted: a file path"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            HELD_LOCKS.append(fd := os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644))
+        except OSError as e:
+            raise ConfigError(f"{label}: {path} cannot be written ({e.strerror or e}); checked before any work") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(f"{label}: {path} is held by another live run (pid {os.pread(fd, 16, 0).decode(errors='replace').strip()}); "
+                              "give this run another RUN_ID, ARTIFACT or working folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+def stop_on_signals(log, where) -> None:
+    """SIGTERM (a scheduler's stop; torchrun forwards it to every rank) and SIGINT (Ctrl-C): log where the run was, exit 128 + signal."""
+    def on_signal(signum, frame):
+        log(f"stopping: {signal.Signals(signum).name} {where()}")
+        sys.exit(128 + signum)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+
+def broadcast_bytes(data: bytes | None, rt) -> bytes:
+    """Rank 0's bytes on every rank: the round trip evaluates the artifact it just made, not a file."""
+    if not rt.distributed:
+        return data
+    size = torch.tensor([len(data) if rt.rank == 0 else 0], device=rt.device)
+    dist.broadcast(size, 0)
+    buf = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(rt.device) if rt.rank == 0 else \
+        torch.empty(int(size), dtype=torch.uint8, device=rt.device)
+    dist.broadcast(buf, 0)
+    return buf.cpu().numpy().tobytes()
 
 def setup_runtime(args) -> SimpleNamespace:
     """Processes (torchrun's RANK / WORLD_SIZE / LOCAL_RANK), device, autocast, compile."""
-    world_size, rank, local_rank = (int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")))
+    world_size, rank, local_rank = (_parse_var(k, os.environ.get(k, d), "int", (0, 1 << 20)) for k, d in
+                                    (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")))
+    if rank >= world_size or local_rank > rank:
+        raise ConfigError(f"RANK={rank} LOCAL_RANK={local_rank} WORLD_SIZE={world_size}: not a process of one launch (left over from another?);"
+                          " unset RANK, LOCAL_RANK and WORLD_SIZE, or start the processes with torchrun")
     args.check_world(world_size)
+    if world_size > 1 and not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")):
+        raise ConfigError(f"WORLD_SIZE={world_size}: set without MASTER_ADDR and MASTER_PORT; start several processes with torchrun")
     use_cuda = torch.cuda.is_available()
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda and local_rank >= torch.cuda.device_count():
@@ -1129,28 +1132,27 @@ def setup_runtime(args) -> SimpleNamespace:
                            distributed=world_size > 1, compile=args.compile == "1" or (args.compile == "auto" and use_cuda),
                            autocast=torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False))
 
-
 def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len: int, device) -> tuple[Tensor, tuple, str]:
     """Validation tokens, byte tables and the tokenizer's sha256, checked before any model."""
-    if not os.path.isfile(tokenizer_path):
+    if not os.path.lexists(tokenizer_path):
         raise DataError(f"TOKENIZER_PATH={tokenizer_path}: no such file; build or fetch the data first (`bash run.sh data`)")
+    proto = read_input(tokenizer_path, "TOKENIZER_PATH", "tokenizer", 1 << 30)
     try:
-        sp = spm.SentencePieceProcessor(model_file=tokenizer_path)
+        sp = spm.SentencePieceProcessor(model_proto=proto)
     except Exception:
         raise DataError(f"TOKENIZER_PATH={tokenizer_path}: not a SentencePiece model") from None
     if sp.vocab_size() != vocab_size:
         raise DataError(f"TOKENIZER_PATH={tokenizer_path}: vocabulary of {sp.vocab_size()} tokens, but VOCAB_SIZE={vocab_size}")
     val_tokens = load_validation_tokens(data_path, seq_len, vocab_size)
-    return val_tokens, build_byte_luts(sp, vocab_size, device), hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest()
-
+    return val_tokens, build_byte_luts(sp, vocab_size, device), hashlib.sha256(proto).hexdigest()
 
 def final_evaluation(log, run_eval, stride: int, prefix: str = "final_int8_zlib_roundtrip") -> float:
     """The house's final lines (plain), then the sliding-window ones when a stride is set, then
     the whole evaluation's time (the challenge caps it at 600 s)."""
     t_start = t0 = time.perf_counter()
-    val_loss, val_bpb, _ = run_eval(None)
+    val_loss, val_bpb, scored = run_eval(None)
     log(f"{prefix} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000.0 * (time.perf_counter() - t0):.0f}ms")
-    log(f"{prefix}_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+    log(f"{prefix}_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f} scored_tokens:{scored}")
     if stride > 0:
         t0 = time.perf_counter()
         loss, bpb, scored = run_eval(stride)
@@ -1158,7 +1160,6 @@ def final_evaluation(log, run_eval, stride: int, prefix: str = "final_int8_zlib_
         log(f"{prefix}_sliding_exact val_loss:{loss:.8f} val_bpb:{bpb:.8f} scored_tokens:{scored}")
     log(f"total_eval_time:{1000.0 * (time.perf_counter() - t_start):.0f}ms")
     return val_bpb
-
 
 def make_run_eval(model_fwd, val_tokens, luts, rt, seq_len: int, plain_batch: int, sliding_batch: int):
     """evaluate() bound to this run: stride None = plain evaluation."""
@@ -1172,39 +1173,39 @@ def make_run_eval(model_fwd, val_tokens, luts, rt, seq_len: int, plain_batch: in
         return result
     return run_eval
 
-
 def eval_only(args, rt, log) -> int:
-    """EVAL_ONLY=1: the model, the data paths and the evaluation settings all come from the
-    artifact; a variable set in the environment overrides a setting, but a model variable
-    that disagrees with the artifact (BASE_SEED, say) is refused."""
-    _, meta = read_artifact(args.artifact)
-    stored = meta.get("config", {})
-    overrides = {k: getattr(args, k) for k in stored if os.environ.get(k.upper()) and hasattr(args, k)}
-    model, meta = model_from_artifact(args.artifact, expect={**stored, **overrides})
-    ev = meta.get("eval", {})
-    pick = lambda name, default: getattr(args, name.lower()) if os.environ.get(name) else ev.get(name.lower(), default)
-    data_path, tokenizer_path = pick("DATA_PATH", args.data_path), pick("TOKENIZER_PATH", args.tokenizer_path)
-    val_tokens, luts, tok_sha = load_eval_data(data_path, tokenizer_path, stored["vocab_size"], stored["train_seq_len"], rt.device)
-    if ev.get("tokenizer_sha256") and tok_sha != ev["tokenizer_sha256"]:
-        raise ArtifactError(f"TOKENIZER_PATH={tokenizer_path}: not the tokenizer the artifact {args.artifact} was evaluated with (sha256 differs)")
+    """EVAL_ONLY=1: the model and, unless the environment sets them, the data and evaluation settings come from the artifact,
+    validated like the environment. A model variable set in the environment must agree; any other one is refused (none applies)."""
+    model, meta = model_from_artifact(args.artifact)
+    stored, made = meta["config"], config_env(meta["config"])
+    for name, raw in ((n, os.environ[n]) for n, *_ in ENV_VARS if os.environ.get(n) and n not in EVAL_ONLY_VARS):
+        refuse_first((name not in MODEL_VARS, f"{name}={raw}: has no effect with EVAL_ONLY=1 (the model and its settings come from the "
+                      "artifact); unset it"))
+        try:
+            same = Hyperparameters({**made, name: raw}).model_config() == stored
+        except ConfigError:
+            same = False
+        refuse_first((not same, f"ARTIFACT={args.artifact}: built with {name}={made.get(name, '(default)')}, this run has {name}={raw} "
+                      "(EVAL_ONLY takes the model from the artifact; unset it)"), error=ArtifactError)
+    ev = meta.get("eval") if isinstance(meta.get("eval"), dict) else {}
+    run = Hyperparameters({**made, **{k.upper(): str(v) for k, v in ev.items() if k.upper() in EVAL_SETTINGS},
+                           **{n: os.environ[n] for n in EVAL_SETTINGS if os.environ.get(n)}})  # EVAL_STRIDE against the artifact's context
+    val_tokens, luts, tok_sha = load_eval_data(run.data_path, run.tokenizer_path, run.vocab_size, run.train_seq_len, rt.device)
+    refuse_first((ev.get("tokenizer_sha256") not in (None, tok_sha), f"TOKENIZER_PATH={run.tokenizer_path}: not the tokenizer the artifact "
+                  f"{args.artifact} was evaluated with (sha256 differs)"), error=ArtifactError)
     model = model.to(rt.device)
     fwd = torch.compile(model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else model
-    log(f"eval_only artifact:{args.artifact} bytes:{os.path.getsize(args.artifact)} data_path:{data_path}")
+    log(f"eval_only artifact:{args.artifact} bytes:{os.path.getsize(args.artifact)} data_path:{run.data_path}")
     log(f"model_params:{sum(p.numel() for p in model.parameters())}")
-    seq = stored["train_seq_len"]
-    plain = max(1, pick("VAL_BATCH_SIZE", args.val_batch_size) // (rt.world_size * seq))
-    run_eval = make_run_eval(fwd, val_tokens, luts, rt, seq, plain, pick("EVAL_BATCH_SEQS", 0) or plain)
-    final_evaluation(log, run_eval, pick("EVAL_STRIDE", 0))
+    plain = max(1, run.val_batch_size // (rt.world_size * run.train_seq_len))
+    final_evaluation(log, make_run_eval(fwd, val_tokens, luts, rt, run.train_seq_len, plain, run.eval_batch_seqs or plain), run.eval_stride)
     return 0
 
-
 CHECKPOINT_FORMAT = "rlm_checkpoint_v1"
-
 
 def checkpoint_config(args) -> dict:
     """What a resumed run must share with the run that wrote the checkpoint."""
     return dict(args.model_config(), train_batch_tokens=args.train_batch_tokens, ema=args.ema_decay > 0)
-
 
 def save_checkpoint(path: str, args, model, optimizers, ema, stream, step: int, training_ms: float, frozen: bool) -> None:
     state = {"format": CHECKPOINT_FORMAT, "config": checkpoint_config(args), "model": model.state_dict(),
@@ -1214,39 +1215,57 @@ def save_checkpoint(path: str, args, model, optimizers, ema, stream, step: int, 
                      "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)), "numpy_pos": int(np.random.get_state()[2])}}
     buf = io.BytesIO()
     torch.save(state, buf)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(Path(path), buf.getvalue())
+    write_together({path: buf.getvalue()})
 
+CHECKPOINT_FIELDS = {"format": str, "config": dict, "model": dict, "optimizers": list, "data": list, "step": int, "training_ms": float,
+                     "frozen": bool, "rng": dict}
 
-def load_checkpoint(path: str, args) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError(f"RESUME={path}: no such checkpoint") from None
-    except Exception as e:
-        raise ConfigError(f"RESUME={path}: not a readable checkpoint ({type(e).__name__})") from None
+def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tuple[int, float, bool]:
+    """Continue from a checkpoint: checked whole (fields, configuration, step below ITERATIONS, one state per optimizer, finite weights)
+    before anything of this run is touched; returns (step, training ms, whether the progressive freeze had happened)."""
+    where = f"RESUME={path}"
+    raw = read_input(path, "RESUME", "checkpoint")
+    with refused_as(f"{where}: not a readable checkpoint", Exception):
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"RESUME={path}: not a checkpoint of format {CHECKPOINT_FORMAT}")
-    ours, theirs = checkpoint_config(args), state["config"]
-    diff = [k for k in dict.fromkeys([*ours, *theirs]) if ours.get(k) != theirs.get(k)]
-    if diff:
-        raise ConfigError(f"RESUME={path}: written with {diff[0].upper()}={theirs.get(diff[0])!r}, this run has {ours.get(diff[0])!r}"
-                          + (f" (and {len(diff) - 1} more differences)" if len(diff) > 1 else ""))
-    random.setstate((3, tuple(state["rng"]["python"]), None))
-    np.random.set_state(("MT19937", state["rng"]["numpy"].numpy().astype(np.uint32), state["rng"]["numpy_pos"], 0, 0.0))
-    torch.set_rng_state(state["rng"]["torch"])
-    return state
-
+        raise ConfigError(f"{where}: not a checkpoint of format {CHECKPOINT_FORMAT}")
+    bad = next((k for k, kind in CHECKPOINT_FIELDS.items() if not isinstance(state.get(k), kind)), None)
+    if bad or not (state.get("ema") is None or isinstance(state["ema"], dict)):
+        raise ConfigError(f"{where}: malformed (its {bad or 'ema'!r} field is missing or of the wrong type)")
+    first_difference(checkpoint_config(args), state["config"], f"{where}: written", ConfigError)
+    refuse_first((not 0 <= state["step"] < args.iterations, f"{where}: written at step {state['step']}, not below ITERATIONS={args.iterations}; "
+                  "set ITERATIONS above it"), (len(state["optimizers"]) != len(optimizers),
+                                               f"{where}: holds {len(state['optimizers'])} optimizer states, this run has {len(optimizers)}"))
+    check_finite(state["model"], where)
+    with refused_as(f"{where}: does not fit this run"):
+        if state["frozen"]:
+            freeze_parameters(optimizers, progressive)
+        model.load_state_dict(state["model"])
+        for opt, opt_state in zip(optimizers, state["optimizers"]):
+            opt.load_state_dict(opt_state)
+        device = next(model.parameters()).device
+        ema.avg = None if state["ema"] is None else {n: state["ema"][n].to(device) for n, _ in model.named_parameters()}
+        stream.seek(*state["data"])
+        random.setstate((3, tuple(state["rng"]["python"]), None))
+        np.random.set_state(("MT19937", state["rng"]["numpy"].numpy().astype(np.uint32), state["rng"]["numpy_pos"], 0, 0.0))
+        torch.set_rng_state(state["rng"]["torch"])
+    return state["step"], state["training_ms"], state["frozen"]
 
 def main() -> int:
     code = Path(__file__).read_text(encoding="utf-8")
     args = Hyperparameters(os.environ)
     rt = setup_runtime(args)
+    if rt.rank == 0:  # only rank 0 writes; torchrun ends the other ranks if it refuses
+        training = {f"ARTIFACT={args.artifact}": args.artifact, "final_model.pt": "final_model.pt"} if not args.eval_only else {}
+        claim_outputs({f"RUN_ID={args.run_id}": f"logs/{args.run_id}.txt", **training, **(
+            {f"CHECKPOINT_PATH={args.checkpoint_path}": args.checkpoint_path} if args.checkpoint_every and not args.eval_only else {})})
     log = Logger(args.run_id, rt.rank, code)
     device_name = torch.cuda.get_device_name(rt.device) if rt.use_cuda else f"CPU ({os.cpu_count()} cores)"
     log(f"Running Python {sys.version.split()[0]}, PyTorch {torch.__version__}, device:{device_name}")
     log(f"pytorch_version:{torch.__version__} hardware:{rt.world_size}x{device_name}")  # read by records/tools.py
     log("env: " + " ".join(f"{name}={shlex.quote(os.environ[name])}" for name, *_ in ENV_VARS if os.environ.get(name)))
+    step = 0
+    stop_on_signals(log, lambda: "during EVAL_ONLY evaluation" if args.eval_only else f"at step:{step}/{args.iterations}; no artifact written")
     if args.eval_only:
         return eval_only(args, rt, log)
     random.seed(args.seed)
@@ -1263,10 +1282,9 @@ def main() -> int:
     if args.distill_teacher:
         with torch.random.fork_rng(devices=[]):  # building the teacher must not move the student's initialisation
             teacher, tmeta = model_from_artifact(args.distill_teacher, var="DISTILL_TEACHER")
-        if tmeta["config"]["vocab_size"] != args.vocab_size:
-            raise ConfigError(f"DISTILL_TEACHER={args.distill_teacher}: vocabulary {tmeta['config']['vocab_size']}"
-                              f", this run has VOCAB_SIZE={args.vocab_size}")
-        teacher = teacher.to(device).eval().requires_grad_(False)
+        refuse_first((tmeta["config"]["vocab_size"] != args.vocab_size, f"DISTILL_TEACHER={args.distill_teacher}: vocabulary "
+                      f"{tmeta['config']['vocab_size']}, this run has VOCAB_SIZE={args.vocab_size}"))
+        teacher, teacher_context = teacher.to(device).eval().requires_grad_(False), tmeta["config"]["train_seq_len"]
         log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in teacher.parameters())}"
             f" alpha:{args.distill_alpha} temp:{args.distill_temp}")
 
@@ -1300,11 +1318,8 @@ def main() -> int:
     params = list(base_model.parameters())
     ema = EMA(args.ema_decay, args.ema_start_step)
 
-    def run_progress(step: int, elapsed_ms: float) -> float:
-        """Fraction of the run done: by wallclock under a cap, else by steps."""
-        if args.max_wallclock_seconds > 0:
-            return min(elapsed_ms / (1000.0 * args.max_wallclock_seconds), 1.0)
-        return min(step / args.iterations, 1.0)
+    def run_progress(step: int, elapsed_ms: float) -> float:  # fraction of the run done: by wallclock under a cap, else by steps
+        return min(elapsed_ms / (1000.0 * args.max_wallclock_seconds) if args.max_wallclock_seconds > 0 else step / args.iterations, 1.0)
 
     def train_step(step: int, elapsed_ms: float) -> Tensor:
         mul = lr_multiplier(args, step, elapsed_ms)
@@ -1328,7 +1343,7 @@ def main() -> int:
                     loss = model(x, y).mean()
                 else:
                     with torch.no_grad():
-                        teacher_logits = teacher.logits(x)
+                        teacher_logits = windowed_logits(teacher, x, teacher_context)
                     loss = model(x, y, teacher_logits, args.distill_alpha, args.distill_temp).mean()
             loss_sum += loss.detach()
             (loss / args.grad_accum_steps).backward()
@@ -1356,28 +1371,12 @@ def main() -> int:
             opt.load_state_dict(state)
         train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)
 
-    def sync() -> None:
-        if rt.use_cuda:
-            torch.cuda.synchronize()
-
-    training_ms, step, stop_after = 0.0, 0, None
+    sync = torch.cuda.synchronize if rt.use_cuda else lambda: None
+    training_ms, stop_after = 0.0, None
     if args.resume:
-        ckpt = load_checkpoint(args.resume, args)
-        if ckpt["frozen"]:
-            freeze_parameters(optimizers, progressive)
-            progressive = []
-        base_model.load_state_dict(ckpt["model"])
-        for opt, state in zip(optimizers, ckpt["optimizers"]):
-            opt.load_state_dict(state)
-        ema.avg = {k: v.to(device) for k, v in ckpt["ema"].items()} if ckpt["ema"] is not None else None
-        train_loader.stream.seek(*ckpt["data"])
-        step, training_ms = ckpt["step"], ckpt["training_ms"]
+        step, training_ms, frozen = resume(args.resume, args, base_model, optimizers, ema, train_loader.stream, progressive)
+        progressive = [] if frozen else progressive
         log(f"resumed:{args.resume} step:{step} train_time:{training_ms:.0f}ms")
-    def on_sigterm(signum, frame):  # a scheduler's stop (torchrun forwards it to every rank): say so, then exit
-        log(f"stopping: SIGTERM at step:{step}/{args.iterations}; no artifact written")
-        sys.exit(128 + signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
     sync()
     t0 = time.perf_counter()
     while True:
@@ -1425,11 +1424,8 @@ def main() -> int:
                                 args.progressive_freeze_frac > 0 and not progressive)
                 log(f"checkpoint:{args.checkpoint_path} step:{step}")
 
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if rt.use_cuda:
-        log(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
-    else:
-        log(f"peak memory rss: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
+    log(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB"
+        if rt.use_cuda else f"peak memory rss: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
 
     # Artifact: the raw state dict, then int8 + zlib, read back and evaluated again.
     code_bytes = len(code.encode("utf-8"))
@@ -1439,23 +1435,24 @@ def main() -> int:
                      "tokenizer_sha256": tokenizer_sha, "val_batch_size": args.val_batch_size, "eval_stride": args.eval_stride,
                      "eval_batch_seqs": args.eval_batch_seqs}}
     state = {k: v.detach().clone() for k, v in base_model.state_dict().items()}  # kept: loading the round trip overwrites the weights
-    if rt.rank == 0:
+    data = None
+    if rt.rank == 0:  # the raw weights and the artifact are replaced together or not at all
         buf = io.BytesIO()
         torch.save(state, buf)
-        atomic_write(Path("final_model.pt"), buf.getvalue())
+        data, stats = artifact_bytes(state, meta, args.int6_blocks)
+        write_together({"final_model.pt": buf.getvalue(), artifact_path: data})
         log(f"Serialized model: {buf.tell()} bytes")
         log(f"Code size: {code_bytes} bytes")
         log(f"Total submission size: {buf.tell() + code_bytes} bytes")
-        nbytes, stats = write_artifact(artifact_path, state, meta, args.int6_blocks)
-        log(f"Serialized model int8+zlib: {nbytes} bytes (payload:{stats['payload_bytes']} raw_torch:{stats['raw_torch_bytes']} "
+        log(f"Serialized model int8+zlib: {len(data)} bytes (payload:{stats['payload_bytes']} raw_torch:{stats['raw_torch_bytes']} "
             f"payload_ratio:{stats['float_bytes'] / max(stats['payload_bytes'], 1):.2f}x)")
-        log(f"Total submission size int8+zlib: {nbytes + code_bytes} bytes")
-        if nbytes + code_bytes > 16_000_000:
-            log(f"warning: Total submission size {nbytes + code_bytes} bytes is over the challenge's 16000000-byte cap")
+        log(f"Total submission size int8+zlib: {len(data) + code_bytes} bytes")
+        if len(data) + code_bytes > 16_000_000:
+            log(f"warning: Total submission size {len(data) + code_bytes} bytes is over the challenge's 16000000-byte cap")
         log(f"artifact_storage {storage_summary(stats)}")
-    if distributed:
-        dist.barrier()
-    loaded, _ = model_from_artifact(artifact_path, expect=args.model_config())
+    stop_on_signals(log, lambda: f"during the final evaluation; the artifact {artifact_path} is complete")
+    data = broadcast_bytes(data, rt)
+    loaded, _ = model_from_artifact(artifact_path, expect=args.model_config(), data=data)
     base_model.load_state_dict(loaded.state_dict(), strict=True)
     bpb = final_evaluation(log, run_eval, args.eval_stride)
     for i, member in enumerate(members if len(members) > 1 else []):
@@ -1465,20 +1462,19 @@ def main() -> int:
         int8_data, _ = artifact_bytes(state, meta)
         base_model.load_state_dict(read_artifact(artifact_path, int8_data)[0], strict=True)
         _, bpb8, _ = run_eval(None)
-        log(f"int6_layers:{','.join(map(str, args.int6_blocks))} bytes_saved:{len(int8_data) - os.path.getsize(artifact_path)} "
+        log(f"int6_layers:{','.join(map(str, args.int6_blocks))} bytes_saved:{len(int8_data) - len(data)} "
             f"(all-int8 artifact {len(int8_data)} bytes) val_bpb_cost:{bpb - bpb8:+.4f} (all-int8 round trip {bpb8:.4f})")
     return 0
 
-
 def leave_process_group(clean: bool) -> None:
-    """Every exit, training or EVAL_ONLY, ends here. After a clean finish the ranks leave
-    together: a gloo rank that exits while a peer still talks to it aborts the whole launch
-    ("terminate called without an active exception")."""
+    """Every exit, training or EVAL_ONLY, ends here. The run's objects go first: DDP's reducer sits in reference cycles that outlive main(),
+    and when the interpreter's shutdown frees it after the group is gone, gloo aborts the rank ("terminate called without an active
+    exception", about 1 run in 7 on 2 CPU cores; 0 in 40 with this collection). After a clean finish the ranks then leave together."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         if clean:
             dist.barrier()
         dist.destroy_process_group()
-
 
 def cli(argv: list[str]) -> int:
     if argv == ["--env-help"]:
@@ -1489,9 +1485,16 @@ def cli(argv: list[str]) -> int:
     except ConfigError as e:  # bad input: one line that names it, no traceback
         print(f"error: {e}", file=sys.stderr, flush=True)
         status = 2
+    except OSError as e:  # a file no check above named: still one line, with the file
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr, flush=True)
+        status = 2
+    finally:  # an in-process caller (the tests' harness) runs again with fresh locks and signals
+        while HELD_LOCKS:
+            os.close(HELD_LOCKS.pop())
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     leave_process_group(clean=status == 0)
     return status
-
 
 if __name__ == "__main__":
     sys.exit(cli(sys.argv[1:]))

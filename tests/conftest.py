@@ -96,3 +96,12 @@ def field(line: str, key: str) -> str:
         if part.startswith(key + ":"):
             return part[len(key) + 1:].removesuffix("ms")
     raise KeyError(f"{key} not in {line!r}")
+
+
+def write_artifact(path, state: dict, meta: dict, int6_blocks=()) -> tuple[int, dict]:
+    """An artifact file from a state dict, as training writes one: (bytes, storage stats)."""
+    from train_gpt import artifact_bytes, write_together
+
+    data, stats = artifact_bytes(state, meta, int6_blocks)
+    write_together({path: data})
+    return len(data), stats

@@ -7,8 +7,9 @@ import zlib
 import pytest
 import torch
 
-from train_gpt import (KEEP_FLOAT_MAX_NUMEL, GPT, ArtifactError, Hyperparameters, dequantize_state_dict,
-                       quantize_rows_int8, quantize_state_dict, read_artifact, write_artifact)
+from conftest import write_artifact
+from train_gpt import (KEEP_FLOAT_MAX_NUMEL, GPT, ArtifactError, ConfigError, Hyperparameters, dequantize_state_dict,
+                       quantize_rows_int8, quantize_state_dict, read_artifact)
 
 
 def test_scale_floor_is_the_houses():
@@ -106,7 +107,7 @@ def test_artifact_loading_refuses_bad_files(tmp_path):
         with pytest.raises(ArtifactError) as e:
             read_artifact(p)
         assert f"ARTIFACT={p}" in str(e.value) and "\n" not in str(e.value), name
-    with pytest.raises(ArtifactError, match="no such artifact"):
+    with pytest.raises(ConfigError, match="no such artifact"):
         read_artifact(tmp_path / "missing.ptz")
 
 

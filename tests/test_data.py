@@ -204,3 +204,17 @@ def test_built_shakespeare_dataset_matches_its_manifest():
     assert m["split"]["val_works"] == ["macbeth", "tempest"]
     val = load_validation_tokens(str(folder), 1024, 1024)
     assert val.numel() == m["stats"]["tokens_val"] and int((val == 1).sum()) == m["stats"]["docs_val"]
+
+
+def test_a_data_path_with_glob_characters_is_a_name(tiny_data, tmp_path):
+    """DATA_PATH is a folder name even when it holds [ ] * ?: its shards are found, and only its own."""
+    import shutil
+
+    from train_gpt import split_files
+
+    odd = tmp_path / "run[1]*?"
+    shutil.copytree(tiny_data["data_path"], odd)
+    (tmp_path / "run1").mkdir()  # what the unescaped pattern 'run[1]*?' would have matched instead
+    theirs = sorted(p.name for p in Path(tiny_data["data_path"]).glob("*_val_*.bin"))
+    assert [Path(f).name for f in split_files(str(odd), "val")] == theirs
+    assert all(Path(f).parent == odd for f in split_files(str(odd), "train"))

@@ -123,3 +123,13 @@ def test_eval_does_not_change_training_behaviour_of_rotary_cache():
     model.train()
     model(x, x).mean().backward()
     assert model.tok_emb.weight.grad is not None
+
+
+def test_a_stride_past_the_context_is_refused_not_scored_in_part():
+    """A stride of 1000 on a 128 context would score 2,304 of 16,384 targets: refused instead."""
+    from train_gpt import ConfigError
+
+    with pytest.raises(ConfigError, match="^EVAL_STRIDE=1000: accepted 1 to the context length 128$"):
+        window_plan(16384, 128, 1000)
+    starts, score_from = window_plan(16384, 128, 128)
+    assert sum(128 - f for f in score_from) == 16384

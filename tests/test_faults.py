@@ -9,6 +9,7 @@ combinations, shards, tokenizers, artifacts and checkpoints; then whole runs: a 
 loss, SIGKILL while a checkpoint is written, SIGTERM under torchrun.
 """
 
+import copy
 import hashlib
 import io
 import json
@@ -50,12 +51,12 @@ def variable_cases():
 FREE_TEXT_CASES = [
     ("DATA_PATH:missing", {"DATA_PATH": "/nonexistent/shards"}, "DATA_PATH=/nonexistent/shards: no val shards match"),
     ("TOKENIZER_PATH:missing", {"TOKENIZER_PATH": "/nonexistent/tok.model"}, "TOKENIZER_PATH=/nonexistent/tok.model: no such file"),
-    ("RUN_ID:path", {"RUN_ID": "../escape"}, "RUN_ID='../escape': accepted letters"),
+    ("RUN_ID:path", {"RUN_ID": "../escape"}, "RUN_ID='../escape': accepted 1 to 200 letters"),
     ("FREEZE_TARGETS:unknown", {"FREEZE_MODE": "adapter", "FREEZE_TARGETS": "q,mlp,gate"}, "FREEZE_TARGETS='q,mlp,gate': unknown projection 'gate'"),
     ("LORA_RANKS:text", {"FREEZE_MODE": "adapter", "LORA_RANKS": "8,eight"}, "LORA_RANKS='8,eight': not a comma list"),
     ("INT6_LAYERS:index", {"INT6_LAYERS": "0,2"}, "INT6_LAYERS='0,2': accepted 'all' or a comma list of block indices 0 to 1"),
     ("INT6_LAYERS:text", {"INT6_LAYERS": "first"}, "INT6_LAYERS='first'"),
-    ("CHECKPOINT_PATH:unwritable", {"CHECKPOINT_EVERY": "2", "CHECKPOINT_PATH": "/proc/1/none/c.pt"}, "CHECKPOINT_PATH=/proc/1/none/c.pt: its folder cannot be written"),
+    ("CHECKPOINT_PATH:unwritable", {"CHECKPOINT_EVERY": "2", "CHECKPOINT_PATH": "/proc/1/none/c.pt"}, "CHECKPOINT_PATH=/proc/1/none/c.pt: /proc/1/none/c.pt cannot be written"),
     ("ARTIFACT:missing", {"EVAL_ONLY": "1", "ARTIFACT": "/nonexistent.ptz"}, "ARTIFACT=/nonexistent.ptz: no such artifact"),
     ("RESUME:missing", {"RESUME": "/nonexistent.pt"}, "RESUME=/nonexistent.pt: no such checkpoint"),
     ("DISTILL_TEACHER:missing", {"DISTILL_TEACHER": "/nonexistent.ptz"}, "DISTILL_TEACHER=/nonexistent.ptz: no such artifact"),
@@ -99,6 +100,7 @@ def shard_cases(root: Path):
         "train_magic": {"d_train_000001.bin": ("magic", good_train)},
         "train_token_range": {"d_train_000000.bin": ("good", np.append(good_train, 5000).astype(np.uint16))},
         "val_too_short": {"d_val_000000.bin": ("good", good_val[:10])},
+        "val_is_folder": {"d_val_000001.bin": ("dir", None)},
     }
     cases = []
     for name, files in specs.items():
@@ -108,7 +110,8 @@ def shard_cases(root: Path):
                     "val_magic": "magic 4242, expected 20240520", "val_version": "version 7, expected 1", "val_odd_size": "but the file has",
                     "val_token_range": "token id 1024 is not below VOCAB_SIZE=1024", "train_magic": "magic 4242, expected 20240520",
                     "train_token_range": "token id 5000 is not below VOCAB_SIZE=1024",
-                    "val_too_short": "validation split has 10 tokens, fewer than TRAIN_SEQ_LEN+1=65"}[name]
+                    "val_too_short": "validation split has 10 tokens, fewer than TRAIN_SEQ_LEN+1=65",
+                    "val_is_folder": "d_val_000001.bin: not a regular file"}[name]
         if files is not None:
             folder.mkdir()
             base = {"d_train_000000.bin": ("good", good_train), "d_val_000000.bin": ("good", good_val)}
@@ -118,6 +121,9 @@ def shard_cases(root: Path):
                 base = {}
             for fname, (how, tokens) in {**base, **files}.items():
                 path = folder / fname
+                if how == "dir":
+                    path.mkdir()
+                    continue
                 if how == "raw":
                     path.write_bytes(tokens)
                     continue
@@ -173,8 +179,8 @@ def tokenizer_and_artifact_cases(root: Path, tiny_data: dict, good: dict):
         ("artifact:other_tokenizer", {**a("good.ptz"), "TOKENIZER_PATH": good["other_tokenizer"]}, "not the tokenizer the artifact", ""),
         ("teacher:corrupted", {"DISTILL_TEACHER": str(root / "flipped.ptz")}, "not a zlib-compressed artifact", str(root / "flipped.ptz")),
         ("resume:artifact_not_checkpoint", {"RESUME": str(root / "good.ptz")}, "not a readable checkpoint", ""),
-        ("resume:other_config", {"RESUME": str(good["checkpoint"]), "NUM_LAYERS": "3"}, "written with NUM_LAYERS=2, this run has 3", ""),
-        ("resume:other_mode", {"RESUME": str(good["checkpoint"]), "FREEZE_MODE": "lowrank", "LORA_RANK": "4"}, "written with FREEZE_MODE='none', this run has 'lowrank'", ""),
+        ("resume:other_config", {"RESUME": str(good["checkpoint"]), "NUM_LAYERS": "3"}, "written with NUM_LAYERS=2, this run has NUM_LAYERS=3", ""),
+        ("resume:other_mode", {"RESUME": str(good["checkpoint"]), "FREEZE_MODE": "lowrank", "LORA_RANK": "4"}, "written with FREEZE_MODE='none', this run has FREEZE_MODE='lowrank'", ""),
     ]
     return cases, marker
 
@@ -184,11 +190,14 @@ import contextlib, io, json, os, sys
 sys.path.insert(0, sys.argv[1])
 import train_gpt
 cases, base = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+keep_for_eval = set(train_gpt.MODEL_VARS) | set(train_gpt.EVAL_ONLY_VARS) | {k for k in base if k not in {n for n, *_ in train_gpt.ENV_VARS}}
 results = {}
 for case_id, env in cases:
     os.environ.clear()
-    os.environ.update(base)
-    os.environ.update(env)
+    os.environ.update({k: v for k, v in base.items() if "EVAL_ONLY" not in env or k in keep_for_eval})
+    os.environ.update({k: v for k, v in env.items() if v is not None})
+    for k in [k for k, v in env.items() if v is None]:
+        os.environ.pop(k, None)
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         try:
@@ -202,13 +211,28 @@ json.dump(results, open(sys.argv[4], "w"))
 """
 
 
+def workspace(tiny_data, tmp_path_factory, name: str, **extra):
+    """A folder with a work/ subfolder (the cases' working folder) and the tiny model's environment."""
+    root = tmp_path_factory.mktemp(name)
+    (root / "work").mkdir()
+    return root, root / "work", clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"],
+                                            "ITERATIONS": "2", "WARMUP_STEPS": "0", **extra})
+
+
+def run_harness(root: Path, work: Path, cases: list, base: dict) -> dict:
+    """Every case through cli() in one helper process (torch imported once): {case id: rc and stderr}."""
+    (root / "cases.json").write_text(json.dumps([[cid, env] for cid, env, *_ in cases]))
+    (root / "base.json").write_text(json.dumps(base))
+    (root / "harness.py").write_text(HARNESS)
+    r = subprocess.run([sys.executable, str(root / "harness.py"), str(ROOT), str(root / "cases.json"), str(root / "base.json"),
+                        str(root / "results.json")], cwd=work, env=clean_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads((root / "results.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def matrix(tiny_data, tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults")
-    work = root / "work"
-    work.mkdir()
-    base = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"],
-                        "ITERATIONS": "2", "WARMUP_STEPS": "0", "RUN_ID": "fault", "CHECKPOINT_EVERY": "1"})
+    root, work, base = workspace(tiny_data, tmp_path_factory, "faults", RUN_ID="fault", CHECKPOINT_EVERY="1")
     # Good files that must survive every case: an artifact, a raw state dict, a checkpoint.
     r = run_train(work, {**base, "ITERATIONS": "2", "CHECKPOINT_PATH": str(work / "good.pt")})
     assert r.returncode == 0, r.stderr[-2000:]
@@ -225,13 +249,7 @@ def matrix(tiny_data, tmp_path_factory):
     cases += shard_cases(root)
     extra, marker = tokenizer_and_artifact_cases(root, tiny_data, good)
     cases += extra
-    (root / "cases.json").write_text(json.dumps([[cid, env] for cid, env, _, _ in cases]))
-    (root / "base.json").write_text(json.dumps({**base, "CHECKPOINT_EVERY": "0"}))
-    (root / "harness.py").write_text(HARNESS)
-    r = subprocess.run([sys.executable, str(root / "harness.py"), str(ROOT), str(root / "cases.json"), str(root / "base.json"),
-                        str(root / "results.json")], cwd=work, env=clean_env(), capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    results = json.loads((root / "results.json").read_text())
+    results = run_harness(root, work, cases, {**base, "CHECKPOINT_EVERY": "0"})
     print(f"\nfault matrix: {len(cases)} bad-input cases")
     return {"cases": {cid: (text, culprit) for cid, _, text, culprit in cases}, "results": results, "marker": marker,
             "before": before, "survivors": survivors}
@@ -239,7 +257,7 @@ def matrix(tiny_data, tmp_path_factory):
 
 ALL_IDS = [cid for cid, *_ in variable_cases() + FREE_TEXT_CASES + COMBINATION_CASES] + \
           [f"shards:{n}" for n in ("missing", "no_val", "no_train", "val_empty_file", "val_truncated", "val_magic", "val_version",
-                                   "val_odd_size", "val_token_range", "train_magic", "train_token_range", "val_too_short")] + \
+                                   "val_odd_size", "val_token_range", "train_magic", "train_token_range", "val_too_short", "val_is_folder")] + \
           ["tokenizer:garbage", "artifact:truncated", "artifact:flipped_byte", "artifact:not_an_artifact", "artifact:empty",
            "artifact:foreign_format", "artifact:pickle_with_code", "artifact:other_config", "artifact:other_base_seed",
            "artifact:other_tokenizer", "teacher:corrupted", "resume:artifact_not_checkpoint", "resume:other_config", "resume:other_mode"]
@@ -343,3 +361,278 @@ def test_sigterm_under_torchrun_ends_every_rank(tiny_data, tmp_path, target):
     if target == "torchrun":  # rank 0 received it too, and said so
         assert any(l.startswith("stopping: SIGTERM at step:") for l in log_lines(tmp_path, "term"))
     assert not (tmp_path / "final_model.int8.ptz").exists()
+
+
+# ---- the classes of untrusted input, each a generator: a new variable, file kind or output is covered the day it is added ----
+
+FILE_VARS = {"ARTIFACT": ("artifact", {"EVAL_ONLY": "1"}), "DISTILL_TEACHER": ("artifact", {}), "RESUME": ("checkpoint", {}),
+             "TOKENIZER_PATH": ("tokenizer", {})}
+
+
+def file_kind_cases(root: Path):
+    """Class 1 and 5: every variable that names a file, given each kind of thing that is not a readable file."""
+    folder, fifo, loop, dangling = root / "a_folder", root / "a_fifo", root / "loop_a", root / "dangling"
+    folder.mkdir()
+    os.mkfifo(fifo)
+    os.symlink(root / "loop_b", loop)
+    os.symlink(loop, root / "loop_b")
+    os.symlink(root / "nowhere", dangling)
+    kinds = {"folder": (folder, "a folder"), "fifo": (fifo, "not a regular file"), "symlink_loop": (loop, "cannot be read"),
+             "dangling_link": (dangling, "no such")}
+    return [(f"file:{var}:{kind}", {**extra, var: str(path)}, f"{var}={path}: {text}", var)
+            for var, (_, extra) in FILE_VARS.items() for kind, (path, text) in kinds.items()]
+
+
+def mutate_blob(data: bytes, change) -> bytes:
+    blob = torch.load(io.BytesIO(zlib.decompress(data)), weights_only=True)
+    change(blob)
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    return zlib.compress(buf.getvalue())
+
+
+def artifact_cases(root: Path, good: bytes, mask_good: bytes):
+    """Class 1: an artifact is checked before it is trusted. Mutations of a real artifact (dense and
+    supermask): every stored configuration key, every tensor section, the compression itself."""
+    blob = torch.load(io.BytesIO(zlib.decompress(good)), weights_only=True)
+    first = {k: next(iter(blob[k])) for k in ("q", "keep")}
+    mutations = {"bomb": (zlib.compress(b"\0" * 150_000_000, 9), "inflates past"),
+                 "trailing_garbage": (good + b"junk", "not a zlib-compressed artifact")}
+    for key in train_gpt.MODEL_KEYS:  # every stored key: of the wrong type, and out of every range
+        for label, value in (("type", "x" if not isinstance(blob["meta"]["config"][key], str) else 7), ("huge", 10**13)):
+            mutations[f"config_{key}_{label}"] = (mutate_blob(good, lambda b, k=key, v=value: b["meta"]["config"].__setitem__(k, v)),
+                                                  "its stored configuration is not one this script makes")
+    mutations["config_extra_key"] = (mutate_blob(good, lambda b: b["meta"]["config"].__setitem__("evil", 1)), "its stored configuration")
+    mutations["config_not_a_dict"] = (mutate_blob(good, lambda b: b["meta"].__setitem__("config", [1, 2])), "its stored configuration")
+    for section in ("q", "keep"):
+        n = first[section]
+        mutations[f"{section}_missing"] = (mutate_blob(good, lambda b, s=section, n=n: b[s].pop(n)), f"do not match its configuration (first: {n})")
+        mutations[f"{section}_shape"] = (mutate_blob(good, lambda b, s=section, n=n: b[s].__setitem__(n, b[s][n][..., :1])), f"tensor {n} is not stored")
+    mutations["extra_tensor"] = (mutate_blob(good, lambda b: b["keep"].__setitem__("evil.weight", torch.zeros(3))), "first: evil.weight")
+    mutations["bad_dtype_name"] = (mutate_blob(good, lambda b: b["dtype"].__setitem__(first["q"], "os.system")), f"tensor {first['q']} is not stored")
+    mutations["scale_dtype"] = (mutate_blob(good, lambda b: b["scale"].__setitem__(first["q"], b["scale"][first["q"]].float())), "is not stored")
+    mutations["nan_weight"] = (mutate_blob(good, lambda b: b["keep"][first["keep"]].fill_(float("nan"))), "holds non-finite values")
+    mutations["inf_scale"] = (mutate_blob(good, lambda b: b["scale"][first["q"]].fill_(float("inf"))), "holds non-finite values")
+    mutations["section_missing"] = (mutate_blob(good, lambda b: b.pop("bits")), "its stored configuration")
+    bits = next(iter(torch.load(io.BytesIO(zlib.decompress(mask_good)), weights_only=True)["bits"]))
+    mutations["mask_bits_short"] = (mutate_blob(mask_good, lambda b: b["bits"].__setitem__(bits, b["bits"][bits][:-1])), f"tensor {bits} is not stored")
+    mutations["mask_shape_record"] = (mutate_blob(mask_good, lambda b: b["shape"].__setitem__(bits, [1, 1])), f"tensor {bits} is not stored")
+    cases = []
+    for name, (data, text) in mutations.items():
+        path = root / f"mut_{name}.ptz"
+        path.write_bytes(data)
+        cases.append((f"artifact:{name}", {"EVAL_ONLY": "1", "ARTIFACT": str(path), "MODEL_DIM": None}, f"ARTIFACT={path}: ", text))
+    return [(cid, env, f"{prefix}", text) for cid, env, prefix, text in cases]
+
+
+VALID_OTHER = {"MODEL_DIM": "128", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "TIE_EMBEDDINGS": "0", "NUM_MODELS": "2", "TRAIN_SEQ_LEN": "32",
+               "FREEZE_TARGETS": "q", "LORA_RANKS": "3,5"}
+
+
+def eval_only_cases(good_artifact: Path, stored: dict):
+    """Class 2: under EVAL_ONLY no variable is silently ignored: a training variable is refused, a model
+    variable must agree with the artifact, the stride is checked against the artifact's context."""
+    a = {"EVAL_ONLY": "1", "ARTIFACT": str(good_artifact)}
+    cases = []
+    for name, default, kind, accepted, _ in train_gpt.ENV_VARS:
+        if name in train_gpt.EVAL_ONLY_VARS:
+            continue
+        if name not in train_gpt.MODEL_VARS:  # a valid value (its default), which still cannot apply
+            value = {"INT6_LAYERS": "all"}.get(name, str(default) if default != "" else "x")
+            cases.append((f"eval_only:training:{name}", {**a, name: value}, f"{name}={value}: has no effect with EVAL_ONLY=1", name))
+            continue
+        current = train_gpt.config_env(stored).get(name, str(default))
+        needs_mode = name in ("FREEZE_TARGETS", "LORA_RANKS", "FROZEN_CORRECTION_RANK")  # refused by the environment's own rules first
+        other = VALID_OTHER.get(name) or (next(c for c in accepted if c != current) if kind == "str" and accepted
+                                          else str(type(default)(float(current) * 2 + 1)))
+        cases.append((f"eval_only:model:{name}", {**a, name: other}, f"{name}=" if needs_mode else f"built with {name}=", name))
+    cases.append(("eval_only:stride_past_context", {**a, "TRAIN_SEQ_LEN": None, "EVAL_STRIDE": "1000"},
+                  "EVAL_STRIDE=1000: larger than TRAIN_SEQ_LEN=64", "EVAL_STRIDE"))
+    return cases
+
+
+def checkpoint_cases(root: Path, checkpoint: Path):
+    """Class 2 and 4: a checkpoint checked whole before anything resumes."""
+    state = torch.load(checkpoint, weights_only=True)
+    changes = {f"field_{k}_missing": (lambda s, k=k: s.pop(k), "malformed") for k in train_gpt.CHECKPOINT_FIELDS if k != "format"}
+    changes.update({"optimizer_missing": (lambda s: s["optimizers"].pop(), "holds 1 optimizer states, this run has 2"),
+                    "step_past_iterations": (lambda s: s.__setitem__("step", 99), "written at step 99, not below ITERATIONS=2"),
+                    "nan_weight": (lambda s: next(iter(s["model"].values())).fill_(float("nan")), "holds non-finite values"),
+                    "data_position": (lambda s: s.__setitem__("data", [7, 0]), "does not fit this run"),
+                    "weights_shape": (lambda s: s["model"].__setitem__("skip_weights", torch.zeros(3)), "does not fit this run")})
+    cases = []
+    for name, (change, text) in changes.items():
+        s = copy.deepcopy(state)
+        change(s)
+        path = root / f"ckpt_{name}.pt"
+        torch.save(s, path)
+        cases.append((f"resume:{name}", {"RESUME": str(path), "ITERATIONS": "5" if name != "step_past_iterations" else "2"}, f"RESUME={path}: ", text))
+    return cases
+
+
+def output_cases(root: Path):
+    """Class 3: every output is checked writable before any work: a folder where the file goes, a file where its folder goes."""
+    (root / "outdir").mkdir()
+    (root / "plainfile").write_text("x")
+    (root / "logs_as_folder" / "logs" / "folder_run.txt").mkdir(parents=True)
+    outs = {"ARTIFACT": {"ARTIFACT": str(root / "outdir")}, "CHECKPOINT_PATH": {"CHECKPOINT_EVERY": "1", "CHECKPOINT_PATH": str(root / "outdir")}}
+    cases = [(f"output:{var}:folder", env, f"{var}={root / 'outdir'}: ", "is a folder") for var, env in outs.items()]
+    cases += [(f"output:{var}:under_a_file", {**env, var: str(root / "plainfile" / "x.bin")}, f"{var}={root / 'plainfile' / 'x.bin'}: ",
+               "cannot be written") for var, env in outs.items()]
+    return cases
+
+
+SPECIAL_CASES = [  # class 4 and 5: processes and single values
+    ("process:leftover_rank", {"RANK": "1"}, "RANK=1 LOCAL_RANK=0 WORLD_SIZE=1: not a process of one launch", "RANK"),
+    ("process:world_without_master", {"WORLD_SIZE": "2", "RANK": "0"}, "WORLD_SIZE=2: set without MASTER_ADDR", "WORLD_SIZE"),
+    ("process:world_text", {"WORLD_SIZE": "two"}, "WORLD_SIZE='two': not an integer", "WORLD_SIZE"),
+    ("value:run_id_too_long", {"RUN_ID": "r" * 300}, "accepted 1 to 200 letters", "RUN_ID"),
+    ("value:int6_superscript", {"INT6_LAYERS": "\u00b2"}, "INT6_LAYERS='\u00b2': not a comma list of integers", "INT6_LAYERS"),
+    ("value:targets_only_commas", {"FREEZE_MODE": "frozen", "FREEZE_TARGETS": ","}, "FREEZE_TARGETS=',': an empty item", "FREEZE_TARGETS"),
+    ("value:ranks_empty_item", {"FREEZE_MODE": "adapter", "LORA_RANKS": "4,,4"}, "LORA_RANKS='4,,4': not a comma list", "LORA_RANKS"),
+    ("value:arabic_digits", {"ITERATIONS": "\u0661\u0662"}, "not an integer", "ITERATIONS"),
+    ("value:underscore_number", {"ITERATIONS": "1_000"}, "not an integer", "ITERATIONS"),
+]
+
+
+def empty_value_cases():
+    """Class 5: an empty number or choice is refused, never silently the default."""
+    return [(f"empty:{name}", {name: ""}, f"{name}='': empty; unset it for the default", name)
+            for name, default, kind, accepted, _ in train_gpt.ENV_VARS if kind != "str" or accepted]
+
+
+@pytest.fixture(scope="module")
+def classes(tiny_data, tmp_path_factory):
+    root, work, base = workspace(tiny_data, tmp_path_factory, "classes", RUN_ID="cls")
+    r = run_train(work, {**base, "CHECKPOINT_EVERY": "1", "ITERATIONS": "3", "CHECKPOINT_PATH": str(root / "good.pt")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    good = root / "good.ptz"
+    good.write_bytes((work / "final_model.int8.ptz").read_bytes())
+    made = {}
+    for mode, dim in (("mask", "64"), ("none", "128")):  # at width 128 the embedding is stored int8 (q and scale sections)
+        cfg = train_gpt.Hyperparameters({**TINY_MODEL, "FREEZE_MODE": mode, "MODEL_DIM": dim})
+        model = train_gpt.GPT(cfg)
+        made[mode] = train_gpt.artifact_bytes(model.state_dict(), {"config": cfg.model_config(),
+                                                                   "regenerated": train_gpt.regenerated_checksums(model)})[0]
+    stored = train_gpt.read_artifact(good)[1]["config"]
+    cases = file_kind_cases(root) + artifact_cases(root, made["none"], made["mask"]) + eval_only_cases(good, stored)
+    cases += checkpoint_cases(root, root / "good.pt") + output_cases(root) + SPECIAL_CASES + empty_value_cases()
+    print(f"\nfault classes: {len(cases)} cases")
+    return {"cases": cases, "results": run_harness(root, work, cases, base)}
+
+
+@pytest.mark.slow
+def test_every_class_case_is_one_clear_line(classes):
+    bad = []
+    for cid, _, first, second in classes["cases"]:
+        result = classes["results"][cid]
+        lines = result["stderr"].strip().splitlines()
+        ok = (result["rc"] == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result["stderr"]
+              and first in lines[0] and second in lines[0])
+        if not ok:
+            bad.append(f"{cid}: rc={result['rc']} {result['stderr'][-300:]!r}")
+    per_class = {}
+    for cid, *_ in classes["cases"]:
+        per_class[cid.split(":")[0]] = per_class.get(cid.split(":")[0], 0) + 1
+    print(f"\nfault classes: {per_class}")
+    assert not bad, f"{len(bad)} of {len(classes['cases'])} cases went badly:\n" + "\n".join(bad[:40])
+    assert len(classes["cases"]) > 150
+
+
+# ---- whole runs: concurrency, a full disk, Ctrl-C, a teacher of another context ----
+
+def tiny_env(tiny_data, run_id, **extra):
+    return clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"], "RUN_ID": run_id,
+                        "WARMUP_STEPS": "0", **extra})
+
+
+def wait_for_line(log: Path, text: str, proc, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline and proc.poll() is None and not (log.exists() and text in log.read_text()):
+        time.sleep(0.1)
+    assert log.exists() and text in log.read_text(), (proc.poll(), log.read_text() if log.exists() else "no log")
+
+
+@pytest.mark.slow
+def test_a_second_run_on_the_same_outputs_is_refused_while_the_first_lives(tiny_data, tmp_path):
+    """Two real processes in one folder: the second is refused at once (one line naming the holder's
+    pid) and the first finishes untouched; once the first is gone (killed: no clean-up ran) the lock is free."""
+    first = subprocess.Popen([sys.executable, str(SCRIPT)], cwd=tmp_path, env=tiny_env(tiny_data, "a", ITERATIONS="100000", VAL_LOSS_EVERY="0"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_line(tmp_path / "logs" / "a.txt", "step:2/", first)
+        second = run_train(tmp_path, tiny_env(tiny_data, "b", ITERATIONS="2"))
+        assert second.returncode == 2
+        assert second.stderr.strip() == (f"error: ARTIFACT=final_model.int8.ptz: final_model.int8.ptz is held by another live run "
+                                          f"(pid {first.pid}); give this run another RUN_ID, ARTIFACT or working folder")
+        same_log = run_train(tmp_path, tiny_env(tiny_data, "a", ITERATIONS="2", ARTIFACT="other.ptz"))
+        assert same_log.returncode == 2 and "RUN_ID=a: logs/a.txt is held by another live run" in same_log.stderr
+        assert first.poll() is None
+    finally:
+        first.kill()
+        first.wait()
+    again = run_train(tmp_path, tiny_env(tiny_data, "b", ITERATIONS="2", EVAL_STRIDE="0"))
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_full_disk_keeps_the_earlier_pair_and_leaves_no_temporary(tiny_data, tmp_path):
+    """A real full disk (a 2 MB tmpfs, root only): the raw model does not fit, the run ends with one
+    line, the earlier final_model.pt and artifact stay as they were (a pair), no temporary is left."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs (a real full disk); not root here")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mount -t tmpfs is not permitted here")
+    try:
+        (disk / "final_model.pt").write_bytes(b"earlier raw")
+        (disk / "final_model.int8.ptz").write_bytes(b"earlier artifact")
+        (disk / "logs").mkdir()
+        env = tiny_env(tiny_data, "full", ITERATIONS="2", MODEL_DIM="256", NUM_HEADS="4", EVAL_STRIDE="0")
+        r = run_train(disk, env)
+        assert r.returncode == 2, r.stderr[-2000:]
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "No space left on device" in lines[0], r.stderr[-2000:]
+        assert (disk / "final_model.pt").read_bytes() == b"earlier raw"
+        assert (disk / "final_model.int8.ptz").read_bytes() == b"earlier artifact"
+        assert not [p.name for p in disk.iterdir() if ".tmp" in p.name]
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+@pytest.mark.slow
+def test_ctrl_c_logs_where_the_run_stopped(tiny_data, tmp_path):
+    proc = subprocess.Popen([sys.executable, str(SCRIPT)], cwd=tmp_path, env=tiny_env(tiny_data, "int", ITERATIONS="100000", VAL_LOSS_EVERY="0"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_line(tmp_path / "logs" / "int.txt", "step:3/", proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT and "Traceback" not in err, err[-2000:]
+    assert any(l.startswith("stopping: SIGINT at step:") and l.endswith("/100000; no artifact written") for l in log_lines(tmp_path, "int"))
+
+
+@pytest.mark.slow
+def test_a_teacher_with_a_shorter_context_distils_a_longer_student(tiny_data, tmp_path):
+    """README: any teacher with the same vocabulary works; the teacher sees windows of its own context."""
+    teacher = run_train(tmp_path, tiny_env(tiny_data, "teacher", ITERATIONS="2", TRAIN_SEQ_LEN="32", EVAL_STRIDE="0", ARTIFACT="teacher.ptz"))
+    assert teacher.returncode == 0, teacher.stderr[-2000:]
+    student = run_train(tmp_path, tiny_env(tiny_data, "student", ITERATIONS="2", EVAL_STRIDE="0", DISTILL_TEACHER=str(tmp_path / "teacher.ptz")))
+    assert student.returncode == 0, student.stderr[-2000:]
+    model, _ = train_gpt.model_from_artifact(tmp_path / "teacher.ptz")
+    x = torch.randint(0, 1024, (2, 64), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full = train_gpt.windowed_logits(model, x, 32)
+        assert torch.equal(full[:, :32], model.logits(x[:, :32]))  # the first window gives every position its whole past
+        assert torch.equal(full[:, 48:], model.logits(x[:, 32:64])[:, 16:])  # the last: the positions the one before left
+
+
+@pytest.mark.slow
+def test_eval_only_under_torchrun_ends_cleanly_every_time(tiny_data, tmp_path):
+    """EVAL_ONLY with 2 gloo processes used to print the right numbers and then abort in teardown."""
+    r = run_train(tmp_path, tiny_env(tiny_data, "src", ITERATIONS="2", EVAL_STRIDE="0"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    for i in range(3):
+        r = run_train(tmp_path, clean_env(EVAL_ONLY="1", RUN_ID=f"ev{i}"), nproc=2)
+        assert r.returncode == 0 and "terminate called" not in r.stderr, r.stderr[-2000:]
+        assert any(l.startswith("final_int8_zlib_roundtrip_exact ") for l in log_lines(tmp_path, f"ev{i}"))

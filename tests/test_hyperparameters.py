@@ -69,8 +69,13 @@ def test_three_processes_allowed_with_explicit_accumulation():
     assert a.grad_accum_steps == 1
 
 
-def test_empty_value_means_default():
-    assert Hyperparameters({"NUM_LAYERS": ""}).num_layers == 9
+def test_empty_value_is_refused_where_it_could_only_mean_a_mistake():
+    """An empty number or choice is refused (it used to mean the default, silently); an empty
+    text variable means what the table says (RUN_ID: a random id; FREEZE_TARGETS: the mode's)."""
+    for name in ("NUM_LAYERS", "ITERATIONS", "FREEZE_MODE", "COMPILE"):
+        with pytest.raises(ConfigError, match=f"^{name}='': empty; unset it for the default"):
+            Hyperparameters({name: ""})
+    assert Hyperparameters({"RUN_ID": "", "FREEZE_TARGETS": ""}).targets == ()
 
 
 def test_bad_variable_stops_the_script_with_one_line(tmp_path):

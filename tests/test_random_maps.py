@@ -11,11 +11,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, clean_env, field, log_lines, run_train
+from conftest import ROOT, TINY_MODEL, clean_env, field, log_lines, run_train, write_artifact
 from train_gpt import (GPT, PROJECTIONS, CastedLinear, ArtifactError, ConfigError, FrozenFC, Hyperparameters, LowRankLinear,
-                       MaskedRandomLinear, RandomLinearWithAdapter, build_optimizers, check_artifact_config, mix32,
-                       model_from_artifact, mul32, projection_seed, random_matrix, read_artifact, regenerated_checksums,
-                       write_artifact)
+                       MaskedRandomLinear, RandomLinearWithAdapter, build_optimizers, mix32,
+                       model_from_artifact, mul32, projection_seed, random_matrix, read_artifact, regenerated_checksums,)
 
 MODES = ("none", "adapter", "frozen", "lowrank", "mask")
 INITS = ("gaussian", "uniform", "orthogonal", "rademacher")

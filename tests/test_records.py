@@ -175,9 +175,17 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         assert table[0].startswith("| run | FREEZE_MODE | score |") and len(table) == 4
         bad = subprocess.run(TOOLS + ["sweep", "--name", name, "lowercase=1"], env=env, capture_output=True, text=True)
         assert bad.returncode == 2 and "expected NAME=v1,v2" in bad.stderr
+        # The whole grid is validated by the script's rules before the first run: nothing runs.
+        for grid, text in ((["NUM_LAYERS=2,x"], "sweep NUM_LAYERS=x: NUM_LAYERS='x': not an integer; nothing was run"),
+                           (["SEED=1,,2"], "'SEED=1,,2': an empty value in the list"), (["NUM_LAYRES=2"], "NUM_LAYRES is not a train_gpt.py variable"),
+                           (["FREEZE_MODE=none,adapter", "LORA_RANK=4,64"], "LORA_RANK=64: above the smallest targeted projection dimension")):
+            bad = subprocess.run(TOOLS + ["sweep", "--name", name + "_bad", *grid], env=env, capture_output=True, text=True)
+            assert bad.returncode == 2 and text in bad.stderr and "sweep: " not in bad.stdout, (grid, bad.stderr[-500:])
+        assert not (ROOT / "sweeps" / (name + "_bad")).exists()
     finally:
         import shutil
         shutil.rmtree(ROOT / "sweeps" / name, ignore_errors=True)
+        shutil.rmtree(ROOT / "sweeps" / (name + "_bad"), ignore_errors=True)
 
 
 def test_record_has_the_leaderboard_shape_and_its_command_runs_inside(two_seeds, tmp_path):

@@ -219,22 +219,34 @@ def summary_table(logs: list[dict], form: str = "md") -> str:
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(row) + " |" for row in body])
 
 
-def run_sweep(assignments: list[str], name: str, launch: list[str]) -> Path:
-    """Every combination of NAME=v1,v2 ..., one run after another, each in its own folder."""
-    grid = []
+def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Path, list[str]]:
+    """Every combination of NAME=v1,v2 ..., one run after another, each in its own folder; the whole
+    grid is validated by train_gpt.py's own rules before the first run. Returns (folder, failed runs)."""
+    sys.path.insert(0, str(ROOT))
+    import train_gpt
+
+    grid, ours = [], {n for n, *_ in train_gpt.ENV_VARS}
     for a in assignments:
         key, sep, values = a.partition("=")
         if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", key) or not values:
             raise ToolError(f"{a!r}: expected NAME=v1,v2 with an upper-case variable name")
+        if key not in ours or "" in values.split(","):
+            raise ToolError(f"{a!r}: " + ("an empty value in the list" if key in ours else f"{key} is not a train_gpt.py variable"))
         grid.append([(key, v) for v in values.split(",")])
     if not grid:
         raise ToolError("nothing to sweep: give at least one NAME=v1,v2")
+    for combo in itertools.product(*grid):  # every run checked before the first starts
+        try:
+            train_gpt.Hyperparameters({**os.environ, **dict(combo)})
+        except train_gpt.ConfigError as e:
+            raise ToolError(f"sweep {' '.join(f'{k}={v}' for k, v in combo)}: {e}; nothing was run") from None
     folder = ROOT / "sweeps" / name
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     for key in ("DATA_PATH", "TOKENIZER_PATH", "DISTILL_TEACHER", "RESUME"):  # the runs start in their own folders
         if env.get(key):
             env[key] = os.path.abspath(env[key])
+    failed = []
     for combo in itertools.product(*grid):
         run_id = name + "_" + "_".join(f"{k}-{re.sub(r'[^A-Za-z0-9.]+', '.', v)}" for k, v in combo)
         cwd = folder / run_id
@@ -242,8 +254,9 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> Path:
         print(f"sweep: {run_id}", flush=True)
         r = subprocess.run(launch + [str(ROOT / "train_gpt.py")], cwd=cwd, env={**env, **dict(combo), "RUN_ID": run_id})
         if r.returncode:
+            failed.append(run_id)
             print(f"sweep: {run_id} exited with status {r.returncode}; going on", file=sys.stderr)
-    return folder
+    return folder, failed
 
 
 # ---- significance: a one-sided Welch t-test, numpy and math only ----
@@ -486,8 +499,10 @@ def main(argv=None) -> int:
     note = lambda msg: print(msg, file=sys.stderr)
     try:
         if a.cmd == "sweep":
-            folder = run_sweep(a.grid, a.name, a.launch.split())
+            folder, failed = run_sweep(a.grid, a.name, a.launch.split())
             print(summary_table(read_logs([str(folder)], note)))
+            if failed:
+                raise ToolError(f"{len(failed)} of the sweep's runs failed: {', '.join(failed)}")
         elif a.cmd == "summary":
             print(summary_table(read_logs(a.paths, note), a.format))
         else:

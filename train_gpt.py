@@ -1,9 +1,6 @@
 """
-train_gpt.py: learned adapters on random linear maps, for OpenAI's Parameter Golf.
-
-One self-contained script. With no variable set it trains the challenge's naive baseline;
-every variant is chosen by an environment variable (README.md lists them all, and
-`python train_gpt.py --env-help` prints the same table).
+train_gpt.py: learned adapters on random linear maps, for OpenAI's Parameter Golf. One self-contained script: with no variable set it
+trains the challenge's naive baseline; every variant is chosen by an environment variable (README.md lists them; --env-help prints them).
 
     torchrun --standalone --nproc_per_node=8 train_gpt.py    # the challenge run, 8 GPUs
     python train_gpt.py                                       # one process, GPU or CPU
@@ -241,10 +238,9 @@ class Hyperparameters:
 MODEL_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_hidden", "tie_embeddings", "tied_embed_init_std",
               "rope_base", "logit_softcap", "qk_gain_init", "train_seq_len", "freeze_mode", "targets", "ranks", "base_seed", "base_init",
               "frozen_correction_rank", "mask_init_score", "bigram_buckets", "bigram_dim", "num_models")
-# Under EVAL_ONLY a model variable must agree with the artifact, these apply, and every other one is refused (it could not apply).
-MODEL_VARS = {k.upper() for k in MODEL_KEYS} | {"MLP_MULT", "FREEZE_TARGETS", "LORA_RANK", "LORA_RANKS"}
+MODEL_VARS = {k.upper() for k in MODEL_KEYS} | {"MLP_MULT", "FREEZE_TARGETS", "LORA_RANK", "LORA_RANKS"}  # under EVAL_ONLY: must agree
 EVAL_SETTINGS = ("DATA_PATH", "TOKENIZER_PATH", "VAL_BATCH_SIZE", "EVAL_STRIDE", "EVAL_BATCH_SEQS")  # stored in the artifact
-EVAL_ONLY_VARS = EVAL_SETTINGS + ("RUN_ID", "ARTIFACT", "EVAL_ONLY", "COMPILE", "COMPILE_BACKEND")
+EVAL_ONLY_VARS = EVAL_SETTINGS + ("RUN_ID", "ARTIFACT", "EVAL_ONLY", "COMPILE", "COMPILE_BACKEND")  # apply; any other is refused
 
 def int_list(name: str, text: str, accepted: str = "accepted a comma list of integers") -> list[int]:
     """'4,8, 16' -> [4, 8, 16]; an empty item or anything but ASCII digits is refused."""
@@ -467,14 +463,18 @@ def storage_summary(stats: dict) -> str:
     counts = {kind: collections.Counter(re.sub(r"blocks\.\d+\.", "", n) for n in stats[kind]) for kind in ("int8", "int6", "kept", "bits")}
     return " | ".join(f"{kind}: " + (", ".join(f"{k} x{n}" if n > 1 else k for k, n in c.items()) or "-") for kind, c in counts.items())
 
+def saved_bytes(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
 def artifact_bytes(state: dict[str, Tensor], meta: dict, int6_blocks=()) -> tuple[bytes, dict]:
     """Quantize, torch.save, zlib level 9: the artifact's bytes and the storage stats."""
     blob, stats = quantize_state_dict(state, int6_blocks)
     blob["meta"] = dict(meta, format=ARTIFACT_FORMAT)
-    buf = io.BytesIO()
-    torch.save(blob, buf)
-    stats["raw_torch_bytes"] = buf.tell()
-    return zlib.compress(buf.getvalue(), level=9), stats
+    raw = saved_bytes(blob)
+    stats["raw_torch_bytes"] = len(raw)
+    return zlib.compress(raw, level=9), stats
 
 def read_input(path, var: str, what: str = "file", limit: int = 1 << 40) -> bytes:
     """The bytes of a file a variable names: a regular file only (a named pipe would block, a device never end), at most limit bytes."""
@@ -500,6 +500,16 @@ def config_env(config: dict) -> dict[str, str]:
     ranks = [str(r) for r in config["ranks"]]
     return {**env, **({"LORA_RANK": ranks[0]} if len(set(ranks)) == 1 else {"LORA_RANKS": ",".join(ranks)})}
 
+def model_that_fits(cfg, what: str, error=ConfigError) -> nn.Module:
+    """The model cfg describes, built on the meta device (shapes, no memory); refused when its weights and regenerated matrices
+    would not fit in this machine's memory (a careless NUM_LAYERS, or an artifact's stored one), rather than dying inside an allocation."""
+    with torch.device("meta"):
+        model = build_model(cfg)
+    need, have = 4 * sum(t.numel() for t in (*model.parameters(), *model.buffers())), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    refuse_first((need > have, f"{what} needs {need / 2**30:.1f} GiB of weights and regenerated matrices; this machine has {have / 2**30:.1f} GiB"),
+                 error=error)
+    return model
+
 def check_blob(blob, where: str) -> None:
     """The stored configuration validated like the environment (ENV_VARS, Hyperparameters); then every stored tensor against
     the model it describes, built on the meta device (no memory): the same names, shapes and storage dtypes."""
@@ -507,14 +517,9 @@ def check_blob(blob, where: str) -> None:
         cfg = Hyperparameters(config_env(blob["meta"]["config"]))
         if cfg.model_config() != blob["meta"]["config"] or not all(isinstance(blob.get(k), dict) for k in ARTIFACT_SECTIONS):
             raise ValueError("it differs from what its variables make, or a section is missing")
-    with torch.device("meta"):
-        model = build_model(cfg)
-    need, have = 4 * sum(t.numel() for t in (*model.parameters(), *model.buffers())), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    expected, stored = model.state_dict(), [n for k in ("q", "keep", "bits") for n in blob[k]]
+    expected, stored = model_that_fits(cfg, f"{where}: its model", ArtifactError).state_dict(), [n for k in ("q", "keep", "bits") for n in blob[k]]
     unknown, missing = [n for n in stored if n not in expected], [n for n in expected if n not in stored]
-    refuse_first((need > have, f"{where}: its model needs {need / 2**30:.1f} GiB of weights and regenerated matrices; this machine has "
-                  f"{have / 2**30:.1f} GiB"),
-                 (unknown or missing or len(stored) != len(set(stored)), f"{where}: its tensors do not match its configuration (first: "
+    refuse_first((unknown or missing or len(stored) != len(set(stored)), f"{where}: its tensors do not match its configuration (first: "
                   f"{(unknown + missing + ['a tensor stored twice'])[0]})"), error=ArtifactError)
     for name, shape in ((n, t.shape) for n, t in expected.items()):
         q, keep, bits, scale = (blob[k].get(name) for k in ("q", "keep", "bits", "scale"))
@@ -1112,12 +1117,11 @@ def setup_runtime(args) -> SimpleNamespace:
     """Processes (torchrun's RANK / WORLD_SIZE / LOCAL_RANK), device, autocast, compile."""
     world_size, rank, local_rank = (_parse_var(k, os.environ.get(k, d), "int", (0, 1 << 20)) for k, d in
                                     (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")))
-    if rank >= world_size or local_rank > rank:
-        raise ConfigError(f"RANK={rank} LOCAL_RANK={local_rank} WORLD_SIZE={world_size}: not a process of one launch (left over from another?);"
-                          " unset RANK, LOCAL_RANK and WORLD_SIZE, or start the processes with torchrun")
+    refuse_first((rank >= world_size or local_rank > rank, f"RANK={rank} LOCAL_RANK={local_rank} WORLD_SIZE={world_size}: not a process of "
+                  "one launch (left over from another?); unset RANK, LOCAL_RANK and WORLD_SIZE, or start the processes with torchrun"))
     args.check_world(world_size)
-    if world_size > 1 and not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")):
-        raise ConfigError(f"WORLD_SIZE={world_size}: set without MASTER_ADDR and MASTER_PORT; start several processes with torchrun")
+    refuse_first((world_size > 1 and not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")),
+                  f"WORLD_SIZE={world_size}: set without MASTER_ADDR and MASTER_PORT; start several processes with torchrun"))
     use_cuda = torch.cuda.is_available()
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda and local_rank >= torch.cuda.device_count():
@@ -1208,14 +1212,11 @@ def checkpoint_config(args) -> dict:
     return dict(args.model_config(), train_batch_tokens=args.train_batch_tokens, ema=args.ema_decay > 0)
 
 def save_checkpoint(path: str, args, model, optimizers, ema, stream, step: int, training_ms: float, frozen: bool) -> None:
-    state = {"format": CHECKPOINT_FORMAT, "config": checkpoint_config(args), "model": model.state_dict(),
-             "optimizers": [opt.state_dict() for opt in optimizers], "ema": ema, "data": [stream.file_index, stream.pos],
-             "step": step, "training_ms": training_ms, "frozen": frozen,
-             "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-                     "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)), "numpy_pos": int(np.random.get_state()[2])}}
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_together({path: buf.getvalue()})
+    rng = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+           "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)), "numpy_pos": int(np.random.get_state()[2])}
+    write_together({path: saved_bytes({"format": CHECKPOINT_FORMAT, "config": checkpoint_config(args), "model": model.state_dict(), "rng": rng,
+                                       "optimizers": [opt.state_dict() for opt in optimizers], "ema": ema, "data": [stream.file_index, stream.pos],
+                                       "step": step, "training_ms": training_ms, "frozen": frozen})})
 
 CHECKPOINT_FIELDS = {"format": str, "config": dict, "model": dict, "optimizers": list, "data": list, "step": int, "training_ms": float,
                      "frozen": bool, "rng": dict}
@@ -1273,6 +1274,7 @@ def main() -> int:
     torch.manual_seed(args.seed)
     device, distributed = rt.device, rt.distributed
 
+    model_that_fits(args, f"NUM_LAYERS={args.num_layers} MODEL_DIM={args.model_dim}: the model")
     val_tokens, luts, tokenizer_sha = load_eval_data(args.data_path, args.tokenizer_path, args.vocab_size, args.train_seq_len, device)
     log(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={args.tokenizer_path}")
     train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)
@@ -1437,13 +1439,11 @@ def main() -> int:
     state = {k: v.detach().clone() for k, v in base_model.state_dict().items()}  # kept: loading the round trip overwrites the weights
     data = None
     if rt.rank == 0:  # the raw weights and the artifact are replaced together or not at all
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        data, stats = artifact_bytes(state, meta, args.int6_blocks)
-        write_together({"final_model.pt": buf.getvalue(), artifact_path: data})
-        log(f"Serialized model: {buf.tell()} bytes")
+        raw, (data, stats) = saved_bytes(state), artifact_bytes(state, meta, args.int6_blocks)
+        write_together({"final_model.pt": raw, artifact_path: data})
+        log(f"Serialized model: {len(raw)} bytes")
         log(f"Code size: {code_bytes} bytes")
-        log(f"Total submission size: {buf.tell() + code_bytes} bytes")
+        log(f"Total submission size: {len(raw) + code_bytes} bytes")
         log(f"Serialized model int8+zlib: {len(data)} bytes (payload:{stats['payload_bytes']} raw_torch:{stats['raw_torch_bytes']} "
             f"payload_ratio:{stats['float_bytes'] / max(stats['payload_bytes'], 1):.2f}x)")
         log(f"Total submission size int8+zlib: {len(data) + code_bytes} bytes")

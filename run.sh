@@ -8,6 +8,7 @@
 #   bash run.sh data            build the embedded Shakespeare dataset (data/shakespeare.py)
 #   bash run.sh fineweb         the challenge run: torchrun on every GPU over FineWeb
 #   bash run.sh bench [ARGS]    CPU speed and memory per mode (tests/bench.py), printed as tables
+#   bash run.sh bench --peer P  train_gpt.py beside the challenge's script P on this CPU (tests/bench_peer.py)
 #   bash run.sh bench quality   quality at equal artifact bytes per mode (tests/bench_quality.py)
 #   bash run.sh bench gpu       GPU step time per mode at the baseline shape (tests/bench_gpu.py)
 #   bash run.sh bench export    time and peak memory of the challenge-protocol export at 100 and 400 MB
@@ -47,12 +48,13 @@ ensure_shakespeare() {
 }
 
 # The CPU-sized baseline: same architecture and optimizer, 4 blocks of width 256, context
-# 256, 8,192 tokens a step, 300 s of training. Any variable already set wins.
+# 256, 8,192 tokens a step in 2 micro-steps (the fastest split on 2 cores: tests/bench_peer.py),
+# 300 s of training. Any variable already set wins.
 cpu_defaults() {
   export DATA_PATH=${DATA_PATH:-./data/datasets/shakespeare_sp1024}
   export TOKENIZER_PATH=${TOKENIZER_PATH:-./data/tokenizers/shakespeare_1024_bpe.model}
   export NUM_LAYERS=${NUM_LAYERS:-4} MODEL_DIM=${MODEL_DIM:-256} NUM_HEADS=${NUM_HEADS:-4} NUM_KV_HEADS=${NUM_KV_HEADS:-2}
-  export TRAIN_SEQ_LEN=${TRAIN_SEQ_LEN:-256} TRAIN_BATCH_TOKENS=${TRAIN_BATCH_TOKENS:-8192} GRAD_ACCUM_STEPS=${GRAD_ACCUM_STEPS:-1}
+  export TRAIN_SEQ_LEN=${TRAIN_SEQ_LEN:-256} TRAIN_BATCH_TOKENS=${TRAIN_BATCH_TOKENS:-8192} GRAD_ACCUM_STEPS=${GRAD_ACCUM_STEPS:-2}
   export ITERATIONS=${ITERATIONS:-2000} WARMUP_STEPS=${WARMUP_STEPS:-0} WARMDOWN_ITERS=${WARMDOWN_ITERS:-60}
   export MAX_WALLCLOCK_SECONDS=${MAX_WALLCLOCK_SECONDS:-300} VAL_LOSS_EVERY=${VAL_LOSS_EVERY:-0} TRAIN_LOG_EVERY=${TRAIN_LOG_EVERY:-25}
   export VAL_BATCH_SIZE=${VAL_BATCH_SIZE:-32768} EVAL_STRIDE=${EVAL_STRIDE:-128}
@@ -124,6 +126,7 @@ case "$cmd" in
       quality) shift; "$PY" tests/bench_quality.py "$@" ;;
       gpu) shift; "$PY" tests/bench_gpu.py "$@" ;;
       export) shift; "$PY" tests/bench_export.py "$@" ;;
+      --peer) "$PY" tests/bench_peer.py "$@" ;;
       *) "$PY" tests/bench.py "$@" ;;
     esac
     ;;

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import ctypes
 import fcntl
 import gc
 import glob
@@ -63,9 +64,8 @@ def refuse_first(*checks, error=ConfigError) -> None:
         raise error(message)
 
 def check_finite(tensors: dict, where: str) -> None:
-    bad = next((name for name, t in tensors.items() if isinstance(t, Tensor) and t.is_floating_point() and not torch.isfinite(t).all()), None)
-    if bad:
-        raise ConfigError(f"{where}: tensor {bad} holds non-finite values (NaN or infinity)")
+    bad = [name for name, t in tensors.items() if isinstance(t, Tensor) and t.is_floating_point() and not torch.isfinite(t).all()]
+    refuse_first((bad, f"{where}: tensor {bad[:1] and bad[0]} holds non-finite values (NaN or infinity)"))
 
 LR_MAX = 1e30  # far beyond any useful rate; above ~1e37 Adam's bias-corrected step overflows float32
 # (variable, default, kind, accepted: (low, high) inclusive or a tuple of choices, meaning)
@@ -178,9 +178,8 @@ class Hyperparameters:
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", self.run_id) or self.run_id.startswith("."):
             raise ConfigError(f"RUN_ID={self.run_id!r}: accepted 1 to 200 letters, digits, _ . and - (it names logs/<RUN_ID>.txt)")
         self.mlp_hidden = max(1, round(self.mlp_mult * self.model_dim))
-        self.check_shapes()
-        self.check_random_maps()
-        self.check_export()
+        for check in (self.check_shapes, self.check_random_maps, self.check_export):
+            check()
 
     def check_shapes(self) -> None:
         refuse_first((self.model_dim % self.num_heads, f"MODEL_DIM={self.model_dim}: not divisible by NUM_HEADS={self.num_heads}"),
@@ -269,12 +268,9 @@ def projection_dims(cfg) -> dict[str, tuple[int, int]]:
     return {"q": (dim, dim), "k": (dim, kv), "v": (dim, kv), "o": (dim, dim), "fc": (dim, cfg.mlp_hidden), "proj": (cfg.mlp_hidden, dim)}
 
 def env_help() -> str:
-    rows = ["| variable | default | accepted | meaning |", "|---|---|---|---|"]
-    for name, default, kind, accepted, meaning in ENV_VARS:
-        acc = (" / ".join(accepted) if kind == "str" else f"{accepted[0]:,} to {accepted[1]:,}" if kind == "int"
-               else f"{accepted[0]:g} to {accepted[1]:g}") if accepted else "text"
-        rows.append(f"| `{name}` | {f'`{default}`' if default != '' else '(empty)'} | {acc} | {meaning} |")
-    return "\n".join(rows)
+    acc = lambda kind, a: (" / ".join(a) if kind == "str" else f"{a[0]:,} to {a[1]:,}" if kind == "int" else f"{a[0]:g} to {a[1]:g}") if a else "text"
+    row = lambda name, default, kind, a, meaning: f"| `{name}` | {f'`{default}`' if default != '' else '(empty)'} | {acc(kind, a)} | {meaning} |"
+    return "\n".join(["| variable | default | accepted | meaning |", "|---|---|---|---|"] + [row(*v) for v in ENV_VARS])
 
 # -----------------------------------------------------------------------------
 # MUON OPTIMIZER
@@ -608,16 +604,13 @@ def check_shard_header(path: str) -> int:
     refuse_first((not os.path.isfile(path), f"{path}: not a regular file (a folder, a broken link or a link loop); accepted: a shard file"),
                  error=DataError)
     size = os.path.getsize(path)
-    if size < HEADER_INTS * 4:
-        raise DataError(f"{path}: {size} bytes, shorter than the {HEADER_INTS * 4}-byte shard header")
+    refuse_first((size < HEADER_INTS * 4, f"{path}: {size} bytes, shorter than the {HEADER_INTS * 4}-byte shard header"), error=DataError)
     header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
-    if header[0] != SHARD_MAGIC:
-        raise DataError(f"{path}: magic {header[0]}, expected {SHARD_MAGIC} (not a challenge shard)")
-    if header[1] != SHARD_VERSION:
-        raise DataError(f"{path}: version {header[1]}, expected {SHARD_VERSION}")
     count = int(header[2])
-    if count < 0 or size != HEADER_INTS * 4 + 2 * count:
-        raise DataError(f"{path}: header says {count} tokens ({HEADER_INTS * 4 + 2 * count} bytes) but the file has {size} bytes")
+    refuse_first((header[0] != SHARD_MAGIC, f"{path}: magic {header[0]}, expected {SHARD_MAGIC} (not a challenge shard)"),
+                 (header[1] != SHARD_VERSION, f"{path}: version {header[1]}, expected {SHARD_VERSION}"),
+                 (count < 0 or size != HEADER_INTS * 4 + 2 * count,
+                  f"{path}: header says {count} tokens ({HEADER_INTS * 4 + 2 * count} bytes) but the file has {size} bytes"), error=DataError)
     return count
 
 def load_data_shard(path: str, vocab_size: int | None = None) -> np.ndarray:
@@ -993,7 +986,7 @@ def build_optimizers(model: nn.Module, args, compile_muon: bool = False) -> list
                    dict(params=groups["scalar"], lr=args.scalar_lr, weight_decay=0.0),
                    dict(params=groups["mask"], lr=args.mask_lr, weight_decay=0.0)]
     adam = torch.optim.AdamW([g for g in adam_groups if g["params"]], betas=(args.beta1, args.beta2), eps=args.adam_eps,
-                             fused=next(model.parameters()).is_cuda)
+                             fused=True)  # the fused kernel on CPU too: as fast, and the same bits as the house
     optimizers = [adam]
     if groups["muon"]:
         optimizers.append(Muon(groups["muon"], lr=args.matrix_lr, momentum=args.muon_momentum,
@@ -1039,8 +1032,7 @@ def freeze_parameters(optimizers: list[torch.optim.Optimizer], params: list[nn.P
 # -----------------------------------------------------------------------------
 
 def lr_multiplier(args, step: int, elapsed_ms: float) -> float:
-    """Linear warmdown to 0 over the last WARMDOWN_ITERS steps; under a wallclock cap the
-    steps are counted in time, from the average step time so far."""
+    """Linear warmdown to 0 over the last WARMDOWN_ITERS steps; under a wallclock cap, counted in time from the average step so far."""
     if args.warmdown_iters <= 0:
         return 1.0
     if args.max_wallclock_seconds <= 0:
@@ -1113,8 +1105,17 @@ def broadcast_bytes(data: bytes | None, rt) -> bytes:
     dist.broadcast(buf, 0)
     return buf.cpu().numpy().tobytes()
 
+def keep_freed_memory() -> None:
+    """glibc hands every freed block above 32 MB (an evaluation batch's logits) back to the OS and faults it in again on the next
+    batch: a fresh EVAL_ONLY process took 15 s where a training run's evaluation took 9. Large blocks come from the heap and stay."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30), libc.mallopt(-1, (1 << 31) - 1)  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+
 def setup_runtime(args) -> SimpleNamespace:
     """Processes (torchrun's RANK / WORLD_SIZE / LOCAL_RANK), device, autocast, compile."""
+    keep_freed_memory()
+    torch.set_flush_denormal(True)  # early Newton-Schulz grams of tiny gradients underflow; denormal arithmetic is 10x slower on CPU
     world_size, rank, local_rank = (_parse_var(k, os.environ.get(k, d), "int", (0, 1 << 20)) for k, d in
                                     (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")))
     refuse_first((rank >= world_size or local_rank > rank, f"RANK={rank} LOCAL_RANK={local_rank} WORLD_SIZE={world_size}: not a process of "
@@ -1168,10 +1169,8 @@ def final_evaluation(log, run_eval, stride: int, prefix: str = "final_int8_zlib_
 def make_run_eval(model_fwd, val_tokens, luts, rt, seq_len: int, plain_batch: int, sliding_batch: int):
     """evaluate() bound to this run: stride None = plain evaluation."""
     def run_eval(stride: int | None, model=None) -> tuple[float, float, int]:
-        m = model or model_fwd
-        training = m.training
-        m.eval()
-        result = evaluate(m, val_tokens, seq_len, stride or seq_len, sliding_batch if stride else plain_batch, luts,
+        m, training = model or model_fwd, (model or model_fwd).training
+        result = evaluate(m.eval(), val_tokens, seq_len, stride or seq_len, sliding_batch if stride else plain_batch, luts,
                           rt.rank, rt.world_size, rt.device, rt.autocast)
         m.train(training)
         return result
@@ -1269,9 +1268,8 @@ def main() -> int:
     stop_on_signals(log, lambda: "during EVAL_ONLY evaluation" if args.eval_only else f"at step:{step}/{args.iterations}; no artifact written")
     if args.eval_only:
         return eval_only(args, rt, log)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    for seed in (random.seed, np.random.seed, torch.manual_seed):
+        seed(args.seed)
     device, distributed = rt.device, rt.distributed
 
     model_that_fits(args, f"NUM_LAYERS={args.num_layers} MODEL_DIM={args.model_dim}: the model")
@@ -1341,12 +1339,9 @@ def main() -> int:
             if distributed:
                 model.require_backward_grad_sync = micro == args.grad_accum_steps - 1
             with rt.autocast:
-                if teacher is None:
-                    loss = model(x, y).mean()
-                else:
-                    with torch.no_grad():
-                        teacher_logits = windowed_logits(teacher, x, teacher_context)
-                    loss = model(x, y, teacher_logits, args.distill_alpha, args.distill_temp).mean()
+                with torch.no_grad():  # distillation: the frozen teacher's logits
+                    extra = () if teacher is None else (windowed_logits(teacher, x, teacher_context), args.distill_alpha, args.distill_temp)
+                loss = model(x, y, *extra).mean()
             loss_sum += loss.detach()
             (loss / args.grad_accum_steps).backward()
         if args.grad_clip_norm > 0:
@@ -1363,8 +1358,7 @@ def main() -> int:
     # Compile warmup: run a few real steps so compilation happens now, then roll back the
     # weights, optimizer state and data stream so the timed run starts from scratch.
     if args.warmup_steps > 0:
-        initial_model = copy.deepcopy(base_model.state_dict())
-        initial_opt = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
+        initial_model, initial_opt = copy.deepcopy(base_model.state_dict()), [copy.deepcopy(opt.state_dict()) for opt in optimizers]
         for i in range(args.warmup_steps):
             train_step(0, 0.0)
             log(f"warmup_step:{i + 1}/{args.warmup_steps}")
@@ -1374,7 +1368,8 @@ def main() -> int:
         train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)
 
     sync = torch.cuda.synchronize if rt.use_cuda else lambda: None
-    training_ms, stop_after = 0.0, None
+    training_ms, stop_after, cap_ms, next_check = 0.0, None, 1000.0 * args.max_wallclock_seconds, 0
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss since the last check
     if args.resume:
         step, training_ms, frozen = resume(args.resume, args, base_model, optimizers, ema, train_loader.stream, progressive)
         progressive = [] if frozen else progressive
@@ -1396,35 +1391,39 @@ def main() -> int:
             t0 = time.perf_counter()
         if last_step:
             break
-        train_loss = train_step(step, training_ms + 1000.0 * (time.perf_counter() - t0)).item()
+        loss = train_step(step, training_ms + 1000.0 * (time.perf_counter() - t0))  # stays on the device: a plain step never syncs
         step += 1
         ema.update(base_model, step)
+        nonfinite |= ~torch.isfinite(loss)
+        logging = step <= 10 or step % args.train_log_every == 0 or stop_after is not None
+        saving = args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.iterations
+        if not (logging or saving or step >= next_check):
+            continue
+        # The ranks agree on a non-finite loss, the wallclock cap and the progressive freeze here and only here: every step on a
+        # CPU (free there), else at logging steps and about every 2 s of steps, every step once the cap is that near.
         elapsed_ms = training_ms + 1000.0 * (time.perf_counter() - t0)
-        if not math.isfinite(train_loss):
-            log(f"stopping: non-finite train_loss:{train_loss} at step:{step}/{args.iterations}; no artifact written")
+        flags = torch.cat([nonfinite.double().view(1), torch.tensor([stop_after is None and elapsed_ms >= cap_ms > 0, elapsed_ms, bool(progressive)
+                           and run_progress(step, elapsed_ms) >= args.progressive_freeze_frac], dtype=torch.float64, device=device)])
+        if distributed:
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        bad, cap_reached, elapsed_ms, freeze_now = flags.tolist()
+        if bad:
+            log(f"stopping: non-finite train_loss:{loss.item()} at step:{step}/{args.iterations}; no artifact written")
             return 3
-        if step <= 10 or step % args.train_log_every == 0 or stop_after is not None:
-            log(f"step:{step}/{args.iterations} train_loss:{train_loss:.4f} train_time:{elapsed_ms:.0f}ms step_avg:{elapsed_ms / step:.2f}ms")
-        check_cap, check_freeze = stop_after is None and args.max_wallclock_seconds > 0, bool(progressive)
-        if check_cap or check_freeze:
-            flags = torch.tensor([check_cap and elapsed_ms >= 1000.0 * args.max_wallclock_seconds,
-                                  check_freeze and run_progress(step, elapsed_ms) >= args.progressive_freeze_frac], device=device, dtype=torch.int32)
-            if distributed:  # every rank stops, and freezes, at the same step
-                dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-            cap_reached, freeze_now = flags.tolist()
-            if cap_reached:
-                stop_after = step
-                log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{step}/{args.iterations}")
-            if freeze_now:
-                freeze_parameters(optimizers, progressive)
-                log(f"progressive_freeze: froze {len(progressive)} matrices ({','.join(args.targets)})"
-                    f" after step:{step} train_time:{elapsed_ms:.0f}ms")
-                progressive = []
-        if args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.iterations:
-            if rt.rank == 0:
-                save_checkpoint(args.checkpoint_path, args, base_model, optimizers, ema.avg, train_loader.stream, step, elapsed_ms,
-                                args.progressive_freeze_frac > 0 and not progressive)
-                log(f"checkpoint:{args.checkpoint_path} step:{step}")
+        if logging:
+            log(f"step:{step}/{args.iterations} train_loss:{loss.item():.4f} train_time:{elapsed_ms:.0f}ms step_avg:{elapsed_ms / step:.2f}ms")
+        if cap_reached:
+            stop_after = step
+            log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{step}/{args.iterations}")
+        if freeze_now:
+            freeze_parameters(optimizers, progressive)
+            log(f"progressive_freeze: froze {len(progressive)} matrices ({','.join(args.targets)}) after step:{step} train_time:{elapsed_ms:.0f}ms")
+            progressive = []
+        if saving and rt.rank == 0:
+            save_checkpoint(args.checkpoint_path, args, base_model, optimizers, ema.avg, train_loader.stream, step, elapsed_ms,
+                            args.progressive_freeze_frac > 0 and not progressive)
+            log(f"checkpoint:{args.checkpoint_path} step:{step}")
+        next_check = step + (1 if not rt.use_cuda else max(1, int(min(2000.0, (cap_ms - elapsed_ms) / 2 if cap_ms else 2000.0) * step / elapsed_ms)))
 
     log(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB"
         if rt.use_cuda else f"peak memory rss: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")

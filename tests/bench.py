@@ -78,10 +78,14 @@ def rss_mib() -> float:
 
 
 def worker(env: dict, steps: int, data: str, tokenizer: str) -> dict:
-    """One mode in this process: timed training steps, memory, eval speed, artifact bytes."""
+    """One mode in this process: timed training steps (GRAD_ACCUM_STEPS micro-steps each, as the demo takes them), memory, eval
+    speed, artifact bytes; with the CPU settings train_gpt.py's runtime makes (freed memory kept, denormals flushed)."""
     import sentencepiece as spm
+    tg.keep_freed_memory()
+    torch.set_flush_denormal(True)
     cfg = tg.Hyperparameters(env)
     cfg.check_world(1)
+    micro = cfg.grad_accum_steps
     loader = tg.DistributedTokenLoader(data, cfg.vocab_size, 0, 1, "cpu")
     val = tg.load_validation_tokens(data, cfg.train_seq_len, cfg.vocab_size)[:32768 + 1]
     luts = tg.build_byte_luts(spm.SentencePieceProcessor(model_file=tokenizer), cfg.vocab_size, "cpu")
@@ -91,9 +95,10 @@ def worker(env: dict, steps: int, data: str, tokenizer: str) -> dict:
     optimizers = tg.build_optimizers(model, cfg)
     times = []
     for i in range(2 + steps):
-        x, y = loader.next_batch(cfg.train_batch_tokens, cfg.train_seq_len)
+        batches = [loader.next_batch(cfg.train_batch_tokens // micro, cfg.train_seq_len) for _ in range(micro)]
         t = time.perf_counter()
-        model(x, y).mean().backward()
+        for x, y in batches:
+            (model(x, y).mean() / micro).backward()
         for opt in optimizers:
             opt.step()
         model.zero_grad(set_to_none=True)
@@ -127,6 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--batch-tokens", type=int, default=8192)
+    p.add_argument("--micro", type=int, default=2, help="micro-steps a step (the demo's GRAD_ACCUM_STEPS)")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each mode, interleaved; the table gives medians (step time: and range)")
     p.add_argument("--modes", default=",".join(name for name, _ in MODES), help="comma list of the modes to run")
     p.add_argument("--data", default=str(ROOT / "data/datasets/shakespeare_sp1024"))
     p.add_argument("--tokenizer", default=str(ROOT / "data/tokenizers/shakespeare_1024_bpe.model"))
@@ -134,34 +141,42 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     shape = {"NUM_LAYERS": str(a.layers), "MODEL_DIM": str(a.dim), "NUM_HEADS": str(max(1, a.dim // 64)),
              "NUM_KV_HEADS": str(max(1, a.dim // 128)), "TRAIN_SEQ_LEN": str(a.seq), "TRAIN_BATCH_TOKENS": str(a.batch_tokens),
-             "GRAD_ACCUM_STEPS": "1", "VAL_BATCH_SIZE": str(max(a.seq, 32768 // a.seq * a.seq))}
+             "GRAD_ACCUM_STEPS": str(a.micro), "VAL_BATCH_SIZE": str(max(a.seq, 32768 // a.seq * a.seq))}
     if a.worker:
         print(json.dumps(worker({**shape, **json.loads(a.worker)}, a.steps, a.data, a.tokenizer)))
         return 0
     chosen = [(n, e) for n, e in MODES if n in a.modes.split(",")]
     print(f"# train_gpt.py benchmark, {datetime.date.today()}, {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     peak = matmul_peak()
-    results = {}
-    for name, env in chosen:
-        cmd = [sys.executable, __file__, "--worker", json.dumps(env)] + sum(([f"--{k}", str(getattr(a, k.replace('-', '_')))] for k in
-                                                                            ("steps", "layers", "dim", "seq", "batch-tokens", "data", "tokenizer")), [])
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode:
-            print(f"{name}: failed\n{r.stderr[-2000:]}", file=sys.stderr)
-            return 1
-        results[name] = json.loads(r.stdout.strip().splitlines()[-1])
+    runs: dict[str, list[dict]] = {}
+    passed = sum(([f"--{k}", str(getattr(a, k.replace("-", "_")))] for k in
+                  ("steps", "layers", "dim", "seq", "batch-tokens", "micro", "data", "tokenizer")), [])
+    for _ in range(a.repeats):  # interleaved: a slow minute on a shared machine touches every mode alike
+        for name, env in chosen:
+            cmd = [sys.executable, __file__, "--worker", json.dumps(env)] + passed
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode:
+                print(f"{name}: failed\n{r.stderr[-2000:]}", file=sys.stderr)
+                return 1
+            runs.setdefault(name, []).append(json.loads(r.stdout.strip().splitlines()[-1]))
+    median = lambda rs, k: statistics.median(x[k] for x in rs) if isinstance(rs[0][k], float) else rs[0][k]
+    results = {name: {k: median(rs, k) for k in rs[0]} for name, rs in runs.items()}
+    step_range = {name: (min(x["step_s"] for x in rs), max(x["step_s"] for x in rs)) for name, rs in runs.items()}
     dense = results.get("dense")
     cfg = tg.Hyperparameters(shape)
     print(f"\nshape: {a.layers} layers x {a.dim}, {cfg.num_heads} heads / {cfg.num_kv_heads} KV, seq {a.seq}, {a.batch_tokens} tokens "
-          f"a step, fp32, eager, rank 16 where a rank applies; fp32 matmul peak measured now: {peak:.1f} GFLOP/s\n")
+          f"a step in {a.micro} micro-steps, fp32, eager, rank 16 where a rank applies; fp32 matmul peak measured now: {peak:.1f} "
+          f"GFLOP/s; medians of {a.repeats} interleaved runs of each mode (step time: median, then range)\n")
     print("| mode | learned params | regenerated params | step (s) | vs dense | train tokens/s | GFLOP/s (dense-equivalent) | "
           "% of peak | peak memory (MiB) | vs dense | eval tokens/s | artifact bits per learned weight | mask bits per masked weight |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         rel = lambda key: f"{r[key] / dense[key]:.2f}x" if dense else "-"
         mask = f"{r['mask_bits_per_weight']:.2f}" if r["mask_bits_per_weight"] is not None else "-"
-        print(f"| {name} | {r['learned']:,} | {r['frozen']:,} | {r['step_s']:.3f} | {rel('step_s')} | {r['tok_s']:,.0f} | {r['gflop_s']:.1f} | "
-              f"{100 * r['gflop_s'] / peak:.0f}% | {r['peak_mib']:.0f} | {rel('peak_mib')} | {r['eval_tok_s']:,.0f} | {r['bits_per_learned']:.2f} | {mask} |")
+        lo, hi = step_range[name]
+        print(f"| {name} | {r['learned']:,} | {r['frozen']:,} | {r['step_s']:.3f} ({lo:.3f}-{hi:.3f}) | {rel('step_s')} | {r['tok_s']:,.0f} | "
+              f"{r['gflop_s']:.1f} | {100 * r['gflop_s'] / peak:.0f}% | {r['peak_mib']:.0f} | {rel('peak_mib')} | {r['eval_tok_s']:,.0f} | "
+              f"{r['bits_per_learned']:.2f} | {mask} |")
     return 0
 
 

@@ -1,0 +1,174 @@
+"""train_gpt.py beside the challenge's own script on this CPU (`bash run.sh bench --peer PATH`).
+
+    python3 tests/bench_peer.py --peer ../shared/peers/official_train_gpt_cpu.py [--pairs 3] [--steps 12]
+                                [--shapes demo,9x512] [--micro 2] [--equal-time 300] [--equal-pairs 1]
+
+Both scripts run as real processes on the embedded Shakespeare shards (the peer reads them
+through a folder of `fineweb_*` links, the names it globs for), one after the other and
+interleaved (peer, ours, peer, ours, ...), at the same configuration: the same model, the same
+tokens a step, the same optimizer settings. The peer always takes 8 micro-steps a step on one
+process; ours takes `--micro` (GRAD_ACCUM_STEPS; the same tokens, in fewer, larger micro-batches).
+A run is stopped once it has logged `--steps` steps; its step time is the median of the
+differences of the logged `train_time` after the first two steps. The table gives, per shape,
+the median over the pairs of each script's step time, their range, and the ratio ours/peer.
+
+First, the same arithmetic: both scripts train `--exact-steps` steps at the demo's shape with 8
+micro-steps (ours with GRAD_ACCUM_STEPS=8) and write final_model.pt; the two state dicts are
+compared tensor by tensor (the peer's c_q, c_k, c_v and attn.proj are our q, k, v and o).
+
+Last, the equal-time pair: the peer with the CPU demo's settings and `bash run.sh`'s own
+configuration, each trained for `--equal-time` seconds and evaluated by its own round trip;
+the table gives steps done and the final round-trip val_bpb of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data" / "datasets" / "shakespeare_sp1024"
+TOKENIZER = ROOT / "data" / "tokenizers" / "shakespeare_1024_bpe.model"
+SHAPES = {"demo": dict(NUM_LAYERS="4", MODEL_DIM="256", NUM_HEADS="4", NUM_KV_HEADS="2"),
+          "9x512": dict(NUM_LAYERS="9", MODEL_DIM="512", NUM_HEADS="8", NUM_KV_HEADS="4")}
+# the CPU demo's settings (run.sh cpu_defaults), shared by both scripts
+DEMO = dict(TRAIN_SEQ_LEN="256", TRAIN_BATCH_TOKENS="8192", WARMUP_STEPS="0", WARMDOWN_ITERS="60", VAL_LOSS_EVERY="0", TRAIN_LOG_EVERY="1",
+            VAL_BATCH_SIZE="32768", ITERATIONS="2000")
+STEP = re.compile(r"^step:(\d+)/\d+ train_loss:\S+ train_time:([\d.]+)ms", re.M)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def peer_data(folder: Path) -> Path:
+    """The Shakespeare shards under the names the peer globs for (fineweb_train_*.bin, fineweb_val_*.bin)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for shard in sorted(DATA.glob("*.bin")):
+        link = folder / ("fineweb_" + shard.name.split("_", 1)[1])
+        if not link.exists():
+            link.symlink_to(shard)
+    return folder
+
+
+def run(script: Path, env: dict, work: Path, run_id: str, stop_at_step: int | None, timeout: float) -> str:
+    """One real process in its own folder; stopped (SIGTERM) once it has logged stop_at_step steps. Returns its log."""
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "logs" / f"{run_id}.txt"
+    env = {**os.environ, **env, "RUN_ID": run_id}
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        if stop_at_step and log.exists() and re.search(rf"^step:{stop_at_step}/\d+ train_loss", log.read_text(), re.M):
+            break
+        time.sleep(0.2)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    if not log.exists():
+        sys.exit(f"bench_peer: {script} wrote no log; its stderr ends:\n{err[-2000:]}")
+    return log.read_text()
+
+
+def step_ms(log: str) -> float:
+    times = [float(t) for _, t in STEP.findall(log)]
+    deltas = [b - a for a, b in zip(times[2:], times[3:])]
+    if not deltas:
+        sys.exit("bench_peer: a run logged fewer than 4 steps")
+    return statistics.median(deltas)
+
+
+def final(log: str) -> tuple[int, float]:
+    stopped = re.search(r"^stopping_early: wallclock_cap train_time:\S+ step:(\d+)/", log, re.M)
+    steps = int(stopped.group(1)) if stopped else max(int(s) for s, _ in STEP.findall(log))
+    bpb = float(re.search(r"^final_int8_zlib_roundtrip_exact val_loss:\S+ val_bpb:([\d.]+)", log, re.M).group(1))
+    return steps, bpb
+
+
+PEER_NAMES = {".attn.c_q.": ".attn.q.", ".attn.c_k.": ".attn.k.", ".attn.c_v.": ".attn.v.", ".attn.proj.": ".attn.o."}
+
+
+def same_weights(peer_pt: Path, ours_pt: Path) -> str:
+    import torch
+
+    theirs, ours = torch.load(peer_pt, weights_only=True), torch.load(ours_pt, weights_only=True)
+    for a, b in PEER_NAMES.items():
+        theirs = {k.replace(a, b): v for k, v in theirs.items()}
+    if theirs.keys() != ours.keys():
+        return f"different names: {sorted(set(theirs) ^ set(ours))[:4]}"
+    differ = [k for k in ours if not torch.equal(theirs[k].float(), ours[k].float())]
+    return "yes, every tensor" if not differ else f"no: {len(differ)} of {len(ours)} tensors differ (first: {differ[0]})"
+
+
+def spread(values: list[float], fmt: str) -> str:
+    return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--peer", type=Path, required=True, help="the challenge's script forced onto the CPU")
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=12, help="steps logged by each timed run (the first two are not timed)")
+    ap.add_argument("--shapes", default="demo,9x512")
+    ap.add_argument("--micro", type=int, default=2, help="our GRAD_ACCUM_STEPS (the peer always takes 8)")
+    ap.add_argument("--exact-steps", type=int, default=4, help="steps of the bit-identity check; 0 = skip it")
+    ap.add_argument("--equal-time", type=float, default=300.0, help="seconds of training in the equal-time pair; 0 = skip it")
+    ap.add_argument("--equal-pairs", type=int, default=1)
+    a = ap.parse_args()
+    if not a.peer.is_file():
+        sys.exit(f"bench_peer: --peer {a.peer}: no such file")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_peer_"))
+    data = {"peer": str(peer_data(tmp / "peer_data")), "ours": str(DATA)}
+    scripts = {"peer": a.peer.resolve(), "ours": ROOT / "train_gpt.py"}
+    extra = {"peer": {}, "ours": {"GRAD_ACCUM_STEPS": str(a.micro), "EVAL_STRIDE": "0"}}
+    print(f"# train_gpt.py beside {a.peer.name}: {cpu_name()}, {os.cpu_count()} cores, {datetime.date.today()}, fp32, eager\n")
+    if a.exact_steps:
+        for who in ("peer", "ours"):
+            env = {**DEMO, **SHAPES["demo"], "ITERATIONS": str(a.exact_steps), "MAX_WALLCLOCK_SECONDS": "0", "DATA_PATH": data[who],
+                   "TOKENIZER_PATH": str(TOKENIZER), **({"GRAD_ACCUM_STEPS": "8", "EVAL_STRIDE": "0"} if who == "ours" else {})}
+            run(scripts[who], env, tmp / f"exact_{who}", f"exact_{who}", None, 1800)
+        verdict = same_weights(tmp / "exact_peer" / "final_model.pt", tmp / "exact_ours" / "final_model.pt")
+        print(f"Bit-identical weights after {a.exact_steps} steps at the demo's shape, 8 micro-steps each: {verdict}\n")
+    print(f"Step time (ms), median of {a.pairs} interleaved pairs (range); {a.steps} logged steps a run, the first two not timed; "
+          f"peer: 8 micro-steps, ours: GRAD_ACCUM_STEPS={a.micro}\n")
+    print("| shape | tokens/step | peer | train_gpt.py | ratio |\n|---|---|---|---|---|")
+    for shape in a.shapes.split(","):
+        times = {"peer": [], "ours": []}
+        for pair in range(a.pairs):
+            for who in ("peer", "ours"):
+                env = {**DEMO, **SHAPES[shape], **extra[who], "MAX_WALLCLOCK_SECONDS": "0", "DATA_PATH": data[who],
+                       "TOKENIZER_PATH": str(TOKENIZER)}
+                log = run(scripts[who], env, tmp / f"{shape}_{who}_{pair}", f"{who}_{pair}", a.steps, 1800)
+                times[who].append(step_ms(log))
+        ratios = [o / p for o, p in zip(times["ours"], times["peer"])]
+        print(f"| {shape} | {DEMO['TRAIN_BATCH_TOKENS']} | {spread(times['peer'], '.0f')} | {spread(times['ours'], '.0f')} | "
+              f"{statistics.median(times['ours']) / statistics.median(times['peer']):.3f} (pairs {min(ratios):.3f}-{max(ratios):.3f}) |", flush=True)
+    if a.equal_time > 0:
+        print(f"\nEqual time: {a.equal_time:.0f} s of training each, the CPU demo's shape and settings; ours as `bash run.sh` runs it\n")
+        print("| pair | peer steps | peer val_bpb | train_gpt.py steps | train_gpt.py val_bpb |\n|---|---|---|---|---|")
+        for pair in range(a.equal_pairs):
+            row = []
+            for who in ("peer", "ours"):
+                env = {**DEMO, **SHAPES["demo"], **extra[who], "MAX_WALLCLOCK_SECONDS": str(a.equal_time), "TRAIN_LOG_EVERY": "25",
+                       "DATA_PATH": data[who], "TOKENIZER_PATH": str(TOKENIZER)}
+                if who == "ours":  # run.sh's own demo: its micro-steps, and the sliding evaluation after the plain one
+                    env["EVAL_STRIDE"] = "128"
+                row.extend(final(run(scripts[who], env, tmp / f"equal_{who}_{pair}", f"eq_{who}_{pair}", None, a.equal_time + 900)))
+            print(f"| {pair + 1} | {row[0]} | {row[1]:.4f} | {row[2]} | {row[3]:.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

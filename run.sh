@@ -11,6 +11,7 @@
 #   bash run.sh bench --peer P  train_gpt.py beside the challenge's script P on this CPU (tests/bench_peer.py)
 #   bash run.sh bench quality   quality at equal artifact bytes per mode (tests/bench_quality.py)
 #   bash run.sh bench gpu       GPU step time per mode at the baseline shape (tests/bench_gpu.py)
+#   bash run.sh bench gpu --peer P   the same beside the challenge's CUDA script P (tests/bench_peer.py --gpu)
 #   bash run.sh bench export    time and peak memory of the challenge-protocol export at 100 and 400 MB
 #   bash run.sh sweep NAME=v1,v2 [NAME2=a,b ...]   the grid, one run after another, then a summary
 #   bash run.sh summary [DIRS or LOGS]            markdown table of finished runs, best first
@@ -124,7 +125,7 @@ case "$cmd" in
     ensure_shakespeare
     case "${1:-}" in
       quality) shift; "$PY" tests/bench_quality.py "$@" ;;
-      gpu) shift; "$PY" tests/bench_gpu.py "$@" ;;
+      gpu) shift; if [ "${1:-}" = --peer ]; then "$PY" tests/bench_peer.py --gpu "$@"; else "$PY" tests/bench_gpu.py "$@"; fi ;;
       export) shift; "$PY" tests/bench_export.py "$@" ;;
       --peer) "$PY" tests/bench_peer.py "$@" ;;
       *) "$PY" tests/bench.py "$@" ;;

@@ -317,8 +317,9 @@ class Muon(torch.optim.Optimizer):
             torch._foreach_mul_(bufs, group["momentum"])
             torch._foreach_add_(bufs, grads)
             updates = torch._foreach_add(grads, bufs, alpha=group["momentum"]) if group["nesterov"] else bufs
-            flat = torch.zeros(sum(p.numel() for p in params), device=params[0].device, dtype=torch.float32)
-            views = [v.view_as(p) for v, p in zip(flat.split([p.numel() for p in params]), params)]
+            # Ranks write their shares into one zeroed buffer for one all-reduce; one rank uses the updates where they are (no 66 MB to zero)
+            flat = torch.zeros(sum(p.numel() for p in params), device=params[0].device, dtype=torch.float32) if world > 1 else None
+            views = [v.view_as(p) for v, p in zip(flat.split([p.numel() for p in params]), params)] if world > 1 else [None] * len(params)
             by_shape: dict[tuple, list[int]] = {}
             for i, p in enumerate(params):
                 by_shape.setdefault(tuple(p.shape), []).append(i)
@@ -326,8 +327,9 @@ class Muon(torch.optim.Optimizer):
                 mine = members[rank::world]
                 if mine:
                     ortho = self.orthogonalize(torch.stack([updates[i] for i in mine]), group["backend_steps"])
-                    ortho = ortho.float() * max(1.0, rows / cols) ** 0.5  # same RMS for tall matrices
-                    torch._foreach_copy_([views[i] for i in mine], list(ortho.unbind(0)))
+                    ortho = list((ortho.float() * max(1.0, rows / cols) ** 0.5).unbind(0))  # same RMS for tall matrices
+                    for i, o in zip(mine, ortho):
+                        views[i] = views[i].copy_(o) if world > 1 else o
             if world > 1:
                 dist.all_reduce(flat)
             if group["weight_decay"]:  # decoupled: shrink the weights, then step
@@ -460,8 +462,7 @@ def storage_summary(stats: dict) -> str:
     return " | ".join(f"{kind}: " + (", ".join(f"{k} x{n}" if n > 1 else k for k, n in c.items()) or "-") for kind, c in counts.items())
 
 def saved_bytes(obj) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
+    torch.save(obj, buf := io.BytesIO())
     return buf.getvalue()
 
 def artifact_bytes(state: dict[str, Tensor], meta: dict, int6_blocks=()) -> tuple[bytes, dict]:
@@ -913,13 +914,13 @@ class GPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
-        nn.init.normal_(self.tok_emb.weight, std=cfg.tied_embed_init_std)
         self.bigram = nn.Embedding(cfg.bigram_buckets, cfg.bigram_dim) if cfg.bigram_buckets else None
         self.bigram_proj = CastedLinear(cfg.bigram_dim, cfg.model_dim, zero_init=True) if cfg.bigram_buckets else None
         self.num_encoder = cfg.num_layers // 2
         self.skip_weights = nn.Parameter(torch.ones(min(self.num_encoder, cfg.num_layers - self.num_encoder), cfg.model_dim))
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
         self.lm_head = None if cfg.tie_embeddings else CastedLinear(cfg.model_dim, cfg.vocab_size, zero_init=True)
+        nn.init.normal_(self.tok_emb.weight, std=cfg.tied_embed_init_std)  # last, as the house does: its random stream, its weights
 
     def logits(self, input_ids: Tensor) -> Tensor:
         x = self.tok_emb(input_ids)

@@ -19,6 +19,18 @@ compared tensor by tensor (the peer's c_q, c_k, c_v and attn.proj are our q, k, 
 Last, the equal-time pair: the peer with the CPU demo's settings and `bash run.sh`'s own
 configuration, each trained for `--equal-time` seconds and evaluated by its own round trip;
 the table gives steps done and the final round-trip val_bpb of each.
+
+With `--gpu` (`bash run.sh bench gpu --peer ../shared/peers/official_train_gpt.py`), on one GPU
+with both scripts' CUDA defaults (bf16 autocast, torch.compile), at the baseline's shape (9 x 512,
+context 1,024): dense at 65,536 tokens a step (one GPU's share of the 8-GPU step), dense at the
+baseline's own single-GPU 524,288 tokens (8 micro-steps), and every FREEZE_MODE at 65,536 against
+the peer's dense step. Both take 8 micro-steps (GRAD_ACCUM_STEPS=0 means 8 / world size, as in
+the peer). Each run: 10 compile warm-up steps, then `--gpu-steps` timed steps; besides the step
+time, tokens/s, peak memory (each script's own `peak memory allocated` line) and the achieved
+TFLOP/s against the GPU's dense bf16 peak, with a step's FLOPs counted from the shapes as in
+tests/bench.py: 6 per weight per token for every matrix multiply (forward 2, backward 4), the tied
+head included, plus 6 x context x head_dim per token, head and layer for causal attention
+(the full square, as the kernels compute it, masked half and all).
 """
 
 from __future__ import annotations
@@ -127,9 +139,13 @@ def main() -> None:
     ap.add_argument("--exact-steps", type=int, default=4, help="steps of the bit-identity check; 0 = skip it")
     ap.add_argument("--equal-time", type=float, default=300.0, help="seconds of training in the equal-time pair; 0 = skip it")
     ap.add_argument("--equal-pairs", type=int, default=1)
+    ap.add_argument("--gpu", action="store_true", help="the GPU side by side (needs CUDA and the peer's CUDA script)")
+    ap.add_argument("--gpu-steps", type=int, default=60)
     a = ap.parse_args()
     if not a.peer.is_file():
         sys.exit(f"bench_peer: --peer {a.peer}: no such file")
+    if a.gpu:
+        return gpu_side_by_side(a)
     tmp = Path(tempfile.mkdtemp(prefix="bench_peer_"))
     data = {"peer": str(peer_data(tmp / "peer_data")), "ours": str(DATA)}
     scripts = {"peer": a.peer.resolve(), "ours": ROOT / "train_gpt.py"}
@@ -142,10 +158,12 @@ def main() -> None:
             run(scripts[who], env, tmp / f"exact_{who}", f"exact_{who}", None, 1800)
         verdict = same_weights(tmp / "exact_peer" / "final_model.pt", tmp / "exact_ours" / "final_model.pt")
         print(f"Bit-identical weights after {a.exact_steps} steps at the demo's shape, 8 micro-steps each: {verdict}\n")
-    print(f"Step time (ms), median of {a.pairs} interleaved pairs (range); {a.steps} logged steps a run, the first two not timed; "
-          f"peer: 8 micro-steps, ours: GRAD_ACCUM_STEPS={a.micro}\n")
-    print("| shape | tokens/step | peer | train_gpt.py | ratio |\n|---|---|---|---|---|")
-    for shape in a.shapes.split(","):
+    shapes = [shape for shape in a.shapes.split(",") if shape]  # --shapes '' skips the step times
+    if shapes:
+        print(f"Step time (ms), median of {a.pairs} interleaved pairs (range); {a.steps} logged steps a run, the first two not timed; "
+              f"peer: 8 micro-steps, ours: GRAD_ACCUM_STEPS={a.micro}\n")
+        print("| shape | tokens/step | peer | train_gpt.py | ratio |\n|---|---|---|---|---|")
+    for shape in shapes:
         times = {"peer": [], "ours": []}
         for pair in range(a.pairs):
             for who in ("peer", "ours"):
@@ -168,6 +186,53 @@ def main() -> None:
                     env["EVAL_STRIDE"] = "128"
                 row.extend(final(run(scripts[who], env, tmp / f"equal_{who}_{pair}", f"eq_{who}_{pair}", None, a.equal_time + 900)))
             print(f"| {pair + 1} | {row[0]} | {row[1]:.4f} | {row[2]} | {row[3]:.4f} |", flush=True)
+
+
+BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # dense, no sparsity
+
+
+def gpu_side_by_side(a) -> None:
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from bench import MODES, dense_step_flops
+
+    sys.path.insert(0, str(ROOT))
+    import train_gpt
+
+    if not torch.cuda.is_available():
+        sys.exit("bench_peer: --gpu needs a CUDA device")
+    gpu = torch.cuda.get_device_name(0)
+    peak = next((v for k, v in BF16_PEAK.items() if k in gpu), None)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_peer_gpu_"))
+    data, scripts = {"peer": str(peer_data(tmp / "peer_data")), "ours": str(DATA)}, {"peer": a.peer.resolve(), "ours": ROOT / "train_gpt.py"}
+    base = dict(SHAPES["9x512"], TRAIN_SEQ_LEN="1024", WARMUP_STEPS="10", ITERATIONS=str(a.gpu_steps), WARMDOWN_ITERS=str(a.gpu_steps // 5),
+                MAX_WALLCLOCK_SECONDS="0", VAL_LOSS_EVERY="0", TRAIN_LOG_EVERY="1", VAL_BATCH_SIZE="65536", TOKENIZER_PATH=str(TOKENIZER))
+    configs = [("dense 65,536", "65536", {}), ("dense 524,288", "524288", {})] + [(f"{n} 65,536", "65536", e) for n, e in MODES if e]
+    print(f"# train_gpt.py beside {a.peer.name} on {gpu}, torch {torch.__version__}, {datetime.date.today()}; bf16 peak "
+          f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; median of {a.pairs} interleaved pairs (range)\n")
+    print("| configuration | peer step (ms) | train_gpt.py step (ms) | ratio | tokens/s ours | peak MiB peer | peak MiB ours | TFLOP/s ours | "
+          "% of bf16 peak |\n|---|---|---|---|---|---|---|---|---|")
+    peer_dense: dict[str, tuple] = {}
+    for name, tokens, mode in configs:
+        times, mem = {"peer": [], "ours": []}, {"peer": [], "ours": []}
+        for pair in range(a.pairs):
+            for who in ("peer", "ours"):
+                if who == "peer" and mode:  # every mode against the peer's dense step at the same tokens
+                    times["peer"], mem["peer"] = peer_dense[tokens]
+                    continue
+                env = {**base, "TRAIN_BATCH_TOKENS": tokens, "DATA_PATH": data[who], **mode, **({"EVAL_STRIDE": "0"} if who == "ours" else {})}
+                log = run(scripts[who], env, tmp / f"{name.replace(' ', '_')}_{who}_{pair}", f"{who}_{pair}", a.gpu_steps, 3600)
+                times[who].append(step_ms(log))
+                found = re.search(r"peak memory allocated: (\d+) MiB", log)
+                mem[who].append(int(found.group(1)) if found else float("nan"))
+        if not mode:
+            peer_dense[tokens] = (times["peer"], mem["peer"])
+        ours_ms = statistics.median(times["ours"])
+        flops = dense_step_flops(train_gpt.Hyperparameters({**base, "TRAIN_BATCH_TOKENS": tokens}), int(tokens)) / (ours_ms / 1000)
+        print(f"| {name} | {spread(times['peer'], '.1f')} | {spread(times['ours'], '.1f')} | {ours_ms / statistics.median(times['peer']):.3f} | "
+              f"{int(tokens) / ours_ms * 1000:,.0f} | {statistics.median(mem['peer']):,.0f} | {statistics.median(mem['ours']):,.0f} | "
+              f"{flops / 1e12:.0f} | {100 * flops / peak if peak else float('nan'):.0f}% |", flush=True)
 
 
 if __name__ == "__main__":

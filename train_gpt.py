@@ -241,11 +241,11 @@ MODEL_VARS = {k.upper() for k in MODEL_KEYS} | {"MLP_MULT", "FREEZE_TARGETS", "L
 EVAL_SETTINGS = ("DATA_PATH", "TOKENIZER_PATH", "VAL_BATCH_SIZE", "EVAL_STRIDE", "EVAL_BATCH_SEQS")  # stored in the artifact
 EVAL_ONLY_VARS = EVAL_SETTINGS + ("RUN_ID", "ARTIFACT", "EVAL_ONLY", "COMPILE", "COMPILE_BACKEND")  # apply; any other is refused
 
-def int_list(name: str, text: str, accepted: str = "accepted a comma list of integers") -> list[int]:
-    """'4,8, 16' -> [4, 8, 16]; an empty item or anything but ASCII digits is refused."""
+def int_list(name: str, text: str, accepted: str = "") -> list[int]:
+    """'4,8, 16' -> [4, 8, 16]; an empty item or anything but ASCII digits is refused (`accepted` says what the variable takes)."""
     items = [t.strip() for t in text.split(",")]
     if not all(re.fullmatch(r"[0-9]{1,9}", t) for t in items):
-        raise ConfigError(f"{name}={text!r}: not a comma list of integers; {accepted.removeprefix('accepted a comma list of integers')}".rstrip("; "))
+        raise ConfigError(f"{name}={text!r}: not a comma list of integers" + (f"; {accepted}" if accepted else ""))
     return [int(t) for t in items]
 
 PROJECTIONS = ("q", "k", "v", "o", "fc", "proj")
@@ -537,10 +537,11 @@ def read_artifact(path, data: bytes | None = None, var: str = "ARTIFACT") -> tup
     where = f"{var}={path}"
     data = read_input(path, var, "artifact", ARTIFACT_FILE_LIMIT) if data is None else data
     limit, inflater = ARTIFACT_INFLATE_LIMIT + 16 * len(data), zlib.decompressobj()
-    with refused_as(f"{where}: not a zlib-compressed artifact (truncated or corrupted)", zlib.error, error=ArtifactError):
+    corrupt = f"{where}: not a zlib-compressed artifact (truncated or corrupted)"
+    with refused_as(corrupt, zlib.error, error=ArtifactError):
         raw = inflater.decompress(data, limit + 1)
     refuse_first((len(raw) > limit, f"{where}: inflates past {limit} bytes (4x the 16,000,000-byte cap plus 16x the file); refused"),
-                 (not inflater.eof or inflater.unused_data, f"{where}: not a zlib-compressed artifact (truncated or corrupted)"), error=ArtifactError)
+                 (not inflater.eof or inflater.unused_data, corrupt), error=ArtifactError)
     try:
         with warnings.catch_warnings():  # torch warns about some pickle protocols before refusing them itself
             warnings.simplefilter("ignore")
@@ -1084,8 +1085,7 @@ def claim_outputs(outputs: dict[str, str]) -> None:
         except OSError:
             raise ConfigError(f"{label}: {path} is held by another live run (pid {os.pread(fd, 16, 0).decode(errors='replace').strip()}); "
                               "give this run another RUN_ID, ARTIFACT or working folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid()}\n".ljust(16).encode(), 0)  # the holder's pid, read by a refused run (16 bytes over any older one)
 
 def stop_on_signals(log, where) -> None:
     """SIGTERM (a scheduler's stop; torchrun forwards it to every rank) and SIGINT (Ctrl-C): log where the run was, exit 128 + signal."""

@@ -17,6 +17,7 @@ import gc
 import glob
 import hashlib
 import io
+import lzma
 import math
 import os
 import random
@@ -59,13 +60,33 @@ def refused_as(what: str, *kinds, error=ConfigError):
 
 def refuse_first(*checks, error=ConfigError) -> None:
     """Raise the message of the first (condition, message) whose condition holds."""
-    message = next((m for failed, m in checks if failed), None)
-    if message:
-        raise error(message)
+    for failed, message in checks:
+        if failed:
+            raise error(message)
 
 def check_finite(tensors: dict, where: str) -> None:
     bad = [name for name, t in tensors.items() if isinstance(t, Tensor) and t.is_floating_point() and not torch.isfinite(t).all()]
     refuse_first((bad, f"{where}: tensor {bad[:1] and bad[0]} holds non-finite values (NaN or infinity)"))
+
+# Published configurations (RECIPE=<name>; the environment wins). Sources, and values the write-ups leave unstated: README "Recipes".
+RECIPES = {
+    "baseline": "",
+    "adapters_5x512": "NUM_LAYERS=5 FREEZE_MODE=adapter FREEZE_TARGETS=all LORA_RANK=16",
+    "selective_freeze_12x384": "NUM_LAYERS=12 MODEL_DIM=384 NUM_HEADS=6 NUM_KV_HEADS=3 MLP_MULT=4 FREEZE_MODE=frozen FREEZE_TARGETS=fc",
+    "progressive_freeze_12x384": "NUM_LAYERS=12 MODEL_DIM=384 NUM_HEADS=6 NUM_KV_HEADS=3 MLP_MULT=4 FREEZE_TARGETS=fc PROGRESSIVE_FREEZE_FRAC=0.5",
+    "supermask": "FREEZE_MODE=mask FREEZE_TARGETS=all,emb BASE_INIT=xavier_he",
+    "bigram_hash_7l": "NUM_LAYERS=7 MLP_MULT=4 BIGRAM_BUCKETS=8192 BIGRAM_DIM=128 ROPE_BASE=50000 MUON_WD=0.025 ADAM_WD=0.025 "
+                      "TRAIN_BATCH_TOKENS=131072 TRAIN_SEQ_LEN=2048 EVAL_STRIDE=512 EMBED_FP16=1",
+    "mlp_adapter_12l_r160": "NUM_LAYERS=12 MLP_MULT=3 FREEZE_MODE=adapter FREEZE_TARGETS=mlp LORA_RANK=160 TRAIN_SEQ_LEN=2048 EMBED_FP16=1 "
+                            "INT6_LAYERS=5,6,7 MATRIX_LR=0.02 SCALAR_LR=0.02 TIED_EMBED_LR=0.03 EVAL_STRIDE=512",
+    "lowrank_large": "FREEZE_MODE=lowrank FREEZE_TARGETS=all LORA_RANK=256",
+    "lowrank_medium": "FREEZE_MODE=lowrank FREEZE_TARGETS=all LORA_RANK=64",
+    "lowrank_medium_deep": "NUM_LAYERS=18 FREEZE_MODE=lowrank FREEZE_TARGETS=all LORA_RANK=64",
+    "lowrank_increasing": "FREEZE_MODE=lowrank FREEZE_TARGETS=all LORA_RANKS=32..256",
+    "lowrank_decreasing": "FREEZE_MODE=lowrank FREEZE_TARGETS=all LORA_RANKS=256..32",
+    "lowrank_decsa_fullmlp": "FREEZE_MODE=lowrank FREEZE_TARGETS=attn LORA_RANKS_ATTN=256..32",
+    "lowrank_medsa_lgmlp": "FREEZE_MODE=lowrank FREEZE_TARGETS=all LORA_RANKS_ATTN=64 LORA_RANKS_MLP=256",
+}
 
 LR_MAX = 1e30  # far beyond any useful rate; above ~1e37 Adam's bias-corrected step overflows float32
 # (variable, default, kind, accepted: (low, high) inclusive or a tuple of choices, meaning)
@@ -75,6 +96,7 @@ ENV_VARS = [
     ("TOKENIZER_PATH", "./data/tokenizers/fineweb_1024_bpe.model", "str", None, "SentencePiece model of the shards (byte accounting of val_bpb)"),
     ("RUN_ID", "", "str", None, "log file `logs/<RUN_ID>.txt`; empty = a random id"),
     ("SEED", 1337, "int", (0, 2**31 - 1), "seed of the initialisation"),
+    ("RECIPE", "", "str", tuple(RECIPES), "a published configuration by name (README \"Recipes\"); variables set in the environment win"),
     # model
     ("VOCAB_SIZE", 1024, "int", (2, 65536), "must equal the tokenizer's vocabulary"),
     ("NUM_LAYERS", 9, "int", (1, 1024), "transformer blocks"),
@@ -127,11 +149,14 @@ ENV_VARS = [
     # random linear maps (README: "Random linear maps")
     ("FREEZE_MODE", "none", "str", ("none", "adapter", "frozen", "lowrank", "mask"),
      "what a targeted projection is: dense, random base + adapter, frozen random, low-rank, supermask"),
-    ("FREEZE_TARGETS", "", "str", None, "comma list of q,k,v,o,fc,proj (attn, mlp, all); empty = all (frozen, progressive freeze: fc)"),
+    ("FREEZE_TARGETS", "", "str", None, "comma list of q,k,v,o,fc,proj (attn, mlp, all), in mask mode emb; empty = all (frozen, progressive: fc)"),
     ("LORA_RANK", 16, "int", (1, 65536), "rank of adapters and low-rank factors"),
-    ("LORA_RANKS", "", "str", None, "comma list of one rank per layer, overriding LORA_RANK"),
+    ("LORA_RANKS", "", "str", None, "ranks through depth, overriding LORA_RANK: one per layer (4,8,16), one for all, or A..B (linear, rounded)"),
+    ("LORA_RANKS_ATTN", "", "str", None, "the same for the attention projections (q, k, v, o) alone, overriding LORA_RANKS"),
+    ("LORA_RANKS_MLP", "", "str", None, "the same for the MLP projections (fc, proj) alone, overriding LORA_RANKS"),
     ("BASE_SEED", 0, "int", (0, 2**32 - 1), "seed of every regenerated matrix (each projection derives its own)"),
-    ("BASE_INIT", "gaussian", "str", ("gaussian", "uniform", "orthogonal", "rademacher"), "distribution of the regenerated matrices"),
+    ("BASE_INIT", "gaussian", "str", ("gaussian", "uniform", "orthogonal", "rademacher", "he_uniform", "xavier_he"),
+     "distribution of the regenerated matrices (xavier_he: uniform, Xavier, but He, +-sqrt(6 / fan_in), for fc)"),
     ("FROZEN_CORRECTION_RANK", 0, "int", (0, 65536), "frozen mode with fc and proj frozen: a learned rank-r path beside each MLP"),
     ("PROGRESSIVE_FREEZE_FRAC", 0.0, "float", (0.0, 0.999), "train the targets dense, freeze them after this fraction of the run; 0 = off"),
     ("MASK_LR", 0.05, "float", (0.0, LR_MAX), "Adam learning rate of the mask scores"),
@@ -141,6 +166,8 @@ ENV_VARS = [
     # export and workflow
     ("INT6_LAYERS", "", "str", None, "comma list of block indices, or all: their matrices are stored at 6 bits (31 levels a side)"),
     ("ARTIFACT", "final_model.int8.ptz", "str", None, "artifact written by training and read by EVAL_ONLY"),
+    ("ARTIFACT_CODEC", "zlib", "str", ("zlib", "lzma", "zstd"), "compressor of the artifact (zstd needs the zstandard package); reading detects it"),
+    ("EMBED_FP16", 0, "int", (0, 1), "1 = the token embedding is stored as fp16 in the artifact instead of int8 per row"),
     ("EVAL_ONLY", 0, "int", (0, 1), "1 = evaluate ARTIFACT, plain and sliding, and exit (model, data and eval settings from the artifact)"),
     ("CHECKPOINT_EVERY", 0, "int", (0, 10**9), "write a checkpoint every N steps (write, then rename over the last good one); 0 = off"),
     ("CHECKPOINT_PATH", "", "str", None, "checkpoint file; empty = checkpoints/<RUN_ID>.pt"),
@@ -157,30 +184,29 @@ def _parse_var(name: str, raw: str, kind: str, accepted):
         value = {"int": int, "float": float, "str": str}[kind](raw.strip() if kind != "str" else raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: not {'an integer' if kind == 'int' else 'a number'}") from None
-    if kind == "float" and not math.isfinite(value):
-        raise ConfigError(f"{name}={raw!r}: not a finite number")
-    if isinstance(accepted, tuple) and kind != "str" and not accepted[0] <= value <= accepted[1]:
-        raise ConfigError(f"{name}={raw}: out of range; accepted {accepted[0]} to {accepted[1]}")
-    if isinstance(accepted, tuple) and kind == "str" and value not in accepted:
-        raise ConfigError(f"{name}={raw!r}: unknown value; accepted: {', '.join(accepted)}")
+    ranged, chosen = isinstance(accepted, tuple) and kind != "str", isinstance(accepted, tuple) and kind == "str"
+    refuse_first((kind == "float" and not math.isfinite(value), f"{name}={raw!r}: not a finite number"),
+                 (ranged and not accepted[0] <= value <= accepted[1],
+                  ranged and f"{name}={raw}: out of range; accepted {' to '.join(map(str, accepted))}"),
+                 (chosen and value not in accepted, chosen and f"{name}={raw!r}: unknown value; accepted: {', '.join(accepted)}"))
     return value
 
 class Hyperparameters:
     """Every knob of the run, read from the environment and validated before any work."""
-
     def __init__(self, environ=os.environ):
+        recipe = _parse_var("RECIPE", environ["RECIPE"], "str", tuple(RECIPES)) if environ.get("RECIPE") else ""
+        self.recipe_vars = dict(item.split("=", 1) for item in RECIPES[recipe].split()) if recipe else {}
+        environ = {**self.recipe_vars, **environ}  # the environment wins
         for name, default, kind, accepted, _ in ENV_VARS:
             raw = environ.get(name)
             if raw == "" and (kind != "str" or accepted):  # an empty number or choice is a mistake, not the default
                 raise ConfigError(f"{name}='': empty; unset it for the default {default}")
             setattr(self, name.lower(), default if not raw else _parse_var(name, raw, kind, accepted))
         self.run_id = self.run_id or str(uuid.uuid4())
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", self.run_id) or self.run_id.startswith("."):
-            raise ConfigError(f"RUN_ID={self.run_id!r}: accepted 1 to 200 letters, digits, _ . and - (it names logs/<RUN_ID>.txt)")
+        refuse_first((not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", self.run_id) or self.run_id.startswith("."),
+                      f"RUN_ID={self.run_id!r}: accepted 1 to 200 letters, digits, _ . and - (it names logs/<RUN_ID>.txt)"))
         self.mlp_hidden = max(1, round(self.mlp_mult * self.model_dim))
-        for check in (self.check_shapes, self.check_random_maps, self.check_export):
-            check()
-
+        self.check_shapes(), self.check_random_maps(), self.check_export()
     def check_shapes(self) -> None:
         refuse_first((self.model_dim % self.num_heads, f"MODEL_DIM={self.model_dim}: not divisible by NUM_HEADS={self.num_heads}"),
                      ((self.model_dim // self.num_heads) % 2, f"NUM_HEADS={self.num_heads}: head dim MODEL_DIM/NUM_HEADS="
@@ -188,37 +214,41 @@ class Hyperparameters:
                      (self.num_heads % self.num_kv_heads, f"NUM_KV_HEADS={self.num_kv_heads}: must divide NUM_HEADS={self.num_heads}"),
                      (self.eval_stride > self.train_seq_len and not self.eval_only,  # EVAL_ONLY: against the artifact's context
                       f"EVAL_STRIDE={self.eval_stride}: larger than TRAIN_SEQ_LEN={self.train_seq_len}; accepted 0 to TRAIN_SEQ_LEN"))
-
     def check_random_maps(self) -> None:
-        """FREEZE_* and LORA_* together: parsed target set, per-layer ranks, compatible settings."""
-        mode, progressive = self.freeze_mode, self.progressive_freeze_frac > 0
+        """FREEZE_* and LORA_* together: parsed target set, per-layer ranks of each group, compatible settings."""
+        mode, progressive, layers = self.freeze_mode, self.progressive_freeze_frac > 0, self.num_layers
+        ranked = mode in ("adapter", "lowrank")
         self.targets = parse_targets(self.freeze_targets or ("fc" if mode == "frozen" or progressive else "" if mode == "none" else "all"))
-        self.ranks = int_list("LORA_RANKS", self.lora_ranks) if self.lora_ranks else [self.lora_rank] * self.num_layers
-        dims = projection_dims(self)
-        smallest = min([min(dims[t]) for t in self.targets] or [0])
-        refuse_first((mode == "none" and self.freeze_targets and not progressive, f"FREEZE_TARGETS={self.freeze_targets!r}: has no effect with "
+        schedules = {n: rank_schedule(n, getattr(self, n.lower()), layers) for n in RANK_VARS if getattr(self, n.lower())}
+        for name, ranks in schedules.items():
+            refuse_first((not ranked, f"{name}={getattr(self, name.lower())!r}: applies to FREEZE_MODE=adapter or lowrank, not {mode}"),
+                         (len(ranks) != layers or min(ranks) < 1, f"{name}={getattr(self, name.lower())!r}: needs {layers} positive ranks (one "
+                          f"per layer, NUM_LAYERS={layers}), got {len(ranks)}; or one rank for all, or A..B (linear through depth)"))
+        shared = schedules.get("LORA_RANKS", [self.lora_rank] * layers)
+        self.attn_ranks, self.mlp_ranks = schedules.get("LORA_RANKS_ATTN", shared), schedules.get("LORA_RANKS_MLP", shared)
+        for group, ranks in (("attn", self.attn_ranks), ("mlp", self.mlp_ranks)):
+            dims = [min(d) for t, d in projection_dims(self).items() if t in self.targets and t in TARGET_GROUPS[group]]
+            var = next((n for n in (f"LORA_RANKS_{group.upper()}", "LORA_RANKS") if n in schedules), "LORA_RANK")
+            refuse_first((ranked and dims and max(ranks) > min(dims), f"{var}={getattr(self, var.lower())}: above the smallest targeted "
+                          f"projection dimension {min(dims or [0])}"))
+        refuse_first(("emb" in self.targets and (mode != "mask" or not self.tie_embeddings), f"FREEZE_TARGETS={self.freeze_targets!r}: emb (the "
+                      f"tied embedding as a masked random matrix) needs FREEZE_MODE=mask and TIE_EMBEDDINGS=1, not {mode}"),
+                     (mode == "none" and self.freeze_targets and not progressive, f"FREEZE_TARGETS={self.freeze_targets!r}: has no effect with "
                       "FREEZE_MODE=none (set FREEZE_MODE or PROGRESSIVE_FREEZE_FRAC)"),
                      (progressive and mode != "none", f"PROGRESSIVE_FREEZE_FRAC={self.progressive_freeze_frac}: trains the targets as dense "
                       f"matrices, so it needs FREEZE_MODE=none, not {mode}"),
-                     (self.lora_ranks and mode not in ("adapter", "lowrank"),
-                      f"LORA_RANKS={self.lora_ranks!r}: applies to FREEZE_MODE=adapter or lowrank, not {mode}"),
-                     (len(self.ranks) != self.num_layers or min(self.ranks) < 1, f"LORA_RANKS={self.lora_ranks!r}: needs {self.num_layers} "
-                      f"positive ranks (one per layer, NUM_LAYERS={self.num_layers}), got {len(self.ranks)}"),
-                     (mode in ("adapter", "lowrank") and max(self.ranks) > smallest, f"{'LORA_RANKS' if self.lora_ranks else 'LORA_RANK'}="
-                      f"{max(self.ranks)}: above the smallest targeted projection dimension {smallest}"),
                      (self.frozen_correction_rank and not (mode == "frozen" and {"fc", "proj"} <= set(self.targets)),
                       f"FROZEN_CORRECTION_RANK={self.frozen_correction_rank}: needs FREEZE_MODE=frozen with both fc and proj in "
                       f"FREEZE_TARGETS (got {mode}, {','.join(self.targets)})"),
                      (self.mask_temp_end > self.mask_temp_start, f"MASK_TEMP_END={self.mask_temp_end}: must not exceed MASK_TEMP_START="
                       f"{self.mask_temp_start} (the temperature anneals down)"))
-
     def check_export(self) -> None:
         """INT6_LAYERS as block indices; the default checkpoint path (checked writable with the other outputs, claim_outputs)."""
         accepted, text = f"accepted 'all' or a comma list of block indices 0 to {self.num_layers - 1}", self.int6_layers
         blocks = [] if not text else range(self.num_layers) if text.strip() == "all" else int_list("INT6_LAYERS", text, accepted)
         refuse_first((blocks and max(blocks) >= self.num_layers, f"INT6_LAYERS={text!r}: {accepted}"))
         self.int6_blocks, self.checkpoint_path = tuple(sorted(set(blocks))), self.checkpoint_path or f"checkpoints/{self.run_id}.pt"
-
+        zstandard() if self.artifact_codec == "zstd" else None  # a missing package is refused before any work, not after training
     def check_world(self, world_size: int) -> None:
         """Checks that need the number of processes; sets grad_accum_steps."""
         refuse_first((not self.grad_accum_steps and 8 % world_size,
@@ -229,43 +259,50 @@ class Hyperparameters:
                       f"world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = {per_step}"),
                      (training and self.val_batch_size < world_size * self.train_seq_len, f"VAL_BATCH_SIZE={self.val_batch_size}: must hold "
                       f"at least one TRAIN_SEQ_LEN window per rank ({world_size * self.train_seq_len})"))
-
     def model_config(self) -> dict:
         """What is needed to rebuild the model: stored in the artifact."""
         return {k: list(v) if isinstance(v, (list, tuple)) else v for k in MODEL_KEYS for v in [getattr(self, k)]}
 
 MODEL_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_hidden", "tie_embeddings", "tied_embed_init_std",
-              "rope_base", "logit_softcap", "qk_gain_init", "train_seq_len", "freeze_mode", "targets", "ranks", "base_seed", "base_init",
-              "frozen_correction_rank", "mask_init_score", "bigram_buckets", "bigram_dim", "num_models")
-MODEL_VARS = {k.upper() for k in MODEL_KEYS} | {"MLP_MULT", "FREEZE_TARGETS", "LORA_RANK", "LORA_RANKS"}  # under EVAL_ONLY: must agree
+              "rope_base", "logit_softcap", "qk_gain_init", "train_seq_len", "freeze_mode", "targets", "attn_ranks", "mlp_ranks", "base_seed",
+              "base_init", "frozen_correction_rank", "mask_init_score", "bigram_buckets", "bigram_dim", "num_models")
+RANK_VARS = ("LORA_RANKS", "LORA_RANKS_ATTN", "LORA_RANKS_MLP")
+MODEL_VARS = {k.upper() for k in MODEL_KEYS} | {"MLP_MULT", "FREEZE_TARGETS", "LORA_RANK", *RANK_VARS}  # under EVAL_ONLY: must agree
 EVAL_SETTINGS = ("DATA_PATH", "TOKENIZER_PATH", "VAL_BATCH_SIZE", "EVAL_STRIDE", "EVAL_BATCH_SEQS")  # stored in the artifact
 EVAL_ONLY_VARS = EVAL_SETTINGS + ("RUN_ID", "ARTIFACT", "EVAL_ONLY", "COMPILE", "COMPILE_BACKEND")  # apply; any other is refused
 
-def int_list(name: str, text: str, accepted: str = "") -> list[int]:
+def int_list(name: str, text: str, accepted: str = "", sep: str = ",") -> list[int]:
     """'4,8, 16' -> [4, 8, 16]; an empty item or anything but ASCII digits is refused (`accepted` says what the variable takes)."""
-    items = [t.strip() for t in text.split(",")]
-    if not all(re.fullmatch(r"[0-9]{1,9}", t) for t in items):
-        raise ConfigError(f"{name}={text!r}: not a comma list of integers" + (f"; {accepted}" if accepted else ""))
+    items = [t.strip() for t in text.split(sep)]
+    refuse_first((not all(re.fullmatch(r"[0-9]{1,9}", t) for t in items),
+                  f"{name}={text!r}: not a {'comma list' if sep == ',' else 'range'} of integers" + (accepted and f"; {accepted}")))
     return [int(t) for t in items]
 
-PROJECTIONS = ("q", "k", "v", "o", "fc", "proj")
+def rank_schedule(name: str, text: str, layers: int) -> list[int]:
+    """'4,8,16' (one rank per layer), '8' (every layer) or '256..32' (linear from the first layer to the last, rounded)."""
+    ends = text.split("..")
+    if len(ends) == 2:
+        a, b = int_list(name, text, "accepted one rank per layer, one for all, or A..B", sep="..")
+        return [round(a + (b - a) * i / max(layers - 1, 1)) for i in range(layers)]
+    ranks = int_list(name, text)
+    return ranks * layers if len(ranks) == 1 else ranks
+
+PROJECTIONS = ("q", "k", "v", "o", "fc", "proj")  # the block projections; "emb" (the tied embedding) can be a target too, in mask mode
 TARGET_GROUPS = {"attn": ("q", "k", "v", "o"), "mlp": ("fc", "proj"), "all": PROJECTIONS}
 
 def parse_targets(text: str) -> tuple[str, ...]:
     """'attn,fc' -> ('q', 'k', 'v', 'o', 'fc'), in the order of PROJECTIONS."""
-    chosen, items = set(), [t.strip() for t in text.split(",")] if text else []
-    if "" in items:
-        raise ConfigError(f"FREEZE_TARGETS={text!r}: an empty item; accepted a comma list of {', '.join(PROJECTIONS + tuple(TARGET_GROUPS))}")
-    for item in items:
-        if item not in PROJECTIONS and item not in TARGET_GROUPS:
-            raise ConfigError(f"FREEZE_TARGETS={text!r}: unknown projection {item!r}; accepted: {', '.join(PROJECTIONS + tuple(TARGET_GROUPS))}")
-        chosen.update(TARGET_GROUPS.get(item, (item,)))
-    return tuple(p for p in PROJECTIONS if p in chosen)
+    items, accepted = [t.strip() for t in text.split(",")] if text else [], PROJECTIONS + ("emb",) + tuple(TARGET_GROUPS)
+    bad = next((t for t in items if t not in accepted), None)
+    refuse_first((bad is not None, f"FREEZE_TARGETS={text!r}: " + ("an empty item; accepted a comma list of " if bad == "" else
+                                                                 f"unknown projection {bad!r}; accepted: ") + ", ".join(accepted)))
+    return tuple(p for p in PROJECTIONS + ("emb",) if p in {q for t in items for q in TARGET_GROUPS.get(t, (t,))})
 
 def projection_dims(cfg) -> dict[str, tuple[int, int]]:
     """(in, out) features of each block projection."""
     dim, kv = cfg.model_dim, cfg.num_kv_heads * (cfg.model_dim // cfg.num_heads)
-    return {"q": (dim, dim), "k": (dim, kv), "v": (dim, kv), "o": (dim, dim), "fc": (dim, cfg.mlp_hidden), "proj": (cfg.mlp_hidden, dim)}
+    return {"q": (dim, dim), "k": (dim, kv), "v": (dim, kv), "o": (dim, dim), "fc": (dim, cfg.mlp_hidden), "proj": (cfg.mlp_hidden, dim),
+            "emb": (dim, cfg.vocab_size)}
 
 def env_help() -> str:
     acc = lambda kind, a: (" / ".join(a) if kind == "str" else f"{a[0]:,} to {a[1]:,}" if kind == "int" else f"{a[0]:g} to {a[1]:g}") if a else "text"
@@ -277,8 +314,7 @@ def env_help() -> str:
 # -----------------------------------------------------------------------------
 
 def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> Tensor:
-    """Approximately U V^T for grad = U S V^T (of each matrix in a stack): a quintic Newton-Schulz iteration whose coefficients push every
-    singular value towards 1 fast (Muon). bf16 on CUDA, fp32 on CPU where bf16 matmuls are slow."""
+    """About U V^T for grad = U S V^T (each matrix of a stack): Muon's quintic Newton-Schulz. bf16 on CUDA, fp32 on CPU (bf16 is slow there)."""
     a, b, c = 3.4445, -4.7750, 2.0315
     x = grad.to(torch.bfloat16 if grad.is_cuda else torch.float32)
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)
@@ -291,16 +327,12 @@ def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> 
     return x.mT if tall else x
 
 class Muon(torch.optim.Optimizer):
-    """Momentum, then orthogonalised updates for 2-D matrices. Matrices of one shape are orthogonalised together as one stack (a handful of
-    batched multiplies a step instead of a few kernels per matrix, which on a GPU is launch-bound). Under several processes each rank takes
-    every world_size-th matrix of each shape and one all-reduce shares them; every rank keeps every momentum buffer (cheap), so any rank's
-    state is the whole state."""
-
+    """Momentum, then orthogonalised updates for 2-D matrices, each shape's as one stack (a few batched multiplies, not launch-bound on a GPU).
+    Each rank takes every world_size-th matrix of a shape and one all-reduce shares them; every rank keeps every momentum buffer."""
     def __init__(self, params, lr: float, momentum: float, backend_steps: int, nesterov: bool = True, weight_decay: float = 0.0,
                  orthogonalize=newton_schulz_orthogonalize):
         super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov, weight_decay=weight_decay))
         self.orthogonalize = orthogonalize  # torch.compile'd on CUDA
-
     @torch.no_grad()
     def step(self, closure=None):
         distributed = dist.is_available() and dist.is_initialized()
@@ -341,8 +373,7 @@ class Muon(torch.optim.Optimizer):
 # -----------------------------------------------------------------------------
 
 def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int, device) -> tuple[Tensor, Tensor, Tensor]:
-    """Per token id: UTF-8 bytes of its piece without the leading '▁', whether it had one,
-    and whether it is a boundary (control, unknown, unused: no space byte after it)."""
+    """Per token id: UTF-8 bytes of its piece without a leading '▁', whether it had one, whether it is a boundary (control, unknown, unused)."""
     base, space, boundary = np.zeros(vocab_size, dtype=np.int16), np.zeros(vocab_size, dtype=np.bool_), np.ones(vocab_size, dtype=np.bool_)
     for i in range(sp.get_piece_size()):
         if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i)):  # a byte piece (<0x41>) is one byte and never starts with '▁'
@@ -353,11 +384,9 @@ def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int, device) -> 
     return as_t(base), as_t(space), as_t(boundary)
 
 def window_plan(num_targets: int, seq_len: int, stride: int) -> tuple[list[int], list[int]]:
-    """Window starts and, per window, the first position it scores, so that targets 1..num_targets are each scored exactly once. The first
-    window scores all its positions, every later one its last `stride`; a last window aligned with the end scores only what the one before
-    left. At stride == seq_len: the plain evaluation."""
-    if not 1 <= stride <= seq_len:  # a longer stride would skip targets and score a part of the split
-        raise ConfigError(f"EVAL_STRIDE={stride}: accepted 1 to the context length {seq_len}")
+    """Window starts and the first position each scores, so every target is scored once: the first window all, later ones their last
+    `stride`, a last window aligned with the end what the one before left. stride == seq_len: the plain evaluation."""
+    refuse_first((not 1 <= stride <= seq_len, f"EVAL_STRIDE={stride}: accepted 1 to the context length {seq_len}"))  # more would skip targets
     starts = list(range(0, num_targets - seq_len + 1, stride))
     if starts[-1] != num_targets - seq_len:
         starts.append(num_targets - seq_len)
@@ -367,8 +396,7 @@ def window_plan(num_targets: int, seq_len: int, stride: int) -> tuple[list[int],
 @torch.no_grad()
 def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: int, luts, rank: int = 0,
              world_size: int = 1, device=torch.device("cpu"), autocast=None) -> tuple[float, float, int]:
-    """(val_loss in nats, val_bpb, scored tokens) over the first whole multiple of
-    seq_len targets, sums in float64 and all-reduced; windows are split across ranks."""
+    """(val_loss in nats, val_bpb, scored tokens) over the first whole multiple of seq_len targets; float64 sums, windows split over ranks."""
     num_targets = ((val_tokens.numel() - 1) // seq_len) * seq_len
     starts, score_from = window_plan(num_targets, seq_len, stride)
     lo, hi = len(starts) * rank // world_size, len(starts) * (rank + 1) // world_size
@@ -394,13 +422,13 @@ def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: i
     return val_loss, val_loss / math.log(2.0) * tokens / nbytes, int(tokens)
 
 # -----------------------------------------------------------------------------
-# QUANTIZATION AND ARTIFACT (int8 per row + zlib, read back weights-only)
+# QUANTIZATION AND ARTIFACT (int8 per row + zlib, lzma or zstd, read back weights-only)
 # -----------------------------------------------------------------------------
 
 ARTIFACT_FORMAT = "rlm_int8_zlib_v1"
 KEEP_FLOAT_MAX_NUMEL = 65_536  # smaller float tensors are stored as fp16 (control tensors fp32)
 INT8_CLIP_PERCENTILE = 99.99984
-CONTROL_TENSOR_NAMES = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights", "mask_scale")
+CONTROL_TENSOR_NAMES = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights", "mask_scale", "head_scale", "logit_scale")
 ARTIFACT_FILE_LIMIT, ARTIFACT_INFLATE_LIMIT = 64 * 16_000_000, 4 * 16_000_000  # read at most; inflate at most (plus 16x the file)
 ARTIFACT_SECTIONS = ("q", "scale", "keep", "dtype", "bits", "shape")
 
@@ -416,10 +444,10 @@ def quantize_rows_int8(w: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
     q = torch.round(torch.maximum(torch.minimum(w, clip[:, None]), -clip[:, None]) / scale.float()[:, None])
     return q.clamp(-levels, levels).to(torch.int8), scale
 
-def quantize_state_dict(state: dict[str, Tensor], int6_blocks=()) -> tuple[dict, dict]:
-    """The house export: 2-D float tensors above KEEP_FLOAT_MAX_NUMEL to int8 per row, other large float tensors to int8 with one scale,
-    small ones kept (fp16, control tensors fp32). Mask scores (names ending in .scores) are stored as their mask, 1 bit a weight; matrices
-    of the blocks in int6_blocks take 31 levels a side (int6 values in int8 storage, which zlib then packs tighter)."""
+def quantize_state_dict(state: dict[str, Tensor], int6_blocks=(), embed_fp16: bool = False) -> tuple[dict, dict]:
+    """The house export: 2-D float tensors above KEEP_FLOAT_MAX_NUMEL to int8 per row, other large float tensors to int8 with one scale, small ones
+    kept (fp16, control tensors fp32). Mask scores (names ending in .scores) are stored as their mask, 1 bit a weight; matrices of the blocks in
+    int6_blocks take 31 levels a side (int6 values in int8 storage, which zlib then packs tighter); embed_fp16 keeps the token embedding in fp16."""
     out = {"q": {}, "scale": {}, "keep": {}, "dtype": {}, "bits": {}, "shape": {}}
     stats = {"float_bytes": 0, "payload_bytes": 0, "int8": [], "int6": [], "kept": [], "bits": []}
     int6 = re.compile(r"(^|\.)blocks\.(" + "|".join(map(str, int6_blocks)) + r")\.") if int6_blocks else None
@@ -429,7 +457,7 @@ def quantize_state_dict(state: dict[str, Tensor], int6_blocks=()) -> tuple[dict,
         if name.endswith(".scores"):
             out["bits"][name], out["shape"][name] = torch.from_numpy(np.packbits((t > 0).numpy().ravel())), list(t.shape)
             kind, stored = "bits", [out["bits"][name]]
-        elif not t.is_floating_point() or t.numel() <= KEEP_FLOAT_MAX_NUMEL:
+        elif not t.is_floating_point() or t.numel() <= KEEP_FLOAT_MAX_NUMEL or (embed_fp16 and name.endswith("tok_emb.weight")):
             if t.is_floating_point():
                 t = t.float() if any(c in name for c in CONTROL_TENSOR_NAMES) else t.half()
             out["keep"][name] = t
@@ -465,13 +493,39 @@ def saved_bytes(obj) -> bytes:
     torch.save(obj, buf := io.BytesIO())
     return buf.getvalue()
 
-def artifact_bytes(state: dict[str, Tensor], meta: dict, int6_blocks=()) -> tuple[bytes, dict]:
-    """Quantize, torch.save, zlib level 9: the artifact's bytes and the storage stats."""
-    blob, stats = quantize_state_dict(state, int6_blocks)
-    blob["meta"] = dict(meta, format=ARTIFACT_FORMAT)
+def zstandard(var: str = "ARTIFACT_CODEC=zstd"):
+    with refused_as(f"{var}: needs the zstandard package; install it with `python3 -m pip install zstandard`", ImportError):
+        import zstandard as zstd
+    return zstd
+
+# Each codec at its strongest setting: (the first bytes of its output, compress). Reading detects the codec from those bytes.
+CODECS = {"zlib": (b"\x78", lambda raw: zlib.compress(raw, level=9)),
+          "lzma": (b"\xfd7zXZ\x00", lambda raw: lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)),
+          "zstd": (b"\x28\xb5\x2f\xfd", lambda raw: zstandard().ZstdCompressor(level=22, write_checksum=True).compress(raw))}
+
+def artifact_bytes(state: dict[str, Tensor], meta: dict, int6_blocks=(), embed_fp16: bool = False, codec: str = "zlib") -> tuple[bytes, dict]:
+    """Quantize, torch.save, compress (ARTIFACT_CODEC, recorded in the meta too): the artifact's bytes and the storage stats."""
+    blob, stats = quantize_state_dict(state, int6_blocks, embed_fp16)
+    blob["meta"] = dict(meta, format=ARTIFACT_FORMAT, codec=codec)
     raw = saved_bytes(blob)
     stats["raw_torch_bytes"] = len(raw)
-    return zlib.compress(raw, level=9), stats
+    return CODECS[codec][1](raw), stats
+
+def inflate(data: bytes, limit: int, where: str) -> tuple[bytes, str]:
+    """An artifact's compressed bytes, inflated to at most limit bytes; the codec is known by its first bytes. A truncated or corrupted
+    stream, or bytes after its end, is refused (zstd frames carry their size and a checksum)."""
+    codec = next((name for name, (magic, _) in CODECS.items() if data.startswith(magic)), None)
+    refuse_first((codec is None, f"{where}: not a compressed artifact (none of {', '.join(CODECS)}: truncated, empty or another file)"),
+                 error=ArtifactError)
+    corrupt, zstd = f"{where}: not a {codec}-compressed artifact (truncated or corrupted)", zstandard(where) if codec == "zstd" else None
+    with refused_as(corrupt, Exception, error=ArtifactError):
+        if (size := zstd.frame_content_size(data) if zstd else 0) < 0:
+            raise ValueError("its frame does not declare its size")
+        inflater = zstd.ZstdDecompressor().decompressobj() if zstd else zlib.decompressobj() if codec == "zlib" else lzma.LZMADecompressor()
+        raw = bytes(limit + 1) if size > limit else inflater.decompress(data) if zstd else inflater.decompress(data, limit + 1)
+    refuse_first((len(raw) > limit, f"{where}: inflates past {limit} bytes (4x the 16,000,000-byte cap plus 16x the file); refused"),
+                 (not inflater.eof or inflater.unused_data, corrupt), error=ArtifactError)
+    return raw, codec
 
 def read_input(path, var: str, what: str = "file", limit: int = 1 << 40) -> bytes:
     """The bytes of a file a variable names: a regular file only (a named pipe would block, a device never end), at most limit bytes."""
@@ -490,12 +544,13 @@ def read_input(path, var: str, what: str = "file", limit: int = 1 << 40) -> byte
 
 def config_env(config: dict) -> dict[str, str]:
     """A stored model configuration as the variables that make it, to be checked by the environment's own rules."""
-    env = {k.upper(): str(v) for k, v in config.items() if k not in ("mlp_hidden", "targets", "ranks")}
+    env = {k.upper(): str(v) for k, v in config.items() if k not in ("mlp_hidden", "targets", "attn_ranks", "mlp_ranks")}
     env.update(MLP_MULT=repr(config["mlp_hidden"] / config["model_dim"]), FREEZE_TARGETS=",".join(config["targets"]))
     if config["freeze_mode"] == "none" and config["targets"]:
         env["PROGRESSIVE_FREEZE_FRAC"] = "0.5"  # the targets of a progressive freeze; the model is dense either way
-    ranks = [str(r) for r in config["ranks"]]
-    return {**env, **({"LORA_RANK": ranks[0]} if len(set(ranks)) == 1 else {"LORA_RANKS": ",".join(ranks)})}
+    attn, mlp = (",".join(map(str, config[k])) for k in ("attn_ranks", "mlp_ranks"))
+    return {**env, **({"LORA_RANK": attn.split(",")[0]} if len(set(config["attn_ranks"] + config["mlp_ranks"])) == 1 else
+                      {"LORA_RANKS_ATTN": attn, "LORA_RANKS_MLP": mlp})}
 
 def model_that_fits(cfg, what: str, error=ConfigError) -> nn.Module:
     """The model cfg describes, built on the meta device (shapes, no memory); refused when its weights and regenerated matrices
@@ -531,17 +586,11 @@ def check_blob(blob, where: str) -> None:
                      error=ArtifactError)
 
 def read_artifact(path, data: bytes | None = None, var: str = "ARTIFACT") -> tuple[dict[str, Tensor], dict]:
-    """Nothing in an artifact is trusted before it is checked: a regular file, inflated with a bound (4x the challenge's cap
-    plus 16x the file: no real artifact comes near, a zlib bomb does), unpickled weights-only (a pickle that carries code is
-    refused, not run), then check_blob, and non-finite weights refused. Errors name the variable (ARTIFACT, DISTILL_TEACHER)."""
+    """Nothing is trusted before it is checked: a regular file, inflated with a bound (a bomb is refused), unpickled weights-only (a pickle
+    with code is refused, not run), check_blob, finite weights. Errors name the variable (ARTIFACT, DISTILL_TEACHER)."""
     where = f"{var}={path}"
     data = read_input(path, var, "artifact", ARTIFACT_FILE_LIMIT) if data is None else data
-    limit, inflater = ARTIFACT_INFLATE_LIMIT + 16 * len(data), zlib.decompressobj()
-    corrupt = f"{where}: not a zlib-compressed artifact (truncated or corrupted)"
-    with refused_as(corrupt, zlib.error, error=ArtifactError):
-        raw = inflater.decompress(data, limit + 1)
-    refuse_first((len(raw) > limit, f"{where}: inflates past {limit} bytes (4x the 16,000,000-byte cap plus 16x the file); refused"),
-                 (not inflater.eof or inflater.unused_data, corrupt), error=ArtifactError)
+    raw, codec = inflate(data, ARTIFACT_INFLATE_LIMIT + 16 * len(data), where)
     try:
         with warnings.catch_warnings():  # torch warns about some pickle protocols before refusing them itself
             warnings.simplefilter("ignore")
@@ -549,12 +598,12 @@ def read_artifact(path, data: bytes | None = None, var: str = "ARTIFACT") -> tup
     except Exception as e:  # weights-only unpickling refuses anything but tensors and plain data
         why = next((ln.strip() for ln in str(e).splitlines() if "nsupported" in ln), str(e).splitlines()[0] if str(e) else "")
         raise ArtifactError(f"{where}: refused by weights-only loading ({type(e).__name__}: {why[:160]})") from None
-    if not isinstance(blob, dict) or not isinstance(blob.get("meta"), dict) or blob["meta"].get("format") != ARTIFACT_FORMAT:
-        raise ArtifactError(f"{where}: not an artifact of format {ARTIFACT_FORMAT}")
+    refuse_first((not isinstance(blob, dict) or not isinstance(blob.get("meta"), dict) or blob["meta"].get("format") != ARTIFACT_FORMAT,
+                  f"{where}: not an artifact of format {ARTIFACT_FORMAT}"), error=ArtifactError)
     check_blob(blob, where)
     state = dequantize_state_dict(blob)
     check_finite(state, where)
-    return state, blob["meta"]
+    return state, dict(blob["meta"], codec=codec)
 
 def first_difference(ours: dict, theirs: dict, what: str, error=ArtifactError) -> None:
     """Refuse a stored configuration (theirs) that differs from this run's (ours), naming the first difference."""
@@ -577,8 +626,7 @@ def model_from_artifact(path, expect: dict | None = None, var: str = "ARTIFACT",
     return model, meta
 
 def write_together(files: dict) -> None:
-    """Each file is written to a temporary beside it, and only when all are complete are they renamed into place: outputs that belong
-    together (the raw model and its artifact) are replaced together or not at all, and no temporary outlives a failed write."""
+    """Temporaries beside each file, renamed into place when all are complete: files that belong together are replaced together or not at all."""
     temps = {Path(path): Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}") for path in files}
     try:
         for (path, tmp), data in zip(temps.items(), files.values()):
@@ -632,20 +680,18 @@ def split_files(data_path: str, split: str) -> list[str]:
 
 def load_validation_tokens(data_path: str, seq_len: int, vocab_size: int) -> Tensor:
     tokens = np.concatenate([load_data_shard(f, vocab_size) for f in split_files(data_path, "val")])
-    if tokens.size < seq_len + 1:
-        raise DataError(f"DATA_PATH={data_path}: validation split has {tokens.size} tokens, fewer than TRAIN_SEQ_LEN+1={seq_len + 1}")
+    refuse_first((tokens.size <= seq_len, f"DATA_PATH={data_path}: validation split has {tokens.size} tokens, fewer than TRAIN_SEQ_LEN+1="
+                  f"{seq_len + 1}"), error=DataError)
     return torch.from_numpy(tokens.astype(np.int32))
 
 class TokenStream:
     """The training shards read in order as one endless stream (wrapping at the end)."""
-
     def __init__(self, data_path: str, vocab_size: int):
         self.files, self.vocab_size = split_files(data_path, "train"), vocab_size
         for f in self.files:  # every header now (cheap); each shard's token ids when it is read
             check_shard_header(f)
         self.file_index, self.pos = -1, 0
         self.tokens = np.zeros(0, dtype=np.uint16)
-
     def _next_file(self) -> None:
         for _ in range(len(self.files)):
             self.file_index = (self.file_index + 1) % len(self.files)
@@ -653,13 +699,11 @@ class TokenStream:
             if self.tokens.size:
                 return
         raise DataError(f"{os.path.dirname(self.files[0])}: every train shard is empty")
-
     def seek(self, file_index: int, pos: int) -> None:
         """Continue from a position saved in a checkpoint."""
         if not 0 <= file_index < len(self.files):
             raise IndexError(f"train shard {file_index} of {len(self.files)}")
         self.file_index, self.tokens, self.pos = file_index, load_data_shard(self.files[file_index], self.vocab_size), pos
-
     def take(self, n: int) -> np.ndarray:
         parts = []
         while n > 0:
@@ -671,12 +715,9 @@ class TokenStream:
         return np.concatenate(parts)
 
 class DistributedTokenLoader:
-    """Each micro-step takes one contiguous chunk for all ranks from the stream; rank r
-    uses the r-th slice, so any world size sees the same tokens in the same order."""
-
+    """A micro-step takes one chunk for all ranks; rank r uses the r-th slice, so any world size sees the same tokens in the same order."""
     def __init__(self, data_path: str, vocab_size: int, rank: int, world_size: int, device):
         self.stream, self.rank, self.world_size, self.device = TokenStream(data_path, vocab_size), rank, world_size, device
-
     def next_batch(self, local_tokens: int, seq_len: int) -> tuple[Tensor, Tensor]:
         span = local_tokens + 1
         chunk = self.stream.take(span * self.world_size)[self.rank * span:(self.rank + 1) * span]
@@ -716,8 +757,8 @@ def hash_stream(seed: int, stream: int, n: int, start: int = 0) -> Tensor:
     return mix32(mul32(torch.arange(start, n, dtype=torch.int64), 0x9E3779B1) ^ key)
 
 def projection_seed(base_seed: int, layer: int, name: str) -> int:
-    """seed = mix32(mix32(mix32(BASE_SEED) ^ layer) ^ k), k = 1..6 for q, k, v, o, fc, proj."""
-    return mix32(mix32(mix32(base_seed & MASK32) ^ layer) ^ (PROJECTIONS.index(name) + 1))
+    """seed = mix32(mix32(mix32(BASE_SEED) ^ layer) ^ k), k = 1..7 for q, k, v, o, fc, proj, emb (the embedding: layer 0)."""
+    return mix32(mix32(mix32(base_seed & MASK32) ^ layer) ^ ((*PROJECTIONS, "emb").index(name) + 1))
 
 def symmetric_unit(h: Tensor) -> Tensor:
     """Top 23 bits of a hash as an exact float32 in (-1, 1): (2u + 1 - 2^23) / 2^23."""
@@ -726,7 +767,8 @@ def symmetric_unit(h: Tensor) -> Tensor:
 def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> Tensor:
     """An (out, in) float32 CPU matrix, bit-identical everywhere for the same arguments. gaussian: N(0, 1/in) approximated by the sum of
     twelve uniform bytes (Irwin-Hall, exact in float32, steps of 1/256 of a standard deviation, tails cut at 6); uniform: Xavier, U(+-sqrt(6
-    / (in + out))); rademacher: +-1/sqrt(in); orthogonal: orthonormal rows or columns, from 3 log2(n) layers of seeded Givens rotations
+    / (in + out))); he_uniform: U(+-sqrt(6 / in)); rademacher: +-1/sqrt(in); orthogonal: orthonormal rows or columns, from 3 log2(n) layers
+    of seeded Givens rotations
     between random pairs of rows, each rotation c = (1 - t^2) / (1 + t^2), s = 2t / (1 + t^2)."""
     n = out_features * in_features
     if init == "gaussian":  # in chunks that stay in cache; element i never depends on the chunking
@@ -736,8 +778,9 @@ def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> 
             total = sum((h & 255) + ((h >> 8) & 255) + ((h >> 16) & 255) + (h >> 24) for h in (hash_stream(seed, i, hi, lo) for i in range(3)))
             w[lo:hi] = (total - 1530).to(torch.float32) * 2.0**-8  # twelve bytes: mean 1530, std 256
         w *= torch.tensor(in_features**-0.5, dtype=torch.float32)
-    elif init == "uniform":
-        w = symmetric_unit(hash_stream(seed, 0, n)) * torch.tensor(math.sqrt(6.0 / (in_features + out_features)), dtype=torch.float32)
+    elif init in ("uniform", "he_uniform"):
+        fan = in_features + out_features if init == "uniform" else in_features
+        w = symmetric_unit(hash_stream(seed, 0, n)) * torch.tensor(math.sqrt(6.0 / fan), dtype=torch.float32)
     elif init == "rademacher":
         w = ((hash_stream(seed, 0, n) & 1) * 2 - 1).to(torch.float32) * torch.tensor(in_features**-0.5, dtype=torch.float32)
     else:
@@ -757,83 +800,73 @@ def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> 
 
 class CastedLinear(nn.Linear):
     """A dense learned projection without bias; fp32 master weight, computed in the autocast dtype."""
-
     def __init__(self, in_features: int, out_features: int, zero_init: bool = False):
         super().__init__(in_features, out_features, bias=False)
         if zero_init:
             nn.init.zeros_(self.weight)
 
 class FrozenFC(nn.Module):
-    """The random base R alone, never trained (selective freeze): stored nowhere, rebuilt
-    from its seed. Subclasses add what they learn on top of R."""
-
+    """The random base R alone, never trained (selective freeze): stored nowhere, rebuilt from its seed. Subclasses learn on top of R."""
     def __init__(self, in_features: int, out_features: int, seed: int, init: str):
         super().__init__()
         self.seed, self.init = seed, init
         shape_only = torch.get_default_device().type == "meta"  # a model built to read its shapes (artifact checks)
         self.register_buffer("base", torch.empty(out_features, in_features) if shape_only else random_matrix(out_features, in_features, seed, init),
                              persistent=False)
-
     def effective_weight(self) -> Tensor:
         return self.base
-
+    @property
+    def weight(self) -> Tensor:  # as a dense layer's (an embedding lookup and the tied head read it)
+        return self.effective_weight()
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.effective_weight())
 
 class RandomLinearWithAdapter(FrozenFC):
-    """R + B A with a learned rank-r update; B starts at zero, so training starts from R. B A is
-    folded into R before the one matrix multiply (its backward adds two thin multiplies)."""
-
+    """R + B A, B starting at zero; B A is folded into R before the one matrix multiply (its backward adds two thin multiplies)."""
     def __init__(self, in_features: int, out_features: int, seed: int, init: str, rank: int):
         super().__init__(in_features, out_features, seed, init)
         self.A = nn.Parameter(torch.empty(rank, in_features))
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
         self.B = nn.Parameter(torch.zeros(out_features, rank))
-
     def effective_weight(self) -> Tensor:
         return torch.addmm(self.base, self.B, self.A)
 
 class MaskedRandomLinear(FrozenFC):
-    """Supermask: R times a learned binary mask (scores > 0) and a learned scale. The scores learn through a straight-through estimator: the
-    forward uses the hard mask, the backward the gradient of sigmoid(scores / temperature); the temperature is a buffer updated in place by
-    the training loop, so a compiled graph reads its current value."""
-
+    """Supermask: R times a binary mask (scores > 0) and a learned scale. Straight-through: the forward uses the hard mask, the backward
+    sigmoid(scores / temperature)'s gradient; the temperature is a buffer updated in place, so a compiled graph reads its current value."""
     def __init__(self, in_features: int, out_features: int, seed: int, init: str, init_score: float):
         super().__init__(in_features, out_features, seed, init)
         self.scores = nn.Parameter(torch.full((out_features, in_features), float(init_score)))
         self.mask_scale = nn.Parameter(torch.ones(()))
         self.register_buffer("temperature", torch.ones(()), persistent=False)
-
     def effective_weight(self) -> Tensor:
         soft = torch.sigmoid(self.scores / self.temperature)
         mask = (self.scores > 0).to(soft.dtype) + (soft - soft.detach())
         return self.base * mask * self.mask_scale
 
 class LowRankLinear(nn.Module):
-    """A learned B A with no base, trained from scratch (low-rank substitution): two thin
-    multiplies. B starts at zero where the dense projection would (o, proj, corrections)."""
-
+    """A learned B A, no base (low-rank substitution): two thin multiplies; B starts at zero where the dense one would (o, proj, corr)."""
     def __init__(self, in_features: int, out_features: int, rank: int, zero_init: bool):
         super().__init__()
         self.A, self.B = nn.Parameter(torch.empty(rank, in_features)), nn.Parameter(torch.zeros(out_features, rank))
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
         if not zero_init:
             nn.init.kaiming_uniform_(self.B, a=math.sqrt(5))
-
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(F.linear(x, self.A), self.B)
 
 def make_projection(cfg, layer: int, name: str, in_features: int, out_features: int) -> nn.Module:
-    """The one place that builds a block projection (attention q, k, v, o; MLP fc, proj; the frozen MLP's correction 'corr'). A projection
-    in FREEZE_TARGETS becomes what FREEZE_MODE says; the others stay dense and learned. o and proj start at zero as in the baseline."""
+    """The one place that builds a projection (q, k, v, o, fc, proj; the frozen MLP's correction 'corr'; the tied embedding 'emb'). One in
+    FREEZE_TARGETS becomes what FREEZE_MODE says; the others stay dense and learned. o and proj start at zero as in the baseline."""
     if name == "corr":
         return LowRankLinear(in_features, out_features, cfg.frozen_correction_rank, zero_init=True)
     mode, seed, dims, zero = cfg.freeze_mode if name in cfg.targets else "none", projection_seed(cfg.base_seed, layer, name), \
         (in_features, out_features), name in ("o", "proj")
-    return {"adapter": lambda: RandomLinearWithAdapter(*dims, seed, cfg.base_init, cfg.ranks[layer]),
-            "frozen": lambda: FrozenFC(*dims, seed, cfg.base_init), "lowrank": lambda: LowRankLinear(*dims, cfg.ranks[layer], zero_init=zero),
-            "mask": lambda: MaskedRandomLinear(*dims, seed, cfg.base_init, cfg.mask_init_score),
-            "none": lambda: CastedLinear(*dims, zero_init=zero)}[mode]()
+    init, rank = ("he_uniform" if name == "fc" else "uniform") if cfg.base_init == "xavier_he" else cfg.base_init, \
+        (cfg.mlp_ranks if name in TARGET_GROUPS["mlp"] else cfg.attn_ranks)[layer]
+    return {"adapter": lambda: RandomLinearWithAdapter(*dims, seed, init, rank), "frozen": lambda: FrozenFC(*dims, seed, init),
+            "lowrank": lambda: LowRankLinear(*dims, rank, zero_init=zero), "mask": lambda: MaskedRandomLinear(*dims, seed, init, cfg.mask_init_score),
+            "none": lambda: nn.Embedding(out_features, in_features) if name == "emb" else CastedLinear(*dims, zero_init=zero)}[mode]()
 
 def regenerated_checksums(model: nn.Module) -> dict[str, str]:
     """sha256 of every regenerated base, keyed by module name (recorded in the artifact)."""
@@ -842,14 +875,12 @@ def regenerated_checksums(model: nn.Module) -> dict[str, str]:
 
 class Rotary(nn.Module):
     """RoPE tables built once at construction (never inside inference mode, see FACTS.md), as buffers that are not saved."""
-
     def __init__(self, head_dim: int, max_len: int, base: float):
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
         self.register_buffer("cos", angles.cos()[None, None], persistent=False)
         self.register_buffer("sin", angles.sin()[None, None], persistent=False)
-
     def forward(self, x: Tensor) -> Tensor:
         t, half = x.size(-2), x.size(-1) // 2
         cos, sin = self.cos[..., :t, :].to(x.dtype), self.sin[..., :t, :].to(x.dtype)
@@ -863,8 +894,8 @@ class CausalSelfAttention(nn.Module):
         kv_dim = self.num_kv_heads * self.head_dim
         self.q, self.k, self.v, self.o = (make_projection(cfg, layer, n, dim, o) for n, o in (("q", dim), ("k", kv_dim), ("v", kv_dim), ("o", dim)))
         self.q_gain = nn.Parameter(torch.full((self.num_heads,), float(cfg.qk_gain_init)))
+        self.head_scale = nn.Parameter(torch.ones(self.num_heads)) if cfg.freeze_mode == "mask" else None  # supermask: per-head output scale
         self.rotary = Rotary(self.head_dim, cfg.train_seq_len, cfg.rope_base)
-
     def forward(self, x: Tensor) -> Tensor:
         b, t, dim = x.shape
         q = self.q(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
@@ -873,6 +904,7 @@ class CausalSelfAttention(nn.Module):
         q, k = self.rotary(rms_norm(q).to(v.dtype)), self.rotary(rms_norm(k).to(v.dtype))
         q = q * self.q_gain.to(q.dtype)[None, :, None, None]
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.num_kv_heads != self.num_heads)
+        y = y if self.head_scale is None else y * self.head_scale.to(y.dtype)[None, :, None, None]
         return self.o(y.transpose(1, 2).reshape(b, t, dim))
 
 class MLP(nn.Module):
@@ -881,7 +913,6 @@ class MLP(nn.Module):
         self.fc = make_projection(cfg, layer, "fc", cfg.model_dim, cfg.mlp_hidden)
         self.proj = make_projection(cfg, layer, "proj", cfg.mlp_hidden, cfg.model_dim)
         self.corr = make_projection(cfg, layer, "corr", cfg.model_dim, cfg.model_dim) if cfg.frozen_correction_rank else None
-
     def forward(self, x: Tensor) -> Tensor:
         out = self.proj(torch.relu(self.fc(x)).square())
         return out if self.corr is None else out + self.corr(x)
@@ -894,7 +925,6 @@ class Block(nn.Module):
         self.attn_scale = nn.Parameter(torch.ones(dim))
         self.mlp_scale = nn.Parameter(torch.ones(dim))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))))
-
     def forward(self, x: Tensor, x0: Tensor) -> Tensor:
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
@@ -908,23 +938,22 @@ def bigram_buckets(input_ids: Tensor, buckets: int) -> Tensor:
     return mix32(prev * 65536 + input_ids) % buckets
 
 class GPT(nn.Module):
-    """The baseline: blocks in a U shape (the first half's outputs are added back to the
-    second half in reverse order through learned per-channel skip weights)."""
-
+    """The baseline: blocks in a U shape (the first half's outputs added back to the second half in reverse, through learned skip weights)."""
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
+        self.tok_emb = make_projection(cfg, 0, "emb", cfg.model_dim, cfg.vocab_size)  # FREEZE_TARGETS=emb: a masked random matrix
         self.bigram = nn.Embedding(cfg.bigram_buckets, cfg.bigram_dim) if cfg.bigram_buckets else None
         self.bigram_proj = CastedLinear(cfg.bigram_dim, cfg.model_dim, zero_init=True) if cfg.bigram_buckets else None
         self.num_encoder = cfg.num_layers // 2
         self.skip_weights = nn.Parameter(torch.ones(min(self.num_encoder, cfg.num_layers - self.num_encoder), cfg.model_dim))
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
         self.lm_head = None if cfg.tie_embeddings else CastedLinear(cfg.model_dim, cfg.vocab_size, zero_init=True)
-        nn.init.normal_(self.tok_emb.weight, std=cfg.tied_embed_init_std)  # last, as the house does: its random stream, its weights
-
+        self.logit_scale = nn.Parameter(torch.ones(())) if cfg.freeze_mode == "mask" else None  # supermask: a learned scale before the logits
+        if isinstance(self.tok_emb, nn.Embedding):  # last, as the house does: its random stream, its weights
+            nn.init.normal_(self.tok_emb.weight, std=cfg.tied_embed_init_std)
     def logits(self, input_ids: Tensor) -> Tensor:
-        x = self.tok_emb(input_ids)
+        x = F.embedding(input_ids, self.tok_emb.weight)
         if self.bigram is not None:
             x = x + self.bigram_proj(self.bigram(bigram_buckets(input_ids, self.cfg.bigram_buckets)))
         x = x0 = rms_norm(x)
@@ -936,10 +965,9 @@ class GPT(nn.Module):
             x = block(x, x0)
             if i < self.num_encoder:
                 skips.append(x)
-        x = rms_norm(x)
+        x = rms_norm(x) if self.logit_scale is None else rms_norm(x) * self.logit_scale.to(x.dtype)
         logits = F.linear(x, self.tok_emb.weight if self.lm_head is None else self.lm_head.weight).float()
         return self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
-
     def forward(self, input_ids: Tensor, target_ids: Tensor, teacher_logits: Tensor | None = None, alpha: float = 0.0, temp: float = 1.0) -> Tensor:
         """Per-token loss in nats, shape of target_ids, fp32: the cross-entropy, mixed with
         alpha T^2 KL(teacher_T || student_T) when teacher logits are given (distillation)."""
@@ -954,17 +982,14 @@ class GPT(nn.Module):
 class Ensemble(nn.Module):
     """NUM_MODELS members trained side by side on the same batches (the loss is their mean); evaluation scores the average of their
     probabilities. Member i regenerates its random matrices from BASE_SEED + i."""
-
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
         self.members = nn.ModuleList(GPT(SimpleNamespace(**{**vars(cfg), "base_seed": cfg.base_seed + i})) for i in range(cfg.num_models))
-
     def logits(self, input_ids: Tensor) -> Tensor:
         """Log of the mean probability: usable as logits (a teacher's, say)."""
         logp = torch.stack([F.log_softmax(m.logits(input_ids), dim=-1) for m in self.members])
         return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
-
     def forward(self, input_ids: Tensor, target_ids: Tensor, teacher_logits: Tensor | None = None, alpha: float = 0.0, temp: float = 1.0) -> Tensor:
         losses = torch.stack([m(input_ids, target_ids, teacher_logits, alpha, temp) for m in self.members])
         if self.training:
@@ -985,8 +1010,7 @@ def build_optimizers(model: nn.Module, args, compile_muon: bool = False) -> list
     tied = args.tie_embeddings
     adam_groups = [dict(params=groups["embed"], lr=args.tied_embed_lr if tied else args.embed_lr, weight_decay=args.adam_wd),
                    dict(params=groups["head"], lr=args.head_lr, weight_decay=args.adam_wd),
-                   dict(params=groups["scalar"], lr=args.scalar_lr, weight_decay=0.0),
-                   dict(params=groups["mask"], lr=args.mask_lr, weight_decay=0.0)]
+                   dict(params=groups["scalar"], lr=args.scalar_lr, weight_decay=0.0), dict(params=groups["mask"], lr=args.mask_lr, weight_decay=0.0)]
     adam = torch.optim.AdamW([g for g in adam_groups if g["params"]], betas=(args.beta1, args.beta2), eps=args.adam_eps,
                              fused=True)  # the fused kernel on CPU too: as fast, and the same bits as the house
     optimizers = [adam]
@@ -1001,10 +1025,8 @@ def build_optimizers(model: nn.Module, args, compile_muon: bool = False) -> list
 
 class EMA:
     """Exponential moving average of the parameters: a copy at step EMA_START_STEP, then avg = decay * avg + (1 - decay) * p after every step."""
-
     def __init__(self, decay: float, start_step: int):
         self.decay, self.start_step, self.avg = decay, start_step, None
-
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         if self.decay <= 0 or step < self.start_step:
@@ -1013,15 +1035,13 @@ class EMA:
             self.avg = {name: p.detach().clone() for name, p in model.named_parameters()}
         else:
             torch._foreach_lerp_(list(self.avg.values()), [p.detach() for p in model.parameters()], 1.0 - self.decay)
-
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
         for name, p in model.named_parameters():
             p.copy_(self.avg[name])
 
 def freeze_parameters(optimizers: list[torch.optim.Optimizer], params: list[nn.Parameter]) -> None:
-    """Progressive freeze: the parameters leave their optimizer and their state is dropped.
-    This happens outside any compiled graph, so it cannot be constant-folded away."""
+    """Progressive freeze: the parameters leave their optimizer, outside any compiled graph (so it cannot be constant-folded away)."""
     frozen = {id(p) for p in params}
     for opt in optimizers:
         for group in opt.param_groups:
@@ -1045,8 +1065,7 @@ def lr_multiplier(args, step: int, elapsed_ms: float) -> float:
     return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
 
 def windowed_logits(model, x: Tensor, context: int) -> Tensor:
-    """A model's logits over inputs longer than its context (a distillation teacher's): windows
-    of its context that overlap by half, each position from the window giving it most context."""
+    """A teacher's logits over inputs longer than its context: windows overlapping by half, each position from its most-context window."""
     if x.size(1) <= context:
         return model.logits(x)
     starts, score_from = window_plan(x.size(1), context, max(1, context // 2))
@@ -1054,13 +1073,11 @@ def windowed_logits(model, x: Tensor, context: int) -> Tensor:
 
 class Logger:
     """Rank 0 prints and appends to logs/<RUN_ID>.txt, which starts with this file's source."""
-
     def __init__(self, run_id: str, rank: int, code: str):
         self.path = Path("logs") / f"{run_id}.txt" if rank == 0 else None
         if self.path:
             with refused_as(f"RUN_ID={run_id}: its log {self.path} could not be written", OSError):
                 self.path.write_text(code + "\n" + "=" * 100 + "\n", encoding="utf-8")
-
     def __call__(self, msg: str, console: bool = True) -> None:
         if self.path:
             if console:
@@ -1107,8 +1124,7 @@ def broadcast_bytes(data: bytes | None, rt) -> bytes:
     return buf.cpu().numpy().tobytes()
 
 def keep_freed_memory() -> None:
-    """glibc hands every freed block above 32 MB (an evaluation batch's logits) back to the OS and faults it in again on the next
-    batch: a fresh EVAL_ONLY process took 15 s where a training run's evaluation took 9. Large blocks come from the heap and stay."""
+    """glibc returned every freed block above 32 MB (a batch's logits) to the OS and faulted it in again: EVAL_ONLY took 15 s, not 9."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 1 << 30), libc.mallopt(-1, (1 << 31) - 1)  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
@@ -1126,9 +1142,8 @@ def setup_runtime(args) -> SimpleNamespace:
                   f"WORLD_SIZE={world_size}: set without MASTER_ADDR and MASTER_PORT; start several processes with torchrun"))
     use_cuda = torch.cuda.is_available()
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if use_cuda and local_rank >= torch.cuda.device_count():
-        raise ConfigError(f"LOCAL_RANK={local_rank}: only {torch.cuda.device_count()} GPU(s) visible; start at most that many "
-                          "processes per node, or hide the GPUs (CUDA_VISIBLE_DEVICES=) to run on CPU")
+    refuse_first((use_cuda and local_rank >= torch.cuda.device_count(), f"LOCAL_RANK={local_rank}: only {use_cuda and torch.cuda.device_count()} "
+                  "GPU(s) visible; start at most that many processes per node, or hide the GPUs (CUDA_VISIBLE_DEVICES=) to run on CPU"))
     if use_cuda:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -1147,28 +1162,28 @@ def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len
         sp = spm.SentencePieceProcessor(model_proto=proto)
     except Exception:
         raise DataError(f"TOKENIZER_PATH={tokenizer_path}: not a SentencePiece model") from None
-    if sp.vocab_size() != vocab_size:
-        raise DataError(f"TOKENIZER_PATH={tokenizer_path}: vocabulary of {sp.vocab_size()} tokens, but VOCAB_SIZE={vocab_size}")
+    refuse_first((sp.vocab_size() != vocab_size, f"TOKENIZER_PATH={tokenizer_path}: vocabulary of {sp.vocab_size()} tokens, but VOCAB_SIZE="
+                  f"{vocab_size}"), error=DataError)
     val_tokens = load_validation_tokens(data_path, seq_len, vocab_size)
     return val_tokens, build_byte_luts(sp, vocab_size, device), hashlib.sha256(proto).hexdigest()
 
-def final_evaluation(log, run_eval, stride: int, prefix: str = "final_int8_zlib_roundtrip") -> float:
-    """The house's final lines (plain), then the sliding-window ones when a stride is set, then
-    the whole evaluation's time (the challenge caps it at 600 s)."""
-    t_start = t0 = time.perf_counter()
-    val_loss, val_bpb, scored = run_eval(None)
-    log(f"{prefix} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000.0 * (time.perf_counter() - t0):.0f}ms")
-    log(f"{prefix}_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f} scored_tokens:{scored}")
-    if stride > 0:
+def final_evaluation(log, run_eval, stride: int, codec: str = "zlib") -> float:
+    """The house's final lines (plain), then the sliding-window ones when a stride is set, then the whole evaluation's time (capped at 600 s)."""
+    t_start, scores = time.perf_counter(), []
+    for name, s in [("", None)] + ([("_sliding", stride)] if stride > 0 else []):
         t0 = time.perf_counter()
-        loss, bpb, scored = run_eval(stride)
-        log(f"{prefix}_sliding val_loss:{loss:.4f} val_bpb:{bpb:.4f} stride:{stride} eval_time:{1000.0 * (time.perf_counter() - t0):.0f}ms")
-        log(f"{prefix}_sliding_exact val_loss:{loss:.8f} val_bpb:{bpb:.8f} scored_tokens:{scored}")
+        loss, bpb, scored = run_eval(s)
+        log(f"final_int8_{codec}_roundtrip{name} val_loss:{loss:.4f} val_bpb:{bpb:.4f}" + (f" stride:{s}" if s else "")
+            + f" eval_time:{1000.0 * (time.perf_counter() - t0):.0f}ms")
+        log(f"final_int8_{codec}_roundtrip{name}_exact val_loss:{loss:.8f} val_bpb:{bpb:.8f} scored_tokens:{scored}")
+        scores.append(bpb)
     log(f"total_eval_time:{1000.0 * (time.perf_counter() - t_start):.0f}ms")
-    return val_bpb
+    return scores[0]
 
-def make_run_eval(model_fwd, val_tokens, luts, rt, seq_len: int, plain_batch: int, sliding_batch: int):
-    """evaluate() bound to this run: stride None = plain evaluation."""
+def make_run_eval(model_fwd, val_tokens, luts, rt, cfg):
+    """evaluate() bound to this run (cfg: TRAIN_SEQ_LEN, VAL_BATCH_SIZE, EVAL_BATCH_SEQS): stride None = plain evaluation."""
+    seq_len, plain_batch = cfg.train_seq_len, max(1, cfg.val_batch_size // (rt.world_size * cfg.train_seq_len))
+    sliding_batch = cfg.eval_batch_seqs or plain_batch
     def run_eval(stride: int | None, model=None) -> tuple[float, float, int]:
         m, training = model or model_fwd, (model or model_fwd).training
         result = evaluate(m.eval(), val_tokens, seq_len, stride or seq_len, sliding_batch if stride else plain_batch, luts,
@@ -1178,8 +1193,7 @@ def make_run_eval(model_fwd, val_tokens, luts, rt, seq_len: int, plain_batch: in
     return run_eval
 
 def eval_only(args, rt, log) -> int:
-    """EVAL_ONLY=1: the model and, unless the environment sets them, the data and evaluation settings come from the artifact,
-    validated like the environment. A model variable set in the environment must agree; any other one is refused (none applies)."""
+    """EVAL_ONLY=1: model, data and evaluation settings from the artifact (the environment may set data and evaluation settings)."""
     model, meta = model_from_artifact(args.artifact)
     stored, made = meta["config"], config_env(meta["config"])
     for name, raw in ((n, os.environ[n]) for n, *_ in ENV_VARS if os.environ.get(n) and n not in EVAL_ONLY_VARS):
@@ -1201,8 +1215,7 @@ def eval_only(args, rt, log) -> int:
     fwd = torch.compile(model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else model
     log(f"eval_only artifact:{args.artifact} bytes:{os.path.getsize(args.artifact)} data_path:{run.data_path}")
     log(f"model_params:{sum(p.numel() for p in model.parameters())}")
-    plain = max(1, run.val_batch_size // (rt.world_size * run.train_seq_len))
-    final_evaluation(log, make_run_eval(fwd, val_tokens, luts, rt, run.train_seq_len, plain, run.eval_batch_seqs or plain), run.eval_stride)
+    final_evaluation(log, make_run_eval(fwd, val_tokens, luts, rt, run), run.eval_stride, meta["codec"])
     return 0
 
 CHECKPOINT_FORMAT = "rlm_checkpoint_v1"
@@ -1265,6 +1278,9 @@ def main() -> int:
     log(f"Running Python {sys.version.split()[0]}, PyTorch {torch.__version__}, device:{device_name}")
     log(f"pytorch_version:{torch.__version__} hardware:{rt.world_size}x{device_name}")  # read by records/tools.py
     log("env: " + " ".join(f"{name}={shlex.quote(os.environ[name])}" for name, *_ in ENV_VARS if os.environ.get(name)))
+    if args.recipe:  # what the recipe set, as resolved: a variable set in the environment wins (marked *)
+        log(f"recipe:{args.recipe} " + " ".join(f"{k}={shlex.quote(os.environ[k]) + '*' if os.environ.get(k) else v}"
+                                                 for k, v in args.recipe_vars.items()))
     step = 0
     stop_on_signals(log, lambda: "during EVAL_ONLY evaluation" if args.eval_only else f"at step:{step}/{args.iterations}; no artifact written")
     if args.eval_only:
@@ -1272,7 +1288,6 @@ def main() -> int:
     for seed in (random.seed, np.random.seed, torch.manual_seed):
         seed(args.seed)
     device, distributed = rt.device, rt.distributed
-
     model_that_fits(args, f"NUM_LAYERS={args.num_layers} MODEL_DIM={args.model_dim}: the model")
     val_tokens, luts, tokenizer_sha = load_eval_data(args.data_path, args.tokenizer_path, args.vocab_size, args.train_seq_len, device)
     log(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={args.tokenizer_path}")
@@ -1288,7 +1303,6 @@ def main() -> int:
         teacher, teacher_context = teacher.to(device).eval().requires_grad_(False), tmeta["config"]["train_seq_len"]
         log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in teacher.parameters())}"
             f" alpha:{args.distill_alpha} temp:{args.distill_temp}")
-
     base_model = build_model(args).to(device)
     model_fwd = torch.compile(base_model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else base_model
     model = DDP(model_fwd, device_ids=[rt.local_rank] if rt.use_cuda else None, broadcast_buffers=False) if distributed else model_fwd
@@ -1296,32 +1310,23 @@ def main() -> int:
     optimizers = [opt for m in members for opt in build_optimizers(m, args, compile_muon=rt.compile)]
     log(f"model_params:{sum(p.numel() for p in base_model.parameters())}")
     log(f"frozen_params:{sum(m.base.numel() for m in base_model.modules() if isinstance(m, FrozenFC))}")
+    ranks = f"attn:{','.join(map(str, args.attn_ranks))}:mlp:{','.join(map(str, args.mlp_ranks))}"
+    extras = {"ranks": args.freeze_mode in ("adapter", "lowrank") and ranks, "correction_rank": args.frozen_correction_rank,
+              "progressive_freeze_frac": args.progressive_freeze_frac, "num_models": args.num_models > 1 and 2,
+              "bigram": args.bigram_buckets and f"{args.bigram_buckets}x{args.bigram_dim}"}
     log(f"freeze_mode:{args.freeze_mode} targets:{','.join(args.targets) or '-'} base_init:{args.base_init} base_seed:{args.base_seed}"
-        + (f" ranks:{','.join(map(str, args.ranks))}" if args.freeze_mode in ("adapter", "lowrank") else "")
-        + (f" correction_rank:{args.frozen_correction_rank}" if args.frozen_correction_rank else "")
-        + (f" progressive_freeze_frac:{args.progressive_freeze_frac}" if args.progressive_freeze_frac else "")
-        + (f" num_models:{args.num_models}" if args.num_models > 1 else "")
-        + (f" bigram:{args.bigram_buckets}x{args.bigram_dim}" if args.bigram_buckets else ""))
+        + "".join(f" {k}:{v}" for k, v in extras.items() if v))
     log(f"world_size:{rt.world_size} grad_accum_steps:{args.grad_accum_steps}")
-    log(f"attention_mode:{'gqa' if args.num_kv_heads != args.num_heads else 'mha'} num_heads:{args.num_heads} num_kv_heads:{args.num_kv_heads}")
-    log(f"tie_embeddings:{bool(args.tie_embeddings)} embed_lr:{args.tied_embed_lr if args.tie_embeddings else args.embed_lr} "
-        f"head_lr:{0.0 if args.tie_embeddings else args.head_lr} matrix_lr:{args.matrix_lr} scalar_lr:{args.scalar_lr}")
-    log(f"train_batch_tokens:{args.train_batch_tokens} train_seq_len:{args.train_seq_len} iterations:{args.iterations} "
-        f"warmup_steps:{args.warmup_steps} max_wallclock_seconds:{args.max_wallclock_seconds:.3f} compile:{rt.compile}")
-    log(f"seed:{args.seed}")
-
+    log("config: " + " ".join(f"{n.lower()}:{getattr(args, n.lower())}" for n, *_ in ENV_VARS) + f" compile:{rt.compile}")  # every value, resolved
     local_tokens = args.train_batch_tokens // (rt.world_size * args.grad_accum_steps)
-    plain_batch = max(1, args.val_batch_size // (rt.world_size * args.train_seq_len))
-    run_eval = make_run_eval(model_fwd, val_tokens, luts, rt, args.train_seq_len, plain_batch, args.eval_batch_seqs or plain_batch)
+    run_eval = make_run_eval(model_fwd, val_tokens, luts, rt, args)
     masked = [m for m in base_model.modules() if isinstance(m, MaskedRandomLinear)]
     progressive = [m.weight for n, m in base_model.named_modules() if ".blocks." in f".{n}" and n.split(".")[-1] in args.targets
                    and isinstance(m, CastedLinear)] if args.progressive_freeze_frac > 0 else []
     params = list(base_model.parameters())
     ema = EMA(args.ema_decay, args.ema_start_step)
-
     def run_progress(step: int, elapsed_ms: float) -> float:  # fraction of the run done: by wallclock under a cap, else by steps
         return min(elapsed_ms / (1000.0 * args.max_wallclock_seconds) if args.max_wallclock_seconds > 0 else step / args.iterations, 1.0)
-
     def train_step(step: int, elapsed_ms: float) -> Tensor:
         mul = lr_multiplier(args, step, elapsed_ms)
         frac = min(step / args.muon_momentum_warmup_steps, 1.0) if args.muon_momentum_warmup_steps else 1.0
@@ -1355,7 +1360,6 @@ def main() -> int:
             dist.all_reduce(loss_sum, op=dist.ReduceOp.SUM)
             loss_sum /= rt.world_size
         return loss_sum
-
     # Compile warmup: run a few real steps so compilation happens now, then roll back the
     # weights, optimizer state and data stream so the timed run starts from scratch.
     if args.warmup_steps > 0:
@@ -1367,7 +1371,6 @@ def main() -> int:
         for opt, state in zip(optimizers, initial_opt):
             opt.load_state_dict(state)
         train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)
-
     sync = torch.cuda.synchronize if rt.use_cuda else lambda: None
     training_ms, stop_after, cap_ms, next_check = 0.0, None, 1000.0 * args.max_wallclock_seconds, 0
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss since the last check
@@ -1425,10 +1428,8 @@ def main() -> int:
                             args.progressive_freeze_frac > 0 and not progressive)
             log(f"checkpoint:{args.checkpoint_path} step:{step}")
         next_check = step + (1 if not rt.use_cuda else max(1, int(min(2000.0, (cap_ms - elapsed_ms) / 2 if cap_ms else 2000.0) * step / elapsed_ms)))
-
     log(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB"
         if rt.use_cuda else f"peak memory rss: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
-
     # Artifact: the raw state dict, then int8 + zlib, read back and evaluated again.
     code_bytes = len(code.encode("utf-8"))
     artifact_path = Path(args.artifact)
@@ -1439,14 +1440,14 @@ def main() -> int:
     state = {k: v.detach().clone() for k, v in base_model.state_dict().items()}  # kept: loading the round trip overwrites the weights
     data = None
     if rt.rank == 0:  # the raw weights and the artifact are replaced together or not at all
-        raw, (data, stats) = saved_bytes(state), artifact_bytes(state, meta, args.int6_blocks)
+        raw, (data, stats) = saved_bytes(state), artifact_bytes(state, meta, args.int6_blocks, args.embed_fp16, args.artifact_codec)
         write_together({"final_model.pt": raw, artifact_path: data})
         log(f"Serialized model: {len(raw)} bytes")
         log(f"Code size: {code_bytes} bytes")
         log(f"Total submission size: {len(raw) + code_bytes} bytes")
-        log(f"Serialized model int8+zlib: {len(data)} bytes (payload:{stats['payload_bytes']} raw_torch:{stats['raw_torch_bytes']} "
+        log(f"Serialized model int8+{args.artifact_codec}: {len(data)} bytes (payload:{stats['payload_bytes']} raw_torch:{stats['raw_torch_bytes']} "
             f"payload_ratio:{stats['float_bytes'] / max(stats['payload_bytes'], 1):.2f}x)")
-        log(f"Total submission size int8+zlib: {len(data) + code_bytes} bytes")
+        log(f"Total submission size int8+{args.artifact_codec}: {len(data) + code_bytes} bytes")
         if len(data) + code_bytes > 16_000_000:
             log(f"warning: Total submission size {len(data) + code_bytes} bytes is over the challenge's 16000000-byte cap")
         log(f"artifact_storage {storage_summary(stats)}")
@@ -1454,12 +1455,12 @@ def main() -> int:
     data = broadcast_bytes(data, rt)
     loaded, _ = model_from_artifact(artifact_path, expect=args.model_config(), data=data)
     base_model.load_state_dict(loaded.state_dict(), strict=True)
-    bpb = final_evaluation(log, run_eval, args.eval_stride)
+    bpb = final_evaluation(log, run_eval, args.eval_stride, args.artifact_codec)
     for i, member in enumerate(members if len(members) > 1 else []):
         loss_i, bpb_i, _ = run_eval(None, member)
         log(f"ensemble_member:{i} val_loss:{loss_i:.4f} val_bpb:{bpb_i:.4f} (ensemble {bpb:.4f})")
     if args.int6_blocks:  # what int6 saved and cost, against the same weights all in int8
-        int8_data, _ = artifact_bytes(state, meta)
+        int8_data, _ = artifact_bytes(state, meta, (), args.embed_fp16, args.artifact_codec)
         base_model.load_state_dict(read_artifact(artifact_path, int8_data)[0], strict=True)
         _, bpb8, _ = run_eval(None)
         log(f"int6_layers:{','.join(map(str, args.int6_blocks))} bytes_saved:{len(int8_data) - len(data)} "
@@ -1467,9 +1468,8 @@ def main() -> int:
     return 0
 
 def leave_process_group(clean: bool) -> None:
-    """Every exit, training or EVAL_ONLY, ends here. The run's objects go first: DDP's reducer sits in reference cycles that outlive main(),
-    and when the interpreter's shutdown frees it after the group is gone, gloo aborts the rank ("terminate called without an active
-    exception", about 1 run in 7 on 2 CPU cores; 0 in 40 with this collection). After a clean finish the ranks then leave together."""
+    """Every exit ends here. Garbage first: DDP's reducer sits in cycles that outlive main(), and freed at shutdown after the group is gone
+    it made gloo abort the rank (1 run in 7 on 2 cores; 0 in 40 with this). After a clean finish the ranks leave together."""
     if dist.is_available() and dist.is_initialized():
         gc.collect()
         if clean:

@@ -1,0 +1,115 @@
+"""HYPERPARAMETERS and MODEL, issue 12's pieces: recipes by name, per-group rank schedules, the full supermask (masked embedding,
+per-head and pre-logit scales, He/Xavier init), fp16 embedding and the artifact codecs."""
+
+import hashlib
+import io
+import lzma
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY_MODEL, clean_env, field, log_lines, run_train
+from train_gpt import (CONTROL_TENSOR_NAMES, RECIPES, ArtifactError, ConfigError, Hyperparameters, MaskedRandomLinear, artifact_bytes, build_model,
+                       model_that_fits, quantize_state_dict, random_matrix, read_artifact)
+
+SMALL = {"VOCAB_SIZE": "1024", "NUM_LAYERS": "4", "MODEL_DIM": "64", "NUM_HEADS": "4", "NUM_KV_HEADS": "2", "TRAIN_SEQ_LEN": "32"}
+
+
+def test_every_recipe_resolves_builds_and_the_environment_wins():
+    counts = {name: sum(p.numel() for p in model_that_fits(Hyperparameters({"RECIPE": name}), name).parameters()) for name in RECIPES}
+    assert counts["baseline"] == 17_059_912  # the published baseline's model_params
+    frozen = model_that_fits(Hyperparameters({"RECIPE": "selective_freeze_12x384"}), "x")
+    fixed = sum(m.base.numel() for m in frozen.modules() if hasattr(m, "base"))
+    share = fixed / (fixed + sum(p.numel() for p in frozen.parameters()))
+    assert 0.34 < share < 0.38  # the write-up froze 37% of the weights
+    a = Hyperparameters({"RECIPE": "adapters_5x512", "NUM_LAYERS": "3"})
+    assert (a.num_layers, a.freeze_mode, a.attn_ranks, a.recipe_vars["NUM_LAYERS"]) == (3, "adapter", [16] * 3, "5")
+    b = Hyperparameters({"RECIPE": "bigram_hash_7l"})
+    assert (b.bigram_buckets, b.rope_base, b.muon_wd, b.train_seq_len, b.eval_stride, b.embed_fp16) == (8192, 50000.0, 0.025, 2048, 512, 1)
+    with pytest.raises(ConfigError, match=r"RECIPE='nope': unknown value; accepted: baseline, adapters_5x512"):
+        Hyperparameters({"RECIPE": "nope"})
+
+
+def test_rank_schedules_per_group_and_through_depth():
+    h = Hyperparameters({**SMALL, "FREEZE_MODE": "lowrank", "LORA_RANKS_ATTN": "32..8", "LORA_RANKS_MLP": "16"})
+    assert (h.attn_ranks, h.mlp_ranks) == ([32, 24, 16, 8], [16] * 4)
+    model = build_model(h)
+    assert [b.attn.q.A.shape[0] for b in model.blocks] == [32, 24, 16, 8] and {b.mlp.fc.A.shape[0] for b in model.blocks} == {16}
+    assert Hyperparameters({**SMALL, "FREEZE_MODE": "adapter", "LORA_RANKS": "8"}).mlp_ranks == [8] * 4
+    for env, message in ((dict(FREEZE_MODE="lowrank", LORA_RANKS_MLP="4,4"), "LORA_RANKS_MLP='4,4': needs 4 positive ranks"),
+                         (dict(FREEZE_MODE="lowrank", LORA_RANKS_ATTN="8..x"), "LORA_RANKS_ATTN='8..x': not a range of integers; accepted one rank per layer"),
+                         (dict(FREEZE_MODE="frozen", LORA_RANKS_ATTN="8"), "LORA_RANKS_ATTN='8': applies to FREEZE_MODE=adapter or lowrank"),
+                         (dict(FREEZE_MODE="lowrank", LORA_RANKS_ATTN="40"), "LORA_RANKS_ATTN=40: above the smallest targeted projection")):
+        with pytest.raises(ConfigError, match=message):
+            Hyperparameters({**SMALL, **env})
+
+
+def test_full_supermask_masks_the_embedding_and_learns_only_masks_and_scales():
+    h = Hyperparameters({**SMALL, "RECIPE": "supermask"})
+    model = build_model(h)
+    assert isinstance(model.tok_emb, MaskedRandomLinear) and model.tok_emb.weight.shape == (1024, 64)
+    assert model.logit_scale is not None and all(b.attn.head_scale.shape == (4,) for b in model.blocks)
+    learned = {n for n, p in model.named_parameters() if not n.endswith(".scores") and not any(c in n for c in CONTROL_TENSOR_NAMES)}
+    assert learned == set()  # every learned tensor is a mask or a scale (per block, per head, per channel, before the logits)
+    blob, stats = quantize_state_dict(model.state_dict())
+    assert stats["int8"] == [] and "tok_emb.scores" in blob["bits"]
+    fc, q = model.blocks[0].mlp.fc.base, model.blocks[0].attn.q.base
+    assert fc.abs().max() <= (6 / 64) ** 0.5 and fc.abs().max() > (6 / (64 + 128)) ** 0.5  # He on fc, Xavier elsewhere
+    assert q.abs().max() <= (6 / 128) ** 0.5
+    assert hashlib.sha256(random_matrix(96, 200, 2024, "he_uniform").numpy().tobytes()).hexdigest() == \
+        "7d312a8f09bb55bc2eabb318e2e0ed4b933eb47729a93462144fabd85dade95b"
+    with pytest.raises(ConfigError, match="emb .* needs FREEZE_MODE=mask and TIE_EMBEDDINGS=1, not adapter"):
+        Hyperparameters({**SMALL, "FREEZE_MODE": "adapter", "FREEZE_TARGETS": "all,emb"})
+
+
+@pytest.mark.parametrize("codec", ["zlib", "lzma", "zstd"])
+def test_codecs_round_trip_are_detected_and_corruption_is_refused(tmp_path, codec):
+    h = Hyperparameters({**SMALL, "FREEZE_MODE": "adapter"})
+    model = build_model(h)
+    data, _ = artifact_bytes(model.state_dict(), {"config": h.model_config(), "regenerated": {}}, codec=codec)
+    state, meta = read_artifact(tmp_path / "a", data)
+    reference, _ = read_artifact(tmp_path / "a", artifact_bytes(model.state_dict(), {"config": h.model_config(), "regenerated": {}})[0])
+    assert meta["codec"] == codec and all(torch.equal(state[k], reference[k]) for k in reference)  # the same weights whatever the codec
+    for bad in (data[:-20], data[:60] + bytes([data[60] ^ 1]) + data[61:], data + b"junk"):
+        with pytest.raises(ArtifactError, match=f"not a {codec}-compressed artifact"):
+            read_artifact(tmp_path / "a", bad)
+    with pytest.raises(ArtifactError, match="not a compressed artifact"):
+        read_artifact(tmp_path / "a", b"")
+
+
+def test_a_missing_zstandard_is_one_line_that_says_how_to_install(tmp_path):
+    code = ("import sys; sys.modules['zstandard'] = None; sys.path.insert(0, %r); import train_gpt as t; "
+            "sys.exit(t.cli([]))" % str(ROOT))
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       env=clean_env(ARTIFACT_CODEC="zstd", **SMALL, DATA_PATH=str(tmp_path), TOKENIZER_PATH=str(tmp_path / "t")))
+    assert r.returncode == 2 and r.stderr.startswith("error: ARTIFACT_CODEC=zstd: needs the zstandard package; install it with")
+
+
+def test_fp16_embedding_is_stored_unquantized():
+    state = build_model(Hyperparameters({**SMALL, "MODEL_DIM": "128"})).state_dict()  # an embedding above the kept-as-is size
+    blob, _ = quantize_state_dict(state, embed_fp16=True)
+    assert blob["keep"]["tok_emb.weight"].dtype == torch.float16 and torch.equal(blob["keep"]["tok_emb.weight"], state["tok_emb.weight"].half())
+    assert "tok_emb.weight" in quantize_state_dict(state)[0]["q"]
+
+
+@pytest.mark.slow
+def test_a_recipe_run_logs_what_it_resolved_and_its_codec(tiny_data, tmp_path):
+    env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"], "RUN_ID": "rs",
+                       "RECIPE": "supermask", "ITERATIONS": "4", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0", "ARTIFACT_CODEC": "lzma",
+                       "EMBED_FP16": "1"})
+    r = run_train(tmp_path, env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = log_lines(tmp_path, "rs")
+    assert "recipe:supermask FREEZE_MODE=mask FREEZE_TARGETS=all,emb BASE_INIT=xavier_he" in lines
+    config = next(l for l in lines if l.startswith("config: "))
+    assert "freeze_mode:mask" in config and "base_init:xavier_he" in config and "num_layers:2" in config
+    assert any(l.startswith("Serialized model int8+lzma: ") for l in lines) and any(l.startswith("Total submission size int8+lzma: ") for l in lines)
+    exact = next(l for l in lines if l.startswith("final_int8_lzma_roundtrip_exact "))
+    data = (tmp_path / "final_model.int8.ptz").read_bytes()
+    assert data.startswith(b"\xfd7zXZ") and lzma.decompress(data)
+    r = run_train(tmp_path, clean_env(EVAL_ONLY="1", RUN_ID="ev"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = next(l for l in log_lines(tmp_path, "ev") if l.startswith("final_int8_lzma_roundtrip_exact "))
+    assert field(again, "val_bpb") == field(exact, "val_bpb")

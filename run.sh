@@ -50,15 +50,23 @@ ensure_shakespeare() {
 
 # The CPU-sized baseline: same architecture and optimizer, 4 blocks of width 256, context
 # 256, 8,192 tokens a step in 2 micro-steps (the fastest split on 2 cores: tests/bench_peer.py),
-# 300 s of training. Any variable already set wins.
+# 300 s of training. Any variable already set wins, and so does any variable RECIPE=<name> sets
+# (train_gpt.py's RECIPES): a recipe runs its own model, with the demo's defaults for the rest.
+default() {  # default NAME VALUE: export NAME=VALUE unless the environment or the recipe sets NAME
+  if [ -z "${!1:-}" ] && [[ " ${RECIPE_VARS:-} " != *" $1 "* ]]; then export "$1=$2"; fi
+}
+
 cpu_defaults() {
-  export DATA_PATH=${DATA_PATH:-./data/datasets/shakespeare_sp1024}
-  export TOKENIZER_PATH=${TOKENIZER_PATH:-./data/tokenizers/shakespeare_1024_bpe.model}
-  export NUM_LAYERS=${NUM_LAYERS:-4} MODEL_DIM=${MODEL_DIM:-256} NUM_HEADS=${NUM_HEADS:-4} NUM_KV_HEADS=${NUM_KV_HEADS:-2}
-  export TRAIN_SEQ_LEN=${TRAIN_SEQ_LEN:-256} TRAIN_BATCH_TOKENS=${TRAIN_BATCH_TOKENS:-8192} GRAD_ACCUM_STEPS=${GRAD_ACCUM_STEPS:-2}
-  export ITERATIONS=${ITERATIONS:-2000} WARMUP_STEPS=${WARMUP_STEPS:-0} WARMDOWN_ITERS=${WARMDOWN_ITERS:-60}
-  export MAX_WALLCLOCK_SECONDS=${MAX_WALLCLOCK_SECONDS:-300} VAL_LOSS_EVERY=${VAL_LOSS_EVERY:-0} TRAIN_LOG_EVERY=${TRAIN_LOG_EVERY:-25}
-  export VAL_BATCH_SIZE=${VAL_BATCH_SIZE:-32768} EVAL_STRIDE=${EVAL_STRIDE:-128}
+  if [ -n "${RECIPE:-}" ]; then  # the names the recipe sets (an unknown recipe is refused by train_gpt.py)
+    RECIPE_VARS=$("$PY" -c 'import sys, train_gpt as t; print(" ".join(i.split("=")[0] for i in t.RECIPES.get(sys.argv[1], "").split()))' "$RECIPE")
+  fi
+  default DATA_PATH ./data/datasets/shakespeare_sp1024
+  default TOKENIZER_PATH ./data/tokenizers/shakespeare_1024_bpe.model
+  default NUM_LAYERS 4; default MODEL_DIM 256; default NUM_HEADS 4; default NUM_KV_HEADS 2
+  default TRAIN_SEQ_LEN 256; default TRAIN_BATCH_TOKENS 8192; default GRAD_ACCUM_STEPS 2
+  default ITERATIONS 2000; default WARMUP_STEPS 0; default WARMDOWN_ITERS 60
+  default MAX_WALLCLOCK_SECONDS 300; default VAL_LOSS_EVERY 0; default TRAIN_LOG_EVERY 25
+  default VAL_BATCH_SIZE 32768; default EVAL_STRIDE 128
   export RUN_ID=${RUN_ID:-cpu_demo_$(date +%Y%m%d_%H%M%S)}
 }
 
@@ -77,7 +85,7 @@ gpu_defaults() {  # the challenge run: FineWeb, every GPU
 summary() {  # summary LOGFILE: the numbers people look for
   local log=$1
   echo "---"
-  grep -E '^(model_params|stopping_early|Total submission size int8\+zlib|final_int8_zlib_roundtrip(_sliding)? )' "$log" || true
+  grep -E '^(recipe:|model_params|stopping_early|Total submission size int8\+|final_int8_[a-z]+_roundtrip(_sliding)? )' "$log" || true
   echo "log: $log  artifact: $(pwd)/final_model.int8.ptz"
 }
 
@@ -92,7 +100,7 @@ case "$cmd" in
     summary "logs/$RUN_ID.txt"
     ;;
   test)
-    ensure_deps pytest huggingface_hub
+    ensure_deps pytest huggingface_hub zstandard
     ensure_shakespeare
     "$PY" -m pytest -q -p no:cacheprovider tests "$@"
     ;;

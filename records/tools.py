@@ -372,7 +372,9 @@ def record_readme(sub: dict, logs: list[dict], command: str, smoke: bool, agains
         lines += ["**SMOKE EXAMPLE: NOT A SCORE.** Made on a CPU from the embedded Shakespeare corpus to show what the",
                   "records command produces; val_bpb on Shakespeare is not comparable with FineWeb scores.", ""]
     env = {k: v for k, v in logs[0]["env"].items() if k not in ("RUN_ID", "SEED")}
-    lines += [sub["technique_summary"], "", f"Track: `{sub['track']}`. Score: the last val_bpb each log prints (`{sub['metric']}`). "
+    lines += [sub["technique_summary"], ""] + ([f"Recipe: `{sub['recipe']}` (`RECIPE={sub['recipe']}`, a published configuration by name in "
+                                               "train_gpt.py; the table below lists every variable the runs set).", ""] if sub["recipe"] else [])
+    lines += [f"Track: `{sub['track']}`. Score: the last val_bpb each log prints (`{sub['metric']}`). "
               f"Hardware: {sub['hardware'] or 'not in the logs'}; PyTorch {sub['pytorch_version'] or '(not in the logs)'}.", "",
               "## Configuration", "", "| variable | value |", "|---|---|"] + [f"| `{k}` | `{v}` |" for k, v in sorted(env.items())]
     lines += ["", "## Command", "", "From inside this folder (data paths relative to it):", "", "```bash", command, "```", "",
@@ -428,7 +430,7 @@ def make_record(paths: list[str], name: str, track: str, author: str, github_id:
            "roundtrip_val_bpb": mean("roundtrip_val_bpb"), "sliding_val_bpb": mean("sliding_val_bpb"), "pre_quant_val_bpb": mean("pre_quant_val_bpb"),
            "bytes_total": max(r["bytes_total"] for r in logs), "bytes_code": logs[0]["bytes_code"],
            "hardware": logs[0]["hardware"], "pytorch_version": logs[0]["pytorch_version"],
-           "technique_summary": blurb, "blurb": blurb, "compliance": compliance(logs)}
+           "recipe": logs[0]["env"].get("RECIPE"), "technique_summary": blurb, "blurb": blurb, "compliance": compliance(logs)}
     against = None
     if against_spec:
         nats_per_bpb = statistics.mean(r["val_loss"] / r["val_bpb"] for r in logs)

@@ -426,7 +426,7 @@ def artifact_cases(root: Path, good: bytes, mask_good: bytes):
 
 
 VALID_OTHER = {"MODEL_DIM": "128", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "TIE_EMBEDDINGS": "0", "NUM_MODELS": "2", "TRAIN_SEQ_LEN": "32",
-               "FREEZE_TARGETS": "q", "LORA_RANKS": "3,5"}
+               "FREEZE_TARGETS": "q", "LORA_RANKS": "3,5", "LORA_RANKS_ATTN": "3,5", "LORA_RANKS_MLP": "3,5"}
 
 
 def eval_only_cases(good_artifact: Path, stored: dict):
@@ -438,11 +438,11 @@ def eval_only_cases(good_artifact: Path, stored: dict):
         if name in train_gpt.EVAL_ONLY_VARS:
             continue
         if name not in train_gpt.MODEL_VARS:  # a valid value (its default), which still cannot apply
-            value = {"INT6_LAYERS": "all"}.get(name, str(default) if default != "" else "x")
+            value = {"INT6_LAYERS": "all", "RECIPE": "baseline"}.get(name, str(default) if default != "" else "x")
             cases.append((f"eval_only:training:{name}", {**a, name: value}, f"{name}={value}: has no effect with EVAL_ONLY=1", name))
             continue
         current = train_gpt.config_env(stored).get(name, str(default))
-        needs_mode = name in ("FREEZE_TARGETS", "LORA_RANKS", "FROZEN_CORRECTION_RANK")  # refused by the environment's own rules first
+        needs_mode = name in ("FREEZE_TARGETS", *train_gpt.RANK_VARS, "FROZEN_CORRECTION_RANK")  # refused by the environment's own rules first
         other = VALID_OTHER.get(name) or (next(c for c in accepted if c != current) if kind == "str" and accepted
                                           else str(type(default)(float(current) * 2 + 1)))
         cases.append((f"eval_only:model:{name}", {**a, name: other}, f"{name}=" if needs_mode else f"built with {name}=", name))

@@ -10,6 +10,7 @@
 #   bash run.sh bench [ARGS]    CPU speed and memory per mode (tests/bench.py), printed as tables
 #   bash run.sh bench --peer P  train_gpt.py beside the challenge's script P on this CPU (tests/bench_peer.py)
 #   bash run.sh bench quality   quality at equal artifact bytes per mode (tests/bench_quality.py)
+#   bash run.sh bench claims [--quick]   the public write-ups' findings, measured by small runs (tests/bench_claims.py)
 #   bash run.sh bench gpu       GPU step time per mode at the baseline shape (tests/bench_gpu.py)
 #   bash run.sh bench gpu --peer P   the same beside the challenge's CUDA script P (tests/bench_peer.py --gpu)
 #   bash run.sh bench export    time and peak memory of the challenge-protocol export at 100 and 400 MB
@@ -133,6 +134,7 @@ case "$cmd" in
     ensure_shakespeare
     case "${1:-}" in
       quality) shift; "$PY" tests/bench_quality.py "$@" ;;
+      claims) shift; ensure_deps zstandard; "$PY" tests/bench_claims.py "$@" ;;
       gpu) shift; if [ "${1:-}" = --peer ]; then "$PY" tests/bench_peer.py --gpu "$@"; else "$PY" tests/bench_gpu.py "$@"; fi ;;
       export) shift; "$PY" tests/bench_export.py "$@" ;;
       --peer) "$PY" tests/bench_peer.py "$@" ;;
@@ -140,7 +142,7 @@ case "$cmd" in
     esac
     ;;
   -h|--help|help)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     ;;
   *)
     echo "run.sh: unknown command '$cmd'; accepted: cpu (default), test, data, fineweb, bench, sweep, summary, record" >&2

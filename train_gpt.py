@@ -768,8 +768,7 @@ def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> 
     """An (out, in) float32 CPU matrix, bit-identical everywhere for the same arguments. gaussian: N(0, 1/in) approximated by the sum of
     twelve uniform bytes (Irwin-Hall, exact in float32, steps of 1/256 of a standard deviation, tails cut at 6); uniform: Xavier, U(+-sqrt(6
     / (in + out))); he_uniform: U(+-sqrt(6 / in)); rademacher: +-1/sqrt(in); orthogonal: orthonormal rows or columns, from 3 log2(n) layers
-    of seeded Givens rotations
-    between random pairs of rows, each rotation c = (1 - t^2) / (1 + t^2), s = 2t / (1 + t^2)."""
+    of seeded Givens rotations between random pairs of rows, each rotation c = (1 - t^2) / (1 + t^2), s = 2t / (1 + t^2)."""
     n = out_features * in_features
     if init == "gaussian":  # in chunks that stay in cache; element i never depends on the chunking
         w = torch.empty(n, dtype=torch.float32)

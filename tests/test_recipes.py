@@ -113,3 +113,24 @@ def test_a_recipe_run_logs_what_it_resolved_and_its_codec(tiny_data, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     again = next(l for l in log_lines(tmp_path, "ev") if l.startswith("final_int8_lzma_roundtrip_exact "))
     assert field(again, "val_bpb") == field(exact, "val_bpb")
+
+
+def test_bench_claims_rows_are_valid_runs_and_verdicts_follow_the_spread():
+    """Every row of `bash run.sh bench claims` is a configuration train_gpt.py accepts (a bad row would fail hours into the
+    benchmark), and a verdict says 'within the seed spread' exactly when the difference is no larger than the two spreads."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import bench_claims as bc
+    for quick in (True, False):
+        for claim in bc.claims(quick):
+            for label, (cfg, timed) in claim["rows"].items():
+                env = {**bc.common(quick, timed), **{k: v for k, v in cfg.items() if k != "DISTILL_TEACHER"}}
+                assert Hyperparameters(env).num_layers >= 2, (claim["name"], label)
+    row = lambda bpb, spread: {"bpb": bpb, "spread": spread, "bytes": 1, "bpbs": [bpb - spread, bpb + spread]}
+    rows = {"a": row(2.00, 0.01), "b": row(2.05, 0.01), "c": row(2.015, 0.01)}
+    assert [bc.better(rows, "a", x)[1] for x in ("b", "c")] == ["holds", "within the seed spread"]
+    assert bc.better(rows, "b", "a")[1] == bc.worse(rows, "a", "b")[1] == "does not hold"
+    assert bc.worse(rows, "b", "a", margin=0.05)[1] == "does not hold"  # 2.5% worse, not the 5% claimed
+    assert bc.both(bc.better(rows, "a", "b"), bc.better(rows, "a", "c"))[1] == "within the seed spread"
+    depth = {f"adapter r16, {n} layers": row(v, 0.001) for n, v in ((2, 2.3), (4, 2.1), (5, 2.12), (8, 2.2), (20, 2.49))}
+    assert bc.verdict_depth({**depth, "untrained, 20 layers": row(2.5, 0.0)})[1] == "holds"  # 20 layers made 1/40 of the best's gain
+    assert bc.verdict_depth({**depth, "untrained, 20 layers": row(2.9, 0.0)})[1] == "does not hold"

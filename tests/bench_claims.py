@@ -38,14 +38,11 @@ sys.path.insert(0, str(ROOT / "records"))
 import train_gpt as tg  # noqa: E402
 from tools import parse_log  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+from bench_quality import estimate_bytes, shape  # noqa: E402
+
 OUT = ROOT / "bench_claims"
 ADAPTERS, SELECTIVE, LOWRANK = "adapters write-up (5x512, rank 16)", "selective-freeze write-up", "low-rank substitution study"
-
-
-def shape(layers: int, dim: int, **extra) -> dict:
-    heads = max(1, dim // 64)
-    return {"NUM_LAYERS": str(layers), "MODEL_DIM": str(dim), "NUM_HEADS": str(heads), "NUM_KV_HEADS": str(max(1, heads // 2)),
-            **{k: str(v) for k, v in extra.items()}}
 
 
 def untrained(cfg: dict) -> dict:
@@ -59,16 +56,6 @@ FROZEN_FC = shape(6, 192, MLP_MULT=4, FREEZE_MODE="frozen", FREEZE_TARGETS="fc")
 SUPERMASK = shape(4, 128, FREEZE_MODE="mask", FREEZE_TARGETS="all,emb", BASE_INIT="xavier_he")
 MASK_CONFIGS = {"mask all": shape(4, 128, FREEZE_MODE="mask", FREEZE_TARGETS="all"), "mask mlp": shape(4, 128, FREEZE_MODE="mask",
                 FREEZE_TARGETS="mlp"), "supermask (all,emb)": SUPERMASK}
-
-
-def estimate_bytes(cfg: dict) -> int:
-    """int8 rows (1 byte + 2 per row), fp16 passthrough, fp32 control tensors, 1 bit a mask weight: to size-match controls."""
-    total = 0
-    for name, t in tg.model_that_fits(tg.Hyperparameters(cfg), "estimate").state_dict().items():  # on the meta device: shapes only
-        small = t.numel() <= tg.KEEP_FLOAT_MAX_NUMEL
-        total += t.numel() / 8 if name.endswith(".scores") else (4 if any(c in name for c in tg.CONTROL_TENSOR_NAMES) else 2) * t.numel() \
-            if small else t.numel() + 2 * t.shape[0]
-    return int(total)
 
 
 def size_matched(cfg: dict) -> dict:
@@ -156,17 +143,15 @@ def diff(r: dict, a: str, b: str) -> tuple[float, float]:
     return r[a]["bpb"] - r[b]["bpb"], r[a]["spread"] + r[b]["spread"]
 
 
-def better(r, a, b, margin: float = 0.0):
-    d, s = diff(r, a, b)
-    need = max(s, margin * r[b]["bpb"])
-    text = f"{a} {r[a]['bpb']:.4f} vs {b} {r[b]['bpb']:.4f} ({d:+.4f})"
-    return text, "holds" if d < -need else "within the seed spread" if abs(d) <= s else "does not hold"
-
-
-def worse(r, a, b, margin: float = 0.0):
+def compare(r, a, b, margin: float = 0.0, want: int = -1):
+    """Does row a score lower (want -1) or higher (want +1) than row b, beyond the seeds' spread and `margin` (a fraction of b)?"""
     d, s = diff(r, a, b)
     text = f"{a} {r[a]['bpb']:.4f} vs {b} {r[b]['bpb']:.4f} ({d:+.4f}" + (f", {d / r[b]['bpb']:+.1%})" if margin else ")")
-    return text, "holds" if d > max(s, margin * r[b]["bpb"]) else "within the seed spread" if abs(d) <= s else "does not hold"
+    return text, "holds" if want * d > max(s, margin * r[b]["bpb"]) else "within the seed spread" if abs(d) <= s else "does not hold"
+
+
+better = compare
+worse = lambda r, a, b, margin=0.0: compare(r, a, b, margin, want=+1)
 
 
 def not_worse(r, a, b):

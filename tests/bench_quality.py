@@ -82,9 +82,8 @@ def common(steps: int) -> dict:
 
 def estimate_bytes(cfg: dict) -> int:
     """int8 rows (1 byte + 2 per row), fp16 passthrough, fp32 control tensors, 1 bit a mask weight."""
-    args = tg.Hyperparameters(cfg)
     total = 0
-    for name, t in tg.build_model(args).state_dict().items():
+    for name, t in tg.model_that_fits(tg.Hyperparameters(cfg), "estimate").state_dict().items():  # on the meta device: shapes only
         if name.endswith(".scores"):
             total += t.numel() / 8
         elif t.numel() <= tg.KEEP_FLOAT_MAX_NUMEL:

@@ -105,14 +105,16 @@ def claims(q: bool) -> list[dict]:
                       for k in (8, 32, 128)}, "dense 4x128": (DENSE, False)},
              verdict=verdict_correction),
         dict(name="distill", claim="distillation from a larger shape hurts", source="issue 12's list of public findings",
-             rows={"teacher dense 4x256": (shape(4, 256), False), "student 4x128 distilled": ({**DENSE, "DISTILL_TEACHER": "@teacher dense 4x256"}, False),
+             rows={"teacher dense 4x256": (shape(4, 256), False),
+                   "student 4x128 distilled": ({**DENSE, "DISTILL_TEACHER": "@teacher dense 4x256"}, False),
                    "dense 4x128": (DENSE, False)},
              verdict=lambda r: worse(r, "student 4x128 distilled", "dense 4x128")),
         dict(name="ensemble", claim="a two-model ensemble beats its members but loses to one larger model of the same bytes",
              source="issue 12's list of public findings",
              rows={"ensemble of two 3x128": (ensemble, False), "one member 3x128": (ensemble_member, False),
                    "one model of the same bytes": (size_matched(ensemble), False)},
-             verdict=lambda r: both(better(r, "ensemble of two 3x128", "one member 3x128"), worse(r, "ensemble of two 3x128", "one model of the same bytes"))),
+             verdict=lambda r: both(better(r, "ensemble of two 3x128", "one member 3x128"),
+                                    worse(r, "ensemble of two 3x128", "one model of the same bytes"))),
         dict(name="supermask", claim="a supermask alone learns (every weight frozen, only masks and scales learned)", source="supermask write-up",
              rows={**{k: (v, False) for k, v in MASK_CONFIGS.items()}, "untrained supermask": (untrained(SUPERMASK), False)},
              verdict=lambda r: better(r, "supermask (all,emb)", "untrained supermask", margin=0.05)),
@@ -128,7 +130,8 @@ def claims(q: bool) -> list[dict]:
                    "ARTIFACT_CODEC=zstd": ({**DENSE, "ARTIFACT_CODEC": "zstd"}, False)}, verdict=verdict_codecs),
         dict(name="lowrank", claim="low-rank substitution: a large rank matches dense, a medium one loses, doubling the layers does not recover it",
              source=LOWRANK,
-             rows={"dense 4x128": (DENSE, False), "lowrank r64 (large)": ({**DENSE, "FREEZE_MODE": "lowrank", "FREEZE_TARGETS": "all", "LORA_RANK": "64"}, False),
+             rows={"dense 4x128": (DENSE, False),
+                   "lowrank r64 (large)": ({**DENSE, "FREEZE_MODE": "lowrank", "FREEZE_TARGETS": "all", "LORA_RANK": "64"}, False),
                    "lowrank r16 (medium)": ({**DENSE, "FREEZE_MODE": "lowrank", "FREEZE_TARGETS": "all", "LORA_RANK": "16"}, False),
                    "lowrank r16, 8 layers": (shape(8, 128, FREEZE_MODE="lowrank", FREEZE_TARGETS="all", LORA_RANK=16), False)},
              verdict=lambda r: both(not_worse(r, "lowrank r64 (large)", "dense 4x128"), worse(r, "lowrank r16 (medium)", "dense 4x128"),
@@ -355,7 +358,8 @@ def split_rows(path: Path) -> list[str]:
 
 
 def machine() -> str:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), platform.processor())
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor())
     return f"{cpu}, {os.cpu_count()} cores, torch {tg.torch.__version__}"
 
 
@@ -392,7 +396,8 @@ def main(argv=None) -> int:
         rows = {label: summarise(js) for label, js in by_claim[claim["name"]].items()}
         text, verdict = claim["verdict"](rows)
         lines.append(f"| {claim['claim']} | {claim['source']} | {text} | **{verdict}** |")
-        details += [f"| {claim['name']} | {label} | {r['steps']} | {r['bytes']:,} | {r['bpb']:.4f} ± {r['spread']:.4f} |" for label, r in rows.items()]
+        details += [f"| {claim['name']} | {label} | {r['steps']} | {r['bytes']:,} | {r['bpb']:.4f} ± {r['spread']:.4f} |"
+                    for label, r in rows.items()]
     lines += details
     trained = {label: js[0].artifact for c in by_claim.values() for label, js in c.items() if not label.startswith(("untrained", "teacher"))}
     kinds = {}  # one trained artifact of each kind for the codec table
@@ -404,7 +409,8 @@ def main(argv=None) -> int:
                 kinds.setdefault(kind, label)
     if trained:
         lines += ["", "Each codec on trained artifacts (the same raw torch.save bytes; compress / decompress ms on one core):", "",
-                  "| artifact | raw bytes | zlib bytes | zlib ms | lzma bytes | lzma ms | zstd bytes | zstd ms |", "|---|---|---|---|---|---|---|---|"]
+                  "| artifact | raw bytes | zlib bytes | zlib ms | lzma bytes | lzma ms | zstd bytes | zstd ms |",
+                  "|---|---|---|---|---|---|---|---|"]
         lines += [codec_row(label, trained[label]) for label in kinds.values()]
     masks = {f"{k}, demo shape 300 steps": js[0].artifact for k, js in demo.items() if js[0].done()} or \
         {k: trained[k] for k in MASK_CONFIGS if k in trained}

@@ -18,16 +18,10 @@ on where it stopped, a rerun prints the table from the cache, and --fresh NAME r
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime
-import hashlib
 import io
-import json
-import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,10 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "records"))
 import train_gpt as tg  # noqa: E402
-from tools import parse_log  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
-from bench_quality import estimate_bytes, shape  # noqa: E402
+from bench_quality import Job, estimate_bytes, machine, run_all, seeded, shape  # noqa: E402
 
 OUT = ROOT / "bench_claims"
 ADAPTERS, SELECTIVE, LOWRANK = "adapters write-up (5x512, rank 16)", "selective-freeze write-up", "low-rank substitution study"
@@ -250,58 +243,14 @@ DEMO = {**shape(4, 256), "TRAIN_SEQ_LEN": "256", "TRAIN_BATCH_TOKENS": "8192", "
         "WARMDOWN_ITERS": "60", "MAX_WALLCLOCK_SECONDS": "0"}  # the README demo's shape (bash run.sh), 300 steps: about its length
 
 
-class Job:
-    """One train_gpt.py process: its variables, seed and cache folder (named by a hash of both)."""
-    def __init__(self, env: dict, seed: int, teacher: "Job | None" = None):
-        self.env, self.seed, self.teacher = env, seed, teacher
-        keyed = {**env, "DISTILL_TEACHER": teacher.folder.name} if teacher else env
-        self.folder = OUT / f"{hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]}_seed{seed}"
-        self.log, self.artifact = self.folder / "logs" / "run.txt", self.folder / "final_model.int8.ptz"
-
-    def done(self) -> bool:
-        return self.artifact.exists() and self.log.exists() and "roundtrip_exact" in self.log.read_text()
-
-    def run(self, threads: int) -> None:
-        if self.done():
-            return
-        shutil.rmtree(self.folder, ignore_errors=True)  # a run cut off midway starts over
-        self.folder.mkdir(parents=True)
-        ours = {name for name, *_ in tg.ENV_VARS}
-        env = {**{k: v for k, v in os.environ.items() if k not in ours}, **self.env, "SEED": str(self.seed), "RUN_ID": "run",
-               "OMP_NUM_THREADS": str(threads)}
-        if self.teacher:
-            env["DISTILL_TEACHER"] = str(self.teacher.artifact)
-        started = time.time()
-        r = subprocess.run([sys.executable, str(ROOT / "train_gpt.py")], cwd=self.folder, env=env, capture_output=True, text=True)
-        if r.returncode:
-            raise SystemExit(f"run failed in {self.folder}: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
-        print(f"  {self.folder.name}: {time.time() - started:.0f} s", flush=True)
-
-    def result(self) -> dict:
-        parsed = parse_log(self.log)
-        return {"bpb": parsed["roundtrip_val_bpb"], "steps": parsed["steps"], "bytes": self.artifact.stat().st_size}
-
-
 def jobs_of(claim: dict, q: bool, seeds: list[int]) -> dict[str, list[Job]]:
     """Each row's jobs, one per seed; a teacher named '@row' is that row's job of the same seed."""
     out = {}
     for label, (cfg, timed) in claim["rows"].items():
         env = {**common(q, timed), **cfg}
         teacher = env.pop("DISTILL_TEACHER", "")
-        # SEED draws the learned weights' init; a mask has none (its scores start equal), so there the seed picks the random base
-        out[label] = [Job({**env, "BASE_SEED": str(s)} if env.get("FREEZE_MODE") == "mask" else env, s, out[teacher[1:]][i] if teacher else None)
-                      for i, s in enumerate(seeds)]
+        out[label] = [Job(seeded(env, s), s, OUT, out[teacher[1:]][i] if teacher else None) for i, s in enumerate(seeds)]
     return out
-
-
-def run_all(jobs: list[Job], workers: int) -> None:
-    """Teachers first, then the rest, `workers` processes at a time (one core each when more than one)."""
-    unique = list({j.folder: j for j in jobs}.values())  # rows shared by claims (dense 4x128) run once
-    pending = [j for j in unique if not j.done()]
-    print(f"{len(pending)} runs to do, {len(unique) - len(pending)} cached", flush=True)
-    for wave in ([j for j in pending if not j.teacher], [j for j in pending if j.teacher]):
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda j: j.run(1 if workers > 1 else os.cpu_count()), wave))
 
 
 def summarise(jobs: list[Job]) -> dict:
@@ -357,12 +306,6 @@ def split_rows(path: Path) -> list[str]:
     return rows + [f"| the artifact ({codec}) | | {path.stat().st_size:,} |"]
 
 
-def machine() -> str:
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor())
-    return f"{cpu}, {os.cpu_count()} cores, torch {tg.torch.__version__}"
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="40 steps or 12 s a run, a slice of the validation split")
@@ -379,7 +322,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"error: unknown claim {bad[0]!r}; accepted: {', '.join(names)}")
     chosen = [c for c in chosen if not a.only or c["name"] in a.only.split(",")]
     by_claim = {c["name"]: jobs_of(c, a.quick, seeds) for c in chosen}
-    demo = {label: [Job({**common(a.quick, False), **cfg, **DEMO}, s) for s in seeds[:1]] for label, cfg in MASK_CONFIGS.items()}
+    demo = {label: [Job({**common(a.quick, False), **cfg, **DEMO}, s, OUT) for s in seeds[:1]] for label, cfg in MASK_CONFIGS.items()}
     for name in filter(None, a.fresh.split(",")):
         for job in (j for js in by_claim.get(name, {}).values() for j in js):
             shutil.rmtree(job.folder, ignore_errors=True)

@@ -20,13 +20,17 @@ interrupted benchmark continues where it stopped; delete the folder to start ove
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime
 import hashlib
 import json
 import os
+import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +49,11 @@ def shape(layers: int, dim: int, **extra) -> dict:
 
 
 ADAPTER, FROZEN, LOWRANK, MASK = {"FREEZE_MODE": "adapter"}, {"FREEZE_MODE": "frozen"}, {"FREEZE_MODE": "lowrank"}, {"FREEZE_MODE": "mask"}
-MLP = {"FREEZE_TARGETS": "mlp"}
+MLP, LZMA = {"FREEZE_TARGETS": "mlp"}, {"ARTIFACT_CODEC": "lzma"}
+# Issue 12's pieces in the sweep: the full supermask (embedding masked too, per-head and pre-logit scales), its largest shape
+# that runs in about 10 minutes on a core (the same run at both budgets); the rows below add lzma, the fp16 embedding, the
+# bigram hash and per-group rank schedules. Its artifact codec and fp16 setting pass to the size-matched control.
+NEW_PIECES = [("supermask all,emb", shape(8, 384, **MASK, FREEZE_TARGETS="all,emb", BASE_INIT="xavier_he"))]
 # (row label, configuration) per budget; the dense row is the baseline shape that fits the budget.
 BUDGETS = {
     "A": {"bytes": 1_150_000, "rows": [
@@ -57,7 +65,11 @@ BUDGETS = {
         ("lowrank", shape(4, 256, **LOWRANK, LORA_RANK=32)),
         ("mask", shape(6, 256, **MASK)),
     ], "tune": [("frozen fc, wider MLP", shape(3, 192, **FROZEN, MLP_MULT=3)), ("frozen fc,k,v", shape(4, 192, **FROZEN, FREEZE_TARGETS="fc,k,v")),
-                ("frozen fc, deeper", shape(6, 128, **FROZEN))],
+                ("frozen fc, deeper", shape(6, 128, **FROZEN)), *NEW_PIECES,
+                ("frozen fc, MLP 4x, lzma", shape(3, 192, **FROZEN, MLP_MULT=4, **LZMA)),
+                ("frozen fc, narrower, MLP 4x, lzma", shape(4, 160, **FROZEN, MLP_MULT=4, **LZMA)),
+                ("frozen fc + bigram hash", shape(3, 192, **FROZEN, BIGRAM_BUCKETS=1536, BIGRAM_DIM=64)),
+                ("adapter mlp, ranks 8..24", shape(4, 192, **ADAPTER, **MLP, LORA_RANKS_MLP="8..24"))],
         "controls": [shape(3, 192), shape(4, 128), shape(3, 128), shape(2, 192), shape(5, 128), shape(2, 256)]},
     "B": {"bytes": 3_000_000, "rows": [
         ("dense", shape(4, 256)),
@@ -68,7 +80,11 @@ BUDGETS = {
         ("lowrank", shape(6, 256, **LOWRANK, LORA_RANK=64)),
         ("mask", shape(8, 256, **MASK)),
     ], "tune": [("frozen fc, deeper", shape(5, 256, **FROZEN)), ("frozen fc, wider MLP", shape(4, 256, **FROZEN, MLP_MULT=3)),
-                ("frozen fc,k,v", shape(6, 256, **FROZEN, FREEZE_TARGETS="fc,k,v"))],
+                ("frozen fc,k,v", shape(6, 256, **FROZEN, FREEZE_TARGETS="fc,k,v")), *NEW_PIECES,
+                ("frozen fc, MLP 4x, lzma", shape(4, 256, **FROZEN, MLP_MULT=4, **LZMA)),
+                ("frozen fc, wider MLP, fp16 embedding", shape(4, 256, **FROZEN, MLP_MULT=3, EMBED_FP16=1)),
+                ("frozen fc + bigram hash", shape(4, 256, **FROZEN, MLP_MULT=3, BIGRAM_BUCKETS=2048, BIGRAM_DIM=64)),
+                ("adapter mlp, ranks 8..24", shape(6, 256, **ADAPTER, **MLP, LORA_RANKS_MLP="8..24"))],
         "controls": [shape(4, 256), shape(8, 192), shape(6, 192), shape(7, 192), shape(4, 192), shape(3, 256), shape(5, 256)]},
 }
 
@@ -81,11 +97,14 @@ def common(steps: int) -> dict:
 
 
 def estimate_bytes(cfg: dict) -> int:
-    """int8 rows (1 byte + 2 per row), fp16 passthrough, fp32 control tensors, 1 bit a mask weight."""
+    """int8 rows (1 byte + 2 per row), fp16 passthrough (and an EMBED_FP16 embedding), fp32 control tensors, 1 bit a mask weight;
+    before compression, so whatever ARTIFACT_CODEC saves is not counted."""
     total = 0
     for name, t in tg.model_that_fits(tg.Hyperparameters(cfg), "estimate").state_dict().items():  # on the meta device: shapes only
         if name.endswith(".scores"):
             total += t.numel() / 8
+        elif cfg.get("EMBED_FP16") == "1" and name.endswith("tok_emb.weight"):
+            total += 2 * t.numel()
         elif t.numel() <= tg.KEEP_FLOAT_MAX_NUMEL:
             total += (4 if any(c in name for c in tg.CONTROL_TENSOR_NAMES) else 2) * t.numel()
         else:
@@ -103,50 +122,95 @@ def describe(cfg: dict) -> str:
         text += f" ranks {cfg['LORA_RANKS']}"
     if cfg.get("FREEZE_TARGETS"):
         text += f" {cfg['FREEZE_TARGETS']}"
+    for var, fmt in (("LORA_RANKS_MLP", " ranks {}"), ("MLP_MULT", " MLP {}x"), ("BIGRAM_BUCKETS", " bigram {}"),
+                     ("EMBED_FP16", " fp16 emb"), ("ARTIFACT_CODEC", " {}"), ("BASE_INIT", " {}")):
+        text += fmt.format(cfg[var]) if var in cfg else ""
     return text
 
 
-def run(cfg: dict, seed: int, steps: int) -> dict:
-    """One train_gpt.py process, cached by configuration and seed."""
-    env = {**common(steps), **cfg, "SEED": str(seed)}
-    key = hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:12]
-    folder = OUT / f"{key}_seed{seed}"
-    log = folder / "logs" / "run.txt"
-    if not (log.exists() and "final_int8_zlib_roundtrip_sliding_exact" in log.read_text()):
-        folder.mkdir(parents=True, exist_ok=True)
+class Job:
+    """One train_gpt.py process: its variables, seed and cache folder under `out` (named by a hash of both)."""
+    def __init__(self, env: dict, seed: int, out: Path, teacher: "Job | None" = None):
+        self.env, self.seed, self.teacher = env, seed, teacher
+        keyed = {**self.env, "DISTILL_TEACHER": teacher.folder.name} if teacher else self.env
+        self.folder = out / f"{hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]}_seed{seed}"
+        self.log, self.artifact = self.folder / "logs" / "run.txt", self.folder / "final_model.int8.ptz"
+
+    def done(self) -> bool:  # total_eval_time is the log's last line: a run cut off before it is redone
+        return self.artifact.exists() and self.log.exists() and "total_eval_time:" in self.log.read_text()
+
+    def run(self, threads: int) -> None:
+        if self.done():
+            return
+        shutil.rmtree(self.folder, ignore_errors=True)  # a run cut off midway starts over
+        self.folder.mkdir(parents=True)
         ours = {name for name, *_ in tg.ENV_VARS}
-        base = {k: v for k, v in os.environ.items() if k not in ours}
-        print(f"  running {describe(cfg)} {cfg.get('FREEZE_MODE', 'none')} seed {seed}", flush=True)
-        r = subprocess.run([sys.executable, str(ROOT / "train_gpt.py")], cwd=folder, env={**base, **env, "RUN_ID": "run"},
-                           capture_output=True, text=True)
+        env = {**{k: v for k, v in os.environ.items() if k not in ours}, **self.env, "SEED": str(self.seed), "RUN_ID": "run",
+               "OMP_NUM_THREADS": str(threads)}
+        if self.teacher:
+            env["DISTILL_TEACHER"] = str(self.teacher.artifact)
+        started = time.time()
+        r = subprocess.run([sys.executable, str(ROOT / "train_gpt.py")], cwd=self.folder, env=env, capture_output=True, text=True)
         if r.returncode:
-            raise SystemExit(f"run failed: {describe(cfg)} seed {seed}: {r.stderr.strip().splitlines()[-1:]}")
-    result = parse_log(log)
-    result["tok_s"] = 4096 / (result["step_avg_ms"] / 1000.0)
-    # the artifact is the compressed model plus the script: count today's script, so that runs
-    # cached under an earlier revision of train_gpt.py (same model bytes) compare fairly
-    result["bytes_total"] += (ROOT / "train_gpt.py").stat().st_size - result["bytes_code"]
-    return result
+            raise SystemExit(f"run failed in {self.folder}: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+        print(f"  {self.folder.name}: {time.time() - started:.0f} s", flush=True)
+
+    def result(self) -> dict:
+        """The log's numbers, with bpb (after the round trip) and bytes (the model's artifact as written)."""
+        parsed = parse_log(self.log)
+        return {**parsed, "bpb": parsed["roundtrip_val_bpb"], "bytes": self.artifact.stat().st_size}
+
+
+def run_all(jobs: list[Job], workers: int) -> None:
+    """Teachers first, then the rest, `workers` processes at a time (one core each when more than one)."""
+    unique = list({j.folder: j for j in jobs}.values())  # rows shared by several tables run once
+    pending = [j for j in unique if not j.done()]
+    print(f"{len(pending)} runs to do, {len(unique) - len(pending)} cached", flush=True)
+    for wave in ([j for j in pending if not j.teacher], [j for j in pending if j.teacher]):
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda j: j.run(1 if workers > 1 else os.cpu_count()), wave))
+
+
+def machine() -> str:
+    lines = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor())
+    return f"{cpu}, {os.cpu_count()} cores, torch {tg.torch.__version__}"
+
+
+def seeded(env: dict, seed: int) -> dict:
+    """SEED draws the learned weights' init; a mask has none (its scores start equal), so there the seed picks the random base."""
+    return {**env, "BASE_SEED": str(seed)} if env.get("FREEZE_MODE") == "mask" else env
+
+
+def jobs(cfg: dict, seeds: list[int], steps: int) -> list[Job]:
+    return [Job(seeded({**common(steps), **cfg}, s), s, OUT) for s in seeds]
 
 
 def row(label: str, cfg: dict, seeds: list[int], steps: int) -> dict:
-    runs = [run(cfg, s, steps) for s in seeds]
+    runs = [j.result() for j in jobs(cfg, seeds, steps)]
+    code = (ROOT / "train_gpt.py").stat().st_size  # today's script: runs cached under an earlier revision (same model bytes) compare fairly
     mean = lambda k: statistics.mean(r[k] for r in runs)
     spread = lambda k: (max(r[k] for r in runs) - min(r[k] for r in runs)) / 2
     model = tg.build_model(tg.Hyperparameters(cfg))
     return {"label": label, "cfg": cfg, "shape": describe(cfg), "learned": sum(p.numel() for p in model.parameters()),
             "regenerated": sum(m.base.numel() for m in model.modules() if isinstance(m, tg.FrozenFC)), "est": estimate_bytes(cfg),
-            "bytes": int(mean("bytes_total")), "rt": mean("roundtrip_val_bpb"), "rt_spread": spread("roundtrip_val_bpb"), "sl": mean("sliding_val_bpb"),
-            "sl_spread": spread("sliding_val_bpb"), "tok_s": mean("tok_s"), "seeds": len(runs)}
+            "bytes": int(mean("bytes")) + code, "rt": mean("bpb"), "rt_spread": spread("bpb"), "sl": mean("sliding_val_bpb"),
+            "sl_spread": spread("sliding_val_bpb"), "tok_s": statistics.mean(4096 / (r["step_avg_ms"] / 1000.0) for r in runs), "seeds": len(runs)}
 
 
 def table(rows: list[dict], budget: str) -> list[str]:
-    out = [f"| budget | row | shape | learned params | regenerated params | est. bytes | artifact bytes | round-trip val_bpb | "
+    out = ["| budget | row | shape | learned params | regenerated params | est. bytes | artifact bytes | round-trip val_bpb | "
            "sliding val_bpb | train tokens/s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {budget} | {r['label']} | {r['shape']} | {r['learned']:,} | {r['regenerated']:,} | {r['est']:,} | {r['bytes']:,} | "
                    f"{r['rt']:.4f} ± {r['rt_spread']:.4f} | {r['sl']:.4f} ± {r['sl_spread']:.4f} | {r['tok_s']:,.0f} |")
     return out
+
+
+def size_matched_control(controls: list[dict], cfg: dict) -> dict:
+    """The dense control whose estimate is nearest cfg's (estimates share their bias), stored the same way (codec, fp16 embedding)."""
+    same_export = {k: cfg[k] for k in ("ARTIFACT_CODEC", "EMBED_FP16") if k in cfg}
+    return {**min(controls, key=lambda c: abs(estimate_bytes({**c, **same_export}) - estimate_bytes(cfg))), **same_export}
 
 
 def main(argv=None) -> int:
@@ -155,25 +219,35 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="1,2")
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--stage", default="main,tune")
+    p.add_argument("--workers", type=int, default=2, help="runs at a time, one core each")
     a = p.parse_args(argv)
-    seeds, stages = [int(s) for s in a.seeds.split(",")], a.stage.split(",")
-    lines = [f"# Quality at equal artifact bytes: {datetime.date.today()}, torch {tg.torch.__version__}, "
+    seeds, stages, started = [int(s) for s in a.seeds.split(",")], a.stage.split(","), time.time()
+    lines = [f"# Quality at equal artifact bytes: {datetime.date.today()}, {machine()}, {a.workers} runs at a time, "
              f"{a.steps} steps x 4,096 tokens, context 128, seeds {a.seeds}; val_bpb: mean ± half the spread of the seeds", ""]
     for name in a.budgets.split(","):
         budget = BUDGETS[name]
         print(f"budget {name} ({budget['bytes']:,} bytes)", flush=True)
-        rows = [row(label, cfg, seeds, a.steps) for label, cfg in budget["rows"]] if "main" in stages else []
-        if "tune" in stages:
-            for label, cfg in budget["tune"]:  # the sweep: one seed each, the best gets every seed
-                rows.append(row(f"sweep: {label}", cfg, seeds[:1], a.steps))
-            candidates = [r for r in rows if r["cfg"].get("FREEZE_MODE", "none") != "none"]
-            if candidates:
-                best = min(candidates, key=lambda r: r["sl"])
-                tuned = row(f"tuned: {best['label'].removeprefix('sweep: ')}", best["cfg"], seeds, a.steps)
-                control_cfg = min(budget["controls"], key=lambda c: abs(estimate_bytes(c) - tuned["est"]))  # estimates share their bias
-                rows += [tuned, row("size-matched dense control", control_cfg, seeds, a.steps)]
-        lines += table(rows, name) + [""]
-        print("\n".join(table(rows, name)), flush=True)
+        main_rows = budget["rows"] if "main" in stages else []
+        sweep = [(f"sweep: {label}", cfg) for label, cfg in budget["tune"]] if "tune" in stages else []
+        # the sweep: one seed each; the best random-map row that fits the budget then gets every seed, beside its dense control
+        run_all([j for _, cfg in main_rows for j in jobs(cfg, seeds, a.steps)] + [j for _, cfg in sweep for j in jobs(cfg, seeds[:1], a.steps)],
+                a.workers)
+        rows = [row(label, cfg, seeds, a.steps) for label, cfg in main_rows] + [row(label, cfg, seeds[:1], a.steps) for label, cfg in sweep]
+        candidates = [r for r in rows if r["cfg"].get("FREEZE_MODE", "none") != "none" and r["bytes"] <= budget["bytes"]]
+        verdict = []
+        if sweep and candidates:
+            best = min(candidates, key=lambda r: r["sl"])
+            control = size_matched_control(budget["controls"], best["cfg"])
+            run_all(jobs(best["cfg"], seeds, a.steps) + jobs(control, seeds, a.steps), a.workers)
+            tuned, dense = row(f"tuned: {best['label'].removeprefix('sweep: ')}", best["cfg"], seeds, a.steps), \
+                row("size-matched dense control", control, seeds, a.steps)
+            rows += [tuned, dense]
+            gap = (dense["sl"] - tuned["sl"]) / dense["sl"]
+            verdict = [f"Budget {name}: the tuned row ({tuned['bytes']:,} bytes) scores {gap:+.2%} against the size-matched dense control "
+                       f"({dense['bytes']:,} bytes) in sliding val_bpb: {'at least' if gap >= 0.03 else 'less than'} the 3% asked for.", ""]
+        lines += table(rows, name) + [""] + verdict
+        print("\n".join(table(rows, name) + verdict), flush=True)
+    lines.append(f"(this invocation took {time.time() - started:.0f} s)")
     OUT.mkdir(exist_ok=True)
     (OUT / "quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

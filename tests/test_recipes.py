@@ -2,7 +2,6 @@
 per-head and pre-logit scales, He/Xavier init), fp16 embedding and the artifact codecs."""
 
 import hashlib
-import io
 import lzma
 import subprocess
 import sys
@@ -134,3 +133,27 @@ def test_bench_claims_rows_are_valid_runs_and_verdicts_follow_the_spread():
     depth = {f"adapter r16, {n} layers": row(v, 0.001) for n, v in ((2, 2.3), (4, 2.1), (5, 2.12), (8, 2.2), (20, 2.49))}
     assert bc.verdict_depth({**depth, "untrained, 20 layers": row(2.5, 0.0)})[1] == "holds"  # 20 layers made 1/40 of the best's gain
     assert bc.verdict_depth({**depth, "untrained, 20 layers": row(2.9, 0.0)})[1] == "does not hold"
+
+
+def test_bench_quality_rows_are_valid_runs_and_the_control_is_stored_alike():
+    """Every row of `bash run.sh bench quality` is a configuration train_gpt.py accepts; each sweep row that uses issue 12's
+    pieces differs from the others; the size-matched control takes the tuned row's codec and fp16 setting and the dense
+    shape whose estimate is nearest; a mask row's seed picks its random base (the learned weights' seed cannot vary a mask)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import bench_quality as bq
+    for budget in bq.BUDGETS.values():
+        rows = budget["rows"] + budget["tune"] + [("control", c) for c in budget["controls"]]
+        for label, cfg in rows:
+            assert Hyperparameters({**bq.common(150), **cfg}).num_layers >= 2, label
+        assert len({bq.describe(cfg) for _, cfg in budget["tune"]}) == len(budget["tune"])
+    controls = bq.BUDGETS["B"]["controls"]
+    tuned = next(cfg for label, cfg in bq.BUDGETS["B"]["tune"] if "fp16" in label)
+    control = bq.size_matched_control(controls, {**tuned, "ARTIFACT_CODEC": "lzma"})
+    assert control["EMBED_FP16"] == "1" and control["ARTIFACT_CODEC"] == "lzma" and control.get("FREEZE_MODE") is None
+    gap = abs(bq.estimate_bytes(control) - bq.estimate_bytes(tuned))
+    assert all(gap <= abs(bq.estimate_bytes({**c, "EMBED_FP16": "1"}) - bq.estimate_bytes(tuned)) for c in controls)
+    assert bq.estimate_bytes({**controls[0], "EMBED_FP16": "1"}) > bq.estimate_bytes(controls[0])
+    mask = next(cfg for label, cfg in bq.BUDGETS["A"]["rows"] if label == "mask")
+    one, two = bq.jobs(mask, [1, 2], 150)
+    assert (one.env["BASE_SEED"], two.env["BASE_SEED"]) == ("1", "2") and one.folder != two.folder
+    assert "BASE_SEED" not in bq.jobs(controls[0], [1], 150)[0].env

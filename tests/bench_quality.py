@@ -1,17 +1,20 @@
 """Quality at equal artifact bytes, on the embedded corpus, on CPU (`bash run.sh bench quality`).
 
-    python3 tests/bench_quality.py [--budgets A,B] [--seeds 1,2] [--steps 150] [--stage main,tune]
+    python3 tests/bench_quality.py [--budgets A,B] [--seeds 1,2] [--steps 150] [--stage main,tune] [--workers 2]
 
 For each artifact budget the dense baseline shape that fits it is run beside every random-map
 mode at a larger shape that fits the same budget: adapter on every projection, adapter on the
 MLP only, frozen fc, frozen MLP with a learned correction, low-rank substitution, and the
 supermask. Every run is a real `train_gpt.py` process with the same token budget (steps x
-4,096 tokens, context 128), the same schedule and the same seeds. Shapes were chosen with the
-estimate printed as `est. bytes` (int8 rows, fp16 passthrough, 1 bit a mask weight) under
-a CPU compute cap; the table reports the model bytes each run really wrote plus the size of
-today's train_gpt.py. The `tune` stage adds,
-per budget, a small sweep around the winners and a dense control whose artifact matches the
-best random-map row's size (by the estimate, whose bias both share).
+4,096 tokens, context 128), the same schedule and the same seeds, `--workers` at a time on one
+core each. Shapes were chosen with the estimate printed as `est. bytes` (int8 rows, fp16
+passthrough, 1 bit a mask weight; before compression) under a CPU compute cap; the table
+reports the model bytes each run really wrote plus the size of today's train_gpt.py.
+The `tune` stage adds, per budget, a sweep (one seed a row) around the winners and with issue
+12's pieces (the full supermask, lzma, the fp16 embedding, a bigram hash, an MLP rank
+schedule); the best random-map row within the budget is rerun with every seed beside a dense
+control whose estimate is nearest its own (the estimates share their bias), stored the same
+way, and a line says whether it wins by 3% or more.
 
 Runs are cached under bench_quality/ (ignored by git) by configuration and seed, so an
 interrupted benchmark continues where it stopped; delete the folder to start over.

@@ -1,6 +1,6 @@
 """CPU benchmarks, printed as markdown tables (`bash run.sh bench`).
 
-    python3 tests/bench.py [--steps 6] [--layers 4 --dim 256 --seq 256 --batch-tokens 8192]
+    python3 tests/bench.py [--steps 6] [--layers 4 --dim 256 --seq 256 --batch-tokens 16384 --micro 4]
 
 Every mode runs at the same shape, one fresh process each, one after another in one run:
 dense, then each FREEZE_MODE (adapter, frozen, lowrank, mask; frozen also on every projection
@@ -68,7 +68,8 @@ def matmul_peak(repeats: int = 10) -> float:
 def dense_step_flops(cfg, tokens: int) -> float:
     """Analytic FLOPs of one dense training step (forward + backward) over `tokens` tokens."""
     dims = tg.projection_dims(cfg)
-    matmul_weights = cfg.num_layers * sum(i * o for i, o in dims.values()) + cfg.vocab_size * cfg.model_dim
+    # each block's projections once a layer ("emb" is the tied embedding, counted once: its lookup is free, the head multiplies)
+    matmul_weights = cfg.num_layers * sum(i * o for name, (i, o) in dims.items() if name != "emb") + cfg.vocab_size * cfg.model_dim
     attention = cfg.num_layers * cfg.num_heads * (cfg.train_seq_len * (cfg.model_dim // cfg.num_heads))
     return 6.0 * tokens * (matmul_weights + attention)
 
@@ -131,8 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--seq", type=int, default=256)
-    p.add_argument("--batch-tokens", type=int, default=8192)
-    p.add_argument("--micro", type=int, default=2, help="micro-steps a step (the demo's GRAD_ACCUM_STEPS)")
+    p.add_argument("--batch-tokens", type=int, default=16384)
+    p.add_argument("--micro", type=int, default=4, help="micro-steps a step (the demo's GRAD_ACCUM_STEPS)")
     p.add_argument("--repeats", type=int, default=3, help="runs of each mode, interleaved; the table gives medians (step time: and range)")
     p.add_argument("--modes", default=",".join(name for name, _ in MODES), help="comma list of the modes to run")
     p.add_argument("--data", default=str(ROOT / "data/datasets/shakespeare_sp1024"))

@@ -1,7 +1,7 @@
 """train_gpt.py beside the challenge's own script on this CPU (`bash run.sh bench --peer PATH`).
 
     python3 tests/bench_peer.py --peer ../shared/peers/official_train_gpt_cpu.py [--pairs 3] [--steps 12]
-                                [--shapes demo,9x512] [--micro 2] [--equal-time 300] [--equal-pairs 1]
+                                [--shapes demo,9x512] [--micro 4] [--equal-time 300] [--equal-pairs 1]
 
 Both scripts run as real processes on the embedded Shakespeare shards (the peer reads them
 through a folder of `fineweb_*` links, the names it globs for), one after the other and
@@ -54,7 +54,7 @@ TOKENIZER = ROOT / "data" / "tokenizers" / "shakespeare_1024_bpe.model"
 SHAPES = {"demo": dict(NUM_LAYERS="4", MODEL_DIM="256", NUM_HEADS="4", NUM_KV_HEADS="2"),
           "9x512": dict(NUM_LAYERS="9", MODEL_DIM="512", NUM_HEADS="8", NUM_KV_HEADS="4")}
 # the CPU demo's settings (run.sh cpu_defaults), shared by both scripts
-DEMO = dict(TRAIN_SEQ_LEN="256", TRAIN_BATCH_TOKENS="8192", WARMUP_STEPS="0", WARMDOWN_ITERS="60", VAL_LOSS_EVERY="0", TRAIN_LOG_EVERY="1",
+DEMO = dict(TRAIN_SEQ_LEN="256", TRAIN_BATCH_TOKENS="16384", WARMUP_STEPS="0", WARMDOWN_ITERS="60", VAL_LOSS_EVERY="0", TRAIN_LOG_EVERY="1",
             VAL_BATCH_SIZE="32768", ITERATIONS="2000")
 STEP = re.compile(r"^step:(\d+)/\d+ train_loss:\S+ train_time:([\d.]+)ms", re.M)
 
@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=12, help="steps logged by each timed run (the first two are not timed)")
     ap.add_argument("--shapes", default="demo,9x512")
-    ap.add_argument("--micro", type=int, default=2, help="our GRAD_ACCUM_STEPS (the peer always takes 8)")
+    ap.add_argument("--micro", type=int, default=4, help="our GRAD_ACCUM_STEPS (the peer always takes 8)")
     ap.add_argument("--exact-steps", type=int, default=4, help="steps of the bit-identity check; 0 = skip it")
     ap.add_argument("--equal-time", type=float, default=300.0, help="seconds of training in the equal-time pair; 0 = skip it")
     ap.add_argument("--equal-pairs", type=int, default=1)

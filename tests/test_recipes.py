@@ -157,3 +157,17 @@ def test_bench_quality_rows_are_valid_runs_and_the_control_is_stored_alike():
     one, two = bq.jobs(mask, [1, 2], 150)
     assert (one.env["BASE_SEED"], two.env["BASE_SEED"]) == ("1", "2") and one.folder != two.folder
     assert "BASE_SEED" not in bq.jobs(controls[0], [1], 150)[0].env
+
+
+def test_bench_flop_count_is_the_dense_models_own_matrices():
+    """The FLOP/s columns of `bash run.sh bench` and `bench gpu --peer` count 6 per weight per token of every matrix the dense
+    model multiplies (each block's projections once, the tied embedding once as the head) plus causal attention; the count
+    once took the embedding, which FREEZE_TARGETS=emb made a projection, once a layer."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import bench
+    for env in (SMALL, {}, {"NUM_LAYERS": "5", "MLP_MULT": "3", "NUM_KV_HEADS": "8"}):
+        cfg = Hyperparameters(env)
+        model = build_model(cfg)
+        matrices = sum(p.numel() for n, p in model.named_parameters() if p.ndim == 2 and not any(c in n for c in CONTROL_TENSOR_NAMES))
+        attention = cfg.num_layers * cfg.num_heads * cfg.train_seq_len * (cfg.model_dim // cfg.num_heads)
+        assert bench.dense_step_flops(cfg, 1000) == 6.0 * 1000 * (matrices + attention)

@@ -39,6 +39,7 @@ import train_gpt as tg  # noqa: E402
 MODES = [("dense", {}), ("adapter", {"FREEZE_MODE": "adapter"}), ("frozen fc", {"FREEZE_MODE": "frozen"}),
          ("frozen all + corr 16", {"FREEZE_MODE": "frozen", "FREEZE_TARGETS": "all", "FROZEN_CORRECTION_RANK": "16"}),
          ("lowrank", {"FREEZE_MODE": "lowrank"}), ("mask", {"FREEZE_MODE": "mask"})]
+DEMO_BATCH_TOKENS, DEMO_MICRO = 16384, 4  # bash run.sh's demo batch (tests/test_recipes.py holds them to run.sh)
 
 
 def cpu_name() -> str:
@@ -132,8 +133,8 @@ def main(argv=None) -> int:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--dim", type=int, default=256)
     p.add_argument("--seq", type=int, default=256)
-    p.add_argument("--batch-tokens", type=int, default=16384)
-    p.add_argument("--micro", type=int, default=4, help="micro-steps a step (the demo's GRAD_ACCUM_STEPS)")
+    p.add_argument("--batch-tokens", type=int, default=DEMO_BATCH_TOKENS)
+    p.add_argument("--micro", type=int, default=DEMO_MICRO, help="micro-steps a step (the demo's GRAD_ACCUM_STEPS)")
     p.add_argument("--repeats", type=int, default=3, help="runs of each mode, interleaved; the table gives medians (step time: and range)")
     p.add_argument("--modes", default=",".join(name for name, _ in MODES), help="comma list of the modes to run")
     p.add_argument("--data", default=str(ROOT / "data/datasets/shakespeare_sp1024"))

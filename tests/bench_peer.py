@@ -56,6 +56,7 @@ SHAPES = {"demo": dict(NUM_LAYERS="4", MODEL_DIM="256", NUM_HEADS="4", NUM_KV_HE
 # the CPU demo's settings (run.sh cpu_defaults), shared by both scripts
 DEMO = dict(TRAIN_SEQ_LEN="256", TRAIN_BATCH_TOKENS="16384", WARMUP_STEPS="0", WARMDOWN_ITERS="60", VAL_LOSS_EVERY="0", TRAIN_LOG_EVERY="1",
             VAL_BATCH_SIZE="32768", ITERATIONS="2000")
+OURS = dict(GRAD_ACCUM_STEPS="4", EVAL_STRIDE="128")  # the rest of run.sh's demo, which the peer has no variable for
 STEP = re.compile(r"^step:(\d+)/\d+ train_loss:\S+ train_time:([\d.]+)ms", re.M)
 
 
@@ -135,7 +136,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=12, help="steps logged by each timed run (the first two are not timed)")
     ap.add_argument("--shapes", default="demo,9x512")
-    ap.add_argument("--micro", type=int, default=4, help="our GRAD_ACCUM_STEPS (the peer always takes 8)")
+    ap.add_argument("--micro", type=int, default=int(OURS["GRAD_ACCUM_STEPS"]), help="our GRAD_ACCUM_STEPS (the peer always takes 8)")
     ap.add_argument("--exact-steps", type=int, default=4, help="steps of the bit-identity check; 0 = skip it")
     ap.add_argument("--equal-time", type=float, default=300.0, help="seconds of training in the equal-time pair; 0 = skip it")
     ap.add_argument("--equal-pairs", type=int, default=1)
@@ -183,7 +184,7 @@ def main() -> None:
                 env = {**DEMO, **SHAPES["demo"], **extra[who], "MAX_WALLCLOCK_SECONDS": str(a.equal_time), "TRAIN_LOG_EVERY": "25",
                        "DATA_PATH": data[who], "TOKENIZER_PATH": str(TOKENIZER)}
                 if who == "ours":  # run.sh's own demo: its micro-steps, and the sliding evaluation after the plain one
-                    env["EVAL_STRIDE"] = "128"
+                    env["EVAL_STRIDE"] = OURS["EVAL_STRIDE"]
                 row.extend(final(run(scripts[who], env, tmp / f"equal_{who}_{pair}", f"eq_{who}_{pair}", None, a.equal_time + 900)))
             print(f"| {pair + 1} | {row[0]} | {row[1]:.4f} | {row[2]} | {row[3]:.4f} |", flush=True)
 

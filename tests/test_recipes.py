@@ -171,3 +171,17 @@ def test_bench_flop_count_is_the_dense_models_own_matrices():
         matrices = sum(p.numel() for n, p in model.named_parameters() if p.ndim == 2 and not any(c in n for c in CONTROL_TENSOR_NAMES))
         attention = cfg.num_layers * cfg.num_heads * cfg.train_seq_len * (cfg.model_dim // cfg.num_heads)
         assert bench.dense_step_flops(cfg, 1000) == 6.0 * 1000 * (matrices + attention)
+
+
+def test_the_benchmarks_demo_is_run_shs_demo():
+    """`bash run.sh bench --peer` and `bash run.sh bench` time and score the demo that `bash run.sh` runs: their settings are
+    run.sh's cpu_defaults, read from run.sh itself (a demo change that skipped a benchmark would make its README tables wrong)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import bench
+    import bench_peer
+    script = 'eval "$(sed -n "/^default() {/,/^}/p;/^cpu_defaults() {/,/^}/p" run.sh)"; cpu_defaults; env'
+    out = subprocess.run(["bash", "-c", script], cwd=ROOT, env=clean_env(), capture_output=True, text=True, check=True).stdout
+    demo = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    ours = {k: v for k, v in {**bench_peer.DEMO, **bench_peer.SHAPES["demo"], **bench_peer.OURS}.items() if k != "TRAIN_LOG_EVERY"}
+    assert {k: demo[k] for k in ours} == ours
+    assert (demo["TRAIN_BATCH_TOKENS"], demo["GRAD_ACCUM_STEPS"]) == (str(bench.DEMO_BATCH_TOKENS), str(bench.DEMO_MICRO))

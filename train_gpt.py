@@ -280,8 +280,7 @@ def int_list(name: str, text: str, accepted: str = "", sep: str = ",") -> list[i
 
 def rank_schedule(name: str, text: str, layers: int) -> list[int]:
     """'4,8,16' (one rank per layer), '8' (every layer) or '256..32' (linear from the first layer to the last, rounded)."""
-    ends = text.split("..")
-    if len(ends) == 2:
+    if len(text.split("..")) == 2:
         a, b = int_list(name, text, "accepted one rank per layer, one for all, or A..B", sep="..")
         return [round(a + (b - a) * i / max(layers - 1, 1)) for i in range(layers)]
     ranks = int_list(name, text)
@@ -537,10 +536,9 @@ def read_input(path, var: str, what: str = "file", limit: int = 1 << 40) -> byte
             raise ConfigError(f"{var}={path}: {bad}; accepted: a {what} file")
         with open(path, "rb") as f:
             return f.read()
-    except FileNotFoundError:
-        raise ConfigError(f"{var}={path}: no such {what}") from None
     except OSError as e:
-        raise ConfigError(f"{var}={path}: cannot be read ({e.strerror or e})") from None
+        why = f"no such {what}" if isinstance(e, FileNotFoundError) else f"cannot be read ({e.strerror or e})"
+        raise ConfigError(f"{var}={path}: {why}") from None
 
 def config_env(config: dict) -> dict[str, str]:
     """A stored model configuration as the variables that make it, to be checked by the environment's own rules."""
@@ -690,8 +688,7 @@ class TokenStream:
         self.files, self.vocab_size = split_files(data_path, "train"), vocab_size
         for f in self.files:  # every header now (cheap); each shard's token ids when it is read
             check_shard_header(f)
-        self.file_index, self.pos = -1, 0
-        self.tokens = np.zeros(0, dtype=np.uint16)
+        self.file_index, self.pos, self.tokens = -1, 0, np.zeros(0, dtype=np.uint16)
     def _next_file(self) -> None:
         for _ in range(len(self.files)):
             self.file_index = (self.file_index + 1) % len(self.files)
@@ -701,8 +698,7 @@ class TokenStream:
         raise DataError(f"{os.path.dirname(self.files[0])}: every train shard is empty")
     def seek(self, file_index: int, pos: int) -> None:
         """Continue from a position saved in a checkpoint."""
-        if not 0 <= file_index < len(self.files):
-            raise IndexError(f"train shard {file_index} of {len(self.files)}")
+        refuse_first((not 0 <= file_index < len(self.files), f"train shard {file_index} of {len(self.files)}"), error=IndexError)
         self.file_index, self.tokens, self.pos = file_index, load_data_shard(self.files[file_index], self.vocab_size), pos
     def take(self, n: int) -> np.ndarray:
         parts = []
@@ -728,8 +724,22 @@ class DistributedTokenLoader:
 # MODEL
 # -----------------------------------------------------------------------------
 
-def rms_norm(x: Tensor) -> Tensor:
-    return F.rms_norm(x, (x.size(-1),))
+class RMSNormCPU(torch.autograd.Function):
+    """F.rms_norm as autograd runs it on a CPU (the same ops and bits), with a backward of 4 passes over x where autograd's takes 8. x comes
+    in twice, so that its two gradients (through x * r, through r) reach x one by one, as autograd's: a sum of 3 terms keeps its order."""
+    @staticmethod
+    def forward(ctx, x: Tensor, x_again: Tensor) -> Tensor:
+        r = torch.rsqrt(x_again.pow(2).mean(-1, keepdim=True) + torch.finfo(x.dtype).eps)
+        ctx.save_for_backward(x, r)
+        return x * r
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor]:  # autograd's chain, rounding for rounding; full-size steps done on (..., 1)
+        x, r = ctx.saved_tensors
+        grad_mean = -0.5 * (grad * x).sum(-1, keepdim=True) * r.pow(3) / x.size(-1)
+        return grad * r, x * (2.0 * grad_mean)
+
+def rms_norm(x: Tensor) -> Tensor:  # compiled, F.rms_norm: inductor fuses it (and dynamo refuses one tensor passed twice)
+    return RMSNormCPU.apply(x, x) if x.requires_grad and x.device.type == "cpu" and not torch.compiler.is_compiling() else F.rms_norm(x, x.shape[-1:])
 
 # Regenerated random matrices. A projection's random base R is rebuilt from a seed wherever the model is built, so it costs no artifact
 # bytes. Its bits must be the same on every processor and device (FACTS.md pitfalls): it is made from integer hashing of (seed, stream,
@@ -878,13 +888,13 @@ class Rotary(nn.Module):
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
-        self.register_buffer("cos", angles.cos()[None, None], persistent=False)
-        self.register_buffer("sin", angles.sin()[None, None], persistent=False)
+        cos, sin = angles.cos()[None, None], angles.sin()[None, None]
+        self.register_buffer("cos", torch.cat((cos, cos), -1), persistent=False)
+        self.register_buffer("sin", torch.cat((sin, -sin), -1), persistent=False)
     def forward(self, x: Tensor) -> Tensor:
-        t, half = x.size(-2), x.size(-1) // 2
-        cos, sin = self.cos[..., :t, :].to(x.dtype), self.sin[..., :t, :].to(x.dtype)
-        x1, x2 = x[..., :half], x[..., half:]
-        return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
+        """(x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin), the halves swapped by a roll: the same bits, a backward without zero-filled slices."""
+        t = x.size(-2)
+        return x * self.cos[..., :t, :].to(x.dtype) + x.roll(x.size(-1) // 2, -1) * self.sin[..., :t, :].to(x.dtype)
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg, layer: int):
@@ -1017,9 +1027,8 @@ def build_optimizers(model: nn.Module, args, compile_muon: bool = False) -> list
         optimizers.append(Muon(groups["muon"], lr=args.matrix_lr, momentum=args.muon_momentum,
                                backend_steps=args.muon_backend_steps, weight_decay=args.muon_wd,
                                orthogonalize=torch.compile(newton_schulz_orthogonalize) if compile_muon else newton_schulz_orthogonalize))
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["base_lr"] = group["lr"]
+    for group in (group for opt in optimizers for group in opt.param_groups):
+        group["base_lr"] = group["lr"]
     return optimizers
 
 class EMA:
@@ -1057,8 +1066,7 @@ def lr_multiplier(args, step: int, elapsed_ms: float) -> float:
     if args.warmdown_iters <= 0:
         return 1.0
     if args.max_wallclock_seconds <= 0:
-        start = max(args.iterations - args.warmdown_iters, 0)
-        return max((args.iterations - step) / args.warmdown_iters, 0.0) if step >= start else 1.0
+        return min(max((args.iterations - step) / args.warmdown_iters, 0.0), 1.0)
     warmdown_ms = args.warmdown_iters * elapsed_ms / max(step, 1)
     remaining_ms = max(1000.0 * args.max_wallclock_seconds - elapsed_ms, 0.0)
     return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
@@ -1113,14 +1121,10 @@ def stop_on_signals(log, where) -> None:
 
 def broadcast_bytes(data: bytes | None, rt) -> bytes:
     """Rank 0's bytes on every rank: the round trip evaluates the artifact it just made, not a file."""
-    if not rt.distributed:
-        return data
-    size = torch.tensor([len(data) if rt.rank == 0 else 0], device=rt.device)
-    dist.broadcast(size, 0)
-    buf = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(rt.device) if rt.rank == 0 else \
-        torch.empty(int(size), dtype=torch.uint8, device=rt.device)
-    dist.broadcast(buf, 0)
-    return buf.cpu().numpy().tobytes()
+    box = [data]
+    if rt.distributed:
+        dist.broadcast_object_list(box, 0, device=rt.device)
+    return box[0]
 
 def keep_freed_memory() -> None:
     """glibc returned every freed block above 32 MB (a batch's logits) to the OS and faulted it in again: EVAL_ONLY took 15 s, not 9."""
@@ -1481,11 +1485,8 @@ def cli(argv: list[str]) -> int:
         return 0
     try:
         status = main()
-    except ConfigError as e:  # bad input: one line that names it, no traceback
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        status = 2
-    except OSError as e:  # a file no check above named: still one line, with the file
-        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr, flush=True)
+    except (ConfigError, OSError) as e:  # bad input, or a file no check above named: one line that names it, no traceback
+        print(f"error: {e if isinstance(e, ConfigError) else f'{e.filename or str()}: {e.strerror or e}'}", file=sys.stderr, flush=True)
         status = 2
     finally:  # an in-process caller (the tests' harness) runs again with fresh locks and signals
         while HELD_LOCKS:

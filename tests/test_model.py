@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from train_gpt import GPT, Hyperparameters, Rotary
+from train_gpt import GPT, Hyperparameters, Rotary, rms_norm
 
 
 def small(**env):
@@ -78,6 +78,40 @@ def test_rotary_is_a_rotation_of_each_pair():
     assert torch.allclose(x.norm(dim=-1), y.norm(dim=-1), atol=1e-5)
     assert torch.equal(y[..., 0, :], x[..., 0, :])  # position 0: angle 0
     assert "cos" not in rot.state_dict()  # rebuilt, never saved
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+@pytest.mark.parametrize("shape,transposed", [((2, 3, 64), False), ((2, 4, 5, 16), True), ((3, 7, 33), False)])
+def test_rms_norm_and_its_gradient_are_autograds_bit_for_bit(shape, transposed):
+    """The CPU training path's own backward (fewer passes) must give exactly what autograd gives through F.rms_norm, as the peer runs it,
+    also where the input is used again beside the norm (a residual: its gradient is then a sum of three terms, kept in autograd's order)."""
+    torch.manual_seed(0)
+    x, grad, w = torch.randn(shape) * 3, torch.randn(shape), torch.randn(shape[-1])
+    def run(norm):
+        leaf = x.clone().requires_grad_()
+        inp = leaf.transpose(0, 1) if transposed else leaf  # q and k are normalised as transposed views
+        y = norm(inp)
+        (y * w + inp).backward(grad.transpose(0, 1) if transposed else grad)
+        return y, leaf.grad
+    (y_ours, g_ours), (y_theirs, g_theirs) = run(rms_norm), run(lambda t: torch.nn.functional.rms_norm(t, (shape[-1],)))
+    assert same_bits(y_ours.contiguous(), y_theirs.contiguous()) and same_bits(g_ours, g_theirs)
+    with torch.no_grad():  # evaluation: the fused kernel, as in the peer
+        assert same_bits(rms_norm(x), torch.nn.functional.rms_norm(x, (shape[-1],)))
+
+
+def test_rotary_and_its_gradient_are_the_halves_formula_bit_for_bit():
+    torch.manual_seed(0)
+    rot, half = Rotary(16, 32, 10000.0), 8
+    x, grad = torch.randn(2, 3, 32, 16), torch.randn(2, 3, 32, 16)
+    cos, sin = rot.cos[..., :half], rot.sin[..., :half]
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    x1, x2 = theirs[..., :half], theirs[..., half:]
+    y_ours, y_theirs = rot(ours), torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
+    y_ours.backward(grad), y_theirs.backward(grad)
+    assert same_bits(y_ours, y_theirs) and same_bits(ours.grad, theirs.grad)
 
 
 def test_bf16_autocast_forward_and_backward():

@@ -318,8 +318,7 @@ def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> 
     x = grad.to(torch.bfloat16 if grad.is_cuda else torch.float32)
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)
     tall = x.size(-2) > x.size(-1)
-    if tall:
-        x = x.mT
+    x = x.mT if tall else x
     for _ in range(steps):
         gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
@@ -341,9 +340,8 @@ class Muon(torch.optim.Optimizer):
             if not params:
                 continue
             grads = [p.grad for p in params]
-            for p in params:
-                if "momentum_buffer" not in self.state[p]:
-                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            for p in (p for p in params if "momentum_buffer" not in self.state[p]):
+                self.state[p]["momentum_buffer"] = torch.zeros_like(p)
             bufs = [self.state[p]["momentum_buffer"] for p in params]
             torch._foreach_mul_(bufs, group["momentum"])
             torch._foreach_add_(bufs, grads)
@@ -415,8 +413,7 @@ def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: i
     if world_size > 1:
         dist.all_reduce(sums)
     nll, tokens, nbytes = sums.tolist()
-    if tokens != num_targets:  # a score is reported only over the whole split
-        raise RuntimeError(f"evaluation scored {tokens:.0f} of {num_targets} targets")
+    refuse_first((tokens != num_targets, f"evaluation scored {tokens:.0f} of {num_targets} targets"), error=RuntimeError)  # only whole splits
     val_loss = nll / tokens
     return val_loss, val_loss / math.log(2.0) * tokens / nbytes, int(tokens)
 
@@ -478,8 +475,7 @@ def dequantize_state_dict(blob: dict) -> dict[str, Tensor]:
     for name, t in blob["keep"].items():
         state[name] = t.float() if t.is_floating_point() else t
     for name, bits in blob["bits"].items():  # a mask comes back as scores of +-1: the same hard mask
-        shape = blob["shape"][name]
-        kept = np.unpackbits(bits.numpy(), count=math.prod(shape)).reshape(shape)
+        kept = np.unpackbits(bits.numpy(), count=math.prod(blob["shape"][name])).reshape(blob["shape"][name])
         state[name] = torch.from_numpy(kept.astype(np.float32) * 2 - 1)
     return state
 
@@ -738,8 +734,22 @@ class RMSNormCPU(torch.autograd.Function):
         grad_mean = -0.5 * (grad * x).sum(-1, keepdim=True) * r.pow(3) / x.size(-1)
         return grad * r, x * (2.0 * grad_mean)
 
-def rms_norm(x: Tensor) -> Tensor:  # compiled, F.rms_norm: inductor fuses it (and dynamo refuses one tensor passed twice)
-    return RMSNormCPU.apply(x, x) if x.requires_grad and x.device.type == "cpu" and not torch.compiler.is_compiling() else F.rms_norm(x, x.shape[-1:])
+class ReluSquaredCPU(torch.autograd.Function):
+    """relu(h)^2 as autograd computes it (the same bits), with a backward of 1 pass where autograd's takes 4: 0 + 2 g relu(h), whose 0 +
+    turns a -0 (g < 0 where h <= 0) into the +0 of autograd's mask, so the bits are autograd's wherever g is finite."""
+    @staticmethod
+    def forward(ctx, h: Tensor) -> Tensor:
+        ctx.save_for_backward(r := torch.relu(h))
+        return r * r
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return torch.addcmul(grad.new_zeros(()), grad, ctx.saved_tensors[0], value=2.0)
+
+def cpu_eager(x: Tensor) -> bool:  # compiled, the plain ops: inductor fuses them (and dynamo refuses one tensor passed twice)
+    return x.requires_grad and x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+def rms_norm(x: Tensor) -> Tensor:
+    return RMSNormCPU.apply(x, x) if cpu_eager(x) else F.rms_norm(x, x.shape[-1:])
 
 # Regenerated random matrices. A projection's random base R is rebuilt from a seed wherever the model is built, so it costs no artifact
 # bytes. Its bits must be the same on every processor and device (FACTS.md pitfalls): it is made from integer hashing of (seed, stream,
@@ -755,10 +765,8 @@ def mul32(x, c: int):
 
 def mix32(x):
     """murmur3's 32-bit finalizer: a bijection on 0..2^32-1 (Python ints or int64 tensors)."""
-    x = x ^ (x >> 16)
-    x = mul32(x, 0x85EBCA6B)
-    x = x ^ (x >> 13)
-    x = mul32(x, 0xC2B2AE35)
+    for shift, factor in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
+        x = mul32(x ^ (x >> shift), factor)
     return x ^ (x >> 16)
 
 def hash_stream(seed: int, stream: int, n: int, start: int = 0) -> Tensor:
@@ -834,9 +842,8 @@ class RandomLinearWithAdapter(FrozenFC):
     """R + B A, B starting at zero; B A is folded into R before the one matrix multiply (its backward adds two thin multiplies)."""
     def __init__(self, in_features: int, out_features: int, seed: int, init: str, rank: int):
         super().__init__(in_features, out_features, seed, init)
-        self.A = nn.Parameter(torch.empty(rank, in_features))
+        self.A, self.B = nn.Parameter(torch.empty(rank, in_features)), nn.Parameter(torch.zeros(out_features, rank))
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
-        self.B = nn.Parameter(torch.zeros(out_features, rank))
     def effective_weight(self) -> Tensor:
         return torch.addmm(self.base, self.B, self.A)
 
@@ -893,8 +900,7 @@ class Rotary(nn.Module):
         self.register_buffer("sin", torch.cat((sin, -sin), -1), persistent=False)
     def forward(self, x: Tensor) -> Tensor:
         """(x1, x2) -> (x1 cos + x2 sin, x2 cos - x1 sin), the halves swapped by a roll: the same bits, a backward without zero-filled slices."""
-        t = x.size(-2)
-        return x * self.cos[..., :t, :].to(x.dtype) + x.roll(x.size(-1) // 2, -1) * self.sin[..., :t, :].to(x.dtype)
+        return x * self.cos[:, :, :x.size(-2)].to(x.dtype) + x.roll(x.size(-1) // 2, -1) * self.sin[:, :, :x.size(-2)].to(x.dtype)
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg, layer: int):
@@ -907,9 +913,7 @@ class CausalSelfAttention(nn.Module):
         self.rotary = Rotary(self.head_dim, cfg.train_seq_len, cfg.rope_base)
     def forward(self, x: Tensor) -> Tensor:
         b, t, dim = x.shape
-        q = self.q(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v(x).view(b, t, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = (proj(x).view(b, t, -1, self.head_dim).transpose(1, 2) for proj in (self.q, self.k, self.v))
         q, k = self.rotary(rms_norm(q).to(v.dtype)), self.rotary(rms_norm(k).to(v.dtype))
         q = q * self.q_gain.to(q.dtype)[None, :, None, None]
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.num_kv_heads != self.num_heads)
@@ -923,7 +927,8 @@ class MLP(nn.Module):
         self.proj = make_projection(cfg, layer, "proj", cfg.mlp_hidden, cfg.model_dim)
         self.corr = make_projection(cfg, layer, "corr", cfg.model_dim, cfg.model_dim) if cfg.frozen_correction_rank else None
     def forward(self, x: Tensor) -> Tensor:
-        out = self.proj(torch.relu(self.fc(x)).square())
+        h = self.fc(x)
+        out = self.proj(ReluSquaredCPU.apply(h) if cpu_eager(h) else torch.relu(h).square())
         return out if self.corr is None else out + self.corr(x)
 
 class Block(nn.Module):
@@ -931,8 +936,7 @@ class Block(nn.Module):
         super().__init__()
         dim = cfg.model_dim
         self.attn, self.mlp = CausalSelfAttention(cfg, layer), MLP(cfg, layer)
-        self.attn_scale = nn.Parameter(torch.ones(dim))
-        self.mlp_scale = nn.Parameter(torch.ones(dim))
+        self.attn_scale, self.mlp_scale = nn.Parameter(torch.ones(dim)), nn.Parameter(torch.ones(dim))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))))
     def forward(self, x: Tensor, x0: Tensor) -> Tensor:
         mix = self.resid_mix.to(x.dtype)
@@ -943,8 +947,7 @@ class Block(nn.Module):
 def bigram_buckets(input_ids: Tensor, buckets: int) -> Tensor:
     """Bucket of each position's (previous, current) token pair: mix32(prev * 65536 + cur) mod buckets. The first position of a window has
     no previous token; it takes id 0 (pad, never in the data), in training and evaluation alike."""
-    prev = F.pad(input_ids[:, :-1], (1, 0))
-    return mix32(prev * 65536 + input_ids) % buckets
+    return mix32(F.pad(input_ids[:, :-1], (1, 0)) * 65536 + input_ids) % buckets
 
 class GPT(nn.Module):
     """The baseline: blocks in a U shape (the first half's outputs added back to the second half in reverse, through learned skip weights)."""
@@ -1001,9 +1004,7 @@ class Ensemble(nn.Module):
         return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
     def forward(self, input_ids: Tensor, target_ids: Tensor, teacher_logits: Tensor | None = None, alpha: float = 0.0, temp: float = 1.0) -> Tensor:
         losses = torch.stack([m(input_ids, target_ids, teacher_logits, alpha, temp) for m in self.members])
-        if self.training:
-            return losses.mean(0)
-        return -(torch.logsumexp(-losses, dim=0) - math.log(len(self.members)))  # -log mean p(target)
+        return losses.mean(0) if self.training else -(torch.logsumexp(-losses, dim=0) - math.log(len(self.members)))  # -log mean p(target)
 
 def build_model(cfg) -> nn.Module:
     return Ensemble(cfg) if cfg.num_models > 1 else GPT(cfg)
@@ -1240,8 +1241,7 @@ CHECKPOINT_FIELDS = {"format": str, "config": dict, "model": dict, "optimizers":
 def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tuple[int, float, bool]:
     """Continue from a checkpoint: checked whole (fields, configuration, step below ITERATIONS, one state per optimizer, finite weights)
     before anything of this run is touched; returns (step, training ms, whether the progressive freeze had happened)."""
-    where = f"RESUME={path}"
-    raw = read_input(path, "RESUME", "checkpoint")
+    where, raw = f"RESUME={path}", read_input(path, "RESUME", "checkpoint")
     with refused_as(f"{where}: not a readable checkpoint", Exception):
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:

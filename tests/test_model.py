@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from train_gpt import GPT, Hyperparameters, Rotary, rms_norm
+from train_gpt import GPT, MLP, Hyperparameters, ReluSquaredCPU, Rotary, rms_norm
 
 
 def small(**env):
@@ -100,6 +100,31 @@ def test_rms_norm_and_its_gradient_are_autograds_bit_for_bit(shape, transposed):
     assert same_bits(y_ours.contiguous(), y_theirs.contiguous()) and same_bits(g_ours, g_theirs)
     with torch.no_grad():  # evaluation: the fused kernel, as in the peer
         assert same_bits(rms_norm(x), torch.nn.functional.rms_norm(x, (shape[-1],)))
+
+
+def test_relu_squared_and_its_gradient_are_autograds_bit_for_bit():
+    """The MLP's activation on the CPU training path (a backward of one pass) against autograd through relu(h).square(), as the peer runs
+    it: zeros and negative zeros of h under negative gradients included (there autograd's mask gives +0, a bare 2 g relu(h) gives -0)."""
+    torch.manual_seed(0)
+    h, grad = torch.randn(4, 64) * 3, torch.randn(4, 64)
+    h[0, :8], h[0, 8:16], grad[0, :16] = 0.0, -0.0, -1.0
+    def run(fn):
+        leaf = h.clone().requires_grad_()
+        y = fn(leaf)
+        y.backward(grad)
+        return y, leaf.grad
+    ours, theirs = run(ReluSquaredCPU.apply), run(lambda t: torch.relu(t).square())
+    assert same_bits(ours[0], theirs[0]) and same_bits(ours[1], theirs[1])
+    assert not same_bits(2 * grad * torch.relu(h), theirs[1])  # the case that needs the function's + 0 is in the data
+    cfg = Hyperparameters({"MODEL_DIM": "16", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "MLP_MULT": "3"})
+    mlp, x, out_grad = MLP(cfg, 0), torch.randn(2, 7, 16), torch.randn(2, 7, 16)
+    torch.nn.init.normal_(mlp.proj.weight)  # not zero, so that the activation gets a gradient
+    grads = []
+    for forward in (mlp, lambda t: mlp.proj(torch.relu(mlp.fc(t)).square())):  # the model's MLP, then the formula on autograd
+        mlp.zero_grad()
+        forward(x).backward(out_grad)
+        grads.append([p.grad.clone() for p in mlp.parameters()])
+    assert all(same_bits(a, b) for a, b in zip(*grads))
 
 
 def test_rotary_and_its_gradient_are_the_halves_formula_bit_for_bit():

@@ -25,12 +25,15 @@ with both scripts' CUDA defaults (bf16 autocast, torch.compile), at the baseline
 context 1,024): dense at 65,536 tokens a step (one GPU's share of the 8-GPU step), dense at the
 baseline's own single-GPU 524,288 tokens (8 micro-steps), and every FREEZE_MODE at 65,536 against
 the peer's dense step. Both take 8 micro-steps (GRAD_ACCUM_STEPS=0 means 8 / world size, as in
-the peer). Each run: 10 compile warm-up steps, then `--gpu-steps` timed steps; besides the step
-time, tokens/s, peak memory (each script's own `peak memory allocated` line) and the achieved
-TFLOP/s against the GPU's dense bf16 peak, with a step's FLOPs counted from the shapes as in
-tests/bench.py: 6 per weight per token for every matrix multiply (forward 2, backward 4), the tied
-head included, plus 6 x context x head_dim per token, head and layer for causal attention
-(the full square, as the kernels compute it, masked half and all).
+the peer). Each run: 10 compile warm-up steps, then `--gpu-steps` steps, logged at steps 1-10 and
+every 10th after (so the steps between make no host sync in either script); a step's time is the
+median over the 10-step spans from step 10 on. A run goes on past its last step's validation to
+its `peak memory allocated` line, and is stopped there (no export). Besides the step time: tokens/s,
+peak memory (that line of each script) and the achieved TFLOP/s against the GPU's dense bf16
+peak, with a step's FLOPs counted from the shapes as in tests/bench.py: 6 per weight per token
+for every matrix multiply (forward 2, backward 4), the tied head included, plus 6 x context x
+head_dim per token, head and layer for causal attention (the full square, as the kernels compute
+it, masked half and all).
 """
 
 from __future__ import annotations
@@ -77,31 +80,40 @@ def peer_data(folder: Path) -> Path:
     return folder
 
 
-def run(script: Path, env: dict, work: Path, run_id: str, stop_at_step: int | None, timeout: float) -> str:
-    """One real process in its own folder; stopped (SIGTERM) once it has logged stop_at_step steps. Returns its log."""
+def run(script: Path, env: dict, work: Path, run_id: str, stop_at: str | None, timeout: float) -> str:
+    """One real process in its own folder; stopped (SIGTERM) once its log has a line that matches the regex `stop_at`. Returns its log.
+    Its stderr goes to a file, never a pipe: a compiler's warnings would fill a pipe and stall the run."""
     work.mkdir(parents=True, exist_ok=True)
-    log = work / "logs" / f"{run_id}.txt"
+    log, err = work / "logs" / f"{run_id}.txt", work / "stderr.txt"
     env = {**os.environ, **env, "RUN_ID": run_id}
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + timeout
-    while proc.poll() is None and time.time() < deadline:
-        if stop_at_step and log.exists() and re.search(rf"^step:{stop_at_step}/\d+ train_loss", log.read_text(), re.M):
-            break
-        time.sleep(0.2)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, str(script)], cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.time() + timeout
+        while proc.poll() is None and time.time() < deadline:
+            if stop_at and log.exists() and re.search(stop_at, log.read_text(), re.M):
+                break
+            time.sleep(0.2)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
     if not log.exists():
-        sys.exit(f"bench_peer: {script} wrote no log; its stderr ends:\n{err[-2000:]}")
+        sys.exit(f"bench_peer: {script} wrote no log; its stderr ({err}) ends:\n{err.read_text()[-2000:]}")
     return log.read_text()
 
 
-def step_ms(log: str) -> float:
-    times = [float(t) for _, t in STEP.findall(log)]
-    deltas = [b - a for a, b in zip(times[2:], times[3:])]
-    if not deltas:
-        sys.exit("bench_peer: a run logged fewer than 4 steps")
-    return statistics.median(deltas)
+def at_step(step: int) -> str:
+    """The regex of step `step`'s train_loss line (both scripts log `step:S/T train_loss:...`)."""
+    return rf"^step:{step}/\d+ train_loss"
+
+
+def step_ms(log: str, first: int = 3) -> float:
+    """Median time of a step from the logged train_time of steps `first` and after: each difference between two logged
+    steps divided by the steps between them (logging every step: the step times themselves)."""
+    points = [(int(s), float(t)) for s, t in STEP.findall(log) if int(s) >= first]
+    per_step = [(tb - ta) / (sb - sa) for (sa, ta), (sb, tb) in zip(points, points[1:])]
+    if not per_step:
+        sys.exit(f"bench_peer: a run logged fewer than two steps from step {first} on")
+    return statistics.median(per_step)
 
 
 def final(log: str) -> tuple[int, float]:
@@ -141,7 +153,7 @@ def main() -> None:
     ap.add_argument("--equal-time", type=float, default=300.0, help="seconds of training in the equal-time pair; 0 = skip it")
     ap.add_argument("--equal-pairs", type=int, default=1)
     ap.add_argument("--gpu", action="store_true", help="the GPU side by side (needs CUDA and the peer's CUDA script)")
-    ap.add_argument("--gpu-steps", type=int, default=60)
+    ap.add_argument("--gpu-steps", type=int, default=100, help="timed steps of a GPU run (a multiple of 10)")
     a = ap.parse_args()
     if not a.peer.is_file():
         sys.exit(f"bench_peer: --peer {a.peer}: no such file")
@@ -170,7 +182,7 @@ def main() -> None:
             for who in ("peer", "ours"):
                 env = {**DEMO, **SHAPES[shape], **extra[who], "MAX_WALLCLOCK_SECONDS": "0", "DATA_PATH": data[who],
                        "TOKENIZER_PATH": str(TOKENIZER)}
-                log = run(scripts[who], env, tmp / f"{shape}_{who}_{pair}", f"{who}_{pair}", a.steps, 1800)
+                log = run(scripts[who], env, tmp / f"{shape}_{who}_{pair}", f"{who}_{pair}", at_step(a.steps), 1800)
                 times[who].append(step_ms(log))
         ratios = [o / p for o, p in zip(times["ours"], times["peer"])]
         print(f"| {shape} | {DEMO['TRAIN_BATCH_TOKENS']} | {spread(times['peer'], '.0f')} | {spread(times['ours'], '.0f')} | "
@@ -189,6 +201,7 @@ def main() -> None:
             print(f"| {pair + 1} | {row[0]} | {row[1]:.4f} | {row[2]} | {row[3]:.4f} |", flush=True)
 
 
+GPU_LOG_EVERY = 10  # both scripts log steps 1-10, then every 10th: the steps between do not wait for the GPU (no host sync)
 BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # dense, no sparsity
 
 
@@ -203,12 +216,15 @@ def gpu_side_by_side(a) -> None:
 
     if not torch.cuda.is_available():
         sys.exit("bench_peer: --gpu needs a CUDA device")
+    if a.gpu_steps < 2 * GPU_LOG_EVERY:
+        sys.exit(f"bench_peer: --gpu-steps {a.gpu_steps}: too few; accepted {2 * GPU_LOG_EVERY} or more (two 10-step spans at least)")
     gpu = torch.cuda.get_device_name(0)
     peak = next((v for k, v in BF16_PEAK.items() if k in gpu), None)
     tmp = Path(tempfile.mkdtemp(prefix="bench_peer_gpu_"))
     data, scripts = {"peer": str(peer_data(tmp / "peer_data")), "ours": str(DATA)}, {"peer": a.peer.resolve(), "ours": ROOT / "train_gpt.py"}
     base = dict(SHAPES["9x512"], TRAIN_SEQ_LEN="1024", WARMUP_STEPS="10", ITERATIONS=str(a.gpu_steps), WARMDOWN_ITERS=str(a.gpu_steps // 5),
-                MAX_WALLCLOCK_SECONDS="0", VAL_LOSS_EVERY="0", TRAIN_LOG_EVERY="1", VAL_BATCH_SIZE="65536", TOKENIZER_PATH=str(TOKENIZER))
+                MAX_WALLCLOCK_SECONDS="0", VAL_LOSS_EVERY="0", TRAIN_LOG_EVERY=str(GPU_LOG_EVERY), VAL_BATCH_SIZE="65536",
+                TOKENIZER_PATH=str(TOKENIZER))
     configs = [("dense 65,536", "65536", {}), ("dense 524,288", "524288", {})] + [(f"{n} 65,536", "65536", e) for n, e in MODES if e]
     print(f"# train_gpt.py beside {a.peer.name} on {gpu}, torch {torch.__version__}, {datetime.date.today()}; bf16 peak "
           f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; median of {a.pairs} interleaved pairs (range)\n")
@@ -223,9 +239,10 @@ def gpu_side_by_side(a) -> None:
                     times["peer"], mem["peer"] = peer_dense[tokens]
                     continue
                 env = {**base, "TRAIN_BATCH_TOKENS": tokens, "DATA_PATH": data[who], **mode, **({"EVAL_STRIDE": "0"} if who == "ours" else {})}
-                log = run(scripts[who], env, tmp / f"{name.replace(' ', '_')}_{who}_{pair}", f"{who}_{pair}", a.gpu_steps, 3600)
-                times[who].append(step_ms(log))
-                found = re.search(r"peak memory allocated: (\d+) MiB", log)
+                # on to the line after training, the peak memory (past the last step's validation); then stopped, no export
+                log = run(scripts[who], env, tmp / f"{name.replace(' ', '_')}_{who}_{pair}", f"{who}_{pair}", r"^peak memory", 3600)
+                times[who].append(step_ms(log, first=GPU_LOG_EVERY))
+                found = re.search(r"^peak memory allocated: (\d+) MiB", log, re.M)
                 mem[who].append(int(found.group(1)) if found else float("nan"))
         if not mode:
             peer_dense[tokens] = (times["peer"], mem["peer"])

@@ -185,3 +185,21 @@ def test_the_benchmarks_demo_is_run_shs_demo():
     ours = {k: v for k, v in {**bench_peer.DEMO, **bench_peer.SHAPES["demo"], **bench_peer.OURS}.items() if k != "TRAIN_LOG_EVERY"}
     assert {k: demo[k] for k in ours} == ours
     assert (demo["TRAIN_BATCH_TOKENS"], demo["GRAD_ACCUM_STEPS"]) == (str(bench.DEMO_BATCH_TOKENS), str(bench.DEMO_MICRO))
+
+
+def test_bench_peer_stops_a_real_run_at_a_log_line_and_times_the_steps_between_its_logs(tiny_data, tmp_path):
+    """`bench --peer` (CPU and GPU) stops each real process at a line of its log; on the GPU it logs every 10th step, so a step's
+    time is a logged span divided by the steps in it, and it waits for the `peak memory` line that follows the last step."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import bench_peer
+    env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"],
+                       "ITERATIONS": "20", "TRAIN_LOG_EVERY": "5", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0"})
+    log = bench_peer.run(ROOT / "train_gpt.py", env, tmp_path / "to_memory", "r", r"^peak memory", 600)
+    times = {int(field(l, "step").split("/")[0]): float(field(l, "train_time"))
+             for l in log.split("=" * 100 + "\n", 1)[1].splitlines() if " train_loss:" in l}  # the lines after the code
+    assert sorted(times) == [*range(1, 11), 15, 20] and "\npeak memory rss: " in log
+    assert bench_peer.step_ms(log, first=10) == (times[15] - times[10] + times[20] - times[15]) / 10  # the median of two spans of 5
+    assert bench_peer.step_ms(log) == sorted([times[s + 1] - times[s] for s in range(3, 10)])[3]  # every step logged: the step times
+    # stopped mid-run by SIGTERM once step 3 is logged, its stderr in a file (a pipe left unread can fill and stall a process)
+    log = bench_peer.run(ROOT / "train_gpt.py", {**env, "ITERATIONS": "100000"}, tmp_path / "mid_run", "m", bench_peer.at_step(3), 600)
+    assert "\nstopping: SIGTERM at step:" in log and "\npeak memory" not in log and (tmp_path / "mid_run" / "stderr.txt").is_file()

@@ -665,10 +665,9 @@ def load_data_shard(path: str, vocab_size: int | None = None) -> np.ndarray:
     return tokens
 
 def split_files(data_path: str, split: str) -> list[str]:
-    pattern = os.path.join(data_path, f"*_{split}_*.bin")
     files = sorted(glob.glob(os.path.join(glob.escape(data_path), f"*_{split}_*.bin")))  # 'run[1]' is a folder name, not a pattern
     if not files:
-        raise DataError(f"DATA_PATH={data_path}: no {split} shards match {pattern}; fetch FineWeb with "
+        raise DataError(f"DATA_PATH={data_path}: no {split} shards match {os.path.join(data_path, f'*_{split}_*.bin')}; fetch FineWeb with "
                         "`python3 data/cached_challenge_fineweb.py --variant sp1024` or build the embedded corpus with `bash run.sh data`")
     return files
 
@@ -692,8 +691,7 @@ class TokenStream:
             if self.tokens.size:
                 return
         raise DataError(f"{os.path.dirname(self.files[0])}: every train shard is empty")
-    def seek(self, file_index: int, pos: int) -> None:
-        """Continue from a position saved in a checkpoint."""
+    def seek(self, file_index: int, pos: int) -> None:  # to a position saved in a checkpoint
         refuse_first((not 0 <= file_index < len(self.files), f"train shard {file_index} of {len(self.files)}"), error=IndexError)
         self.file_index, self.tokens, self.pos = file_index, load_data_shard(self.files[file_index], self.vocab_size), pos
     def take(self, n: int) -> np.ndarray:
@@ -998,8 +996,7 @@ class Ensemble(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.members = nn.ModuleList(GPT(SimpleNamespace(**{**vars(cfg), "base_seed": cfg.base_seed + i})) for i in range(cfg.num_models))
-    def logits(self, input_ids: Tensor) -> Tensor:
-        """Log of the mean probability: usable as logits (a teacher's, say)."""
+    def logits(self, input_ids: Tensor) -> Tensor:  # log of the mean probability: usable as logits (a teacher's, say)
         logp = torch.stack([F.log_softmax(m.logits(input_ids), dim=-1) for m in self.members])
         return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
     def forward(self, input_ids: Tensor, target_ids: Tensor, teacher_logits: Tensor | None = None, alpha: float = 0.0, temp: float = 1.0) -> Tensor:
@@ -1086,10 +1083,9 @@ class Logger:
         if self.path:
             with refused_as(f"RUN_ID={run_id}: its log {self.path} could not be written", OSError):
                 self.path.write_text(code + "\n" + "=" * 100 + "\n", encoding="utf-8")
-    def __call__(self, msg: str, console: bool = True) -> None:
+    def __call__(self, msg: str) -> None:
         if self.path:
-            if console:
-                print(msg, flush=True)
+            print(msg, flush=True)
             with refused_as(f"{self.path}: could not be written", OSError), self.path.open("a", encoding="utf-8") as f:
                 f.write(msg + "\n")
 
@@ -1203,10 +1199,9 @@ def eval_only(args, rt, log) -> int:
     for name, raw in ((n, os.environ[n]) for n, *_ in ENV_VARS if os.environ.get(n) and n not in EVAL_ONLY_VARS):
         refuse_first((name not in MODEL_VARS, f"{name}={raw}: has no effect with EVAL_ONLY=1 (the model and its settings come from the "
                       "artifact); unset it"))
-        try:
+        same = False
+        with contextlib.suppress(ConfigError):
             same = Hyperparameters({**made, name: raw}).model_config() == stored
-        except ConfigError:
-            same = False
         refuse_first((not same, f"ARTIFACT={args.artifact}: built with {name}={made.get(name, '(default)')}, this run has {name}={raw} "
                       "(EVAL_ONLY takes the model from the artifact; unset it)"), error=ArtifactError)
     ev = meta.get("eval") if isinstance(meta.get("eval"), dict) else {}
@@ -1259,7 +1254,10 @@ def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tupl
             freeze_parameters(optimizers, progressive)
         model.load_state_dict(state["model"])
         for opt, opt_state in zip(optimizers, state["optimizers"]):
-            opt.load_state_dict(opt_state)
+            settings = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
+            opt.load_state_dict(opt_state)  # the state resumes; the settings (learning rates, betas, decay) are this run's, as set now
+            for group, ours in zip(opt.param_groups, settings):
+                group.update(ours)
         device = next(model.parameters()).device
         ema.avg = None if state["ema"] is None else {n: state["ema"][n].to(device) for n, _ in model.named_parameters()}
         stream.seek(*state["data"])
@@ -1404,10 +1402,10 @@ def main() -> int:
         nonfinite |= ~torch.isfinite(loss)
         logging = step <= 10 or step % args.train_log_every == 0 or stop_after is not None
         saving = args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.iterations
-        if not (logging or saving or step >= next_check):
+        if not (logging or saving or step >= min(next_check, args.iterations)):
             continue
         # The ranks agree on a non-finite loss, the wallclock cap and the progressive freeze here and only here: every step on a
-        # CPU (free there), else at logging steps and about every 2 s of steps, every step once the cap is that near.
+        # CPU (free there), else at logging steps, about every 2 s of steps and the last step, every step once the cap is that near.
         elapsed_ms = training_ms + 1000.0 * (time.perf_counter() - t0)
         flags = torch.cat([nonfinite.double().view(1), torch.tensor([stop_after is None and elapsed_ms >= cap_ms > 0, elapsed_ms, bool(progressive)
                            and run_progress(step, elapsed_ms) >= args.progressive_freeze_frac], dtype=torch.float64, device=device)])
@@ -1433,18 +1431,22 @@ def main() -> int:
         next_check = step + (1 if not rt.use_cuda else max(1, int(min(2000.0, (cap_ms - elapsed_ms) / 2 if cap_ms else 2000.0) * step / elapsed_ms)))
     log(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB"
         if rt.use_cuda else f"peak memory rss: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
-    # Artifact: the raw state dict, then int8 + zlib, read back and evaluated again.
-    code_bytes = len(code.encode("utf-8"))
-    artifact_path = Path(args.artifact)
+    # Artifact: the raw state dict, then int8 + zlib (or ARTIFACT_CODEC), read back on every rank before anything is written, evaluated again.
+    code_bytes, artifact_path = len(code.encode("utf-8")), Path(args.artifact)
     meta = {"config": args.model_config(), "torch_version": str(torch.__version__), "regenerated": regenerated_checksums(base_model),
             "eval": {"data_path": os.path.abspath(args.data_path), "tokenizer_path": os.path.abspath(args.tokenizer_path),
                      "tokenizer_sha256": tokenizer_sha, "val_batch_size": args.val_batch_size, "eval_stride": args.eval_stride,
                      "eval_batch_seqs": args.eval_batch_seqs}}
     state = {k: v.detach().clone() for k, v in base_model.state_dict().items()}  # kept: loading the round trip overwrites the weights
-    data = None
+    data, stats = artifact_bytes(state, meta, args.int6_blocks, args.embed_fp16, args.artifact_codec) if rt.rank == 0 else (None, None)
+    data = broadcast_bytes(data, rt)
+    try:  # finite weights can still make no usable artifact (past fp16's range, say): then an earlier artifact stays
+        loaded, _ = model_from_artifact(artifact_path, expect=args.model_config(), data=data)
+    except ConfigError as e:
+        log(f"stopping: the final weights make no usable artifact ({str(e).removeprefix(f'ARTIFACT={artifact_path}: ')}); no artifact written")
+        return 3
     if rt.rank == 0:  # the raw weights and the artifact are replaced together or not at all
-        raw, (data, stats) = saved_bytes(state), artifact_bytes(state, meta, args.int6_blocks, args.embed_fp16, args.artifact_codec)
-        write_together({"final_model.pt": raw, artifact_path: data})
+        write_together({"final_model.pt": (raw := saved_bytes(state)), artifact_path: data})
         log(f"Serialized model: {len(raw)} bytes")
         log(f"Code size: {code_bytes} bytes")
         log(f"Total submission size: {len(raw) + code_bytes} bytes")
@@ -1455,8 +1457,6 @@ def main() -> int:
             log(f"warning: Total submission size {len(data) + code_bytes} bytes is over the challenge's 16000000-byte cap")
         log(f"artifact_storage {storage_summary(stats)}")
     stop_on_signals(log, lambda: f"during the final evaluation; the artifact {artifact_path} is complete")
-    data = broadcast_bytes(data, rt)
-    loaded, _ = model_from_artifact(artifact_path, expect=args.model_config(), data=data)
     base_model.load_state_dict(loaded.state_dict(), strict=True)
     bpb = final_evaluation(log, run_eval, args.eval_stride, args.artifact_codec)
     for i, member in enumerate(members if len(members) > 1 else []):

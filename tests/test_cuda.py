@@ -4,12 +4,14 @@ again on CPU. Every test here is skipped where no CUDA device is visible (CI, la
 them on a GPU box with `bash run.sh test tests/test_cuda.py`."""
 
 import math
+import re
 
 import pytest
 import sentencepiece as spm
 import torch
 
 from conftest import TINY_MODEL, clean_env, field, log_lines, run_train
+from test_faults import blow_up_after_a_checkpoint
 from test_random_maps import GOLDEN, INITS, sha
 from train_gpt import (GPT, FrozenFC, Hyperparameters, build_byte_luts, build_optimizers, evaluate, load_validation_tokens,
                        newton_schulz_orthogonalize, random_matrix, regenerated_checksums)
@@ -129,6 +131,19 @@ def test_every_mode_trains_on_cuda_and_its_artifact_evaluates_on_cpu(tiny_data, 
     cpu_lines = log_lines(tmp_path, "cpu_eval")
     cpu_bpb = float(field(next(l for l in cpu_lines if l.startswith("final_int8_zlib_roundtrip_sliding_exact")), "val_bpb"))
     assert abs(cpu_bpb - gpu_bpb) < 0.01 * gpu_bpb
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_at_a_step_that_does_not_log_stops_the_gpu_run_with_nothing_written(tiny_data, tmp_path):
+    """On the GPU a step that does not log reads nothing back: the loss stays on the device and a non-finite one is flagged there,
+    read at the next check point (a logging step, about every 2 s of steps, the last step). The run still stops by step 30 with
+    exit status 3, and the outputs of the run before it are left as they were."""
+    r, good = blow_up_after_a_checkpoint(tmp_path, cuda_env(tiny_data, "good", VAL_LOSS_EVERY="0", EVAL_STRIDE="0"))
+    assert r.returncode == 3, r.stderr[-2000:]
+    lines = log_lines(tmp_path, "nan")
+    assert any("device:NVIDIA" in l for l in lines) and not any(re.match(r"step:(1[1-9]|2\d)/30 train_loss", l) for l in lines)
+    assert re.fullmatch(r"stopping: non-finite train_loss:nan at step:(2[5-9]|30)/30; no artifact written", lines[-1])
+    assert all((tmp_path / name).read_bytes() == data for name, data in good.items())
 
 
 @pytest.mark.slow

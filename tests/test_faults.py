@@ -15,6 +15,7 @@ import io
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -239,7 +240,7 @@ def matrix(tiny_data, tmp_path_factory):
     (root / "good.ptz").write_bytes((work / "final_model.int8.ptz").read_bytes())
     from export_corpus import export
     from conftest import synthetic_documents
-    other = export(synthetic_documents(120, seed=9)[20:], synthetic_documents(120, seed=9)[:20], root / "other", "other", 1024, 50_000)
+    export(synthetic_documents(120, seed=9)[20:], synthetic_documents(120, seed=9)[:20], root / "other", "other", 1024, 50_000)
     good = {"artifact": root / "good.ptz", "checkpoint": work / "good.pt",
             "other_tokenizer": str(root / "other" / "tokenizers" / "other_1024_bpe.model")}
     survivors = [work / "final_model.int8.ptz", work / "final_model.pt", work / "good.pt", root / "good.ptz"]
@@ -291,16 +292,42 @@ def test_no_good_file_was_overwritten_and_no_code_ran(matrix):
 # ---- whole runs ----
 
 @pytest.mark.slow
-def test_non_finite_loss_stops_and_keeps_the_good_artifact(tiny_data, tmp_path):
+@pytest.mark.parametrize("iterations, stop", [
+    ("12", "stopping: non-finite train_loss:nan at step:"),  # the second step's loss
+    # one step: its loss is finite, but it leaves the embedding at ~1e30, past fp16 (the kept tensors' storage): no artifact reads back
+    ("1", "stopping: the final weights make no usable artifact (tensor tok_emb.weight holds non-finite values")])
+def test_a_non_finite_loss_or_an_unusable_artifact_stops_and_keeps_the_good_artifact(tiny_data, tmp_path, iterations, stop):
     good = b"an earlier good artifact"
     (tmp_path / "final_model.int8.ptz").write_bytes(good)
     env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"],
-                       "RUN_ID": "nan", "TIED_EMBED_LR": "1e30", "WARMUP_STEPS": "0"})
+                       "RUN_ID": "nan", "TIED_EMBED_LR": "1e30", "WARMUP_STEPS": "0", "ITERATIONS": iterations})
     r = run_train(tmp_path, env)
-    assert r.returncode == 3
-    msg = next(l for l in log_lines(tmp_path, "nan") if l.startswith("stopping: non-finite"))
-    assert msg.startswith("stopping: non-finite train_loss:nan at step:") and msg.endswith("/12; no artifact written")
+    assert r.returncode == 3, r.stderr[-2000:]
+    msg = log_lines(tmp_path, "nan")[-1]
+    assert msg.startswith(stop) and msg.endswith("; no artifact written")
     assert (tmp_path / "final_model.int8.ptz").read_bytes() == good and not (tmp_path / "final_model.pt").exists()
+
+
+def blow_up_after_a_checkpoint(tmp_path, env: dict) -> tuple[subprocess.CompletedProcess, dict]:
+    """A run that checkpoints at step 24 of 30 and ends well; then that run resumed from step 24 with MATRIX_LR=1e30 and no
+    train_loss line after step 10, so its loss turns non-finite at a step that logs nothing. Returns the resumed run and the
+    first run's outputs (bytes by name), which it must leave as they are."""
+    assert run_train(tmp_path, {**env, "RUN_ID": "good", "ITERATIONS": "30", "CHECKPOINT_EVERY": "24"}).returncode == 0
+    good = {name: (tmp_path / name).read_bytes() for name in ("final_model.int8.ptz", "final_model.pt")}
+    return run_train(tmp_path, {**env, "RUN_ID": "nan", "ITERATIONS": "30", "RESUME": str(tmp_path / "checkpoints" / "good.pt"),
+                                "MATRIX_LR": "1e30", "TRAIN_LOG_EVERY": "1000"}), good
+
+
+@pytest.mark.slow
+def test_a_resumed_run_takes_the_learning_rates_set_now_and_a_non_finite_loss_between_logs_stops_it(tiny_data, tmp_path):
+    """RESUME continues the optimizers' state with the settings of this run (a rate lowered after a divergence takes effect;
+    here a huge one blows the run up), and a loss that turns non-finite at a step that logs nothing stops the run unwritten."""
+    env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"],
+                       "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0"})
+    r, good = blow_up_after_a_checkpoint(tmp_path, env)
+    assert r.returncode == 3, r.stderr[-2000:]
+    assert re.fullmatch(r"stopping: non-finite train_loss:nan at step:(2[5-9]|30)/30; no artifact written", log_lines(tmp_path, "nan")[-1])
+    assert all((tmp_path / name).read_bytes() == data for name, data in good.items())
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +11,8 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-import train_gpt
-from conftest import ROOT, SCRIPT, clean_env
-from export_corpus import ExportError, choose_val_docs, export, write_shard
+from conftest import ROOT
+from export_corpus import ExportError, choose_val_docs, write_shard
 from train_gpt import DataError, DistributedTokenLoader, TokenStream, load_data_shard, load_validation_tokens
 
 

@@ -1,7 +1,6 @@
 """EVALUATION: byte accounting, the window plan, plain and sliding evaluation."""
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

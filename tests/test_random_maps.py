@@ -2,11 +2,9 @@
 
 import hashlib
 import io
-import json
 import subprocess
 import sys
 import zlib
-from types import SimpleNamespace
 
 import pytest
 import torch

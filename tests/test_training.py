@@ -1,7 +1,6 @@
 """TRAINING: train_gpt.py end to end as real processes (one process and torchrun with gloo),
 on shards the tests build."""
 
-import math
 import re
 from pathlib import Path
 

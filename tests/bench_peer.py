@@ -33,7 +33,9 @@ peak memory (that line of each script) and the achieved TFLOP/s against the GPU'
 peak, with a step's FLOPs counted from the shapes as in tests/bench.py: 6 per weight per token
 for every matrix multiply (forward 2, backward 4), the tied head included, plus 6 x context x
 head_dim per token, head and layer for causal attention (the full square, as the kernels compute
-it, masked half and all).
+it, masked half and all). `--gpu --dry-run` runs that whole flow on the CPU at a tiny shape
+(2 x 64, context 64, 2,048 and 16,384 tokens a step), so the tests check the making of the GPU
+table without a GPU; its numbers measure nothing.
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ def main() -> None:
     ap.add_argument("--equal-pairs", type=int, default=1)
     ap.add_argument("--gpu", action="store_true", help="the GPU side by side (needs CUDA and the peer's CUDA script)")
     ap.add_argument("--gpu-steps", type=int, default=100, help="timed steps of a GPU run (a multiple of 10)")
+    ap.add_argument("--dry-run", action="store_true", help="with --gpu: its whole flow on this CPU at a tiny shape (what the tests run)")
     a = ap.parse_args()
     if not a.peer.is_file():
         sys.exit(f"bench_peer: --peer {a.peer}: no such file")
@@ -214,18 +217,24 @@ def gpu_side_by_side(a) -> None:
     sys.path.insert(0, str(ROOT))
     import train_gpt
 
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and not a.dry_run:
         sys.exit("bench_peer: --gpu needs a CUDA device")
     if a.gpu_steps < 2 * GPU_LOG_EVERY:
-        sys.exit(f"bench_peer: --gpu-steps {a.gpu_steps}: too few; accepted {2 * GPU_LOG_EVERY} or more (two 10-step spans at least)")
-    gpu = torch.cuda.get_device_name(0)
+        sys.exit(f"bench_peer: --gpu-steps {a.gpu_steps}: too few; accepted {2 * GPU_LOG_EVERY} or more (a 10-step span at least)")
+    gpu = "CPU (a dry run: the flow, not a measurement)" if a.dry_run else torch.cuda.get_device_name(0)
     peak = next((v for k, v in BF16_PEAK.items() if k in gpu), None)
     tmp = Path(tempfile.mkdtemp(prefix="bench_peer_gpu_"))
     data, scripts = {"peer": str(peer_data(tmp / "peer_data")), "ours": str(DATA)}, {"peer": a.peer.resolve(), "ours": ROOT / "train_gpt.py"}
     base = dict(SHAPES["9x512"], TRAIN_SEQ_LEN="1024", WARMUP_STEPS="10", ITERATIONS=str(a.gpu_steps), WARMDOWN_ITERS=str(a.gpu_steps // 5),
                 MAX_WALLCLOCK_SECONDS="0", VAL_LOSS_EVERY="0", TRAIN_LOG_EVERY=str(GPU_LOG_EVERY), VAL_BATCH_SIZE="65536",
                 TOKENIZER_PATH=str(TOKENIZER))
-    configs = [("dense 65,536", "65536", {}), ("dense 524,288", "524288", {})] + [(f"{n} 65,536", "65536", e) for n, e in MODES if e]
+    small, large = "65536", "524288"
+    if a.dry_run:  # a tiny model on the CPU, 2,048 and 16,384 tokens a step: every configuration and line of the table, in seconds
+        base.update(NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="4", NUM_KV_HEADS="2", TRAIN_SEQ_LEN="64", WARMUP_STEPS="2",
+                    VAL_BATCH_SIZE="16384", CUDA_VISIBLE_DEVICES="")
+        small, large = "2048", "16384"
+    runs = [("dense", {}, small), ("dense", {}, large)] + [(name, env, small) for name, env in MODES if env]  # modes: at the smaller
+    configs = [(f"{name} {int(tokens):,}", tokens, env) for name, env, tokens in runs]
     print(f"# train_gpt.py beside {a.peer.name} on {gpu}, torch {torch.__version__}, {datetime.date.today()}; bf16 peak "
           f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; median of {a.pairs} interleaved pairs (range)\n")
     print("| configuration | peer step (ms) | train_gpt.py step (ms) | ratio | tokens/s ours | peak MiB peer | peak MiB ours | TFLOP/s ours | "
@@ -242,7 +251,7 @@ def gpu_side_by_side(a) -> None:
                 # on to the line after training, the peak memory (past the last step's validation); then stopped, no export
                 log = run(scripts[who], env, tmp / f"{name.replace(' ', '_')}_{who}_{pair}", f"{who}_{pair}", r"^peak memory", 3600)
                 times[who].append(step_ms(log, first=GPU_LOG_EVERY))
-                found = re.search(r"^peak memory allocated: (\d+) MiB", log, re.M)
+                found = re.search(r"^peak memory (?:allocated|rss): (\d+) MiB", log, re.M)  # rss: the dry run's CPU
                 mem[who].append(int(found.group(1)) if found else float("nan"))
         if not mode:
             peer_dense[tokens] = (times["peer"], mem["peer"])

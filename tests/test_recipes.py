@@ -3,6 +3,7 @@ per-head and pre-logit scales, He/Xavier init), fp16 embedding and the artifact 
 
 import hashlib
 import lzma
+import re
 import subprocess
 import sys
 
@@ -204,3 +205,18 @@ def test_bench_peer_stops_a_real_run_at_a_log_line_and_times_the_steps_between_i
     # stopped mid-run by SIGTERM once step 3 is logged, its stderr in a file (a pipe left unread can fill and stall a process)
     log = bench_peer.run(ROOT / "train_gpt.py", {**env, "ITERATIONS": "100000"}, tmp_path / "mid_run", "m", bench_peer.at_step(3), 600)
     assert "\nstopping: SIGTERM at step:" in log and "\npeak memory" not in log and (tmp_path / "mid_run" / "stderr.txt").is_file()
+
+
+@pytest.mark.slow
+def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
+    """`bench gpu --peer` has no GPU to run on here: its --dry-run takes the same flow on the CPU at a tiny shape (our own script
+    standing in for the peer, both as real processes), and every row of the table comes out with a step time and a peak memory."""
+    cmd = [sys.executable, str(ROOT / "tests" / "bench_peer.py"), "--peer", str(ROOT / "train_gpt.py"), "--gpu", "--dry-run", "--pairs", "1",
+           "--gpu-steps", "20"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [[c.strip() for c in l.strip("|").split("|")] for l in r.stdout.splitlines() if re.match(r"\| [a-z]", l)]
+    assert [row[0] for row in rows] == ["configuration", "dense 2,048", "dense 16,384", "adapter 2,048", "frozen fc 2,048",
+                                        "frozen all + corr 16 2,048", "lowrank 2,048", "mask 2,048"]
+    for row in rows[1:]:  # peer and ours step times, ratio, tokens/s, peak memory of each: numbers, none of them NaN
+        assert all(float(re.sub(r" \(.*\)$", "", c).replace(",", "")) > 0 for c in row[1:7]), row

@@ -11,6 +11,7 @@ embedded corpus (same vocabulary size as FineWeb sp1024; the step time does not 
 text). The modes run one after another, alone on the GPU, and the table reads their own log
 lines: step_avg at the last step, peak memory, artifact bytes, val_bpb and sliding-eval time;
 the process's wall time shows what start-up and compilation cost on top (outside the timer).
+--dry-run takes the same flow on the CPU at a tiny shape (2 x 64, context 64): what the tests run.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def read_log(path: Path) -> dict:
     value = lambda line, key: line.split(f"{key}:", 1)[1].split()[0].removesuffix("ms")
     return {"step_ms": r["step_avg_ms"], "params": r["model_params"], "artifact": r["bytes_total"],
             "sliding_bpb": r["sliding_val_bpb"], "frozen": int(value(last("frozen_params:"), "frozen_params")),
-            "peak_mib": int(value(last("peak memory allocated:"), "allocated")),
+            "peak_mib": int(last("peak memory ").split(":", 1)[1].split()[0]),  # allocated on a GPU, rss on a CPU (--dry-run)
             "sliding_ms": float(value(last("final_int8_zlib_roundtrip_sliding "), "eval_time")),
             "device": last("Running Python").split("device:", 1)[1]}
 
@@ -66,9 +67,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch-tokens", type=int, default=65536)
     p.add_argument("--modes", default=",".join(name for name, _ in MODES))
     p.add_argument("--out", default=None, help="folder for the runs' logs (default: a temporary folder)")
+    p.add_argument("--dry-run", action="store_true", help="the whole flow on this CPU at a tiny shape (what the tests run); no measurement")
     a = p.parse_args(argv)
     import torch
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and not a.dry_run:
         print("error: bench gpu: no CUDA device visible (this benchmark measures the GPU path; `bash run.sh bench` is the CPU one)",
               file=sys.stderr)
         return 2
@@ -80,14 +82,16 @@ def main(argv=None) -> int:
     for name, env in chosen:
         folder = root / slug(name)
         t = time.perf_counter()
-        proc = launch(mode_env(env, a.steps, a.batch_tokens, "timed"), folder)
+        tiny = dict(NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="4", NUM_KV_HEADS="2", TRAIN_SEQ_LEN="64", WARMUP_STEPS="2", CUDA_VISIBLE_DEVICES="")
+        proc = launch({**mode_env(env, a.steps, a.batch_tokens, "timed"), **(tiny if a.dry_run else {})}, folder)
         if proc.wait():
             print(f"error: bench gpu: {name} failed; see {folder}/stderr.txt", file=sys.stderr)
             return 1
         results[name] = {**read_log(folder / "logs" / "timed.txt"), "wall_s": time.perf_counter() - t}
     dense = results.get("dense")
     device = next(iter(results.values()))["device"]
-    print(f"# train_gpt.py GPU benchmark, {datetime.date.today()}, {device}, torch {torch.__version__}\n")
+    print(f"# train_gpt.py GPU benchmark, {datetime.date.today()}, {device}, torch {torch.__version__}"
+          + (" (a dry run: 2 x 64, context 64, not the shape below)" if a.dry_run else "") + "\n")
     print(f"baseline shape (9 x 512, 8 heads / 4 KV, MLP x2, vocab 1,024, context 1,024), {a.batch_tokens:,} tokens a step "
           f"(one GPU's share of an 8-GPU baseline step), bf16 autocast, torch.compile(fullgraph=True), {a.steps} steps after "
           f"10 compile warm-up steps; default ranks; val_bpb on the embedded corpus's validation split, sliding at stride 64\n")

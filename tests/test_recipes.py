@@ -220,3 +220,16 @@ def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
                                         "frozen all + corr 16 2,048", "lowrank 2,048", "mask 2,048"]
     for row in rows[1:]:  # peer and ours step times, ratio, tokens/s, peak memory of each: numbers, none of them NaN
         assert all(float(re.sub(r" \(.*\)$", "", c).replace(",", "")) > 0 for c in row[1:7]), row
+
+
+@pytest.mark.slow
+def test_bench_gpu_makes_its_table_in_a_dry_run_on_cpu(tmp_path):
+    """`bench gpu` (train_gpt.py alone, per mode) in its --dry-run on the CPU: each mode a real process whose log lines
+    fill a row (parameters, step time, memory, artifact bytes, val_bpb, evaluation time)."""
+    cmd = [sys.executable, str(ROOT / "tests" / "bench_gpu.py"), "--dry-run", "--steps", "20", "--batch-tokens", "2048", "--modes", "dense,mask",
+           "--out", str(tmp_path)]
+    r = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [[c.strip() for c in l.strip("|").split("|")] for l in r.stdout.splitlines() if re.match(r"\| (dense|mask) ", l)]
+    assert [row[0] for row in rows] == ["dense", "mask"] and rows[0][2] == "0" and int(rows[1][2].replace(",", "")) > 0  # regenerated
+    assert all(float(c.rstrip("x").replace(",", "")) > 0 for row in rows for c in row[3:])

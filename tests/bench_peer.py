@@ -24,7 +24,7 @@ With `--gpu` (`bash run.sh bench gpu --peer ../shared/peers/official_train_gpt.p
 with both scripts' CUDA defaults (bf16 autocast, torch.compile), at the baseline's shape (9 x 512,
 context 1,024): dense at 65,536 tokens a step (one GPU's share of the 8-GPU step), dense at the
 baseline's own single-GPU 524,288 tokens (8 micro-steps), and every FREEZE_MODE at 65,536 against
-the peer's dense step. Both take 8 micro-steps (GRAD_ACCUM_STEPS=0 means 8 / world size, as in
+the peer's dense step (`--gpu-modes` picks some). Both take 8 micro-steps (GRAD_ACCUM_STEPS=0 means 8 / world size, as in
 the peer). Each run: 10 compile warm-up steps, then `--gpu-steps` steps, logged at steps 1-10 and
 every 10th after (so the steps between make no host sync in either script); a step's time is the
 median over the 10-step spans from step 10 on. A run goes on past its last step's validation to
@@ -156,6 +156,7 @@ def main() -> None:
     ap.add_argument("--equal-pairs", type=int, default=1)
     ap.add_argument("--gpu", action="store_true", help="the GPU side by side (needs CUDA and the peer's CUDA script)")
     ap.add_argument("--gpu-steps", type=int, default=100, help="timed steps of a GPU run (a multiple of 10)")
+    ap.add_argument("--gpu-modes", default=None, help="with --gpu: the FREEZE_MODE rows, comma-separated as bench.py names them; default all")
     ap.add_argument("--dry-run", action="store_true", help="with --gpu: its whole flow on this CPU at a tiny shape (what the tests run)")
     a = ap.parse_args()
     if not a.peer.is_file():
@@ -233,7 +234,8 @@ def gpu_side_by_side(a) -> None:
         base.update(NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="4", NUM_KV_HEADS="2", TRAIN_SEQ_LEN="64", WARMUP_STEPS="2",
                     VAL_BATCH_SIZE="16384", CUDA_VISIBLE_DEVICES="")
         small, large = "2048", "16384"
-    runs = [("dense", {}, small), ("dense", {}, large)] + [(name, env, small) for name, env in MODES if env]  # modes: at the smaller
+    chosen = [(name, env) for name, env in MODES if env and (a.gpu_modes is None or name in a.gpu_modes.split(","))]
+    runs = [("dense", {}, small), ("dense", {}, large)] + [(name, env, small) for name, env in chosen]  # modes: at the smaller
     configs = [(f"{name} {int(tokens):,}", tokens, env) for name, env, tokens in runs]
     print(f"# train_gpt.py beside {a.peer.name} on {gpu}, torch {torch.__version__}, {datetime.date.today()}; bf16 peak "
           f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; median of {a.pairs} interleaved pairs (range)\n")

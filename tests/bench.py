@@ -39,6 +39,8 @@ import train_gpt as tg  # noqa: E402
 MODES = [("dense", {}), ("adapter", {"FREEZE_MODE": "adapter"}), ("frozen fc", {"FREEZE_MODE": "frozen"}),
          ("frozen all + corr 16", {"FREEZE_MODE": "frozen", "FREEZE_TARGETS": "all", "FROZEN_CORRECTION_RANK": "16"}),
          ("lowrank", {"FREEZE_MODE": "lowrank"}), ("mask", {"FREEZE_MODE": "mask"})]
+# The GPU benchmarks' --dry-run: a tiny model on the CPU, their whole flow in seconds (what the tests run; its numbers measure nothing)
+DRY_RUN = dict(NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="4", NUM_KV_HEADS="2", TRAIN_SEQ_LEN="64", WARMUP_STEPS="2", CUDA_VISIBLE_DEVICES="")
 DEMO_BATCH_TOKENS, DEMO_MICRO = 16384, 4  # bash run.sh's demo batch (tests/test_recipes.py holds them to run.sh)
 
 

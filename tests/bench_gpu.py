@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "records"))
-from bench import MODES  # noqa: E402  (the same modes as the CPU benchmark)
+from bench import DRY_RUN, MODES  # noqa: E402  (the same modes as the CPU benchmark)
 from tools import parse_log  # noqa: E402
 
 
@@ -82,8 +82,7 @@ def main(argv=None) -> int:
     for name, env in chosen:
         folder = root / slug(name)
         t = time.perf_counter()
-        tiny = dict(NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="4", NUM_KV_HEADS="2", TRAIN_SEQ_LEN="64", WARMUP_STEPS="2", CUDA_VISIBLE_DEVICES="")
-        proc = launch({**mode_env(env, a.steps, a.batch_tokens, "timed"), **(tiny if a.dry_run else {})}, folder)
+        proc = launch({**mode_env(env, a.steps, a.batch_tokens, "timed"), **(DRY_RUN if a.dry_run else {})}, folder)
         if proc.wait():
             print(f"error: bench gpu: {name} failed; see {folder}/stderr.txt", file=sys.stderr)
             return 1

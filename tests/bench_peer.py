@@ -213,7 +213,7 @@ def gpu_side_by_side(a) -> None:
     import torch
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from bench import MODES, dense_step_flops
+    from bench import DRY_RUN, MODES, dense_step_flops
 
     sys.path.insert(0, str(ROOT))
     import train_gpt
@@ -231,8 +231,7 @@ def gpu_side_by_side(a) -> None:
                 TOKENIZER_PATH=str(TOKENIZER))
     small, large = "65536", "524288"
     if a.dry_run:  # a tiny model on the CPU, 2,048 and 16,384 tokens a step: every configuration and line of the table, in seconds
-        base.update(NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="4", NUM_KV_HEADS="2", TRAIN_SEQ_LEN="64", WARMUP_STEPS="2",
-                    VAL_BATCH_SIZE="16384", CUDA_VISIBLE_DEVICES="")
+        base.update(DRY_RUN, VAL_BATCH_SIZE="16384")
         small, large = "2048", "16384"
     chosen = [(name, env) for name, env in MODES if env and (a.gpu_modes is None or name in a.gpu_modes.split(","))]
     runs = [("dense", {}, small), ("dense", {}, large)] + [(name, env, small) for name, env in chosen]  # modes: at the smaller

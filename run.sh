@@ -87,7 +87,7 @@ gpu_defaults() {  # the challenge run: FineWeb, every GPU
 summary() {  # summary LOGFILE: the numbers people look for
   local log=$1
   echo "---"
-  grep -E '^(recipe:|model_params|stopping_early|Total submission size int8\+|final_int8_[a-z]+_roundtrip(_sliding)? )' "$log" || true
+  grep -E '^(recipe:|warning:|model_params|stopping_early|Total submission size int8\+|final_int8_[a-z]+_roundtrip(_sliding)? )' "$log" || true
   echo "log: $log  artifact: $(pwd)/final_model.int8.ptz"
 }
 

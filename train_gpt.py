@@ -6,8 +6,6 @@ trains the challenge's naive baseline; every variant is chosen by an environment
     python train_gpt.py                                       # one process, GPU or CPU
 """
 
-from __future__ import annotations
-
 import collections
 import contextlib
 import copy
@@ -176,6 +174,16 @@ ENV_VARS = [
     ("COMPILE", "auto", "str", ("auto", "0", "1"), "torch.compile(fullgraph=True); auto = on for CUDA, off for CPU"),
     ("COMPILE_BACKEND", "inductor", "str", ("inductor", "eager", "aot_eager"), "backend of torch.compile"),
 ]
+# (variables, whether they act in this run, what they need): one the environment sets where it cannot act gets a warning that says what it
+NO_EFFECT_UNLESS = [  # needs and this run's value of that; not an error, since a sweep over modes may set it for all of them
+    ("LORA_RANK LORA_RANKS LORA_RANKS_ATTN LORA_RANKS_MLP", lambda h: h.freeze_mode in ("adapter", "lowrank"), "FREEZE_MODE=adapter or lowrank"),
+    ("MASK_LR MASK_INIT_SCORE MASK_TEMP_START MASK_TEMP_END", lambda h: h.freeze_mode == "mask", "FREEZE_MODE=mask"),
+    ("BASE_SEED BASE_INIT", lambda h: h.freeze_mode in ("adapter", "frozen", "mask"), "a random base (FREEZE_MODE=adapter, frozen or mask)"),
+    ("TIED_EMBED_LR", lambda h: h.tie_embeddings and ("emb" not in h.targets or h.bigram_buckets), "TIE_EMBEDDINGS=1, no emb in FREEZE_TARGETS"),
+    ("TIED_EMBED_INIT_STD EMBED_FP16", lambda h: "emb" not in h.targets, "a learned token embedding (no emb in FREEZE_TARGETS)"),
+    ("EMBED_LR HEAD_LR", lambda h: not h.tie_embeddings, "TIE_EMBEDDINGS=0"), ("BIGRAM_DIM", lambda h: h.bigram_buckets, "BIGRAM_BUCKETS"),
+    ("EMA_START_STEP", lambda h: h.ema_decay, "EMA_DECAY"), ("DISTILL_ALPHA DISTILL_TEMP", lambda h: h.distill_teacher, "DISTILL_TEACHER"),
+    ("EVAL_BATCH_SEQS", lambda h: h.eval_stride, "EVAL_STRIDE"), ("CHECKPOINT_PATH", lambda h: h.checkpoint_every, "CHECKPOINT_EVERY")]
 
 def _parse_var(name: str, raw: str, kind: str, accepted):
     try:
@@ -196,9 +204,9 @@ class Hyperparameters:
     def __init__(self, environ=os.environ):
         recipe = _parse_var("RECIPE", environ["RECIPE"], "str", tuple(RECIPES)) if environ.get("RECIPE") else ""
         self.recipe_vars = dict(item.split("=", 1) for item in RECIPES[recipe].split()) if recipe else {}
-        environ = {**self.recipe_vars, **environ}  # the environment wins
+        merged = {**self.recipe_vars, **environ}  # the environment wins
         for name, default, kind, accepted, _ in ENV_VARS:
-            raw = environ.get(name)
+            raw = merged.get(name)
             if raw == "" and (kind != "str" or accepted):  # an empty number or choice is a mistake, not the default
                 raise ConfigError(f"{name}='': empty; unset it for the default {default}")
             setattr(self, name.lower(), default if not raw else _parse_var(name, raw, kind, accepted))
@@ -207,6 +215,9 @@ class Hyperparameters:
                       f"RUN_ID={self.run_id!r}: accepted 1 to 200 letters, digits, _ . and - (it names logs/<RUN_ID>.txt)"))
         self.mlp_hidden = max(1, round(self.mlp_mult * self.model_dim))
         self.check_shapes(), self.check_random_maps(), self.check_export()
+        now = lambda needs: ", ".join(f"{v}={shlex.quote(str(getattr(self, v.lower())))}" for v in re.findall("[A-Z_]{4,}", needs))
+        self.no_effect = [f"{n}={shlex.quote(environ[n])} has no effect: it needs {needs}; this run has {now(needs)}" for names, acts, needs in
+                          NO_EFFECT_UNLESS for n in names.split() if environ.get(n) and not acts(self)]  # set by the environment, not the recipe
     def check_shapes(self) -> None:
         refuse_first((self.model_dim % self.num_heads, f"MODEL_DIM={self.model_dim}: not divisible by NUM_HEADS={self.num_heads}"),
                      ((self.model_dim // self.num_heads) % 2, f"NUM_HEADS={self.num_heads}: head dim MODEL_DIM/NUM_HEADS="
@@ -221,8 +232,7 @@ class Hyperparameters:
         self.targets = parse_targets(self.freeze_targets or ("fc" if mode == "frozen" or progressive else "" if mode == "none" else "all"))
         schedules = {n: rank_schedule(n, getattr(self, n.lower()), layers) for n in RANK_VARS if getattr(self, n.lower())}
         for name, ranks in schedules.items():
-            refuse_first((not ranked, f"{name}={getattr(self, name.lower())!r}: applies to FREEZE_MODE=adapter or lowrank, not {mode}"),
-                         (len(ranks) != layers or min(ranks) < 1, f"{name}={getattr(self, name.lower())!r}: needs {layers} positive ranks (one "
+            refuse_first((len(ranks) != layers or min(ranks) < 1, f"{name}={getattr(self, name.lower())!r}: needs {layers} positive ranks (one "
                           f"per layer, NUM_LAYERS={layers}), got {len(ranks)}; or one rank for all, or A..B (linear through depth)"))
         shared = schedules.get("LORA_RANKS", [self.lora_rank] * layers)
         self.attn_ranks, self.mlp_ranks = schedules.get("LORA_RANKS_ATTN", shared), schedules.get("LORA_RANKS_MLP", shared)
@@ -530,8 +540,7 @@ def read_input(path, var: str, what: str = "file", limit: int = 1 << 40) -> byte
             f"{st.st_size} bytes, over the limit of {limit}" if st.st_size > limit else None
         if bad:
             raise ConfigError(f"{var}={path}: {bad}; accepted: a {what} file")
-        with open(path, "rb") as f:
-            return f.read()
+        return Path(path).read_bytes()
     except OSError as e:
         why = f"no such {what}" if isinstance(e, FileNotFoundError) else f"cannot be read ({e.strerror or e})"
         raise ConfigError(f"{var}={path}: {why}") from None
@@ -781,10 +790,9 @@ def symmetric_unit(h: Tensor) -> Tensor:
     return ((h >> 9) * 2 + 1 - 2**23).to(torch.float32) * 2.0**-23
 
 def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> Tensor:
-    """An (out, in) float32 CPU matrix, bit-identical everywhere for the same arguments. gaussian: N(0, 1/in) approximated by the sum of
-    twelve uniform bytes (Irwin-Hall, exact in float32, steps of 1/256 of a standard deviation, tails cut at 6); uniform: Xavier, U(+-sqrt(6
-    / (in + out))); he_uniform: U(+-sqrt(6 / in)); rademacher: +-1/sqrt(in); orthogonal: orthonormal rows or columns, from 3 log2(n) layers
-    of seeded Givens rotations between random pairs of rows, each rotation c = (1 - t^2) / (1 + t^2), s = 2t / (1 + t^2)."""
+    """An (out, in) float32 CPU matrix, bit-identical everywhere for the same arguments. gaussian: N(0, 1/in) as the sum of twelve uniform
+    bytes (Irwin-Hall, exact in float32, steps of 1/256 std, tails cut at 6); uniform: Xavier, U(+-sqrt(6 / (in + out))); he_uniform: U(+-sqrt(6
+    / in)); rademacher: +-1/sqrt(in); orthogonal: 3 log2(n) layers of seeded Givens rotations, c = (1 - t^2) / (1 + t^2), s = 2t / (1 + t^2)."""
     n = out_features * in_features
     if init == "gaussian":  # in chunks that stay in cache; element i never depends on the chunking
         w = torch.empty(n, dtype=torch.float32)
@@ -850,8 +858,7 @@ class MaskedRandomLinear(FrozenFC):
     sigmoid(scores / temperature)'s gradient; the temperature is a buffer updated in place, so a compiled graph reads its current value."""
     def __init__(self, in_features: int, out_features: int, seed: int, init: str, init_score: float):
         super().__init__(in_features, out_features, seed, init)
-        self.scores = nn.Parameter(torch.full((out_features, in_features), float(init_score)))
-        self.mask_scale = nn.Parameter(torch.ones(()))
+        self.scores, self.mask_scale = nn.Parameter(torch.full((out_features, in_features), float(init_score))), nn.Parameter(torch.ones(()))
         self.register_buffer("temperature", torch.ones(()), persistent=False)
     def effective_weight(self) -> Tensor:
         soft = torch.sigmoid(self.scores / self.temperature)
@@ -994,7 +1001,6 @@ class Ensemble(nn.Module):
     probabilities. Member i regenerates its random matrices from BASE_SEED + i."""
     def __init__(self, cfg):
         super().__init__()
-        self.cfg = cfg
         self.members = nn.ModuleList(GPT(SimpleNamespace(**{**vars(cfg), "base_seed": cfg.base_seed + i})) for i in range(cfg.num_models))
     def logits(self, input_ids: Tensor) -> Tensor:  # log of the mean probability: usable as logits (a teacher's, say)
         logp = torch.stack([F.log_softmax(m.logits(input_ids), dim=-1) for m in self.members])
@@ -1116,13 +1122,6 @@ def stop_on_signals(log, where) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
 
-def broadcast_bytes(data: bytes | None, rt) -> bytes:
-    """Rank 0's bytes on every rank: the round trip evaluates the artifact it just made, not a file."""
-    box = [data]
-    if rt.distributed:
-        dist.broadcast_object_list(box, 0, device=rt.device)
-    return box[0]
-
 def keep_freed_memory() -> None:
     """glibc returned every freed block above 32 MB (a batch's logits) to the OS and faulted it in again: EVAL_ONLY took 15 s, not 9."""
     with contextlib.suppress(OSError, AttributeError):
@@ -1158,10 +1157,8 @@ def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len
     if not os.path.lexists(tokenizer_path):
         raise DataError(f"TOKENIZER_PATH={tokenizer_path}: no such file; build or fetch the data first (`bash run.sh data`)")
     proto = read_input(tokenizer_path, "TOKENIZER_PATH", "tokenizer", 1 << 30)
-    try:
+    with refused_as(f"TOKENIZER_PATH={tokenizer_path}: not a SentencePiece model", Exception, error=DataError):
         sp = spm.SentencePieceProcessor(model_proto=proto)
-    except Exception:
-        raise DataError(f"TOKENIZER_PATH={tokenizer_path}: not a SentencePiece model") from None
     refuse_first((sp.vocab_size() != vocab_size, f"TOKENIZER_PATH={tokenizer_path}: vocabulary of {sp.vocab_size()} tokens, but VOCAB_SIZE="
                   f"{vocab_size}"), error=DataError)
     val_tokens = load_validation_tokens(data_path, seq_len, vocab_size)
@@ -1282,6 +1279,8 @@ def main() -> int:
     if args.recipe:  # what the recipe set, as resolved: a variable set in the environment wins (marked *)
         log(f"recipe:{args.recipe} " + " ".join(f"{k}={shlex.quote(os.environ[k]) + '*' if os.environ.get(k) else v}"
                                                  for k, v in args.recipe_vars.items()))
+    for warning in [] if args.eval_only else args.no_effect:  # EVAL_ONLY refuses what it cannot use
+        log(f"warning: {warning}")
     step = 0
     stop_on_signals(log, lambda: "during EVAL_ONLY evaluation" if args.eval_only else f"at step:{step}/{args.iterations}; no artifact written")
     if args.eval_only:
@@ -1361,8 +1360,7 @@ def main() -> int:
             dist.all_reduce(loss_sum, op=dist.ReduceOp.SUM)
             loss_sum /= rt.world_size
         return loss_sum
-    # Compile warmup: run a few real steps so compilation happens now, then roll back the
-    # weights, optimizer state and data stream so the timed run starts from scratch.
+    # Compile warmup: a few real steps compile now, then the weights, optimizer state and data stream are rolled back (a timed run from scratch)
     if args.warmup_steps > 0:
         initial_model, initial_opt = copy.deepcopy(base_model.state_dict()), [copy.deepcopy(opt.state_dict()) for opt in optimizers]
         for i in range(args.warmup_steps):
@@ -1439,7 +1437,9 @@ def main() -> int:
                      "eval_batch_seqs": args.eval_batch_seqs}}
     state = {k: v.detach().clone() for k, v in base_model.state_dict().items()}  # kept: loading the round trip overwrites the weights
     data, stats = artifact_bytes(state, meta, args.int6_blocks, args.embed_fp16, args.artifact_codec) if rt.rank == 0 else (None, None)
-    data = broadcast_bytes(data, rt)
+    if rt.distributed:  # rank 0's bytes on every rank: the round trip evaluates the artifact it just made, not a file
+        dist.broadcast_object_list(box := [data], 0, device=rt.device)
+        data = box[0]
     try:  # finite weights can still make no usable artifact (past fp16's range, say): then an earlier artifact stays
         loaded, _ = model_from_artifact(artifact_path, expect=args.model_config(), data=data)
     except ConfigError as e:

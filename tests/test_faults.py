@@ -73,7 +73,6 @@ COMBINATION_CASES = [
     ("stride:context", {"EVAL_STRIDE": "65"}, "EVAL_STRIDE=65: larger than TRAIN_SEQ_LEN=64"),
     ("LORA_RANKS:length", {"FREEZE_MODE": "lowrank", "LORA_RANKS": "4,4,4"}, "needs 2 positive ranks (one per layer, NUM_LAYERS=2), got 3"),
     ("LORA_RANKS:zero", {"FREEZE_MODE": "lowrank", "LORA_RANKS": "4,0"}, "needs 2 positive ranks"),
-    ("LORA_RANKS:mode", {"FREEZE_MODE": "mask", "LORA_RANKS": "4,4"}, "LORA_RANKS='4,4': applies to FREEZE_MODE=adapter or lowrank, not mask"),
     ("LORA_RANK:dims", {"FREEZE_MODE": "adapter", "LORA_RANK": "40"}, "LORA_RANK=40: above the smallest targeted projection dimension 32"),
     ("correction:proj_learned", {"FREEZE_MODE": "frozen", "FREEZE_TARGETS": "fc", "FROZEN_CORRECTION_RANK": "4"}, "FROZEN_CORRECTION_RANK=4: needs FREEZE_MODE=frozen with both fc and proj"),
     ("correction:mode", {"FREEZE_MODE": "lowrank", "FROZEN_CORRECTION_RANK": "4"}, "FROZEN_CORRECTION_RANK=4: needs FREEZE_MODE=frozen"),

@@ -78,6 +78,49 @@ def test_empty_value_is_refused_where_it_could_only_mean_a_mistake():
     assert Hyperparameters({"RUN_ID": "", "FREEZE_TARGETS": ""}).targets == ()
 
 
+# (variable, a value other than its default, settings where it cannot act, settings where it acts)
+INERT = [
+    ("LORA_RANK", "8", {}, {"FREEZE_MODE": "adapter"}),
+    ("LORA_RANKS", "8", {"FREEZE_MODE": "mask"}, {"FREEZE_MODE": "lowrank"}),
+    ("LORA_RANKS_ATTN", "8", {"FREEZE_MODE": "frozen"}, {"FREEZE_MODE": "adapter"}),
+    ("LORA_RANKS_MLP", "8..4", {}, {"FREEZE_MODE": "lowrank"}),
+    ("MASK_LR", "0.1", {"FREEZE_MODE": "adapter"}, {"FREEZE_MODE": "mask"}),
+    ("MASK_INIT_SCORE", "2", {}, {"FREEZE_MODE": "mask"}),
+    ("MASK_TEMP_START", "2", {"FREEZE_MODE": "lowrank"}, {"FREEZE_MODE": "mask"}),
+    ("MASK_TEMP_END", "0.05", {}, {"RECIPE": "supermask"}),
+    ("BASE_SEED", "5", {"FREEZE_MODE": "lowrank"}, {"FREEZE_MODE": "frozen"}),
+    ("BASE_INIT", "uniform", {}, {"FREEZE_MODE": "adapter"}),
+    ("TIED_EMBED_LR", "0.1", {"TIE_EMBEDDINGS": "0"}, {}),
+    ("TIED_EMBED_LR", "0.1", {"RECIPE": "supermask"}, {"RECIPE": "supermask", "BIGRAM_BUCKETS": "64"}),  # the bigram table trains at it
+    ("EMBED_LR", "0.1", {}, {"TIE_EMBEDDINGS": "0"}),
+    ("HEAD_LR", "0.1", {}, {"TIE_EMBEDDINGS": "0"}),
+    ("TIED_EMBED_INIT_STD", "0.01", {"RECIPE": "supermask"}, {"TIE_EMBEDDINGS": "0"}),
+    ("EMBED_FP16", "1", {"RECIPE": "supermask"}, {}),
+    ("BIGRAM_DIM", "64", {}, {"BIGRAM_BUCKETS": "64"}),
+    ("EMA_START_STEP", "5", {}, {"EMA_DECAY": "0.9"}),
+    ("DISTILL_ALPHA", "0.2", {}, {"DISTILL_TEACHER": "teacher.ptz"}),
+    ("DISTILL_TEMP", "3", {}, {"DISTILL_TEACHER": "teacher.ptz"}),
+    ("EVAL_BATCH_SEQS", "4", {}, {"EVAL_STRIDE": "64"}),
+    ("CHECKPOINT_PATH", "c.pt", {}, {"CHECKPOINT_EVERY": "10"}),
+]
+
+
+def test_a_variable_that_cannot_act_is_named_in_a_warning():
+    """Set where it cannot act (even to its default), a variable gets one warning that names it, what it needs and this run's
+    value of that; the run goes on (a sweep over modes may set it for all). Where it acts, or set by the recipe, no warning."""
+    assert {name for name, *_ in INERT} == {n for names, *_ in train_gpt.NO_EFFECT_UNLESS for n in names.split()}
+    for name, value, inert, acting in INERT:
+        (warning,) = Hyperparameters({**inert, name: value}).no_effect
+        assert re.fullmatch(rf"{name}={re.escape(value)} has no effect: it needs .+; this run has [A-Z_]+=.+", warning), warning
+        assert Hyperparameters({**acting, name: value}).no_effect == [], (name, acting)
+    assert Hyperparameters({}).no_effect == []
+    # the recipe's rank acts in its own mode; switched to frozen, the rank is the recipe's, not a mistake of this command line
+    assert Hyperparameters({"RECIPE": "mlp_adapter_12l_r160", "FREEZE_MODE": "frozen"}).no_effect == []
+    assert Hyperparameters({"LORA_RANK": "8", "MASK_LR": "0.2"}).no_effect == [
+        "LORA_RANK=8 has no effect: it needs FREEZE_MODE=adapter or lowrank; this run has FREEZE_MODE=none",
+        "MASK_LR=0.2 has no effect: it needs FREEZE_MODE=mask; this run has FREEZE_MODE=none"]
+
+
 def test_bad_variable_stops_the_script_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT)], cwd=tmp_path, env=clean_env(NUM_HEADS="7"), capture_output=True, text=True)
     assert r.returncode == 2

@@ -40,7 +40,6 @@ def test_rank_schedules_per_group_and_through_depth():
     assert Hyperparameters({**SMALL, "FREEZE_MODE": "adapter", "LORA_RANKS": "8"}).mlp_ranks == [8] * 4
     for env, message in ((dict(FREEZE_MODE="lowrank", LORA_RANKS_MLP="4,4"), "LORA_RANKS_MLP='4,4': needs 4 positive ranks"),
                          (dict(FREEZE_MODE="lowrank", LORA_RANKS_ATTN="8..x"), "LORA_RANKS_ATTN='8..x': not a range of integers; accepted one rank per layer"),
-                         (dict(FREEZE_MODE="frozen", LORA_RANKS_ATTN="8"), "LORA_RANKS_ATTN='8': applies to FREEZE_MODE=adapter or lowrank"),
                          (dict(FREEZE_MODE="lowrank", LORA_RANKS_ATTN="40"), "LORA_RANKS_ATTN=40: above the smallest targeted projection")):
         with pytest.raises(ConfigError, match=message):
             Hyperparameters({**SMALL, **env})
@@ -103,6 +102,9 @@ def test_a_recipe_run_logs_what_it_resolved_and_its_codec(tiny_data, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     lines = log_lines(tmp_path, "rs")
     assert "recipe:supermask FREEZE_MODE=mask FREEZE_TARGETS=all,emb BASE_INIT=xavier_he" in lines
+    # the embedding is a masked random matrix, stored as mask bits: EMBED_FP16 cannot act, and the log says so before training
+    warning = "warning: EMBED_FP16=1 has no effect: it needs a learned token embedding (no emb in FREEZE_TARGETS); this run has FREEZE_TARGETS=all,emb"
+    assert lines.index(warning) < next(i for i, l in enumerate(lines) if l.startswith("step:"))
     config = next(l for l in lines if l.startswith("config: "))
     assert "freeze_mode:mask" in config and "base_init:xavier_he" in config and "num_layers:2" in config
     assert any(l.startswith("Serialized model int8+lzma: ") for l in lines) and any(l.startswith("Total submission size int8+lzma: ") for l in lines)

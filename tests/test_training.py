@@ -1,13 +1,17 @@
 """TRAINING: train_gpt.py end to end as real processes (one process and torchrun with gloo),
 on shards the tests build."""
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY_MODEL, clean_env, field, log_lines, run_train
+from conftest import ROOT, TINY_MODEL, clean_env, field, log_lines, run_train
 from train_gpt import GPT, Hyperparameters, read_artifact
 
 pytestmark = pytest.mark.slow
@@ -237,3 +241,29 @@ def test_resume_under_torchrun_equals_an_uninterrupted_torchrun_run(tiny_data, t
     assert r.returncode == 0, r.stderr[-3000:]
     a, b = torch.load(full / "final_model.pt", weights_only=True), torch.load(resumed / "final_model.pt", weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_readme_first_command_trains_the_demo_and_prints_its_summary(tmp_path):
+    """`bash run.sh`, the README's first command, as a real process from a copy of the project (run.sh works in its own folder):
+    it finds what it needs installed and the embedded corpus built, trains run.sh's demo model (3 steps here, not 300 s), writes
+    the artifact and the log beside itself and ends with the summary the README shows, a warning: line included."""
+    corpus = ROOT / "data" / "datasets" / "shakespeare_sp1024"
+    if not (corpus / "manifest.json").exists():
+        pytest.skip("embedded dataset not built (bash run.sh data)")
+    for name in ("run.sh", "train_gpt.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for sub, names in (("datasets", ["shakespeare_sp1024"]), ("tokenizers", ["shakespeare_1024_bpe.model"])):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+        for name in names:
+            os.symlink(ROOT / "data" / sub / name, tmp_path / "data" / sub / name)
+    env = clean_env(PYTHON=sys.executable, ITERATIONS="3", RUN_ID="demo", LORA_RANK="8")  # LORA_RANK: no effect in the dense demo
+    r = subprocess.run(["bash", "run.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = r.stdout[r.stdout.rindex("\n---\n") + 5:].splitlines()
+    assert summary[0] == "warning: LORA_RANK=8 has no effect: it needs FREEZE_MODE=adapter or lowrank; this run has FREEZE_MODE=none"
+    assert summary[1] == "model_params:2101776"  # the README's demo lines
+    assert summary[2].startswith("Total submission size int8+zlib: ") and summary[3].startswith("final_int8_zlib_roundtrip val_loss:")
+    assert summary[4].startswith("final_int8_zlib_roundtrip_sliding val_loss:") and " stride:128 " in summary[4]
+    assert summary[5] == f"log: logs/demo.txt  artifact: {tmp_path}/final_model.int8.ptz" and len(summary) == 6
+    assert read_artifact(tmp_path / "final_model.int8.ptz")[1]["config"]["num_layers"] == 4
+    assert "step:3/3 val_loss:" in (tmp_path / "logs" / "demo.txt").read_text()

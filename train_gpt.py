@@ -1047,10 +1047,8 @@ class EMA:
             self.avg = {name: p.detach().clone() for name, p in model.named_parameters()}
         else:
             torch._foreach_lerp_(list(self.avg.values()), [p.detach() for p in model.parameters()], 1.0 - self.decay)
-    @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:
-        for name, p in model.named_parameters():
-            p.copy_(self.avg[name])
+        model.load_state_dict(self.avg)  # strict: the state dict is the parameters (regenerated matrices and tables are not saved)
 
 def freeze_parameters(optimizers: list[torch.optim.Optimizer], params: list[nn.Parameter]) -> None:
     """Progressive freeze: the parameters leave their optimizer, outside any compiled graph (so it cannot be constant-folded away)."""
@@ -1088,6 +1086,8 @@ class Logger:
         self.path = Path("logs") / f"{run_id}.txt" if rank == 0 else None
         if self.path:
             with refused_as(f"RUN_ID={run_id}: its log {self.path} could not be written", OSError):
+                if self.path.exists():  # a rerun of a RUN_ID keeps the earlier log, renamed logs/<RUN_ID>.<n>.txt (the first n free)
+                    self.path.rename(next(p for n in range(1, 1 << 30) if not (p := self.path.with_suffix(f".{n}.txt")).exists()))
                 self.path.write_text(code + "\n" + "=" * 100 + "\n", encoding="utf-8")
     def __call__(self, msg: str) -> None:
         if self.path:

@@ -307,6 +307,23 @@ def test_a_non_finite_loss_or_an_unusable_artifact_stops_and_keeps_the_good_arti
     assert (tmp_path / "final_model.int8.ptz").read_bytes() == good and not (tmp_path / "final_model.pt").exists()
 
 
+@pytest.mark.slow
+def test_a_rerun_of_a_run_id_keeps_the_earlier_logs(tiny_data, tmp_path):
+    """A run given the RUN_ID of an earlier one (a finished run whose log a record needs, say) renames the earlier log to
+    logs/<RUN_ID>.1.txt (then .2, ...) before it writes its own: a rerun that fails, or an EVAL_ONLY under the same id, loses no log."""
+    env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"], "RUN_ID": "seed1",
+                       "ITERATIONS": "3", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0"})
+    assert run_train(tmp_path, env).returncode == 0
+    first, artifact = (tmp_path / "logs" / "seed1.txt").read_bytes(), (tmp_path / "final_model.int8.ptz").read_bytes()
+    assert run_train(tmp_path, {**env, "TIED_EMBED_LR": "1e30", "WARMUP_STEPS": "0", "ITERATIONS": "12"}).returncode == 3
+    assert (tmp_path / "logs" / "seed1.1.txt").read_bytes() == first and log_lines(tmp_path, "seed1")[-1].startswith("stopping: non-finite")
+    r = run_train(tmp_path, clean_env(EVAL_ONLY="1", RUN_ID="seed1"))  # the first run's artifact, which the failed run left
+    assert r.returncode == 0 and (tmp_path / "final_model.int8.ptz").read_bytes() == artifact, r.stderr[-2000:]
+    assert (tmp_path / "logs" / "seed1.1.txt").read_bytes() == first and log_lines(tmp_path, "seed1.2")[-1].startswith("stopping: non-finite")
+    assert any(l.startswith("final_int8_zlib_roundtrip_exact ") for l in log_lines(tmp_path, "seed1"))
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir() if not p.name.startswith(".")) == ["seed1.1.txt", "seed1.2.txt", "seed1.txt"]
+
+
 def blow_up_after_a_checkpoint(tmp_path, env: dict) -> tuple[subprocess.CompletedProcess, dict]:
     """A run that checkpoints at step 24 of 30 and ends well; then that run resumed from step 24 with MATRIX_LR=1e30 and no
     train_loss line after step 10, so its loss turns non-finite at a step that logs nothing. Returns the resumed run and the

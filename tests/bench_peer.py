@@ -1,7 +1,7 @@
 """train_gpt.py beside the challenge's own script on this CPU (`bash run.sh bench --peer PATH`).
 
     python3 tests/bench_peer.py --peer ../shared/peers/official_train_gpt_cpu.py [--pairs 3] [--steps 12]
-                                [--shapes demo,9x512] [--micro 4] [--equal-time 300] [--equal-pairs 1]
+                                [--shapes demo,9x512] [--micro 4] [--equal-time 300] [--equal-pairs 1] [--out DIR]
 
 Both scripts run as real processes on the embedded Shakespeare shards (the peer reads them
 through a folder of `fineweb_*` links, the names it globs for), one after the other and
@@ -11,6 +11,8 @@ process; ours takes `--micro` (GRAD_ACCUM_STEPS; the same tokens, in fewer, larg
 A run is stopped once it has logged `--steps` steps; its step time is the median of the
 differences of the logged `train_time` after the first two steps. The table gives, per shape,
 the median over the pairs of each script's step time, their range, and the ratio ours/peer.
+Every run's folder (its log, its stderr, anything it wrote) is kept under `--out` (by default a new
+temporary folder, named on stderr): the raw output behind each figure.
 
 First, the same arithmetic: both scripts train `--exact-steps` steps at the demo's shape with 8
 micro-steps (ours with GRAD_ACCUM_STEPS=8) and write final_model.pt; the two state dicts are
@@ -34,7 +36,7 @@ peak, with a step's FLOPs counted from the shapes as in tests/bench.py: 6 per we
 for every matrix multiply (forward 2, backward 4), the tied head included, plus 6 x context x
 head_dim per token, head and layer for causal attention (the full square, as the kernels compute
 it, masked half and all). `--gpu --dry-run` runs that whole flow on the CPU at a tiny shape
-(2 x 64, context 64, 2,048 and 16,384 tokens a step), so the tests check the making of the GPU
+(2 x 64, context 64, 2,048 and 8,192 tokens a step), so the tests check the making of the GPU
 table without a GPU; its numbers measure nothing.
 """
 
@@ -158,12 +160,16 @@ def main() -> None:
     ap.add_argument("--gpu-steps", type=int, default=100, help="timed steps of a GPU run (a multiple of 10)")
     ap.add_argument("--gpu-modes", default=None, help="with --gpu: the FREEZE_MODE rows, comma-separated as bench.py names them; default all")
     ap.add_argument("--dry-run", action="store_true", help="with --gpu: its whole flow on this CPU at a tiny shape (what the tests run)")
+    ap.add_argument("--out", type=Path, default=None, help="folder kept for every run's log and stderr (default: a new temporary folder)")
     a = ap.parse_args()
     if not a.peer.is_file():
         sys.exit(f"bench_peer: --peer {a.peer}: no such file")
+    if a.out and a.out.is_dir() and any(a.out.iterdir()):  # the peer appends to its logs: a second run there would read the first's steps
+        sys.exit(f"bench_peer: --out {a.out}: not empty; give a new or empty folder (the runs already there are left as they are)")
+    tmp = a.out or Path(tempfile.mkdtemp(prefix="bench_peer_gpu_" if a.gpu else "bench_peer_"))
+    print(f"bench_peer: each run's folder (log, stderr) is kept under {tmp}", file=sys.stderr)
     if a.gpu:
-        return gpu_side_by_side(a)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_peer_"))
+        return gpu_side_by_side(a, tmp)
     data = {"peer": str(peer_data(tmp / "peer_data")), "ours": str(DATA)}
     scripts = {"peer": a.peer.resolve(), "ours": ROOT / "train_gpt.py"}
     extra = {"peer": {}, "ours": {"GRAD_ACCUM_STEPS": str(a.micro), "EVAL_STRIDE": "0"}}
@@ -209,7 +215,7 @@ GPU_LOG_EVERY = 10  # both scripts log steps 1-10, then every 10th: the steps be
 BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # dense, no sparsity
 
 
-def gpu_side_by_side(a) -> None:
+def gpu_side_by_side(a, tmp: Path) -> None:
     import torch
 
     sys.path.insert(0, str(ROOT / "tests"))
@@ -224,15 +230,14 @@ def gpu_side_by_side(a) -> None:
         sys.exit(f"bench_peer: --gpu-steps {a.gpu_steps}: too few; accepted {2 * GPU_LOG_EVERY} or more (a 10-step span at least)")
     gpu = "CPU (a dry run: the flow, not a measurement)" if a.dry_run else torch.cuda.get_device_name(0)
     peak = next((v for k, v in BF16_PEAK.items() if k in gpu), None)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_peer_gpu_"))
     data, scripts = {"peer": str(peer_data(tmp / "peer_data")), "ours": str(DATA)}, {"peer": a.peer.resolve(), "ours": ROOT / "train_gpt.py"}
     base = dict(SHAPES["9x512"], TRAIN_SEQ_LEN="1024", WARMUP_STEPS="10", ITERATIONS=str(a.gpu_steps), WARMDOWN_ITERS=str(a.gpu_steps // 5),
                 MAX_WALLCLOCK_SECONDS="0", VAL_LOSS_EVERY="0", TRAIN_LOG_EVERY=str(GPU_LOG_EVERY), VAL_BATCH_SIZE="65536",
                 TOKENIZER_PATH=str(TOKENIZER))
     small, large = "65536", "524288"
-    if a.dry_run:  # a tiny model on the CPU, 2,048 and 16,384 tokens a step: every configuration and line of the table, in seconds
+    if a.dry_run:  # a tiny model on the CPU, 2,048 and 8,192 tokens a step: every configuration and line of the table, in seconds
         base.update(DRY_RUN, VAL_BATCH_SIZE="16384")
-        small, large = "2048", "16384"
+        small, large = "2048", "8192"
     chosen = [(name, env) for name, env in MODES if env and (a.gpu_modes is None or name in a.gpu_modes.split(","))]
     runs = [("dense", {}, small), ("dense", {}, large)] + [(name, env, small) for name, env in chosen]  # modes: at the smaller
     configs = [(f"{name} {int(tokens):,}", tokens, env) for name, env, tokens in runs]

@@ -214,15 +214,25 @@ def test_bench_peer_stops_a_real_run_at_a_log_line_and_times_the_steps_between_i
 def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
     """`bench gpu --peer` has no GPU to run on here: its --dry-run takes the same flow on the CPU at a tiny shape (our own script
     standing in for the peer, both as real processes), and every row of the table comes out with a step time and a peak memory.
-    The modes' rows are one code path with other variables: two of them stand for the five."""
+    The modes' rows are one code path with other variables: two of them stand for the five. Every run's folder is kept under --out,
+    and an --out that already holds runs is refused (the peer appends to its logs, so a rerun there would read the old steps)."""
+    out = tmp_path / "runs"
     cmd = [sys.executable, str(ROOT / "tests" / "bench_peer.py"), "--peer", str(ROOT / "train_gpt.py"), "--gpu", "--dry-run", "--pairs", "1",
-           "--gpu-steps", "20", "--gpu-modes", "frozen all + corr 16,mask"]
+           "--gpu-steps", "20", "--gpu-modes", "frozen all + corr 16,mask", "--out", str(out)]
     r = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [[c.strip() for c in l.strip("|").split("|")] for l in r.stdout.splitlines() if re.match(r"\| [a-z]", l)]
-    assert [row[0] for row in rows] == ["configuration", "dense 2,048", "dense 16,384", "frozen all + corr 16 2,048", "mask 2,048"]
+    assert [row[0] for row in rows] == ["configuration", "dense 2,048", "dense 8,192", "frozen all + corr 16 2,048", "mask 2,048"]
     for row in rows[1:]:  # peer and ours step times, ratio, tokens/s, peak memory of each: numbers, none of them NaN
         assert all(float(re.sub(r" \(.*\)$", "", c).replace(",", "")) > 0 for c in row[1:7]), row
+    assert f"kept under {out}" in r.stderr
+    kept = sorted(p.relative_to(out).as_posix() for p in out.glob("*/logs/*.txt"))
+    assert kept == ["dense_2,048_ours_0/logs/ours_0.txt", "dense_2,048_peer_0/logs/peer_0.txt", "dense_8,192_ours_0/logs/ours_0.txt",
+                    "dense_8,192_peer_0/logs/peer_0.txt", "frozen_all_+_corr_16_2,048_ours_0/logs/ours_0.txt", "mask_2,048_ours_0/logs/ours_0.txt"]
+    again = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and again.stderr.strip() == (f"bench_peer: --out {out}: not empty; give a new or empty folder "
+                                                              "(the runs already there are left as they are)")
+    assert sorted(p.relative_to(out).as_posix() for p in out.glob("*/logs/*.txt")) == kept
 
 
 @pytest.mark.slow

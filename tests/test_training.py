@@ -257,6 +257,8 @@ def test_the_readme_first_command_trains_the_demo_and_prints_its_summary(tmp_pat
         for name in names:
             os.symlink(ROOT / "data" / sub / name, tmp_path / "data" / sub / name)
     env = clean_env(PYTHON=sys.executable, ITERATIONS="3", RUN_ID="demo", LORA_RANK="8")  # LORA_RANK: no effect in the dense demo
+    if "OMP_NUM_THREADS" not in os.environ:  # torch's own thread count, as in the shell the README's reader types into
+        del env["OMP_NUM_THREADS"]
     r = subprocess.run(["bash", "run.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = r.stdout[r.stdout.rindex("\n---\n") + 5:].splitlines()

@@ -235,20 +235,35 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
         grid.append([(key, v) for v in values.split(",")])
     if not grid:
         raise ToolError("nothing to sweep: give at least one NAME=v1,v2")
+    runs, inert, seen = [], {}, {}  # inert: a swept variable -> the warning of each run where it has no effect
     for combo in itertools.product(*grid):  # every run checked before the first starts
         try:
-            train_gpt.Hyperparameters({**os.environ, **dict(combo)})
+            h = train_gpt.Hyperparameters({**os.environ, **dict(combo)})
         except train_gpt.ConfigError as e:
             raise ToolError(f"sweep {' '.join(f'{k}={v}' for k, v in combo)}: {e}; nothing was run") from None
+        idle = {w.split("=", 1)[0]: w for w in h.no_effect}
+        for key, _ in combo:
+            if key in idle:
+                inert.setdefault(key, []).append(idle[key])
+        acting = tuple((k, v) for k, v in combo if k not in idle)  # two runs that differ only where nothing acts are one run
+        runs.append((combo, seen.get(acting), [idle[k] for k, _ in combo if k in idle]))
+        seen.setdefault(acting, combo)
+    for key, values in ((column[0][0], [v for _, v in column]) for column in grid if len(column) > 1):
+        if len(inert.get(key, [])) == len(runs):  # the grid would repeat itself for every value
+            why = inert[key][0].split(": ", 1)[1].replace("this run has", "the first run has")
+            raise ToolError(f"sweep {key}={','.join(values)}: {key} has no effect in any of its runs ({why}); nothing was run")
     folder = ROOT / "sweeps" / name
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     for key in ("DATA_PATH", "TOKENIZER_PATH", "DISTILL_TEACHER", "RESUME"):  # the runs start in their own folders
         if env.get(key):
             env[key] = os.path.abspath(env[key])
-    failed = []
-    for combo in itertools.product(*grid):
-        run_id = name + "_" + "_".join(f"{k}-{re.sub(r'[^A-Za-z0-9.]+', '.', v)}" for k, v in combo)
+    failed, run_name = [], lambda combo: name + "_" + "_".join(f"{k}-{re.sub(r'[^A-Za-z0-9.]+', '.', v)}" for k, v in combo)
+    for combo, same_as, idle in runs:
+        run_id = run_name(combo)
+        if same_as:
+            print(f"sweep: {run_id} skipped: the same run as {run_name(same_as)} ({'; '.join(idle)})", flush=True)
+            continue
         cwd = folder / run_id
         cwd.mkdir(exist_ok=True)
         print(f"sweep: {run_id}", flush=True)

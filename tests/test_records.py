@@ -165,20 +165,24 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
                        "ITERATIONS": "2", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0", "WARMUP_STEPS": "0"})
     name = f"test_{tmp_path.name}"
     try:
-        r = subprocess.run(TOOLS + ["sweep", "--name", name, "FREEZE_MODE=none,lowrank", "LORA_RANK=4"], env=env, capture_output=True, text=True)
+        r = subprocess.run(TOOLS + ["sweep", "--name", name, "FREEZE_MODE=none,lowrank", "LORA_RANK=4,2"], env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-2000:]
         folder = ROOT / "sweeps" / name
-        runs = sorted(p.name for p in folder.iterdir())
-        assert runs == [f"{name}_FREEZE_MODE-lowrank_LORA_RANK-4", f"{name}_FREEZE_MODE-none_LORA_RANK-4"]
+        runs = sorted(p.name for p in folder.iterdir())  # dense with LORA_RANK=2 is dense with 4: run once
+        assert runs == [f"{name}_FREEZE_MODE-lowrank_LORA_RANK-2", f"{name}_FREEZE_MODE-lowrank_LORA_RANK-4", f"{name}_FREEZE_MODE-none_LORA_RANK-4"]
         assert all((folder / run / "final_model.int8.ptz").exists() for run in runs)
+        assert (f"sweep: {name}_FREEZE_MODE-none_LORA_RANK-2 skipped: the same run as {name}_FREEZE_MODE-none_LORA_RANK-4 (LORA_RANK=2 has no "
+                "effect: it needs FREEZE_MODE=adapter or lowrank; this run has FREEZE_MODE=none)") in r.stdout.splitlines()
         table = r.stdout[r.stdout.index("| run |"):].splitlines()
-        assert table[0].startswith("| run | FREEZE_MODE | score |") and len(table) == 4
+        assert table[0].startswith("| run | FREEZE_MODE | LORA_RANK | score |") and len(table) == 5
         bad = subprocess.run(TOOLS + ["sweep", "--name", name, "lowercase=1"], env=env, capture_output=True, text=True)
         assert bad.returncode == 2 and "expected NAME=v1,v2" in bad.stderr
         # The whole grid is validated by the script's rules before the first run: nothing runs.
         for grid, text in ((["NUM_LAYERS=2,x"], "sweep NUM_LAYERS=x: NUM_LAYERS='x': not an integer; nothing was run"),
                            (["SEED=1,,2"], "'SEED=1,,2': an empty value in the list"), (["NUM_LAYRES=2"], "NUM_LAYRES is not a train_gpt.py variable"),
-                           (["FREEZE_MODE=none,adapter", "LORA_RANK=4,64"], "LORA_RANK=64: above the smallest targeted projection dimension")):
+                           (["FREEZE_MODE=none,adapter", "LORA_RANK=4,64"], "LORA_RANK=64: above the smallest targeted projection dimension"),
+                           (["SEED=1,2", "LORA_RANK=4,8"], "sweep LORA_RANK=4,8: LORA_RANK has no effect in any of its runs (it needs FREEZE_MODE="
+                            "adapter or lowrank; the first run has FREEZE_MODE=none); nothing was run")):  # the grid would repeat itself
             bad = subprocess.run(TOOLS + ["sweep", "--name", name + "_bad", *grid], env=env, capture_output=True, text=True)
             assert bad.returncode == 2 and text in bad.stderr and "sweep: " not in bad.stdout, (grid, bad.stderr[-500:])
         assert not (ROOT / "sweeps" / (name + "_bad")).exists()

@@ -137,6 +137,7 @@ def parse_log(path: Path) -> dict:
     return {
         "path": str(path), "run_id": path.stem, "source": None if source is None else source.rstrip("\n") + "\n",
         "env": env, "config": config, "seed": seed, "traceback": "Traceback (most recent call last)" in body,
+        "no_effect": [m.group(1) for m in map(re.compile(r"^warning: ([A-Z][A-Z0-9_]*)=.* has no effect").match, lines) if m],
         "model_params": number(last(r"^model_params\s*[:=]"), "model_params", int), "world_size": number(last(r"^world_size:"), "world_size", int),
         "steps": (int(re.search(r"step:(\d+)", stop).group(1)) if stop else steps[-1][0]) if (stop or steps) else None,
         "iterations": steps[-1][1] if steps else None,
@@ -206,10 +207,11 @@ def summary_rows(logs: list[dict]) -> tuple[list[str], list[dict]]:
 def summary_table(logs: list[dict], form: str = "md") -> str:
     swept, rows = summary_rows(logs)
     if form == "json":
-        keep = [k for _, k, _ in SUMMARY_COLUMNS] + ["val_loss", "train_time_ms", "eval_time_ms", "hardware", "path", "traceback"]
+        keep = [k for _, k, _ in SUMMARY_COLUMNS] + ["val_loss", "train_time_ms", "eval_time_ms", "hardware", "path", "traceback", "no_effect"]
         return json.dumps([{**{k: r.get(k) for k in keep}, "env": {k: r["env"].get(k) for k in swept}} for r in rows], indent=2)
     head = [SUMMARY_COLUMNS[0][0]] + swept + [c for c, _, _ in SUMMARY_COLUMNS[1:]]
-    body = [[r["run"]] + [r["env"].get(k, "") for k in swept] + [fmt(r[k], spec) for _, k, spec in SUMMARY_COLUMNS[1:]] for r in rows]
+    cell = lambda r, k: r["env"].get(k, "") + (" (no effect)" if k in r["no_effect"] else "")  # the run's warning: said where it is read
+    body = [[r["run"]] + [cell(r, k) for k in swept] + [fmt(r[k], spec) for _, k, spec in SUMMARY_COLUMNS[1:]] for r in rows]
     if form == "csv":
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")

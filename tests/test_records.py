@@ -175,6 +175,8 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
                 "effect: it needs FREEZE_MODE=adapter or lowrank; this run has FREEZE_MODE=none)") in r.stdout.splitlines()
         table = r.stdout[r.stdout.index("| run |"):].splitlines()
         assert table[0].startswith("| run | FREEZE_MODE | LORA_RANK | score |") and len(table) == 5
+        dense = next(l for l in table if l.startswith(f"| {name}_FREEZE_MODE-none_"))  # its log's warning, said where the value is read
+        assert dense.startswith(f"| {name}_FREEZE_MODE-none_LORA_RANK-4 | none | 4 (no effect) | ")
         bad = subprocess.run(TOOLS + ["sweep", "--name", name, "lowercase=1"], env=env, capture_output=True, text=True)
         assert bad.returncode == 2 and "expected NAME=v1,v2" in bad.stderr
         # The whole grid is validated by the script's rules before the first run: nothing runs.

@@ -26,7 +26,9 @@ With `--gpu` (`bash run.sh bench gpu --peer ../shared/peers/official_train_gpt.p
 with both scripts' CUDA defaults (bf16 autocast, torch.compile), at the baseline's shape (9 x 512,
 context 1,024): dense at 65,536 tokens a step (one GPU's share of the 8-GPU step), dense at the
 baseline's own single-GPU 524,288 tokens (8 micro-steps), and every FREEZE_MODE at 65,536 against
-the peer's dense step (`--gpu-modes` picks some). Both take 8 micro-steps (GRAD_ACCUM_STEPS=0 means 8 / world size, as in
+the peer's dense step (`--gpu-modes` picks some, `--gpu-tokens` the dense rows; with no dense row at
+65,536 the first mode's row runs the peer's dense step itself, so a GPU session's time limits can
+split the table over several commands). Both take 8 micro-steps (GRAD_ACCUM_STEPS=0 means 8 / world size, as in
 the peer). Each run: 10 compile warm-up steps, then `--gpu-steps` steps, logged at steps 1-10 and
 every 10th after (so the steps between make no host sync in either script); a step's time is the
 median over the 10-step spans from step 10 on. A run goes on past its last step's validation to
@@ -36,7 +38,7 @@ peak, with a step's FLOPs counted from the shapes as in tests/bench.py: 6 per we
 for every matrix multiply (forward 2, backward 4), the tied head included, plus 6 x context x
 head_dim per token, head and layer for causal attention (the full square, as the kernels compute
 it, masked half and all). `--gpu --dry-run` runs that whole flow on the CPU at a tiny shape
-(2 x 64, context 64, 2,048 and 8,192 tokens a step), so the tests check the making of the GPU
+(2 x 64, context 64, 1/64 of the tokens a step: 1,024 and 8,192), so the tests check the making of the GPU
 table without a GPU; its numbers measure nothing.
 """
 
@@ -159,6 +161,7 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true", help="the GPU side by side (needs CUDA and the peer's CUDA script)")
     ap.add_argument("--gpu-steps", type=int, default=100, help="timed steps of a GPU run (a multiple of 10)")
     ap.add_argument("--gpu-modes", default=None, help="with --gpu: the FREEZE_MODE rows, comma-separated as bench.py names them; default all")
+    ap.add_argument("--gpu-tokens", default="65536,524288", help="with --gpu: the dense rows' tokens a step (multiples of 8,192; '' = none)")
     ap.add_argument("--dry-run", action="store_true", help="with --gpu: its whole flow on this CPU at a tiny shape (what the tests run)")
     ap.add_argument("--out", type=Path, default=None, help="folder kept for every run's log and stderr (default: a new temporary folder)")
     a = ap.parse_args()
@@ -166,10 +169,11 @@ def main() -> None:
         sys.exit(f"bench_peer: --peer {a.peer}: no such file")
     if a.out and a.out.is_dir() and any(a.out.iterdir()):  # the peer appends to its logs: a second run there would read the first's steps
         sys.exit(f"bench_peer: --out {a.out}: not empty; give a new or empty folder (the runs already there are left as they are)")
+    rows = gpu_rows(a) if a.gpu else None
     tmp = a.out or Path(tempfile.mkdtemp(prefix="bench_peer_gpu_" if a.gpu else "bench_peer_"))
     print(f"bench_peer: each run's folder (log, stderr) is kept under {tmp}", file=sys.stderr)
     if a.gpu:
-        return gpu_side_by_side(a, tmp)
+        return gpu_side_by_side(a, tmp, *rows)
     data = {"peer": str(peer_data(tmp / "peer_data")), "ours": str(DATA)}
     scripts = {"peer": a.peer.resolve(), "ours": ROOT / "train_gpt.py"}
     extra = {"peer": {}, "ours": {"GRAD_ACCUM_STEPS": str(a.micro), "EVAL_STRIDE": "0"}}
@@ -215,32 +219,45 @@ GPU_LOG_EVERY = 10  # both scripts log steps 1-10, then every 10th: the steps be
 BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # dense, no sparsity
 
 
-def gpu_side_by_side(a, tmp: Path) -> None:
+def gpu_rows(a) -> tuple[list[str], dict]:
+    """--gpu's arguments checked before anything runs or is made: the dense rows' tokens and the modes {name: env} to run."""
     import torch
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from bench import DRY_RUN, MODES, dense_step_flops
-
-    sys.path.insert(0, str(ROOT))
-    import train_gpt
+    from bench import MODES
 
     if not torch.cuda.is_available() and not a.dry_run:
         sys.exit("bench_peer: --gpu needs a CUDA device")
     if a.gpu_steps < 2 * GPU_LOG_EVERY:
         sys.exit(f"bench_peer: --gpu-steps {a.gpu_steps}: too few; accepted {2 * GPU_LOG_EVERY} or more (a 10-step span at least)")
+    dense = [t for t in a.gpu_tokens.split(",") if t]
+    if not all(t.isdigit() and int(t) > 0 and int(t) % 8192 == 0 for t in dense):
+        sys.exit(f"bench_peer: --gpu-tokens {a.gpu_tokens!r}: accepted a comma list of multiples of 8,192 (8 micro-steps of context 1,024)")
+    modes = dict(MODES[1:])
+    unknown = [m for m in (a.gpu_modes or "").split(",") if m and m not in modes]
+    if unknown:
+        sys.exit(f"bench_peer: --gpu-modes {a.gpu_modes!r}: unknown {unknown[0]!r}; accepted, comma-separated: {', '.join(modes)}")
+    return dense, {name: env for name, env in modes.items() if a.gpu_modes is None or name in a.gpu_modes.split(",")}
+
+
+def gpu_side_by_side(a, tmp: Path, dense: list[str], modes: dict) -> None:
+    import torch
+    from bench import DRY_RUN, dense_step_flops
+
+    sys.path.insert(0, str(ROOT))
+    import train_gpt
+
     gpu = "CPU (a dry run: the flow, not a measurement)" if a.dry_run else torch.cuda.get_device_name(0)
     peak = next((v for k, v in BF16_PEAK.items() if k in gpu), None)
     data, scripts = {"peer": str(peer_data(tmp / "peer_data")), "ours": str(DATA)}, {"peer": a.peer.resolve(), "ours": ROOT / "train_gpt.py"}
     base = dict(SHAPES["9x512"], TRAIN_SEQ_LEN="1024", WARMUP_STEPS="10", ITERATIONS=str(a.gpu_steps), WARMDOWN_ITERS=str(a.gpu_steps // 5),
                 MAX_WALLCLOCK_SECONDS="0", VAL_LOSS_EVERY="0", TRAIN_LOG_EVERY=str(GPU_LOG_EVERY), VAL_BATCH_SIZE="65536",
                 TOKENIZER_PATH=str(TOKENIZER))
-    small, large = "65536", "524288"
-    if a.dry_run:  # a tiny model on the CPU, 2,048 and 8,192 tokens a step: every configuration and line of the table, in seconds
+    shrink = 64 if a.dry_run else 1  # a dry run: a tiny model on the CPU at 1/64 the tokens (context 64), every line of the table in seconds
+    if a.dry_run:
         base.update(DRY_RUN, VAL_BATCH_SIZE="16384")
-        small, large = "2048", "8192"
-    chosen = [(name, env) for name, env in MODES if env and (a.gpu_modes is None or name in a.gpu_modes.split(","))]
-    runs = [("dense", {}, small), ("dense", {}, large)] + [(name, env, small) for name, env in chosen]  # modes: at the smaller
-    configs = [(f"{name} {int(tokens):,}", tokens, env) for name, env, tokens in runs]
+    runs = [("dense", {}, t) for t in dense] + [(name, env, "65536") for name, env in modes.items()]  # modes: at one GPU's share
+    configs = [(f"{name} {int(tokens) // shrink:,}", str(int(tokens) // shrink), env) for name, env, tokens in runs]
     print(f"# train_gpt.py beside {a.peer.name} on {gpu}, torch {torch.__version__}, {datetime.date.today()}; bf16 peak "
           f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; median of {a.pairs} interleaved pairs (range)\n")
     print("| configuration | peer step (ms) | train_gpt.py step (ms) | ratio | tokens/s ours | peak MiB peer | peak MiB ours | TFLOP/s ours | "
@@ -250,17 +267,16 @@ def gpu_side_by_side(a, tmp: Path) -> None:
         times, mem = {"peer": [], "ours": []}, {"peer": [], "ours": []}
         for pair in range(a.pairs):
             for who in ("peer", "ours"):
-                if who == "peer" and mode:  # every mode against the peer's dense step at the same tokens
+                if who == "peer" and tokens in peer_dense:  # every mode against the peer's dense step at the same tokens
                     times["peer"], mem["peer"] = peer_dense[tokens]
-                    continue
-                env = {**base, "TRAIN_BATCH_TOKENS": tokens, "DATA_PATH": data[who], **mode, **({"EVAL_STRIDE": "0"} if who == "ours" else {})}
+                    continue  # (without a dense row at these tokens, the first mode's row runs the peer's dense step itself)
+                env = {**base, "TRAIN_BATCH_TOKENS": tokens, "DATA_PATH": data[who], **({**mode, "EVAL_STRIDE": "0"} if who == "ours" else {})}
                 # on to the line after training, the peak memory (past the last step's validation); then stopped, no export
                 log = run(scripts[who], env, tmp / f"{name.replace(' ', '_')}_{who}_{pair}", f"{who}_{pair}", r"^peak memory", 3600)
                 times[who].append(step_ms(log, first=GPU_LOG_EVERY))
                 found = re.search(r"^peak memory (?:allocated|rss): (\d+) MiB", log, re.M)  # rss: the dry run's CPU
                 mem[who].append(int(found.group(1)) if found else float("nan"))
-        if not mode:
-            peer_dense[tokens] = (times["peer"], mem["peer"])
+        peer_dense.setdefault(tokens, (times["peer"], mem["peer"]))
         ours_ms = statistics.median(times["ours"])
         flops = dense_step_flops(train_gpt.Hyperparameters({**base, "TRAIN_BATCH_TOKENS": tokens}), int(tokens)) / (ours_ms / 1000)
         print(f"| {name} | {spread(times['peer'], '.1f')} | {spread(times['ours'], '.1f')} | {ours_ms / statistics.median(times['peer']):.3f} | "

@@ -215,24 +215,34 @@ def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
     """`bench gpu --peer` has no GPU to run on here: its --dry-run takes the same flow on the CPU at a tiny shape (our own script
     standing in for the peer, both as real processes), and every row of the table comes out with a step time and a peak memory.
     The modes' rows are one code path with other variables: two of them stand for the five. Every run's folder is kept under --out,
-    and an --out that already holds runs is refused (the peer appends to its logs, so a rerun there would read the old steps)."""
+    and an --out that already holds runs is refused (the peer appends to its logs, so a rerun there would read the old steps).
+    A table split over several commands (a GPU session's time limits): a mode row without a dense row runs the peer's dense step."""
+    def bench(out, *args, timeout=900):
+        cmd = [sys.executable, str(ROOT / "tests" / "bench_peer.py"), "--peer", str(ROOT / "train_gpt.py"), "--gpu", "--dry-run", "--pairs", "1",
+               "--gpu-steps", "20", "--out", str(out), *args]
+        r = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=timeout)
+        rows = [[c.strip() for c in l.strip("|").split("|")] for l in r.stdout.splitlines() if re.match(r"\| [a-z]", l)]
+        for row in rows[1:]:  # peer and ours step times, ratio, tokens/s, peak memory of each: numbers, none of them NaN
+            assert all(float(re.sub(r" \(.*\)$", "", c).replace(",", "")) > 0 for c in row[1:7]), row
+        return r, [row[0] for row in rows], sorted(p.relative_to(out).as_posix() for p in out.glob("*/logs/*.txt"))
+
     out = tmp_path / "runs"
-    cmd = [sys.executable, str(ROOT / "tests" / "bench_peer.py"), "--peer", str(ROOT / "train_gpt.py"), "--gpu", "--dry-run", "--pairs", "1",
-           "--gpu-steps", "20", "--gpu-modes", "frozen all + corr 16,mask", "--out", str(out)]
-    r = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=900)
+    r, rows, kept = bench(out, "--gpu-modes", "frozen all + corr 16")
     assert r.returncode == 0, r.stderr[-2000:]
-    rows = [[c.strip() for c in l.strip("|").split("|")] for l in r.stdout.splitlines() if re.match(r"\| [a-z]", l)]
-    assert [row[0] for row in rows] == ["configuration", "dense 2,048", "dense 8,192", "frozen all + corr 16 2,048", "mask 2,048"]
-    for row in rows[1:]:  # peer and ours step times, ratio, tokens/s, peak memory of each: numbers, none of them NaN
-        assert all(float(re.sub(r" \(.*\)$", "", c).replace(",", "")) > 0 for c in row[1:7]), row
-    assert f"kept under {out}" in r.stderr
-    kept = sorted(p.relative_to(out).as_posix() for p in out.glob("*/logs/*.txt"))
-    assert kept == ["dense_2,048_ours_0/logs/ours_0.txt", "dense_2,048_peer_0/logs/peer_0.txt", "dense_8,192_ours_0/logs/ours_0.txt",
-                    "dense_8,192_peer_0/logs/peer_0.txt", "frozen_all_+_corr_16_2,048_ours_0/logs/ours_0.txt", "mask_2,048_ours_0/logs/ours_0.txt"]
-    again = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert rows == ["configuration", "dense 1,024", "dense 8,192", "frozen all + corr 16 1,024"] and f"kept under {out}" in r.stderr
+    assert kept == ["dense_1,024_ours_0/logs/ours_0.txt", "dense_1,024_peer_0/logs/peer_0.txt", "dense_8,192_ours_0/logs/ours_0.txt",
+                    "dense_8,192_peer_0/logs/peer_0.txt", "frozen_all_+_corr_16_1,024_ours_0/logs/ours_0.txt"]
+    again, _, kept_after = bench(out, timeout=120)
     assert again.returncode == 1 and again.stderr.strip() == (f"bench_peer: --out {out}: not empty; give a new or empty folder "
-                                                              "(the runs already there are left as they are)")
-    assert sorted(p.relative_to(out).as_posix() for p in out.glob("*/logs/*.txt")) == kept
+                                                              "(the runs already there are left as they are)") and kept_after == kept
+    r, rows, kept = bench(tmp_path / "modes", "--gpu-tokens", "", "--gpu-modes", "mask")
+    assert r.returncode == 0 and rows == ["configuration", "mask 1,024"], r.stderr[-2000:]
+    assert kept == ["mask_1,024_ours_0/logs/ours_0.txt", "mask_1,024_peer_0/logs/peer_0.txt"]
+    assert "FREEZE_MODE" not in (tmp_path / "modes" / "mask_1,024_peer_0" / "logs" / "peer_0.txt").read_text().split("env: ", 1)[1].split("\n")[0]
+    for args, text in ((["--gpu-tokens", "65536,1000"], "--gpu-tokens '65536,1000': accepted a comma list of multiples of 8,192"),
+                       (["--gpu-modes", "mask,frozen"], "--gpu-modes 'mask,frozen': unknown 'frozen'; accepted, comma-separated: adapter, ")):
+        bad, _, _ = bench(tmp_path / "bad", *args, timeout=120)
+        assert bad.returncode == 1 and text in bad.stderr and not (tmp_path / "bad").exists(), bad.stderr  # refused before anything is made
 
 
 @pytest.mark.slow

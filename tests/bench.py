@@ -44,6 +44,21 @@ DRY_RUN = dict(NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="4", NUM_KV_HEADS="2", 
 DEMO_BATCH_TOKENS, DEMO_MICRO = 16384, 4  # bash run.sh's demo batch (tests/test_recipes.py holds them to run.sh)
 
 
+def choose(spec: str, accepted, flag: str, prog: str, empty_ok: bool = False) -> list[str]:
+    """The names of the comma list `spec` (a benchmark's argument), each one of `accepted`: anything else stops it with one line."""
+    names = [n for n in spec.split(",") if n]
+    bad = [n for n in names if n not in accepted] or ([] if names or empty_ok else [spec])
+    if bad:
+        raise SystemExit(f"error: {prog}: {flag} {spec!r}: unknown {bad[0]!r}; accepted, comma-separated: {', '.join(accepted)}")
+    return names
+
+
+def seeds_of(spec: str, prog: str) -> list[int]:
+    if not all(s.isdigit() for s in spec.split(",")):
+        raise SystemExit(f"error: {prog}: --seeds {spec!r}: accepted a comma list of whole numbers (1,2)")
+    return [int(s) for s in spec.split(",")]
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -149,7 +164,7 @@ def main(argv=None) -> int:
     if a.worker:
         print(json.dumps(worker({**shape, **json.loads(a.worker)}, a.steps, a.data, a.tokenizer)))
         return 0
-    chosen = [(n, e) for n, e in MODES if n in a.modes.split(",")]
+    chosen = [(n, e) for n, e in MODES if n in choose(a.modes, dict(MODES), "--modes", "bench")]
     print(f"# train_gpt.py benchmark, {datetime.date.today()}, {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     peak = matmul_peak()
     runs: dict[str, list[dict]] = {}

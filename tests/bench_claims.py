@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "records"))
 import train_gpt as tg  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
+from bench import seeds_of  # noqa: E402
 from bench_quality import Job, estimate_bytes, machine, run_all, seeded, shape  # noqa: E402
 
 OUT = ROOT / "bench_claims"
@@ -314,7 +315,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="", help="comma list of claim names")
     p.add_argument("--fresh", default="", help="comma list of claim names whose cached runs are deleted first")
     a = p.parse_args(argv)
-    seeds, chosen = [int(s) for s in a.seeds.split(",")], claims(a.quick)
+    seeds, chosen = seeds_of(a.seeds, "bench claims"), claims(a.quick)
     names = [c["name"] for c in chosen]
     for arg in (a.only, a.fresh):
         bad = [n for n in arg.split(",") if n and n not in names]

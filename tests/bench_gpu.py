@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "records"))
-from bench import DRY_RUN, MODES  # noqa: E402  (the same modes as the CPU benchmark)
+from bench import DRY_RUN, MODES, choose  # noqa: E402  (the same modes as the CPU benchmark)
 from tools import parse_log  # noqa: E402
 
 
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         print("error: bench gpu: no CUDA device visible (this benchmark measures the GPU path; `bash run.sh bench` is the CPU one)",
               file=sys.stderr)
         return 2
-    chosen = [(n, e) for n, e in MODES if n in a.modes.split(",")]
+    chosen = [(n, e) for n, e in MODES if n in choose(a.modes, dict(MODES), "--modes", "bench gpu")]
     root = Path(a.out or tempfile.mkdtemp(prefix="bench_gpu_"))
     slug = lambda name: name.replace(" ", "_").replace("+", "plus")
     print(f"runs in {root}", file=sys.stderr)

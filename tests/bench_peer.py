@@ -103,7 +103,7 @@ def run(script: Path, env: dict, work: Path, run_id: str, stop_at: str | None, t
             proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
     if not log.exists():
-        sys.exit(f"bench_peer: {script} wrote no log; its stderr ({err}) ends:\n{err.read_text()[-2000:]}")
+        sys.exit(f"error: bench_peer: {script} wrote no log; its stderr ({err}) ends:\n{err.read_text()[-2000:]}")
     return log.read_text()
 
 
@@ -118,7 +118,7 @@ def step_ms(log: str, first: int = 3) -> float:
     points = [(int(s), float(t)) for s, t in STEP.findall(log) if int(s) >= first]
     per_step = [(tb - ta) / (sb - sa) for (sa, ta), (sb, tb) in zip(points, points[1:])]
     if not per_step:
-        sys.exit(f"bench_peer: a run logged fewer than two steps from step {first} on")
+        sys.exit(f"error: bench_peer: a run logged fewer than two steps from step {first} on")
     return statistics.median(per_step)
 
 
@@ -148,7 +148,7 @@ def spread(values: list[float], fmt: str) -> str:
     return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peer", type=Path, required=True, help="the challenge's script forced onto the CPU")
     ap.add_argument("--pairs", type=int, default=3)
@@ -164,11 +164,11 @@ def main() -> None:
     ap.add_argument("--gpu-tokens", default="65536,524288", help="with --gpu: the dense rows' tokens a step (multiples of 8,192; '' = none)")
     ap.add_argument("--dry-run", action="store_true", help="with --gpu: its whole flow on this CPU at a tiny shape (what the tests run)")
     ap.add_argument("--out", type=Path, default=None, help="folder kept for every run's log and stderr (default: a new temporary folder)")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if not a.peer.is_file():
-        sys.exit(f"bench_peer: --peer {a.peer}: no such file")
+        sys.exit(f"error: bench_peer: --peer {a.peer}: no such file")
     if a.out and a.out.is_dir() and any(a.out.iterdir()):  # the peer appends to its logs: a second run there would read the first's steps
-        sys.exit(f"bench_peer: --out {a.out}: not empty; give a new or empty folder (the runs already there are left as they are)")
+        sys.exit(f"error: bench_peer: --out {a.out}: not empty; give a new or empty folder (the runs already there are left as they are)")
     rows = gpu_rows(a) if a.gpu else None
     tmp = a.out or Path(tempfile.mkdtemp(prefix="bench_peer_gpu_" if a.gpu else "bench_peer_"))
     print(f"bench_peer: each run's folder (log, stderr) is kept under {tmp}", file=sys.stderr)
@@ -224,20 +224,18 @@ def gpu_rows(a) -> tuple[list[str], dict]:
     import torch
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from bench import MODES
+    from bench import MODES, choose
 
     if not torch.cuda.is_available() and not a.dry_run:
-        sys.exit("bench_peer: --gpu needs a CUDA device")
+        sys.exit("error: bench_peer: --gpu needs a CUDA device")
     if a.gpu_steps < 2 * GPU_LOG_EVERY:
-        sys.exit(f"bench_peer: --gpu-steps {a.gpu_steps}: too few; accepted {2 * GPU_LOG_EVERY} or more (a 10-step span at least)")
+        sys.exit(f"error: bench_peer: --gpu-steps {a.gpu_steps}: too few; accepted {2 * GPU_LOG_EVERY} or more (a 10-step span at least)")
     dense = [t for t in a.gpu_tokens.split(",") if t]
     if not all(t.isdigit() and int(t) > 0 and int(t) % 8192 == 0 for t in dense):
-        sys.exit(f"bench_peer: --gpu-tokens {a.gpu_tokens!r}: accepted a comma list of multiples of 8,192 (8 micro-steps of context 1,024)")
+        sys.exit(f"error: bench_peer: --gpu-tokens {a.gpu_tokens!r}: accepted a comma list of multiples of 8,192 (8 micro-steps of context 1,024)")
     modes = dict(MODES[1:])
-    unknown = [m for m in (a.gpu_modes or "").split(",") if m and m not in modes]
-    if unknown:
-        sys.exit(f"bench_peer: --gpu-modes {a.gpu_modes!r}: unknown {unknown[0]!r}; accepted, comma-separated: {', '.join(modes)}")
-    return dense, {name: env for name, env in modes.items() if a.gpu_modes is None or name in a.gpu_modes.split(",")}
+    names = list(modes) if a.gpu_modes is None else choose(a.gpu_modes, modes, "--gpu-modes", "bench_peer", empty_ok=True)
+    return dense, {name: env for name, env in modes.items() if name in names}
 
 
 def gpu_side_by_side(a, tmp: Path, dense: list[str], modes: dict) -> None:

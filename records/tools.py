@@ -237,6 +237,9 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
         grid.append([(key, v) for v in values.split(",")])
     if not grid:
         raise ToolError("nothing to sweep: give at least one NAME=v1,v2")
+    if not launch or not shutil.which(launch[0]):  # before any folder is made
+        raise ToolError(f"--launch {' '.join(launch)!r}: {'empty' if not launch else launch[0] + ' is not a command on PATH'}; accepted "
+                        "a command that starts train_gpt.py, e.g. python3 or 'torchrun --standalone --nproc_per_node=8'")
     runs, inert, seen = [], {}, {}  # inert: a swept variable -> the warning of each run where it has no effect
     for combo in itertools.product(*grid):  # every run checked before the first starts
         try:

@@ -179,6 +179,10 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         assert dense.startswith(f"| {name}_FREEZE_MODE-none_LORA_RANK-4 | none | 4 (no effect) | ")
         bad = subprocess.run(TOOLS + ["sweep", "--name", name, "lowercase=1"], env=env, capture_output=True, text=True)
         assert bad.returncode == 2 and "expected NAME=v1,v2" in bad.stderr
+        bad = subprocess.run(TOOLS + ["sweep", "--name", name + "_bad", "--launch", "torchrunn --standalone", "SEED=1"], env=env, capture_output=True,
+                             text=True)
+        assert bad.returncode == 2 and bad.stderr == ("error: --launch 'torchrunn --standalone': torchrunn is not a command on PATH; accepted a "
+                                                      "command that starts train_gpt.py, e.g. python3 or 'torchrun --standalone --nproc_per_node=8'\n")
         # The whole grid is validated by the script's rules before the first run: nothing runs.
         for grid, text in ((["NUM_LAYERS=2,x"], "sweep NUM_LAYERS=x: NUM_LAYERS='x': not an integer; nothing was run"),
                            (["SEED=1,,2"], "'SEED=1,,2': an empty value in the list"), (["NUM_LAYRES=2"], "NUM_LAYRES is not a train_gpt.py variable"),

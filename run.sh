@@ -26,7 +26,16 @@ CPU_TORCH=torch==2.13.0
 
 has_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; }
 
+ensure_python() {  # a missing or too old interpreter is one line here, not a pip or syntax error later
+  local version
+  if ! version=$("$PY" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3]); sys.exit(sys.version_info < (3, 10))' 2>/dev/null); then
+    echo "run.sh: PYTHON=$PY: ${version:+Python $version, }not a usable interpreter; accepted Python 3.10 or newer (set PYTHON to one)" >&2
+    exit 2
+  fi
+}
+
 ensure_deps() {  # ensure_deps [extra python modules...]
+  ensure_python
   if ! "$PY" -c "import torch" 2>/dev/null; then
     local spec=${TORCH_SPEC:-$CPU_TORCH}
     if has_gpu; then spec=${TORCH_SPEC:-torch}; fi
@@ -123,6 +132,7 @@ case "$cmd" in
     "$PY" records/tools.py sweep --launch "$LAUNCH" "$@"
     ;;
   summary)
+    ensure_python
     "$PY" records/tools.py summary "$@"
     ;;
   record)

@@ -269,3 +269,16 @@ def test_the_readme_first_command_trains_the_demo_and_prints_its_summary(tmp_pat
     assert summary[5] == f"log: logs/demo.txt  artifact: {tmp_path}/final_model.int8.ptz" and len(summary) == 6
     assert read_artifact(tmp_path / "final_model.int8.ptz")[1]["config"]["num_layers"] == 4
     assert "step:3/3 val_loss:" in (tmp_path / "logs" / "demo.txt").read_text()
+
+
+@pytest.mark.parametrize("command", ["cpu", "test", "summary"])
+def test_the_readme_first_command_names_a_missing_or_old_python_in_one_line(command, tmp_path):
+    """A laptop's python3 may be 3.8, or PYTHON may be misspelt: run.sh says so in one line and exits 2, before pip (which would
+    find no torch for 3.8) or a syntax error could say something else. The old interpreter is a stand-in that reports 3.8.10."""
+    old = tmp_path / "python3.8"
+    old.write_text("#!/bin/sh\necho 3.8.10\nexit 1\n")
+    old.chmod(0o755)
+    for python, said in (("python9", ""), (str(old), "Python 3.8.10, ")):
+        r = subprocess.run(["bash", str(ROOT / "run.sh"), command], env=clean_env(PYTHON=python), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and r.stdout == "" and r.stderr == (f"run.sh: PYTHON={python}: {said}not a usable interpreter; accepted Python "
+                                                                     "3.10 or newer (set PYTHON to one)\n"), r.stderr

@@ -20,6 +20,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
+# Where run.sh installs when the system's python3 refuses pip installs (PEP 668: Debian 12, Ubuntu 23.04 and later); later runs use it.
+VENV=.venv
+if [ -z "${PYTHON:-}" ] && [ -x "$VENV/bin/python" ]; then PY=$VENV/bin/python; fi
 # CPU build for machines without a GPU; override with TORCH_SPEC / TORCH_INDEX_URL
 # (e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for a small download).
 CPU_TORCH=torch==2.13.0
@@ -34,21 +37,40 @@ ensure_python() {  # a missing or too old interpreter is one line here, not a pi
   fi
 }
 
+missing_modules() {  # the modules of "$@" that $PY cannot import, one a line
+  local mod
+  for mod in "$@"; do "$PY" -c "import $mod" 2>/dev/null || echo "$mod"; done
+}
+
 ensure_deps() {  # ensure_deps [extra python modules...]
   ensure_python
-  if ! "$PY" -c "import torch" 2>/dev/null; then
+  local missing rest
+  missing=$(missing_modules torch numpy sentencepiece "$@")
+  [ -n "$missing" ] || return 0
+  if "$PY" -c 'import os, sys, sysconfig; sys.exit(sys.prefix != sys.base_prefix or not os.path.exists(
+                 os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
+    if [ -x "$VENV/bin/python" ]; then
+      echo "run.sh: $PY's packages belong to the system (PEP 668): using $VENV" >&2
+    else
+      echo "run.sh: $PY's packages belong to the system (PEP 668): making $VENV to install into (later runs use it)" >&2
+      if ! "$PY" -m venv "$VENV" >&2; then
+        echo "run.sh: $PY -m venv $VENV failed; install python3-venv (Debian, Ubuntu) or set PYTHON to an interpreter pip may install into" >&2
+        exit 2
+      fi
+    fi
+    PY=$VENV/bin/python
+    missing=$(missing_modules torch numpy sentencepiece "$@")
+  fi
+  if grep -qx torch <<<"$missing"; then
     local spec=${TORCH_SPEC:-$CPU_TORCH}
     if has_gpu; then spec=${TORCH_SPEC:-torch}; fi
     echo "run.sh: installing $spec" >&2
     "$PY" -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$spec"
   fi
-  local missing=() mod
-  for mod in numpy sentencepiece "$@"; do
-    "$PY" -c "import $mod" 2>/dev/null || missing+=("$mod")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "run.sh: installing ${missing[*]}" >&2
-    "$PY" -m pip install -q "${missing[@]}"
+  rest=$(grep -vx torch <<<"$missing" || true)
+  if [ -n "$rest" ]; then
+    echo "run.sh: installing" $rest >&2
+    "$PY" -m pip install -q $rest
   fi
 }
 

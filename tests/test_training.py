@@ -243,19 +243,22 @@ def test_resume_under_torchrun_equals_an_uninterrupted_torchrun_run(tiny_data, t
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def project_copy(folder: Path) -> None:
+    """run.sh and train_gpt.py copied to `folder`, with links to the embedded corpus: what a clone holds once `bash run.sh data` ran."""
+    if not (ROOT / "data" / "datasets" / "shakespeare_sp1024" / "manifest.json").exists():
+        pytest.skip("embedded dataset not built (bash run.sh data)")
+    for name in ("run.sh", "train_gpt.py"):
+        shutil.copy(ROOT / name, folder / name)
+    for sub, name in (("datasets", "shakespeare_sp1024"), ("tokenizers", "shakespeare_1024_bpe.model")):
+        (folder / "data" / sub).mkdir(parents=True)
+        os.symlink(ROOT / "data" / sub / name, folder / "data" / sub / name)
+
+
 def test_the_readme_first_command_trains_the_demo_and_prints_its_summary(tmp_path):
     """`bash run.sh`, the README's first command, as a real process from a copy of the project (run.sh works in its own folder):
     it finds what it needs installed and the embedded corpus built, trains run.sh's demo model (3 steps here, not 300 s), writes
     the artifact and the log beside itself and ends with the summary the README shows, a warning: line included."""
-    corpus = ROOT / "data" / "datasets" / "shakespeare_sp1024"
-    if not (corpus / "manifest.json").exists():
-        pytest.skip("embedded dataset not built (bash run.sh data)")
-    for name in ("run.sh", "train_gpt.py"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    for sub, names in (("datasets", ["shakespeare_sp1024"]), ("tokenizers", ["shakespeare_1024_bpe.model"])):
-        (tmp_path / "data" / sub).mkdir(parents=True)
-        for name in names:
-            os.symlink(ROOT / "data" / sub / name, tmp_path / "data" / sub / name)
+    project_copy(tmp_path)
     env = clean_env(PYTHON=sys.executable, ITERATIONS="3", RUN_ID="demo", LORA_RANK="8")  # LORA_RANK: no effect in the dense demo
     if "OMP_NUM_THREADS" not in os.environ:  # torch's own thread count, as in the shell the README's reader types into
         del env["OMP_NUM_THREADS"]
@@ -282,3 +285,42 @@ def test_the_readme_first_command_names_a_missing_or_old_python_in_one_line(comm
         r = subprocess.run(["bash", str(ROOT / "run.sh"), command], env=clean_env(PYTHON=python), capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and r.stdout == "" and r.stderr == (f"run.sh: PYTHON={python}: {said}not a usable interpreter; accepted Python "
                                                                      "3.10 or newer (set PYTHON to one)\n"), r.stderr
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")  # Debian's and Ubuntu's own: their packages belong to apt, and pip refuses to install there
+
+
+def system_managed(python: Path) -> bool:
+    probe = ("import importlib.util, os, sys, sysconfig; sys.exit(sys.version_info < (3, 10) or importlib.util.find_spec('ensurepip') is None "
+             "or not os.path.exists(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))")
+    return python.exists() and subprocess.run([str(python), "-c", probe]).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not system_managed(SYSTEM_PYTHON), reason="no PEP 668 system Python 3.10+ with venv at /usr/bin/python3")
+def test_the_readme_first_command_installs_into_a_venv_where_the_system_python_refuses_pip(tmp_path):
+    """On Debian 12 or Ubuntu 24.04, `bash run.sh` with the system's python3 met pip's externally-managed-environment refusal. With
+    this machine's real Debian Python: run.sh makes .venv, installs torch and the rest there and trains; the next `bash run.sh`, with
+    only the system's python3 on PATH, takes .venv at once (no PEP 668 line, nothing to install)."""
+    project_copy(tmp_path)
+    tiny = {**TINY_MODEL, "ITERATIONS": "1", "EVAL_STRIDE": "0", "VAL_BATCH_SIZE": "16384"}
+    first = subprocess.run(["bash", "run.sh"], cwd=tmp_path, env=clean_env(**tiny, PYTHON=str(SYSTEM_PYTHON), RUN_ID="first"),
+                           capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    said = [l for l in first.stderr.splitlines() if l.startswith("run.sh:")]
+    assert said[:2] == [f"run.sh: {SYSTEM_PYTHON}'s packages belong to the system (PEP 668): making .venv to install into (later runs use it)",
+                        "run.sh: installing torch==2.13.0"], said
+    assert "final_int8_zlib_roundtrip_exact" in (tmp_path / "logs" / "first.txt").read_text()
+    venv = tmp_path / ".venv" / "bin" / "python"
+    assert subprocess.run([str(venv), "-c", "import torch, numpy, sentencepiece"]).returncode == 0
+    path = os.pathsep.join(d for d in ("/usr/bin", "/bin") if Path(d).is_dir())  # python3 here is the system's, without torch
+    second = subprocess.run(["bash", "run.sh"], cwd=tmp_path, env={**clean_env(**tiny, RUN_ID="second"), "PATH": path},
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0 and not [l for l in second.stderr.splitlines() if l.startswith("run.sh:")], second.stderr[-3000:]
+    assert "final_int8_zlib_roundtrip_exact" in (tmp_path / "logs" / "second.txt").read_text()
+    for name in ("shakespeare.py", "export_corpus.py"):  # PYTHON set to the system's: .venv is said and used
+        shutil.copy(ROOT / "data" / name, tmp_path / "data")
+    again = subprocess.run(["bash", "run.sh", "data", "--help"], cwd=tmp_path, env=clean_env(PYTHON=str(SYSTEM_PYTHON)), capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.startswith("usage: shakespeare.py") and again.stderr.splitlines() == [
+        f"run.sh: {SYSTEM_PYTHON}'s packages belong to the system (PEP 668): using .venv"], again.stderr

@@ -61,6 +61,11 @@ ensure_deps() {  # ensure_deps [extra python modules...]
     PY=$VENV/bin/python
     missing=$(missing_modules torch numpy sentencepiece "$@")
   fi
+  if ! "$PY" -m pip --version >/dev/null 2>&1; then
+    echo "run.sh: PYTHON=$PY has no pip to install $(echo $missing) with; install pip (python3 -m ensurepip, or apt install python3-pip)" \
+         "or set PYTHON to an interpreter that has it" >&2
+    exit 2
+  fi
   if grep -qx torch <<<"$missing"; then
     local spec=${TORCH_SPEC:-$CPU_TORCH}
     if has_gpu; then spec=${TORCH_SPEC:-torch}; fi

@@ -287,6 +287,18 @@ def test_the_readme_first_command_names_a_missing_or_old_python_in_one_line(comm
                                                                      "3.10 or newer (set PYTHON to one)\n"), r.stderr
 
 
+
+def test_the_readme_first_command_names_an_interpreter_without_pip_in_one_line(tmp_path):
+    """A Python with nothing installed and no pip (a venv made --without-pip stands for a distribution's bare python3): one line
+    that names what it would install and how to get pip, exit 2, before anything is made."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    python = tmp_path / "bare" / "bin" / "python"
+    r = subprocess.run(["bash", str(ROOT / "run.sh")], env=clean_env(PYTHON=str(python)), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr == (
+        f"run.sh: PYTHON={python} has no pip to install torch numpy sentencepiece with; install pip (python3 -m ensurepip, or apt install "
+        "python3-pip) or set PYTHON to an interpreter that has it\n"), r.stderr
+
+
 SYSTEM_PYTHON = Path("/usr/bin/python3")  # Debian's and Ubuntu's own: their packages belong to apt, and pip refuses to install there
 
 

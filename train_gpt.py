@@ -1157,7 +1157,7 @@ def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len
     if not os.path.lexists(tokenizer_path):
         raise DataError(f"TOKENIZER_PATH={tokenizer_path}: no such file; build or fetch the data first (`bash run.sh data`)")
     proto = read_input(tokenizer_path, "TOKENIZER_PATH", "tokenizer", 1 << 30)
-    with refused_as(f"TOKENIZER_PATH={tokenizer_path}: not a SentencePiece model", Exception, error=DataError):
+    with refused_as(f"TOKENIZER_PATH={tokenizer_path}: not a SentencePiece model (the one kind read; not byte260's JSON)", Exception, error=DataError):
         sp = spm.SentencePieceProcessor(model_proto=proto)
     refuse_first((sp.vocab_size() != vocab_size, f"TOKENIZER_PATH={tokenizer_path}: vocabulary of {sp.vocab_size()} tokens, but VOCAB_SIZE="
                   f"{vocab_size}"), error=DataError)

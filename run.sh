@@ -14,6 +14,7 @@
 #   bash run.sh bench gpu       GPU step time per mode at the baseline shape (tests/bench_gpu.py)
 #   bash run.sh bench gpu --peer P   the same beside the challenge's CUDA script P (tests/bench_peer.py --gpu)
 #   bash run.sh bench export    time and peak memory of the challenge-protocol export at 100 and 400 MB
+#   bash run.sh bench profile [--peer P]   where a step's time goes, by torch.profiler (tests/bench_profile.py)
 #   bash run.sh sweep NAME=v1,v2 [NAME2=a,b ...]   the grid, one run after another, then a summary
 #   bash run.sh summary [DIRS or LOGS]            markdown table of finished runs, best first
 #   bash run.sh record --name NAME [--smoke] LOGS  a records/ submission folder from finished runs
@@ -175,15 +176,16 @@ case "$cmd" in
       claims) shift; ensure_deps zstandard; "$PY" tests/bench_claims.py "$@" ;;
       gpu) shift; if [ "${1:-}" = --peer ]; then "$PY" tests/bench_peer.py --gpu "$@"; else "$PY" tests/bench_gpu.py "$@"; fi ;;
       export) shift; "$PY" tests/bench_export.py "$@" ;;
+      profile) shift; "$PY" tests/bench_profile.py "$@" ;;
       --peer) "$PY" tests/bench_peer.py "$@" ;;
       *) "$PY" tests/bench.py "$@" ;;
     esac
     ;;
   -h|--help|help)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"  # the header comment, to its last line
     ;;
   *)
-    echo "run.sh: unknown command '$cmd'; accepted: cpu (default), test, data, fineweb, bench, sweep, summary, record" >&2
+    echo "run.sh: unknown command '$cmd'; accepted: cpu (default), test, data, fineweb, bench, sweep, summary, record, help" >&2
     exit 2
     ;;
 esac

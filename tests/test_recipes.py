@@ -2,6 +2,7 @@
 per-head and pre-logit scales, He/Xavier init), fp16 embedding and the artifact codecs."""
 
 import hashlib
+import json
 import lzma
 import re
 import subprocess
@@ -190,6 +191,48 @@ def test_the_benchmarks_demo_is_run_shs_demo():
     assert (demo["TRAIN_BATCH_TOKENS"], demo["GRAD_ACCUM_STEPS"]) == (str(bench.DEMO_BATCH_TOKENS), str(bench.DEMO_MICRO))
 
 
+def test_run_sh_help_lists_every_command_it_accepts_and_an_unknown_one_names_them():
+    """`bash run.sh help` printed a fixed range of its header, and the three commands added below it (sweep, summary, record)
+    never showed. Every command of run.sh's case statements, read from run.sh itself, must be in the help; an unknown command
+    is one line naming every command, exit 2."""
+    text = (ROOT / "run.sh").read_text()
+    commands = re.findall(r"^  ([a-z]+)\)$", text, re.M)
+    bench = re.findall(r"^      ([a-z]+)\) shift;", text, re.M)
+    assert len(commands) >= 8 and "profile" in bench
+    shown = subprocess.run(["bash", "run.sh", "help"], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and shown.stdout.startswith("The entry point.")
+    said = [(re.match(r"bash run\.sh ([a-z]+)", l.strip()) or [0, "cpu"])[1] for l in shown.stdout.splitlines() if "bash run.sh" in l]
+    assert sorted(set(said)) == sorted(commands), said
+    assert all(f"bash run.sh bench {name}" in shown.stdout for name in bench) and "bash run.sh bench --peer P" in shown.stdout
+    wrong = subprocess.run(["bash", "run.sh", "tset"], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and wrong.stdout == "" and wrong.stderr.count("\n") == 1
+    assert wrong.stderr.startswith("run.sh: unknown command 'tset'; accepted: ") and all(f" {c}" in wrong.stderr for c in commands)
+
+
+@pytest.mark.slow
+def test_bench_profile_records_whole_steps_of_both_scripts_in_a_dry_run_on_cpu(tmp_path):
+    """`bench profile` in its --dry-run: real processes (our script standing in for the peer, on the peer's data links), each
+    profiled from outside by a global optimizer hook and stopped after the recorded steps, before any export. The window is
+    whole steps: aten::mm runs exactly 3 times (forward, two in backward) per matrix per micro-step, 2 layers x 6 projections
+    plus the tied head, in 8 micro-steps (the peer's, the default) and in ours' 4. A second run into the same --out is refused."""
+    out = tmp_path / "runs"
+    cmd = [sys.executable, str(ROOT / "tests" / "bench_profile.py"), "--dry-run", "--modes", "dense,mask", "--steps", "3", "--top", "40",
+           "--peer", str(ROOT / "train_gpt.py"), "--out", str(out)]
+    r = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [[c.strip() for c in l.strip("|").split("|")] for l in r.stdout.split("\n## ")[0].splitlines() if re.match(r"\| [a-z]", l)]
+    assert [row[0] for row in rows] == ["run", "peer: dense", "dense", "mask"]
+    assert all(float(row[i]) > 0 for row in rows[1:] for i in (1, 2, 4)), rows
+    for folder, micro in (("peer_dense", 8), ("dense", 4), ("mask", 4)):
+        prof = json.loads((out / folder / "profile.json").read_text())
+        mm = next((e for e in prof["top"] if e["name"] == "aten::mm"), {})
+        assert prof["steps"] == 3 and mm["calls"] == micro * 3 * (2 * 6 + 1) and mm.get("matrix"), (folder, prof["top"])
+        log = (out / folder / "logs" / "profiled.txt").read_text().split("=" * 100 + "\n", 1)[1]  # after the source
+        assert "step:10/" in log and "final_int8" not in log and not (out / folder / "final_model.int8.ptz").exists()
+    again = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 1 and again.stderr.strip().startswith(f"error: bench profile: --out {out}: not empty;")
+
+
 def test_bench_peer_stops_a_real_run_at_a_log_line_and_times_the_steps_between_its_logs(tiny_data, tmp_path):
     """`bench --peer` (CPU and GPU) stops each real process at a line of its log; on the GPU it logs every 10th step, so a step's
     time is a logged span divided by the steps in it, and it waits for the `peak memory` line that follows the last step."""
@@ -248,7 +291,8 @@ def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
     ("bench_peer", ["--gpu", "--dry-run", "--gpu-tokens", "65536,1000"], "error: bench_peer: --gpu-tokens '65536,1000': accepted a comma list of "),
     ("bench_quality", ["--budgets", "A,C"], "error: bench quality: --budgets 'A,C': unknown 'C'; accepted, comma-separated: A, B"),
     ("bench_quality", ["--stage", "mian"], "error: bench quality: --stage 'mian': unknown 'mian'; accepted, comma-separated: main, tune"),
-    ("bench_claims", ["--seeds", "1,x"], "error: bench claims: --seeds '1,x': accepted a comma list of whole numbers (1,2)")])
+    ("bench_claims", ["--seeds", "1,x"], "error: bench claims: --seeds '1,x': accepted a comma list of whole numbers (1,2)"),
+    ("bench_profile", ["--modes", "dense,frozen"], "error: bench profile: --modes 'dense,frozen': unknown 'frozen'; accepted, comma-separated: ")])
 def test_a_benchmark_refuses_an_unknown_name_in_one_line_before_it_runs_anything(bench, argv, text, tmp_path, monkeypatch):
     """A misspelt mode, budget or stage used to be skipped without a word (a table with no rows, or a traceback where none was left)."""
     import importlib

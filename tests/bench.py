@@ -22,6 +22,7 @@ import datetime
 import io
 import json
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -51,6 +52,14 @@ def choose(spec: str, accepted, flag: str, prog: str, empty_ok: bool = False) ->
     if bad:
         raise SystemExit(f"error: {prog}: {flag} {spec!r}: unknown {bad[0]!r}; accepted, comma-separated: {', '.join(accepted)}")
     return names
+
+
+def env_pairs(items: list[str] | None, prog: str, flag: str = "--ours-env") -> dict[str, str]:
+    """NAME=VALUE arguments (a benchmark's --ours-env, set for train_gpt.py's runs alone) as a dict; anything else stops it with one line."""
+    bad = next((i for i in items or [] if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", i)), None)
+    if bad is not None:
+        raise SystemExit(f"error: {prog}: {flag} {bad!r}: accepted NAME=VALUE (an environment variable for train_gpt.py's runs alone)")
+    return dict(i.split("=", 1) for i in items or [])
 
 
 def seeds_of(spec: str, prog: str) -> list[int]:

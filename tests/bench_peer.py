@@ -164,7 +164,12 @@ def main(argv=None) -> None:
     ap.add_argument("--gpu-tokens", default="65536,524288", help="with --gpu: the dense rows' tokens a step (multiples of 8,192; '' = none)")
     ap.add_argument("--dry-run", action="store_true", help="with --gpu: its whole flow on this CPU at a tiny shape (what the tests run)")
     ap.add_argument("--out", type=Path, default=None, help="folder kept for every run's log and stderr (default: a new temporary folder)")
+    ap.add_argument("--ours-env", action="append", metavar="NAME=VALUE", help="set for train_gpt.py's timed runs alone, not the peer's "
+                    "(to try an option beside the unchanged peer, e.g. TORCHINDUCTOR_CUDAGRAPHS=1); repeatable")
     a = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "tests"))
+    from bench import env_pairs
+    a.ours_env = env_pairs(a.ours_env, "bench_peer")
     if not a.peer.is_file():
         sys.exit(f"error: bench_peer: --peer {a.peer}: no such file")
     if a.out and a.out.is_dir() and any(a.out.iterdir()):  # the peer appends to its logs: a second run there would read the first's steps
@@ -176,7 +181,7 @@ def main(argv=None) -> None:
         return gpu_side_by_side(a, tmp, *rows)
     data = {"peer": str(peer_data(tmp / "peer_data")), "ours": str(DATA)}
     scripts = {"peer": a.peer.resolve(), "ours": ROOT / "train_gpt.py"}
-    extra = {"peer": {}, "ours": {"GRAD_ACCUM_STEPS": str(a.micro), "EVAL_STRIDE": "0"}}
+    extra = {"peer": {}, "ours": {"GRAD_ACCUM_STEPS": str(a.micro), "EVAL_STRIDE": "0", **a.ours_env}}
     print(f"# train_gpt.py beside {a.peer.name}: {cpu_name()}, {os.cpu_count()} cores, {datetime.date.today()}, fp32, eager\n")
     if a.exact_steps:
         for who in ("peer", "ours"):
@@ -188,7 +193,7 @@ def main(argv=None) -> None:
     shapes = [shape for shape in a.shapes.split(",") if shape]  # --shapes '' skips the step times
     if shapes:
         print(f"Step time (ms), median of {a.pairs} interleaved pairs (range); {a.steps} logged steps a run, the first two not timed; "
-              f"peer: 8 micro-steps, ours: GRAD_ACCUM_STEPS={a.micro}\n")
+              f"peer: 8 micro-steps, ours: GRAD_ACCUM_STEPS={a.micro}{''.join(f' {k}={v}' for k, v in a.ours_env.items())}\n")
         print("| shape | tokens/step | peer | train_gpt.py | ratio |\n|---|---|---|---|---|")
     for shape in shapes:
         times = {"peer": [], "ours": []}
@@ -257,7 +262,8 @@ def gpu_side_by_side(a, tmp: Path, dense: list[str], modes: dict) -> None:
     runs = [("dense", {}, t) for t in dense] + [(name, env, "65536") for name, env in modes.items()]  # modes: at one GPU's share
     configs = [(f"{name} {int(tokens) // shrink:,}", str(int(tokens) // shrink), env) for name, env, tokens in runs]
     print(f"# train_gpt.py beside {a.peer.name} on {gpu}, torch {torch.__version__}, {datetime.date.today()}; bf16 peak "
-          f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; median of {a.pairs} interleaved pairs (range)\n")
+          f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; median of {a.pairs} interleaved pairs (range)"
+          + "".join(f"; ours with {k}={v}" for k, v in a.ours_env.items()) + "\n")
     print("| configuration | peer step (ms) | train_gpt.py step (ms) | ratio | tokens/s ours | peak MiB peer | peak MiB ours | TFLOP/s ours | "
           "% of bf16 peak |\n|---|---|---|---|---|---|---|---|---|")
     peer_dense: dict[str, tuple] = {}
@@ -268,7 +274,8 @@ def gpu_side_by_side(a, tmp: Path, dense: list[str], modes: dict) -> None:
                 if who == "peer" and tokens in peer_dense:  # every mode against the peer's dense step at the same tokens
                     times["peer"], mem["peer"] = peer_dense[tokens]
                     continue  # (without a dense row at these tokens, the first mode's row runs the peer's dense step itself)
-                env = {**base, "TRAIN_BATCH_TOKENS": tokens, "DATA_PATH": data[who], **({**mode, "EVAL_STRIDE": "0"} if who == "ours" else {})}
+                ours = {**mode, "EVAL_STRIDE": "0", **a.ours_env} if who == "ours" else {}
+                env = {**base, "TRAIN_BATCH_TOKENS": tokens, "DATA_PATH": data[who], **ours}
                 # on to the line after training, the peak memory (past the last step's validation); then stopped, no export
                 log = run(scripts[who], env, tmp / f"{name.replace(' ', '_')}_{who}_{pair}", f"{who}_{pair}", r"^peak memory", 3600)
                 times[who].append(step_ms(log, first=GPU_LOG_EVERY))

@@ -1,6 +1,7 @@
 """Where a training step's time goes, by torch.profiler (`bash run.sh bench profile`).
 
-    python3 tests/bench_profile.py [--modes dense,adapter,...] [--steps 5] [--top 12] [--peer PATH] [--out DIR] [--trace] [--dry-run]
+    python3 tests/bench_profile.py [--modes dense,adapter,...] [--steps 5] [--top 12] [--peer PATH] [--ours-env NAME=VALUE ...]
+                                   [--out DIR] [--trace] [--dry-run]
 
 Each row is a real process of train_gpt.py (and, with --peer, of the challenge's script, the CPU
 copy on a CPU and the CUDA one on a GPU) at one shape: on a GPU the side-by-side benchmark's
@@ -39,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from bench import DEMO_BATCH_TOKENS, DEMO_MICRO, DRY_RUN, MODES, choose  # noqa: E402
+from bench import DEMO_BATCH_TOKENS, DEMO_MICRO, DRY_RUN, MODES, choose, env_pairs  # noqa: E402
 from bench_peer import DATA, DEMO, SHAPES, TOKENIZER, peer_data  # noqa: E402
 
 # GEMMs (cuBLAS: sm90_xmma_gemm_*, nvjet_*, cutlass_*; inductor's matmul templates: triton_tem_*), attention (flash, fmha,
@@ -128,6 +129,8 @@ def main(argv=None) -> int:
     p.add_argument("--top", type=int, default=12, help="entries listed per run")
     p.add_argument("--peer", type=Path, default=None, help="the challenge's script, profiled first at the same shape (dense)")
     p.add_argument("--out", type=Path, default=None, help="folder kept for every run's log, stderr and profile.json (default: a new temporary one)")
+    p.add_argument("--ours-env", action="append", metavar="NAME=VALUE", help="set for train_gpt.py's runs alone, not the peer's "
+                   "(e.g. TORCHINDUCTOR_CUDAGRAPHS=1); repeatable")
     p.add_argument("--trace", action="store_true", help="also write each run's Chrome trace (trace.json; large on a GPU)")
     p.add_argument("--dry-run", action="store_true", help="the whole flow on this CPU at a tiny shape (what the tests run); no measurement")
     p.add_argument("--child", nargs=3, metavar=("SCRIPT", "START", "JSON"), help=argparse.SUPPRESS)
@@ -140,7 +143,7 @@ def main(argv=None) -> int:
         sys.exit(f"error: bench profile: --peer {a.peer}: no such file; accepted the challenge's train_gpt.py (its CPU copy on a CPU)")
     if a.out and a.out.exists() and any(a.out.iterdir()):
         sys.exit(f"error: bench profile: --out {a.out}: not empty; accepted a new or empty folder (its runs would be mixed with these)")
-    modes = dict(MODES)
+    modes, ours_env = dict(MODES), env_pairs(a.ours_env, "bench profile")
     chosen = choose(a.modes, modes, "--modes", "bench profile")
     import torch
 
@@ -149,7 +152,7 @@ def main(argv=None) -> int:
     root = a.out or Path(tempfile.mkdtemp(prefix="bench_profile_"))
     print(f"runs in {root}", file=sys.stderr)
     runs = ([("peer: dense", a.peer.resolve(), {"DATA_PATH": str(peer_data(root / "peer_data"))})] if a.peer else []) + [
-        (name, ROOT / "train_gpt.py", {"DATA_PATH": str(DATA), **({} if cuda else {"GRAD_ACCUM_STEPS": str(DEMO_MICRO)}), **modes[name]})
+        (name, ROOT / "train_gpt.py", {"DATA_PATH": str(DATA), **({} if cuda else {"GRAD_ACCUM_STEPS": str(DEMO_MICRO)}), **modes[name], **ours_env})
         for name in chosen]
     results = {}
     for name, script, env in runs:
@@ -167,7 +170,8 @@ def main(argv=None) -> int:
         results[name] = json.loads((folder / "profile.json").read_text())
     device = next(iter(results.values()))["device"]
     print(f"# Profile of a training step, {datetime.date.today()}, {device}, torch {torch.__version__}\n\n{words}; "
-          f"{a.steps} steps recorded after {start} steps (compile warm-up and the logged steps); times are per step\n")
+          f"{a.steps} steps recorded after {start} steps (compile warm-up and the logged steps); times are per step"
+          + "".join(f"; train_gpt.py with {k}={v}" for k, v in ours_env.items()) + "\n")
     print("| run | wall (ms) | busy (ms) | busy / wall | matrix work (ms) | matrix / busy |\n|---|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['wall_ms']:.1f} | {r['busy_ms']:.1f} | {r['busy_ms'] / r['wall_ms']:.0%} | {r['matrix_ms']:.1f} | "

@@ -217,7 +217,7 @@ def test_bench_profile_records_whole_steps_of_both_scripts_in_a_dry_run_on_cpu(t
     plus the tied head, in 8 micro-steps (the peer's, the default) and in ours' 4. A second run into the same --out is refused."""
     out = tmp_path / "runs"
     cmd = [sys.executable, str(ROOT / "tests" / "bench_profile.py"), "--dry-run", "--modes", "dense,mask", "--steps", "3", "--top", "40",
-           "--peer", str(ROOT / "train_gpt.py"), "--out", str(out)]
+           "--peer", str(ROOT / "train_gpt.py"), "--out", str(out), "--ours-env", "MUON_BACKEND_STEPS=4"]
     r = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [[c.strip() for c in l.strip("|").split("|")] for l in r.stdout.split("\n## ")[0].splitlines() if re.match(r"\| [a-z]", l)]
@@ -229,6 +229,7 @@ def test_bench_profile_records_whole_steps_of_both_scripts_in_a_dry_run_on_cpu(t
         assert prof["steps"] == 3 and mm["calls"] == micro * 3 * (2 * 6 + 1) and mm.get("matrix"), (folder, prof["top"])
         log = (out / folder / "logs" / "profiled.txt").read_text().split("=" * 100 + "\n", 1)[1]  # after the source
         assert "step:10/" in log and "final_int8" not in log and not (out / folder / "final_model.int8.ptz").exists()
+        assert ("MUON_BACKEND_STEPS=4" in log.split("\nenv: ", 1)[1].split("\n")[0]) == (folder != "peer_dense")  # ours alone
     again = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=120)
     assert again.returncode == 1 and again.stderr.strip().startswith(f"error: bench profile: --out {out}: not empty;")
 
@@ -278,10 +279,12 @@ def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
     again, _, kept_after = bench(out, timeout=120)
     assert again.returncode == 1 and again.stderr.strip() == (f"error: bench_peer: --out {out}: not empty; give a new or empty folder "
                                                               "(the runs already there are left as they are)") and kept_after == kept
-    r, rows, kept = bench(tmp_path / "modes", "--gpu-tokens", "", "--gpu-modes", "mask")
+    r, rows, kept = bench(tmp_path / "modes", "--gpu-tokens", "", "--gpu-modes", "mask", "--ours-env", "MUON_BACKEND_STEPS=4")
     assert r.returncode == 0 and rows == ["configuration", "mask 1,024"], r.stderr[-2000:]
-    assert kept == ["mask_1,024_ours_0/logs/ours_0.txt", "mask_1,024_peer_0/logs/peer_0.txt"]
-    assert "FREEZE_MODE" not in (tmp_path / "modes" / "mask_1,024_peer_0" / "logs" / "peer_0.txt").read_text().split("env: ", 1)[1].split("\n")[0]
+    assert kept == ["mask_1,024_ours_0/logs/ours_0.txt", "mask_1,024_peer_0/logs/peer_0.txt"] and "; ours with MUON_BACKEND_STEPS=4" in r.stdout
+    env_line = lambda who: (tmp_path / "modes" / f"mask_1,024_{who}_0" / "logs" / f"{who}_0.txt").read_text().split("\nenv: ", 1)[1].split("\n")[0]
+    assert "FREEZE_MODE" not in env_line("peer") and "MUON_BACKEND_STEPS" not in env_line("peer")  # --ours-env: ours alone
+    assert "FREEZE_MODE=mask" in env_line("ours") and "MUON_BACKEND_STEPS=4" in env_line("ours")
 
 
 @pytest.mark.parametrize("bench, argv, text", [
@@ -292,6 +295,7 @@ def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
     ("bench_quality", ["--budgets", "A,C"], "error: bench quality: --budgets 'A,C': unknown 'C'; accepted, comma-separated: A, B"),
     ("bench_quality", ["--stage", "mian"], "error: bench quality: --stage 'mian': unknown 'mian'; accepted, comma-separated: main, tune"),
     ("bench_claims", ["--seeds", "1,x"], "error: bench claims: --seeds '1,x': accepted a comma list of whole numbers (1,2)"),
+    ("bench_peer", ["--gpu", "--dry-run", "--ours-env", "CUDAGRAPHS"], "error: bench_peer: --ours-env 'CUDAGRAPHS': accepted NAME=VALUE "),
     ("bench_profile", ["--modes", "dense,frozen"], "error: bench profile: --modes 'dense,frozen': unknown 'frozen'; accepted, comma-separated: ")])
 def test_a_benchmark_refuses_an_unknown_name_in_one_line_before_it_runs_anything(bench, argv, text, tmp_path, monkeypatch):
     """A misspelt mode, budget or stage used to be skipped without a word (a table with no rows, or a traceback where none was left)."""

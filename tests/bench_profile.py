@@ -17,8 +17,9 @@ compile warm-up and the 10 logged steps that follow it (each a host sync), the p
 Printed per run: the wall time of a profiled step; the device's busy time in it (on a GPU the
 sum of every kernel, memcpy and memset; on a CPU the sum of every operator's self time on the
 main thread); the matrix work in that (GEMM and attention kernels; on a CPU mm, addmm, bmm and
-the attention operators), and the top entries by self time, a step's share each. Wall minus
-busy on a GPU is the time the GPU waits for the host (launch overhead, syncs); busy minus
+the attention operators); how many kernels (operators on a CPU) a step launches, which CUDA
+graphs would replay as one launch; and the top entries by self time, a step's share each. Wall
+minus busy on a GPU is the time the GPU waits for the host (launch overhead, syncs); busy minus
 matrix is what the issue asks to remove (elementwise, copies, optimizer kernels). The profiler
 adds host work of its own, so the wall time here is above the run's unprofiled step_avg.
 --dry-run takes the same flow on the CPU at a tiny shape (what the tests run); no measurement.
@@ -84,7 +85,7 @@ def profile_child(script: Path, start: int, steps: int, top: int, out: Path, tra
             ranked = sorted(events, key=self_us, reverse=True)[:top]
             out.write_text(json.dumps({
                 "device": torch.cuda.get_device_name(0) if cuda else "CPU", "steps": steps, "wall_ms": wall_ms,
-                "busy_ms": busy / 1000 / steps, "matrix_ms": matrix / 1000 / steps,
+                "busy_ms": busy / 1000 / steps, "matrix_ms": matrix / 1000 / steps, "calls": sum(e.count for e in events) / steps,
                 "top": [{"name": e.key, "ms": self_us(e) / 1000 / steps, "calls": e.count / steps, "matrix": bool(MATRIX.search(e.key))}
                         for e in ranked]}, indent=1))
             if trace:
@@ -172,10 +173,11 @@ def main(argv=None) -> int:
     print(f"# Profile of a training step, {datetime.date.today()}, {device}, torch {torch.__version__}\n\n{words}; "
           f"{a.steps} steps recorded after {start} steps (compile warm-up and the logged steps); times are per step"
           + "".join(f"; train_gpt.py with {k}={v}" for k, v in ours_env.items()) + "\n")
-    print("| run | wall (ms) | busy (ms) | busy / wall | matrix work (ms) | matrix / busy |\n|---|---|---|---|---|---|")
+    print(f"| run | wall (ms) | busy (ms) | busy / wall | matrix work (ms) | matrix / busy | {'kernels' if cuda else 'operators'} a step |"
+          "\n|---|---|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['wall_ms']:.1f} | {r['busy_ms']:.1f} | {r['busy_ms'] / r['wall_ms']:.0%} | {r['matrix_ms']:.1f} | "
-              f"{r['matrix_ms'] / max(r['busy_ms'], 1e-9):.0%} |")
+              f"{r['matrix_ms'] / max(r['busy_ms'], 1e-9):.0%} | {r['calls']:,.0f} |")
     for name, r in results.items():
         print(f"\n## {name}: top {len(r['top'])} by self time\n\n| entry | ms a step | % of busy | calls a step | matrix |\n|---|---|---|---|---|")
         for e in r["top"]:

@@ -45,8 +45,8 @@ from bench import DEMO_BATCH_TOKENS, DEMO_MICRO, DRY_RUN, MODES, choose, env_pai
 from bench_peer import DATA, DEMO, SHAPES, TOKENIZER, peer_data  # noqa: E402
 
 # GEMMs (cuBLAS: sm90_xmma_gemm_*, nvjet_*, cutlass_*; inductor's matmul templates: triton_tem_*), attention (flash, fmha,
-# efficient attention) and on a CPU the ATen operators that do that work themselves
-MATRIX = re.compile(r"gemm|nvjet|cutlass|xmma|_tem_fused|flash|fmha|attention|^aten::(mm|addmm|bmm|baddbmm)$", re.I)
+# efficient attention, cuDNN's *sdpa*) and on a CPU the ATen operators that do that work themselves
+MATRIX = re.compile(r"gemm|nvjet|cutlass|xmma|_tem_fused|flash|fmha|sdpa|attention|^aten::(mm|addmm|bmm|baddbmm)$", re.I)
 LOGGED_STEPS = 10  # both scripts log (and sync on) each of their first 10 steps; the profile starts after them
 
 

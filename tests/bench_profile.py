@@ -99,10 +99,9 @@ def profile_child(script: Path, start: int, steps: int, top: int, out: Path, tra
     except ProfileDone:
         return 0
     except SystemExit as e:
-        print(f"error: bench profile: {script.name} ended (exit status {e.code}) after {seen['steps']} steps, before step "
-              f"{start + steps}; see its log", file=sys.stderr)
+        print(f"{script.name} ended (exit status {e.code}) after {seen['steps']} steps, before step {start + steps}", file=sys.stderr)
         return 1
-    print(f"error: bench profile: {script.name} returned after {seen['steps']} steps, before step {start + steps}", file=sys.stderr)
+    print(f"{script.name} returned after {seen['steps']} steps, before step {start + steps}", file=sys.stderr)
     return 1
 
 
@@ -166,7 +165,8 @@ def main(argv=None) -> int:
                                     stdout=subprocess.DEVNULL, stderr=stderr).returncode
         if status:
             tail = (folder / "stderr.txt").read_text().strip().splitlines()[-1:]
-            print(f"error: bench profile: {name} failed (exit status {status}): {tail[0] if tail else ''}; see {folder}", file=sys.stderr)
+            print(f"error: bench profile: {name} failed: {tail[0] if tail else f'exit status {status}'}; its log and stderr are in {folder}",
+                  file=sys.stderr)
             return 1
         results[name] = json.loads((folder / "profile.json").read_text())
     device = next(iter(results.values()))["device"]

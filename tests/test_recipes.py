@@ -234,6 +234,18 @@ def test_bench_profile_records_whole_steps_of_both_scripts_in_a_dry_run_on_cpu(t
     assert again.returncode == 1 and again.stderr.strip().startswith(f"error: bench profile: --out {out}: not empty;")
 
 
+def test_bench_profile_says_in_one_line_when_a_script_ends_before_its_profiled_steps(tmp_path):
+    """A script that exits (here with status 3, as ours on a non-finite loss) or returns before the hook's last profiled step
+    leaves no profile: one line that says which run, how far it got and where its log is, exit status 1, no table."""
+    for body, said in (("import sys\nsys.exit(3)\n", "ended (exit status 3) after 0 steps"), ("x = 1\n", "returned after 0 steps")):
+        (tmp_path / "early.py").write_text(body)
+        out = tmp_path / f"out_{len(body)}"
+        r = subprocess.run([sys.executable, str(ROOT / "tests" / "bench_profile.py"), "--dry-run", "--steps", "2", "--peer",
+                            str(tmp_path / "early.py"), "--out", str(out)], env=clean_env(), capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1 and r.stdout == "" and r.stderr.splitlines()[-1] == (
+            f"error: bench profile: peer: dense failed: early.py {said}, before step 16; its log and stderr are in {out / 'peer_dense'}")
+
+
 def test_bench_peer_stops_a_real_run_at_a_log_line_and_times_the_steps_between_its_logs(tiny_data, tmp_path):
     """`bench --peer` (CPU and GPU) stops each real process at a line of its log; on the GPU it logs every 10th step, so a step's
     time is a logged span divided by the steps in it, and it waits for the `peak memory` line that follows the last step."""

@@ -171,7 +171,7 @@ def main(argv=None) -> int:
         results[name] = json.loads((folder / "profile.json").read_text())
     device = next(iter(results.values()))["device"]
     print(f"# Profile of a training step, {datetime.date.today()}, {device}, torch {torch.__version__}\n\n{words}; "
-          f"{a.steps} steps recorded after {start} steps (compile warm-up and the logged steps); times are per step"
+          f"{a.steps} step{'s' * (a.steps != 1)} recorded after {start} steps (compile warm-up and the logged steps); times are per step"
           + "".join(f"; train_gpt.py with {k}={v}" for k, v in ours_env.items()) + "\n")
     print(f"| run | wall (ms) | busy (ms) | busy / wall | matrix work (ms) | matrix / busy | {'kernels' if cuda else 'operators'} a step |"
           "\n|---|---|---|---|---|---|---|")

@@ -171,7 +171,7 @@ def main(argv=None) -> None:
     from bench import env_pairs
     a.ours_env = env_pairs(a.ours_env, "bench_peer")
     if not a.peer.is_file():
-        sys.exit(f"error: bench_peer: --peer {a.peer}: no such file")
+        sys.exit(f"error: bench_peer: --peer {a.peer}: not a file; accepted the challenge's train_gpt.py (its CPU copy; its CUDA one with --gpu)")
     if a.out and a.out.is_dir() and any(a.out.iterdir()):  # the peer appends to its logs: a second run there would read the first's steps
         sys.exit(f"error: bench_peer: --out {a.out}: not empty; give a new or empty folder (the runs already there are left as they are)")
     rows = gpu_rows(a) if a.gpu else None

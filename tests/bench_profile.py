@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     if a.steps < 1 or a.top < 1:
         sys.exit(f"error: bench profile: --steps {a.steps} --top {a.top}: accepted whole numbers of 1 or more")
     if a.peer and not a.peer.is_file():
-        sys.exit(f"error: bench profile: --peer {a.peer}: no such file; accepted the challenge's train_gpt.py (its CPU copy on a CPU)")
+        sys.exit(f"error: bench profile: --peer {a.peer}: not a file; accepted the challenge's train_gpt.py (its CPU copy on a CPU)")
     if a.out and a.out.exists() and any(a.out.iterdir()):
         sys.exit(f"error: bench profile: --out {a.out}: not empty; accepted a new or empty folder (its runs would be mixed with these)")
     modes, ours_env = dict(MODES), env_pairs(a.ours_env, "bench profile")

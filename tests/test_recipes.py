@@ -308,6 +308,7 @@ def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
     ("bench_quality", ["--stage", "mian"], "error: bench quality: --stage 'mian': unknown 'mian'; accepted, comma-separated: main, tune"),
     ("bench_claims", ["--seeds", "1,x"], "error: bench claims: --seeds '1,x': accepted a comma list of whole numbers (1,2)"),
     ("bench_peer", ["--gpu", "--dry-run", "--ours-env", "CUDAGRAPHS"], "error: bench_peer: --ours-env 'CUDAGRAPHS': accepted NAME=VALUE "),
+    ("bench_profile", ["--peer", str(ROOT / "tests")], f"error: bench profile: --peer {ROOT / 'tests'}: not a file; accepted the challenge's "),
     ("bench_profile", ["--modes", "dense,frozen"], "error: bench profile: --modes 'dense,frozen': unknown 'frozen'; accepted, comma-separated: ")])
 def test_a_benchmark_refuses_an_unknown_name_in_one_line_before_it_runs_anything(bench, argv, text, tmp_path, monkeypatch):
     """A misspelt mode, budget or stage used to be skipped without a word (a table with no rows, or a traceback where none was left)."""

@@ -1154,13 +1154,12 @@ def setup_runtime(args) -> SimpleNamespace:
 
 def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len: int, device) -> tuple[Tensor, tuple, str]:
     """Validation tokens, byte tables and the tokenizer's sha256, checked before any model."""
-    if not os.path.lexists(tokenizer_path):
-        raise DataError(f"TOKENIZER_PATH={tokenizer_path}: no such file; build or fetch the data first (`bash run.sh data`)")
+    where = f"TOKENIZER_PATH={tokenizer_path}"
+    refuse_first((not os.path.lexists(tokenizer_path), f"{where}: no such file; build or fetch the data first (`bash run.sh data`)"), error=DataError)
     proto = read_input(tokenizer_path, "TOKENIZER_PATH", "tokenizer", 1 << 30)
-    with refused_as(f"TOKENIZER_PATH={tokenizer_path}: not a SentencePiece model (the one kind read; not byte260's JSON)", Exception, error=DataError):
+    with refused_as(f"{where}: not a SentencePiece model (the one kind read; not byte260's JSON)", Exception, error=DataError):
         sp = spm.SentencePieceProcessor(model_proto=proto)
-    refuse_first((sp.vocab_size() != vocab_size, f"TOKENIZER_PATH={tokenizer_path}: vocabulary of {sp.vocab_size()} tokens, but VOCAB_SIZE="
-                  f"{vocab_size}"), error=DataError)
+    refuse_first((sp.vocab_size() != vocab_size, f"{where}: vocabulary of {sp.vocab_size()} tokens, but VOCAB_SIZE={vocab_size}"), error=DataError)
     val_tokens = load_validation_tokens(data_path, seq_len, vocab_size)
     return val_tokens, build_byte_luts(sp, vocab_size, device), hashlib.sha256(proto).hexdigest()
 

@@ -227,9 +227,7 @@ BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}  # 
 def gpu_rows(a) -> tuple[list[str], dict]:
     """--gpu's arguments checked before anything runs or is made: the dense rows' tokens and the modes {name: env} to run."""
     import torch
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from bench import MODES, choose
+    from bench import MODES, choose  # (main put tests/ on the path)
 
     if not torch.cuda.is_available() and not a.dry_run:
         sys.exit("error: bench_peer: --gpu needs a CUDA device")

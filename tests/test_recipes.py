@@ -64,7 +64,19 @@ def test_full_supermask_masks_the_embedding_and_learns_only_masks_and_scales():
         Hyperparameters({**SMALL, "FREEZE_MODE": "adapter", "FREEZE_TARGETS": "all,emb"})
 
 
-@pytest.mark.parametrize("codec", ["zlib", "lzma", "zstd"])
+def importable(module: str) -> bool:
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+# run.sh test installs zstandard; where it cannot (an offline GPU box) it says so, and only the zstd codec's case skips.
+ZSTD = pytest.param("zstd", marks=pytest.mark.skipif(not importable("zstandard"), reason="zstandard is not installed"))
+
+
+@pytest.mark.parametrize("codec", ["zlib", "lzma", ZSTD])
 def test_codecs_round_trip_are_detected_and_corruption_is_refused(tmp_path, codec):
     h = Hyperparameters({**SMALL, "FREEZE_MODE": "adapter"})
     model = build_model(h)

@@ -174,6 +174,7 @@ ENV_VARS = [
     ("COMPILE", "auto", "str", ("auto", "0", "1"), "torch.compile(fullgraph=True); auto = on for CUDA, off for CPU"),
     ("COMPILE_BACKEND", "inductor", "str", ("inductor", "eager", "aot_eager"), "backend of torch.compile"),
 ]
+TORCH_ENV = ("TORCHINDUCTOR_", "TORCHDYNAMO_", "PYTORCH_")  # torch's own knobs (CUDA graphs, autotune, allocator): logged on env: like ours
 # (variables, whether they act in this run, what they need): one the environment sets where it cannot act gets a warning that says what it
 NO_EFFECT_UNLESS = [  # needs and this run's value of that; not an error, since a sweep over modes may set it for all of them
     ("LORA_RANK LORA_RANKS LORA_RANKS_ATTN LORA_RANKS_MLP", lambda h: h.freeze_mode in ("adapter", "lowrank"), "FREEZE_MODE=adapter or lowrank"),
@@ -658,10 +659,9 @@ def check_shard_header(path: str) -> int:
                  error=DataError)
     size = os.path.getsize(path)
     refuse_first((size < HEADER_INTS * 4, f"{path}: {size} bytes, shorter than the {HEADER_INTS * 4}-byte shard header"), error=DataError)
-    header = np.fromfile(path, dtype="<i4", count=HEADER_INTS)
-    count = int(header[2])
-    refuse_first((header[0] != SHARD_MAGIC, f"{path}: magic {header[0]}, expected {SHARD_MAGIC} (not a challenge shard)"),
-                 (header[1] != SHARD_VERSION, f"{path}: version {header[1]}, expected {SHARD_VERSION}"),
+    magic, version, count = map(int, np.fromfile(path, dtype="<i4", count=HEADER_INTS)[:3])
+    refuse_first((magic != SHARD_MAGIC, f"{path}: magic {magic}, expected {SHARD_MAGIC} (not a challenge shard)"),
+                 (version != SHARD_VERSION, f"{path}: version {version}, expected {SHARD_VERSION}"),
                  (count < 0 or size != HEADER_INTS * 4 + 2 * count,
                   f"{path}: header says {count} tokens ({HEADER_INTS * 4 + 2 * count} bytes) but the file has {size} bytes"), error=DataError)
     return count
@@ -1263,8 +1263,7 @@ def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tupl
     return state["step"], state["training_ms"], state["frozen"]
 
 def main() -> int:
-    code = Path(__file__).read_text(encoding="utf-8")
-    args = Hyperparameters(os.environ)
+    code, args = Path(__file__).read_text(encoding="utf-8"), Hyperparameters(os.environ)
     rt = setup_runtime(args)
     if rt.rank == 0:  # only rank 0 writes; torchrun ends the other ranks if it refuses
         training = {f"ARTIFACT={args.artifact}": args.artifact, "final_model.pt": "final_model.pt"} if not args.eval_only else {}
@@ -1274,7 +1273,8 @@ def main() -> int:
     device_name = torch.cuda.get_device_name(rt.device) if rt.use_cuda else f"CPU ({os.cpu_count()} cores)"
     log(f"Running Python {sys.version.split()[0]}, PyTorch {torch.__version__}, device:{device_name}")
     log(f"pytorch_version:{torch.__version__} hardware:{rt.world_size}x{device_name}")  # read by records/tools.py
-    log("env: " + " ".join(f"{name}={shlex.quote(os.environ[name])}" for name, *_ in ENV_VARS if os.environ.get(name)))
+    logged = [name for name, *_ in ENV_VARS if os.environ.get(name)] + sorted(n for n in os.environ if n.startswith(TORCH_ENV))
+    log("env: " + " ".join(f"{name}={shlex.quote(os.environ[name])}" for name in logged))
     if args.recipe:  # what the recipe set, as resolved: a variable set in the environment wins (marked *)
         log(f"recipe:{args.recipe} " + " ".join(f"{k}={shlex.quote(os.environ[k]) + '*' if os.environ.get(k) else v}"
                                                  for k, v in args.recipe_vars.items()))

@@ -232,8 +232,10 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
         key, sep, values = a.partition("=")
         if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", key) or not values:
             raise ToolError(f"{a!r}: expected NAME=v1,v2 with an upper-case variable name")
-        if key not in ours or "" in values.split(","):
-            raise ToolError(f"{a!r}: " + ("an empty value in the list" if key in ours else f"{key} is not a train_gpt.py variable"))
+        known = key in ours or key.startswith(train_gpt.TORCH_ENV)  # torch's own knobs too: TORCHINDUCTOR_CUDAGRAPHS=0,1
+        if not known or "" in values.split(","):
+            raise ToolError(f"{a!r}: " + ("an empty value in the list" if known else f"{key} is not a train_gpt.py variable, nor one of "
+                                          f"torch's ({', '.join(p + '*' for p in train_gpt.TORCH_ENV)})"))
         grid.append([(key, v) for v in values.split(",")])
     if not grid:
         raise ToolError("nothing to sweep: give at least one NAME=v1,v2")

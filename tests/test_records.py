@@ -143,7 +143,7 @@ def two_seeds(tiny_data, tmp_path_factory):
     os.symlink(tiny_data["tokenizer_path"], cwd / "data/tokenizers/fineweb_1024_bpe.model")
     for seed in (1, 2):
         env = clean_env(**{**TINY_MODEL, "RUN_ID": f"seed{seed}", "SEED": str(seed), "ITERATIONS": "4", "VAL_LOSS_EVERY": "2",
-                           "ARTIFACT": "tiny model.int8.ptz"})
+                           "ARTIFACT": "tiny model.int8.ptz", "TORCHINDUCTOR_CUDAGRAPHS": "1"})  # torch's knob: inert on a CPU
         r = run_train(cwd, env)
         assert r.returncode == 0, r.stderr[-2000:]
     return cwd
@@ -153,6 +153,7 @@ def test_our_logs_parse_with_hardware_versions_and_eval_time(two_seeds):
     r = tools.parse_log(two_seeds / "logs" / "seed1.txt")
     assert r["seed"] == 1 and r["steps"] == 4 and r["world_size"] == 1 and r["env"]["ITERATIONS"] == "4"
     assert r["env"]["ARTIFACT"] == "tiny model.int8.ptz"  # a value with a space survives the env: line
+    assert r["env"]["TORCHINDUCTOR_CUDAGRAPHS"] == "1"  # torch's own knobs are logged with ours: a record reruns them
     assert r["val_bpb"] == r["sliding_val_bpb"] > 0 and r["score_line"] == "final_int8_zlib_roundtrip_sliding_exact"
     assert r["roundtrip_val_bpb"] > 0 and r["bytes_total"] > r["bytes_code"] > 0 and r["eval_time_ms"] > 0
     assert r["hardware"] == f"1xCPU ({os.cpu_count()} cores)" and r["pytorch_version"] == torch.__version__
@@ -184,7 +185,8 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         assert bad.returncode == 2 and bad.stderr == ("error: --launch 'torchrunn --standalone': torchrunn is not a command on PATH; accepted a "
                                                       "command that starts train_gpt.py, e.g. python3 or 'torchrun --standalone --nproc_per_node=8'\n")
         # The whole grid is validated by the script's rules before the first run: nothing runs.
-        for grid, text in ((["NUM_LAYERS=2,x"], "sweep NUM_LAYERS=x: NUM_LAYERS='x': not an integer; nothing was run"),
+        for grid, text in ((["TORCHINDUCTOR_CUDAGRAPHS=0,1", "NUM_LAYERS=2,x"], "sweep TORCHINDUCTOR_CUDAGRAPHS=0 NUM_LAYERS=x: NUM_LAYERS='x': "
+                            "not an integer; nothing was run"),  # torch's knob is a name the sweep takes
                            (["SEED=1,,2"], "'SEED=1,,2': an empty value in the list"), (["NUM_LAYRES=2"], "NUM_LAYRES is not a train_gpt.py variable"),
                            (["FREEZE_MODE=none,adapter", "LORA_RANK=4,64"], "LORA_RANK=64: above the smallest targeted projection dimension"),
                            (["SEED=1,2", "LORA_RANK=4,8"], "sweep LORA_RANK=4,8: LORA_RANK has no effect in any of its runs (it needs FREEZE_MODE="
@@ -230,7 +232,7 @@ def test_record_has_the_leaderboard_shape_and_its_command_runs_inside(two_seeds,
     assert "SMOKE EXAMPLE: NOT A SCORE" in readme and "| seed | val_loss | val_bpb |" in readme and "std" in readme
     assert f"Mean improvement {sub['against']['improvement']:+.5f} nats" in readme and "One-sided Welch t-test" in readme
     cmd = readme[readme.index("```bash") + 8: readme.index("```", readme.index("```bash") + 8)]
-    assert "python3 train_gpt.py" in cmd and "SEED=$SEED" in cmd and "ARTIFACT='tiny model.int8.ptz'" in cmd
+    assert "python3 train_gpt.py" in cmd and "SEED=$SEED" in cmd and "ARTIFACT='tiny model.int8.ptz'" in cmd and "TORCHINDUCTOR_CUDAGRAPHS=1 " in cmd
     assert "DATA_PATH=../" in cmd and "TOKENIZER_PATH=../" in cmd  # the defaults the runs used, as seen from inside the folder
     # The README's command itself, verbatim, from inside the folder, reproduces both seeds' scores.
     run = subprocess.run(["bash", "-c", cmd], cwd=folder, env=clean_env(), capture_output=True, text=True, timeout=600)

@@ -513,8 +513,7 @@ def artifact_bytes(state: dict[str, Tensor], meta: dict, int6_blocks=(), embed_f
     """Quantize, torch.save, compress (ARTIFACT_CODEC, recorded in the meta too): the artifact's bytes and the storage stats."""
     blob, stats = quantize_state_dict(state, int6_blocks, embed_fp16)
     blob["meta"] = dict(meta, format=ARTIFACT_FORMAT, codec=codec)
-    raw = saved_bytes(blob)
-    stats["raw_torch_bytes"] = len(raw)
+    stats["raw_torch_bytes"] = len(raw := saved_bytes(blob))
     return CODECS[codec][1](raw), stats
 
 def inflate(data: bytes, limit: int, where: str) -> tuple[bytes, str]:
@@ -716,11 +715,12 @@ class TokenStream:
 class DistributedTokenLoader:
     """A micro-step takes one chunk for all ranks; rank r uses the r-th slice, so any world size sees the same tokens in the same order."""
     def __init__(self, data_path: str, vocab_size: int, rank: int, world_size: int, device):
-        self.stream, self.rank, self.world_size, self.device = TokenStream(data_path, vocab_size), rank, world_size, device
+        self.stream, self.rank, self.world_size, self.device = TokenStream(data_path, vocab_size), rank, world_size, torch.device(device)
     def next_batch(self, local_tokens: int, seq_len: int) -> tuple[Tensor, Tensor]:
         span = local_tokens + 1
         chunk = self.stream.take(span * self.world_size)[self.rank * span:(self.rank + 1) * span]
-        t = torch.from_numpy(chunk.astype(np.int64)).to(self.device, non_blocking=True)
+        host = torch.from_numpy(chunk.astype(np.int64))  # pinned on CUDA: a copy from pageable memory may make the driver wait for the GPU
+        t = (host.pin_memory() if self.device.type == "cuda" else host).to(self.device, non_blocking=True)
         return t[:-1].reshape(-1, seq_len), t[1:].reshape(-1, seq_len)
 
 # -----------------------------------------------------------------------------

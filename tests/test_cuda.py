@@ -13,7 +13,7 @@ import torch
 from conftest import TINY_MODEL, clean_env, field, log_lines, run_train
 from test_faults import blow_up_after_a_checkpoint
 from test_random_maps import GOLDEN, INITS, sha
-from train_gpt import (GPT, FrozenFC, Hyperparameters, build_byte_luts, build_optimizers, evaluate, load_validation_tokens,
+from train_gpt import (GPT, DistributedTokenLoader, FrozenFC, Hyperparameters, build_byte_luts, build_optimizers, evaluate, load_validation_tokens,
                        newton_schulz_orthogonalize, random_matrix, regenerated_checksums)
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")]
@@ -104,6 +104,23 @@ def test_compiled_sliding_eval_on_cuda_is_plain_at_stride_equal_context_and_neve
     assert plain == sliding_at_context and plain[2] == sliding[2] == 64 * 21
     eager_fp32 = evaluate(model, tokens, 64, 16, 8, luts, device=torch.device("cuda"))
     assert abs(sliding[1] - eager_fp32[1]) < 0.01 * eager_fp32[1]
+
+
+def test_the_train_loader_on_cuda_gives_the_cpu_batches_without_waiting_for_the_gpu(tiny_data):
+    """A batch is pinned on the host before its copy, so the copy is asynchronous: with about 50 ms of matrix work queued,
+    next_batch returns while the GPU is still busy (the step loop never waits on its own data), and its batches are the CPU
+    loader's, bit for bit."""
+    cpu, gpu = (DistributedTokenLoader(tiny_data["data_path"], 1024, 0, 1, device) for device in ("cpu", "cuda"))
+    a = torch.randn(4096, 4096, device="cuda")
+    for _ in range(3):
+        torch.cuda.synchronize()
+        busy = a
+        for _ in range(20):
+            busy = (busy @ a) / 64.0
+        x, y = gpu.next_batch(8192, 64)
+        still_busy = not torch.cuda.current_stream().query()
+        xc, yc = cpu.next_batch(8192, 64)
+        assert still_busy and x.is_cuda and torch.equal(x.cpu(), xc) and torch.equal(y.cpu(), yc)
 
 
 def cuda_env(tiny_data, run_id: str, **extra) -> dict:

@@ -158,7 +158,7 @@ case "$cmd" in
     ensure_optional huggingface_hub zstandard
     ensure_shakespeare
     suite=tests  # a test file or folder among ARGS runs instead of the whole suite (pytest would run both)
-    for arg in "$@"; do if [ -e "${arg%%::*}" ]; then suite=; fi; done
+    for arg in "$@"; do case "$arg" in tests|tests/*|*.py|*.py::*) suite= ;; esac; done
     "$PY" -m pytest -q -p no:cacheprovider $suite "$@"
     ;;
   data)

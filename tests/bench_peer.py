@@ -94,14 +94,16 @@ def run(script: Path, env: dict, work: Path, run_id: str, stop_at: str | None, t
     env = {**os.environ, **env, "RUN_ID": run_id}
     with open(err, "w") as stderr:
         proc = subprocess.Popen([sys.executable, str(script)], cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-        deadline = time.time() + timeout
-        while proc.poll() is None and time.time() < deadline:
+        started = time.time()
+        while proc.poll() is None and time.time() < started + timeout:
             if stop_at and log.exists() and re.search(stop_at, log.read_text(), re.M):
                 break
             time.sleep(0.2)
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
+    # each run's wall time, as it ends: what a time-limited session (a lent GPU) plans its next command by
+    print(f"bench_peer: {work.name}: {time.time() - started:.0f} s", file=sys.stderr, flush=True)
     if not log.exists():
         sys.exit(f"error: bench_peer: {script} wrote no log; its stderr ({err}) ends:\n{err.read_text()[-2000:]}")
     return log.read_text()

@@ -160,6 +160,7 @@ def main(argv=None) -> int:
         folder.mkdir(parents=True)
         command = [sys.executable, str(Path(__file__).resolve()), "--steps", str(a.steps), "--top", str(a.top),
                    *(["--trace"] if a.trace else []), "--child", str(script), str(start), str(folder / "profile.json")]
+        started = time.time()
         with open(folder / "stderr.txt", "w") as stderr:
             status = subprocess.run(command, cwd=folder, env={**os.environ, **base, **env, "RUN_ID": "profiled"},
                                     stdout=subprocess.DEVNULL, stderr=stderr).returncode
@@ -169,6 +170,7 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 1
         results[name] = json.loads((folder / "profile.json").read_text())
+        print(f"bench profile: {name}: {time.time() - started:.0f} s (its profile.json is kept)", file=sys.stderr, flush=True)
     device = next(iter(results.values()))["device"]
     print(f"# Profile of a training step, {datetime.date.today()}, {device}, torch {torch.__version__}\n\n{words}; "
           f"{a.steps} step{'s' * (a.steps != 1)} recorded after {start} steps (compile warm-up and the logged steps); times are per step"

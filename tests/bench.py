@@ -62,6 +62,11 @@ def env_pairs(items: list[str] | None, prog: str, flag: str = "--ours-env") -> d
     return dict(i.split("=", 1) for i in items or [])
 
 
+def ours_with(env: dict[str, str]) -> str:
+    """How a table's header names env_pairs' variables, the ones only train_gpt.py's runs got."""
+    return "".join(f"; ours with {k}={v}" for k, v in env.items())
+
+
 def seeds_of(spec: str, prog: str) -> list[int]:
     if not all(s.isdigit() for s in spec.split(",")):
         raise SystemExit(f"error: {prog}: --seeds {spec!r}: accepted a comma list of whole numbers (1,2)")

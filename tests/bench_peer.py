@@ -245,7 +245,7 @@ def gpu_rows(a) -> tuple[list[str], dict]:
 
 def gpu_side_by_side(a, tmp: Path, dense: list[str], modes: dict) -> None:
     import torch
-    from bench import DRY_RUN, dense_step_flops
+    from bench import DRY_RUN, dense_step_flops, ours_with
 
     sys.path.insert(0, str(ROOT))
     import train_gpt
@@ -263,7 +263,7 @@ def gpu_side_by_side(a, tmp: Path, dense: list[str], modes: dict) -> None:
     configs = [(f"{name} {int(tokens) // shrink:,}", str(int(tokens) // shrink), env) for name, env, tokens in runs]
     print(f"# train_gpt.py beside {a.peer.name} on {gpu}, torch {torch.__version__}, {datetime.date.today()}; bf16 peak "
           f"{peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; median of {a.pairs} interleaved pairs (range)"
-          + "".join(f"; ours with {k}={v}" for k, v in a.ours_env.items()) + "\n")
+          + ours_with(a.ours_env) + "\n")
     print("| configuration | peer step (ms) | train_gpt.py step (ms) | ratio | tokens/s ours | peak MiB peer | peak MiB ours | TFLOP/s ours | "
           "% of bf16 peak |\n|---|---|---|---|---|---|---|---|---|")
     peer_dense: dict[str, tuple] = {}

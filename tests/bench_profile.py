@@ -41,7 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from bench import DEMO_BATCH_TOKENS, DEMO_MICRO, DRY_RUN, MODES, choose, env_pairs  # noqa: E402
+from bench import DEMO_BATCH_TOKENS, DEMO_MICRO, DRY_RUN, MODES, choose, env_pairs, ours_with  # noqa: E402
 from bench_peer import DATA, DEMO, SHAPES, TOKENIZER, peer_data  # noqa: E402
 
 # GEMMs (cuBLAS: sm90_xmma_gemm_*, nvjet_*, cutlass_*; inductor's matmul templates: triton_tem_*), attention (flash, fmha,
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     device = next(iter(results.values()))["device"]
     print(f"# Profile of a training step, {datetime.date.today()}, {device}, torch {torch.__version__}\n\n{words}; "
           f"{a.steps} step{'s' * (a.steps != 1)} recorded after {start} steps (compile warm-up and the logged steps); times are per step"
-          + "".join(f"; train_gpt.py with {k}={v}" for k, v in ours_env.items()) + "\n")
+          + ours_with(ours_env) + "\n")
     print(f"| run | wall (ms) | busy (ms) | busy / wall | matrix work (ms) | matrix / busy | {'kernels' if cuda else 'operators'} a step |"
           "\n|---|---|---|---|---|---|---|")
     for name, r in results.items():

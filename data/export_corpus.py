@@ -1,4 +1,4 @@
-"""Export text in the challenge's format: SentencePiece tokenizer + uint16 shards + manifest.
+"""Export text in the challenge's format: SentencePiece (or byte260) tokenizer + uint16 shards + manifest.
 
 The challenge's own protocol, from its docs_selected.jsonl (FACTS.md):
 
@@ -21,6 +21,11 @@ Any other corpus (a folder whose .txt files are documents, or a JSONL with a "te
 holds out --val-docs (or --val-fraction) non-empty documents drawn with --seed, kept in file
 order, trains the tokenizer on the training documents' lines, and writes
 tokenizers/<name>_<vocab>_bpe.* and datasets/<name>_sp<vocab>/ (with its manifest.json).
+
+--byte260, in either mode, uses the challenge's pure-byte tokenizer instead: nothing is
+trained, tokenizers/fineweb_pure_byte_260.json (or <name>_pure_byte_260.json) holds it, and
+each document is BOS + (4 + b for each byte b of its UTF-8) in datasets/fineweb10B_byte260/
+(or <name>_byte260/).
 
 Both modes stream: documents are read, encoded (on every core) and written shard by shard,
 so memory does not grow with the input (SentencePiece's trainer holds its own training
@@ -50,6 +55,10 @@ import numpy as np
 SHARD_MAGIC, SHARD_VERSION, HEADER_INTS = 20240520, 1, 256
 BOS_ID, EOS_ID = 1, 2
 BATCH_DOCS = 512
+# byte260, the challenge's pure-byte tokenizer (FACTS.md): nothing to train; byte b of a document's UTF-8 is id BYTE_OFFSET + b.
+BYTE_OFFSET = 4
+BYTE260 = {"tokenizer_type": "pure_byte", "config": {"pad_id": 0, "bos_id": BOS_ID, "eos_id": EOS_ID, "unk_id": 3, "byte_offset": BYTE_OFFSET,
+                                                     "byte_count": 256}, "vocab_size": 256 + BYTE_OFFSET}
 
 
 class ExportError(Exception):
@@ -142,6 +151,11 @@ def document_text(n: int, line: bytes, source: str) -> str:
         raise ExportError(f"--input {source}: line {n} is not a JSON object with a \"text\" field")
     if not isinstance(obj["text"], str):
         raise ExportError(f"--input {source}: line {n}: \"text\" is not a string")
+    try:  # JSON may escape a lone surrogate (\\ud800), which no encoder takes
+        obj["text"].encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ExportError(f"--input {source}: line {n}: \"text\" holds a lone surrogate {obj['text'][e.start]!r} at character {e.start}, "
+                          "which is not UTF-8 text") from None
     return obj["text"]
 
 
@@ -168,29 +182,35 @@ def iter_documents(source: Path):
 _worker_sp = None
 
 
-def _init_worker(model_file: str) -> None:
+def _init_worker(model_file: str | None) -> None:
+    """The SentencePiece model that encodes; None: byte260."""
     global _worker_sp
     import sentencepiece as spm
-    _worker_sp = spm.SentencePieceProcessor(model_file=model_file)
+    _worker_sp = spm.SentencePieceProcessor(model_file=model_file) if model_file else None
 
 
 def _encode_batch(texts: list) -> np.ndarray:
     """BOS + tokens of each document, concatenated. A text given as (n, bytes, source) is a
     raw JSONL line, parsed here so that parsing too runs on every core."""
     texts = [document_text(*t) if isinstance(t, tuple) else t for t in texts]
-    pieces = [np.array([BOS_ID] + ids, dtype=np.uint16) for ids in _worker_sp.encode(texts)]
+    if _worker_sp is None:
+        pieces = [np.concatenate(([BOS_ID], np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.uint16) + BYTE_OFFSET)).astype(np.uint16)
+                  for t in texts]
+    else:
+        pieces = [np.array([BOS_ID] + ids, dtype=np.uint16) for ids in _worker_sp.encode(texts)]
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint16)
 
 
-def encode_stream(model_file: Path, batches, workers: int):
-    """(tag, tokens, docs) for each (tag, texts) batch, in order."""
+def encode_stream(model_file: Path | None, batches, workers: int):
+    """(tag, tokens, docs) for each (tag, texts) batch, in order; model_file None: byte260."""
+    model_file = str(model_file) if model_file else None
     if workers <= 1:
-        _init_worker(str(model_file))
+        _init_worker(model_file)
         for tag, texts in batches:
             yield tag, _encode_batch(texts), len(texts)
         return
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(model_file),)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(model_file,)) as pool:
         pending = collections.deque()
         for tag, texts in batches:
             pending.append((tag, len(texts), pool.apply_async(_encode_batch, (texts,))))
@@ -215,7 +235,7 @@ def batched(tagged, size: int = BATCH_DOCS):
         yield tag, items
 
 
-def write_dataset(model_file: Path, tagged_texts, folder: Path, prefix: str, shard_tokens: int, workers: int) -> dict:
+def write_dataset(model_file: Path | None, tagged_texts, folder: Path, prefix: str, shard_tokens: int, workers: int) -> dict:
     """Shards of each split from (split, text) pairs; each split has its own files, so a split
     change never continues another split's shard."""
     writers: dict[str, SplitWriter] = {}
@@ -284,7 +304,7 @@ def sidecar_of(jsonl: Path) -> Path:
 
 def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_docs: int | None = None,
                      tokenizer_train_docs: int | None = None, shard_tokens: int = 100_000_000,
-                     reuse_tokenizer: Path | None = None, workers: int | None = None) -> dict:
+                     reuse_tokenizer: Path | None = None, workers: int | None = None, byte260: bool = False) -> dict:
     import sentencepiece as spm
 
     if not source.is_file():
@@ -295,11 +315,21 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
             sidecar = json.loads(sidecar_of(source).read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ExportError(f"{sidecar_of(source)}: not a JSON source manifest ({e})") from None
+        if not isinstance(sidecar, dict):
+            raise ExportError(f"{sidecar_of(source)}: not a JSON source manifest (a {type(sidecar).__name__}, not an object)")
     if num_val_docs is None:
-        num_val_docs = int((sidecar or {}).get("docs_val", 50_000))
+        num_val_docs = (sidecar or {}).get("docs_val", 50_000)
+        if type(num_val_docs) is not int:
+            raise ExportError(f"{sidecar_of(source)}: docs_val {num_val_docs!r} is not a count of documents (give --num-val-docs)")
     if num_val_docs < 0:
         raise ExportError(f"--num-val-docs {num_val_docs}: must be at least 0")
-    if reuse_tokenizer is not None:
+    if byte260:
+        extra = next((flag for flag, value in (("--reuse-tokenizer", reuse_tokenizer), ("--tokenizer-train-docs", tokenizer_train_docs),
+                                               ("--vocab-size", vocab_size if vocab_size != 260 else None)) if value is not None), None)
+        if extra:
+            raise ExportError(f"{extra}: not with --byte260 (its tokenizer is fixed: 260 ids, nothing to train)")
+        vocab_size = 260
+    elif reuse_tokenizer is not None:
         if not reuse_tokenizer.is_file():
             raise ExportError(f"--reuse-tokenizer {reuse_tokenizer}: no such file")
         try:
@@ -314,10 +344,15 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
     check_vocab_size(vocab_size)
     out.mkdir(parents=True, exist_ok=True)
     tok_rel, ds_name = f"tokenizers/fineweb_{vocab_size}_bpe", f"fineweb10B_sp{vocab_size}"
+    if byte260:
+        tok_rel, ds_name = "tokenizers/fineweb_pure_byte_260", "fineweb10B_byte260"
+    tok_files = [f"{tok_rel}.json"] if byte260 else [f"{tok_rel}.model", f"{tok_rel}.vocab"]
     tmp = Path(tempfile.mkdtemp(prefix=".challenge_export_", dir=out))
     try:
         (tmp / "tokenizers").mkdir()
-        if reuse_tokenizer is not None:
+        if byte260:
+            (tmp / tok_files[0]).write_text(json.dumps(BYTE260) + "\n", encoding="utf-8")
+        elif reuse_tokenizer is not None:
             shutil.copyfile(reuse_tokenizer, tmp / f"{tok_rel}.model")
             vocab = reuse_tokenizer.with_suffix(".vocab")
             sp = spm.SentencePieceProcessor(model_file=str(reuse_tokenizer))
@@ -342,24 +377,24 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
 
         ds = tmp / "datasets" / ds_name
         ds.mkdir(parents=True)
-        stats = write_dataset(tmp / f"{tok_rel}.model", tagged(), ds, "fineweb", shard_tokens, workers or default_workers())
+        stats = write_dataset(None if byte260 else tmp / tok_files[0], tagged(), ds, "fineweb", shard_tokens, workers or default_workers())
         num_docs = count[0]
         if num_docs < num_val_docs:
             raise ExportError(f"--num-val-docs {num_val_docs}: the input has only {num_docs} documents")
         val, train = stats.get("val", {"files": 0, "tokens": 0, "docs": 0}), stats.get("train", {"files": 0, "tokens": 0, "docs": 0})
-        tok_name = f"sp_bpe_{vocab_size}"
-        spec = {"name": tok_name, "kind": "sentencepiece_bpe", "vocab_size": vocab_size,
+        tok_name, kind = ("pure_byte_260", "pure_byte") if byte260 else (f"sp_bpe_{vocab_size}", "sentencepiece_bpe")
+        spec = {"name": tok_name, "kind": kind, "vocab_size": vocab_size, **({"config": BYTE260["config"]} if byte260 else {
                 "trained_on_docs": tokenizer_train_docs if tokenizer_train_docs is not None else num_docs,
-                "reused_from": str(reuse_tokenizer) if reuse_tokenizer else None, "options": TOKENIZER_OPTIONS}
+                "reused_from": str(reuse_tokenizer) if reuse_tokenizer else None, "options": TOKENIZER_OPTIONS})}
+        paths = {"path": tok_files[0]} if byte260 else {"model_path": tok_files[0], "vocab_path": tok_files[1]}
         manifest = {
             "version": "10B", "num_docs": num_docs, "num_val_docs": num_val_docs,
             "shuffle_seed": (sidecar or {}).get("shuffle_seed"), "shard_size": shard_tokens, "append_eos": False,
             "docs_meta": {"path": source.name, "sha256": digest.hexdigest(), "num_docs": num_docs, "source_manifest": sidecar},
             "tokenizer_specs": [spec],
-            "tokenizers": [{"name": tok_name, "kind": "sentencepiece_bpe", "vocab_size": vocab_size, "bos_id": BOS_ID, "eos_id": EOS_ID,
-                            "recommended_bigram_vocab_size": math.ceil(vocab_size / 128) * 128 * 5,
-                            "model_path": f"{tok_rel}.model", "vocab_path": f"{tok_rel}.vocab"}],
-            "datasets": [{"name": ds_name, "tokenizer_name": tok_name, "tokenizer_kind": "sentencepiece_bpe",
+            "tokenizers": [{"name": tok_name, "kind": kind, "vocab_size": vocab_size, "bos_id": BOS_ID, "eos_id": EOS_ID,
+                            "recommended_bigram_vocab_size": math.ceil(vocab_size / 128) * 128 * 5, **paths}],
+            "datasets": [{"name": ds_name, "tokenizer_name": tok_name, "tokenizer_kind": kind,
                           "path": f"datasets/{ds_name}", "train_glob": f"datasets/{ds_name}/fineweb_train_*.bin",
                           "val_glob": f"datasets/{ds_name}/fineweb_val_*.bin", "vocab_size": vocab_size, "bos_id": BOS_ID, "eos_id": EOS_ID,
                           "stats": {"docs_total": num_docs, "docs_val": val["docs"], "docs_train": train["docs"],
@@ -368,7 +403,7 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
                                     "tokens_train": train["tokens"]}}],
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        move_into_place(tmp, out, [f"datasets/{ds_name}", f"{tok_rel}.model", f"{tok_rel}.vocab", "manifest.json"])
+        move_into_place(tmp, out, [f"datasets/{ds_name}", *tok_files, "manifest.json"])
         return manifest
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -377,11 +412,13 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
 # ---- any other corpus ----
 
 def export(train_docs, val_docs, out: Path, name: str, vocab_size: int = 1024, shard_tokens: int = 100_000_000,
-           extra: dict | None = None, workers: int = 1, tokenizer_sentences=None, tagged_docs=None) -> Path:
+           extra: dict | None = None, workers: int = 1, tokenizer_sentences=None, tagged_docs=None, byte260: bool = False) -> Path:
     """Tokenizer + shards + manifest under out/ from lists of documents (or, streamed, from
-    `tokenizer_sentences` and `tagged_docs` = (split, text) pairs); returns the dataset folder."""
+    `tokenizer_sentences` and `tagged_docs` = (split, text) pairs); returns the dataset folder.
+    byte260: the challenge's pure-byte tokenizer (a JSON file, nothing trained) instead of SentencePiece."""
     import sentencepiece as spm
 
+    vocab_size = 260 if byte260 else vocab_size
     check_vocab_size(vocab_size)
     if tagged_docs is None:
         if not train_docs or not val_docs:
@@ -389,16 +426,22 @@ def export(train_docs, val_docs, out: Path, name: str, vocab_size: int = 1024, s
         tagged_docs = [("train", d) for d in train_docs] + [("val", d) for d in val_docs]
         tokenizer_sentences = document_lines(train_docs)
     out.mkdir(parents=True, exist_ok=True)
-    tok_name, ds_name = f"{name}_{vocab_size}_bpe", f"{name}_sp{vocab_size}"
+    tok_name, ds_name = (f"{name}_pure_byte_260", f"{name}_byte260") if byte260 else (f"{name}_{vocab_size}_bpe", f"{name}_sp{vocab_size}")
+    tok_files = [f"tokenizers/{tok_name}.json"] if byte260 else [f"tokenizers/{tok_name}.model", f"tokenizers/{tok_name}.vocab"]
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}_export_", dir=out))
     try:
         (tmp / "tokenizers").mkdir()
-        train_tokenizer(tokenizer_sentences, vocab_size, tmp / "tokenizers" / tok_name,
-                        input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=default_workers())
-        sp = spm.SentencePieceProcessor(model_file=str(tmp / "tokenizers" / f"{tok_name}.model"))
+        if byte260:
+            (tmp / tok_files[0]).write_text(json.dumps(BYTE260) + "\n", encoding="utf-8")
+            tokenizer = {"kind": "pure_byte", "path": tok_files[0], "config": BYTE260["config"]}
+        else:
+            train_tokenizer(tokenizer_sentences, vocab_size, tmp / "tokenizers" / tok_name,
+                            input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=default_workers())
+            vocab_size = spm.SentencePieceProcessor(model_file=str(tmp / tok_files[0])).vocab_size()  # hard_vocab_limit=False: maybe fewer
+            tokenizer = {"kind": "sentencepiece", "model_path": tok_files[0], "vocab_path": tok_files[1], "options": TOKENIZER_OPTIONS}
         ds = tmp / "datasets" / ds_name
         ds.mkdir(parents=True)
-        stats = write_dataset(tmp / "tokenizers" / f"{tok_name}.model", tagged_docs, ds, name, shard_tokens, workers)
+        stats = write_dataset(None if byte260 else tmp / tok_files[0], tagged_docs, ds, name, shard_tokens, workers)
         tr, va = stats.get("train"), stats.get("val")
         if not tr or not va:
             raise ExportError(f"need documents in both splits, got {(tr or {}).get('docs', 0)} train and {(va or {}).get('docs', 0)} val")
@@ -410,12 +453,10 @@ def export(train_docs, val_docs, out: Path, name: str, vocab_size: int = 1024, s
                           "docs_train": tr["docs"], "docs_val": va["docs"], "shard_tokens": shard_tokens},
                 **(extra or {}),
             }],
-            "tokenizers": [{"name": tok_name, "kind": "sentencepiece", "vocab_size": sp.vocab_size(),
-                            "model_path": f"tokenizers/{tok_name}.model", "vocab_path": f"tokenizers/{tok_name}.vocab",
-                            "options": TOKENIZER_OPTIONS}],
+            "tokenizers": [{"name": tok_name, "vocab_size": vocab_size, **tokenizer}],
         }
         (ds / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        move_into_place(tmp, out, [f"datasets/{ds_name}", f"tokenizers/{tok_name}.model", f"tokenizers/{tok_name}.vocab"])
+        move_into_place(tmp, out, [f"datasets/{ds_name}", *tok_files])
         return out / "datasets" / ds_name
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -429,7 +470,7 @@ def choose_val_docs(n: int, val_docs: int, seed: int) -> set[int]:
 
 
 def export_corpus(source: Path, out: Path, name: str, vocab_size: int, val_docs: int | None, val_fraction: float,
-                  shard_tokens: int, seed: int, workers: int | None = None) -> Path:
+                  shard_tokens: int, seed: int, workers: int | None = None, byte260: bool = False) -> Path:
     """Two streamed passes over the input: count, then tokenizer and shards."""
     n = sum(1 for _, text in iter_documents(source) if text.strip())
     if val_docs is None:
@@ -444,7 +485,7 @@ def export_corpus(source: Path, out: Path, name: str, vocab_size: int, val_docs:
     sentences = document_lines(d for i, d in enumerate(nonempty()) if i not in held)
     tagged = (("val" if i in held else "train", d) for i, d in enumerate(nonempty()))
     return export(None, None, out, name, vocab_size, shard_tokens, workers=workers or default_workers(),
-                  tokenizer_sentences=sentences, tagged_docs=tagged,
+                  tokenizer_sentences=sentences, tagged_docs=tagged, byte260=byte260,
                   extra={"source": str(source), "split": {"rule": "whole documents drawn with the seed, file order kept",
                                                           "seed": seed, "val_docs": val_docs}})
 
@@ -456,6 +497,8 @@ def main(argv=None) -> int:
     p.add_argument("--name", help="dataset name for other corpora (letters, digits, _ and -)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="output root (default: data/)")
     p.add_argument("--vocab-size", type=int, default=None, help="tokenizer size (default 1024; with --challenge required)")
+    p.add_argument("--byte260", action="store_true", help="the challenge's pure-byte tokenizer (byte b is id 4 + b; a JSON file, nothing "
+                   "trained) instead of SentencePiece: datasets/<name>_byte260/, or fineweb10B_byte260/ with --challenge")
     p.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default 100,000,000)")
     p.add_argument("--workers", type=int, default=None, help="encoding processes (default: every core)")
     c = p.add_argument_group("--challenge")
@@ -476,14 +519,17 @@ def main(argv=None) -> int:
             if a.tokenizer_train_docs is not None and a.tokenizer_train_docs < 1:
                 raise ExportError(f"--tokenizer-train-docs {a.tokenizer_train_docs}: must be at least 1")
             m = export_challenge(a.input, a.out, a.vocab_size, a.num_val_docs, a.tokenizer_train_docs, a.shard_tokens,
-                                 a.reuse_tokenizer, a.workers)
+                                 a.reuse_tokenizer, a.workers, a.byte260)
             s = m["datasets"][0]["stats"]
             print(f"wrote {a.out / m['datasets'][0]['path']}: {s['tokens_train']} train tokens in {s['files_train']} shards, "
                   f"{s['tokens_val']} val tokens in {s['files_val']} shards ({s['docs_val']} of {s['docs_total']} documents held out)")
             return 0
         if not a.name or not a.name.replace("_", "").replace("-", "").isalnum():
             raise ExportError(f"--name {a.name!r}: accepted letters, digits, _ and - (or give --challenge)")
-        folder = export_corpus(a.input, a.out, a.name, a.vocab_size or 1024, a.val_docs, a.val_fraction, a.shard_tokens, a.seed, a.workers)
+        if a.byte260 and a.vocab_size not in (None, 260):
+            raise ExportError(f"--vocab-size {a.vocab_size}: not with --byte260 (its tokenizer is fixed: 260 ids, nothing to train)")
+        folder = export_corpus(a.input, a.out, a.name, a.vocab_size or 1024, a.val_docs, a.val_fraction, a.shard_tokens, a.seed, a.workers,
+                               a.byte260)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

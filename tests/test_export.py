@@ -16,6 +16,9 @@ from export_corpus import TOKENIZER_OPTIONS
 
 CLI = [sys.executable, str(ROOT / "data" / "export_corpus.py")]
 VOCAB = 512
+# byte260's tokenizer file as the challenge's downloader brings it (FACTS.md: ids 0-3 pad/bos/eos/unk, byte b is id 4 + b).
+PUBLIC_BYTE260 = {"tokenizer_type": "pure_byte", "config": {"pad_id": 0, "bos_id": 1, "eos_id": 2, "unk_id": 3, "byte_offset": 4, "byte_count": 256},
+                  "vocab_size": 260}
 
 
 def read_shard(path):
@@ -128,6 +131,9 @@ def test_options_val_docs_tokenizer_docs_and_reuse(docs_file, exported, tmp_path
     ([b'{"text": "ok"}', b'{"text": "caf\xe9"}'], [], "line 2 is not UTF-8"),
     ([b'{"text": "ok"}', b'{"body": "x"}'], [], 'line 2 is not a JSON object with a "text" field'),
     ([b'{"text": 5}'], [], 'line 1: "text" is not a string'),
+    ([b'{"text": "ok"}', b'{"text": "half a pair \\ud83d here"}'], [], 'line 2: "text" holds a lone surrogate \'\\ud83d\' at character 12'),
+    ([b'{"text": "a"}'], ["--byte260", "--vocab-size", "1024"], "--vocab-size: not with --byte260 (its tokenizer is fixed: 260 ids"),
+    ([b'{"text": "a"}'], ["--byte260", "--tokenizer-train-docs", "5"], "--tokenizer-train-docs: not with --byte260"),
     ([b'{"text": "a b c"}'] * 3, ["--num-val-docs", "9"], "--num-val-docs 9: the input has only 3 documents"),
     ([b'{"text": "a"}'], ["--vocab-size", "100"], "--vocab-size 100: accepted 260 to 65536"),
     ([b'{"text": "a"}'], ["--reuse-tokenizer", "/nonexistent.model"], "--reuse-tokenizer /nonexistent.model: no such file"),
@@ -137,7 +143,7 @@ def test_bad_input_is_one_line_and_replaces_nothing(tmp_path, lines, args, messa
     src.write_bytes(b"\n".join(lines) + b"\n")
     (tmp_path / "out").mkdir()
     (tmp_path / "out/manifest.json").write_text("earlier")
-    sized = args if "--vocab-size" in args or "--reuse-tokenizer" in args else args + ["--vocab-size", "300"]
+    sized = args if {"--vocab-size", "--reuse-tokenizer", "--byte260"} & set(args) else args + ["--vocab-size", "300"]
     r = subprocess.run(CLI + ["--input", str(src), "--challenge", "--out", str(tmp_path / "out"), *sized], capture_output=True, text=True)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert (tmp_path / "out/manifest.json").read_text() == "earlier" and [p.name for p in (tmp_path / "out").iterdir()] == ["manifest.json"]
@@ -167,3 +173,66 @@ def test_other_corpora_stream_and_are_deterministic(tmp_path):
     firsts = [sp.decode(val[s + 1:e].tolist()) for s, e in zip(starts, list(starts[1:]) + [val.size])]
     order = [docs.index(next(d for d in docs if sp.decode(sp.encode(d)) == f)) for f in firsts]
     assert order == sorted(order)
+
+
+@pytest.mark.parametrize("sidecar, message", [
+    ("[1, 2]", "not a JSON source manifest (a list, not an object)"),
+    ('{"docs_val": "many"}', "docs_val 'many' is not a count of documents (give --num-val-docs)"),
+])
+def test_a_malformed_sidecar_is_one_line(tmp_path, sidecar, message):
+    (tmp_path / "docs_selected.jsonl").write_text('{"text": "a"}\n')
+    (tmp_path / "docs_selected.source_manifest.json").write_text(sidecar)
+    r = subprocess.run(CLI + ["--input", str(tmp_path / "docs_selected.jsonl"), "--challenge", "--byte260", "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def byte260_stream(docs):
+    """What byte260 shards hold for these documents: each is BOS, then 4 + each byte of its UTF-8."""
+    return np.concatenate([[1] + [4 + b for b in d.encode("utf-8")] for d in docs]).astype(np.uint16)
+
+
+def test_byte260_challenge_export_is_each_documents_utf8_and_train_gpt_counts_each_byte_once(tmp_path):
+    docs = synthetic_documents(40, seed=3)
+    docs[2:2] = ["", "café, naïve — 中文 😀", "nul\x00inside", "  spaced  \n"]  # written as JSON \\u escapes, the emoji a surrogate pair
+    src = tmp_path / "docs_selected.jsonl"
+    src.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    (tmp_path / "docs_selected.source_manifest.json").write_text(json.dumps({"docs_val": 8, "shuffle_seed": 5}))
+    m = export_challenge(src, tmp_path / "a", "--byte260", "--shard-tokens", "2000")
+    assert export_challenge(src, tmp_path / "b", "--byte260", "--shard-tokens", "2000", "--workers", "1") == m
+    folder, tok_file = tmp_path / "a/datasets/fineweb10B_byte260", tmp_path / "a/tokenizers/fineweb_pure_byte_260.json"
+    for split, part in (("val", docs[:8]), ("train", docs[8:])):
+        files = sorted(folder.glob(f"fineweb_{split}_*.bin"))
+        assert len(files) == -(-byte260_stream(part).size // 2000) and np.array_equal(np.concatenate([read_shard(f) for f in files]),
+                                                                                     byte260_stream(part))
+        assert all(f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes() for f in files)
+    assert json.loads(tok_file.read_text()) == PUBLIC_BYTE260 and not list(tok_file.parent.glob("*.model"))
+    tok, ds = m["tokenizers"][0], m["datasets"][0]
+    assert (tok["kind"], ds["tokenizer_kind"], tok["path"], tok["vocab_size"], ds["vocab_size"]) == (
+        "pure_byte", "pure_byte", "tokenizers/fineweb_pure_byte_260.json", 260, 260)
+    assert ds["stats"]["tokens_val"] == byte260_stream(docs[:8]).size and m["num_val_docs"] == 8 and m["shuffle_seed"] == 5
+    # train_gpt.py reads the JSON: every byte of the validation documents is one byte of val_bpb, BOS none; no id has a leading space.
+    import train_gpt
+    val, (base, space, boundary), sha, kind = train_gpt.load_eval_data(str(folder), str(tok_file), 260, 16, "cpu")
+    assert kind == "pure_byte" and sha == hashlib.sha256(tok_file.read_bytes()).hexdigest()
+    assert int(base[val[1:].long()].sum()) == sum(len(d.encode("utf-8")) for d in docs[:8]) and int(base.sum()) == 256
+    assert boundary[:4].all() and not boundary[4:].any() and not space.any()
+
+
+def test_other_corpora_export_byte260_too(tmp_path):
+    docs = synthetic_documents(20, seed=6) + ["ünïcödé ✓ 😀"]
+    (tmp_path / "txt").mkdir()
+    for i, d in enumerate(docs):
+        (tmp_path / f"txt/{i:03d}.txt").write_text(d, encoding="utf-8")
+    r = subprocess.run(CLI + ["--input", str(tmp_path / "txt"), "--name", "c", "--byte260", "--val-docs", "3", "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out/tokenizers").iterdir()) == ["c_pure_byte_260.json"]
+    assert json.loads((tmp_path / "out/tokenizers/c_pure_byte_260.json").read_text()) == PUBLIC_BYTE260
+    folder = tmp_path / "out/datasets/c_byte260"
+    tok = json.loads((folder / "manifest.json").read_text())["tokenizers"][0]
+    assert (tok["kind"], tok["vocab_size"], tok["path"]) == ("pure_byte", 260, "tokenizers/c_pure_byte_260.json")
+    tokens = np.concatenate([read_shard(f) for f in sorted(folder.glob("*.bin"))])  # every document back, whole, from its bytes
+    starts = list(np.flatnonzero(tokens == 1)) + [tokens.size]
+    back = [bytes((tokens[s + 1:e] - 4).astype(np.uint8)).decode("utf-8") for s, e in zip(starts, starts[1:])]
+    assert sorted(back) == sorted(docs)

@@ -15,6 +15,7 @@ import gc
 import glob
 import hashlib
 import io
+import json
 import lzma
 import math
 import os
@@ -91,7 +92,7 @@ LR_MAX = 1e30  # far beyond any useful rate; above ~1e37 Adam's bias-corrected s
 ENV_VARS = [
     # data and run
     ("DATA_PATH", "./data/datasets/fineweb10B_sp1024", "str", None, "folder holding the `*_train_*.bin` and `*_val_*.bin` shards"),
-    ("TOKENIZER_PATH", "./data/tokenizers/fineweb_1024_bpe.model", "str", None, "SentencePiece model of the shards (byte accounting of val_bpb)"),
+    ("TOKENIZER_PATH", "./data/tokenizers/fineweb_1024_bpe.model", "str", None, "shards' tokenizer (val_bpb's bytes): SentencePiece or byte260 JSON"),
     ("RUN_ID", "", "str", None, "log file `logs/<RUN_ID>.txt`; empty = a random id"),
     ("SEED", 1337, "int", (0, 2**31 - 1), "seed of the initialisation"),
     ("RECIPE", "", "str", tuple(RECIPES), "a published configuration by name (README \"Recipes\"); variables set in the environment win"),
@@ -380,10 +381,13 @@ class Muon(torch.optim.Optimizer):
 # EVALUATION (tokenizer-agnostic bits per byte)
 # -----------------------------------------------------------------------------
 
-def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int, device) -> tuple[Tensor, Tensor, Tensor]:
-    """Per token id: UTF-8 bytes of its piece without a leading '▁', whether it had one, whether it is a boundary (control, unknown, unused)."""
+def build_byte_luts(sp, vocab_size: int, device) -> tuple[Tensor, Tensor, Tensor]:
+    """Per token id: UTF-8 bytes of its piece without a leading '▁', whether it had one, whether it is a boundary (control, unknown, unused).
+    sp: a SentencePiece model, or (byte260's pure_byte tokenizer) the range of its 256 byte ids: one byte each, the other ids boundaries."""
     base, space, boundary = np.zeros(vocab_size, dtype=np.int16), np.zeros(vocab_size, dtype=np.bool_), np.ones(vocab_size, dtype=np.bool_)
-    for i in range(sp.get_piece_size()):
+    byte_ids = list(sp) if isinstance(sp, range) else []
+    base[byte_ids], boundary[byte_ids] = 1, False
+    for i in range(0 if byte_ids else sp.get_piece_size()):
         if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i)):  # a byte piece (<0x41>) is one byte and never starts with '▁'
             piece = sp.id_to_piece(i)
             boundary[i], space[i] = False, piece.startswith("\u2581")
@@ -395,9 +399,7 @@ def window_plan(num_targets: int, seq_len: int, stride: int) -> tuple[list[int],
     """Window starts and the first position each scores, so every target is scored once: the first window all, later ones their last
     `stride`, a last window aligned with the end what the one before left. stride == seq_len: the plain evaluation."""
     refuse_first((not 1 <= stride <= seq_len, f"EVAL_STRIDE={stride}: accepted 1 to the context length {seq_len}"))  # more would skip targets
-    starts = list(range(0, num_targets - seq_len + 1, stride))
-    if starts[-1] != num_targets - seq_len:
-        starts.append(num_targets - seq_len)
+    starts = [*range(0, num_targets - seq_len, stride), num_targets - seq_len]  # every stride, then the window that ends at the end
     score_from = [0] + [prev + seq_len - s for prev, s in zip(starts, starts[1:])]
     return starts, score_from
 
@@ -538,8 +540,7 @@ def read_input(path, var: str, what: str = "file", limit: int = 1 << 40) -> byte
         st = os.stat(path)
         bad = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file" if not stat.S_ISREG(st.st_mode) else \
             f"{st.st_size} bytes, over the limit of {limit}" if st.st_size > limit else None
-        if bad:
-            raise ConfigError(f"{var}={path}: {bad}; accepted: a {what} file")
+        refuse_first((bad, f"{var}={path}: {bad}; accepted: a {what} file"))
         return Path(path).read_bytes()
     except OSError as e:
         why = f"no such {what}" if isinstance(e, FileNotFoundError) else f"cannot be read ({e.strerror or e})"
@@ -986,8 +987,7 @@ class GPT(nn.Module):
         logits = F.linear(x, self.tok_emb.weight if self.lm_head is None else self.lm_head.weight).float()
         return self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
     def forward(self, input_ids: Tensor, target_ids: Tensor, teacher_logits: Tensor | None = None, alpha: float = 0.0, temp: float = 1.0) -> Tensor:
-        """Per-token loss in nats, shape of target_ids, fp32: the cross-entropy, mixed with
-        alpha T^2 KL(teacher_T || student_T) when teacher logits are given (distillation)."""
+        """Per-token loss in nats (fp32, target_ids' shape): cross-entropy, mixed with alpha T^2 KL(teacher_T || student_T) given teacher logits."""
         logits = self.logits(input_ids)
         nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction="none").view_as(target_ids)
         if teacher_logits is None:
@@ -1041,11 +1041,8 @@ class EMA:
         self.decay, self.start_step, self.avg = decay, start_step, None
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        if self.decay <= 0 or step < self.start_step:
-            return
-        if self.avg is None:
-            self.avg = {name: p.detach().clone() for name, p in model.named_parameters()}
-        else:
+        if self.decay > 0 and step >= self.start_step:  # the first a copy, which the lerp leaves as it is (a + w (a - a) is a)
+            self.avg = self.avg or {name: p.detach().clone() for name, p in model.named_parameters()}
             torch._foreach_lerp_(list(self.avg.values()), [p.detach() for p in model.parameters()], 1.0 - self.decay)
     def copy_to(self, model: nn.Module) -> None:
         model.load_state_dict(self.avg)  # strict: the state dict is the parameters (regenerated matrices and tables are not saved)
@@ -1152,16 +1149,21 @@ def setup_runtime(args) -> SimpleNamespace:
                            distributed=world_size > 1, compile=args.compile == "1" or (args.compile == "auto" and use_cuda),
                            autocast=torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False))
 
-def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len: int, device) -> tuple[Tensor, tuple, str]:
-    """Validation tokens, byte tables and the tokenizer's sha256, checked before any model."""
+def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len: int, device) -> tuple[Tensor, tuple, str, str]:
+    """Validation tokens, byte tables, the tokenizer's sha256 and kind (SentencePiece, or byte260's JSON: byte b is id byte_offset + b)."""
     where = f"TOKENIZER_PATH={tokenizer_path}"
     refuse_first((not os.path.lexists(tokenizer_path), f"{where}: no such file; build or fetch the data first (`bash run.sh data`)"), error=DataError)
     proto = read_input(tokenizer_path, "TOKENIZER_PATH", "tokenizer", 1 << 30)
-    with refused_as(f"{where}: not a SentencePiece model (the one kind read; not byte260's JSON)", Exception, error=DataError):
-        sp = spm.SentencePieceProcessor(model_proto=proto)
-    refuse_first((sp.vocab_size() != vocab_size, f"{where}: vocabulary of {sp.vocab_size()} tokens, but VOCAB_SIZE={vocab_size}"), error=DataError)
-    val_tokens = load_validation_tokens(data_path, seq_len, vocab_size)
-    return val_tokens, build_byte_luts(sp, vocab_size, device), hashlib.sha256(proto).hexdigest()
+    kind, what = ("pure_byte", "pure_byte tokenizer") if proto.lstrip().startswith(b"{") else ("sentencepiece", "SentencePiece model")
+    with refused_as(f"{where}: not a {what} (the kinds read: SentencePiece, and byte260's JSON)", Exception, error=DataError):
+        tok = json.loads(proto) if kind == "pure_byte" else spm.SentencePieceProcessor(model_proto=proto)
+        n, first = (tok["vocab_size"], tok.get("config", {}).get("byte_offset", 4)) if kind == "pure_byte" else (tok.vocab_size(), 0)
+        bad = kind == "pure_byte" and (tok["tokenizer_type"] != "pure_byte" or not type(first) is type(n) is int or not 0 <= first <= n - 256)
+        refuse_first((bad, bad and f"tokenizer_type {tok['tokenizer_type']!r}, byte_offset {first!r}, vocab_size {n!r}; accepted: pure_byte, "
+                      "256 byte ids within the vocabulary"))
+    refuse_first((n != vocab_size, f"{where}: vocabulary of {n} tokens, but VOCAB_SIZE={vocab_size}"), error=DataError)
+    luts = build_byte_luts(range(first, first + 256) if kind == "pure_byte" else tok, vocab_size, device)
+    return load_validation_tokens(data_path, seq_len, vocab_size), luts, hashlib.sha256(proto).hexdigest(), kind
 
 def final_evaluation(log, run_eval, stride: int, codec: str = "zlib") -> float:
     """The house's final lines (plain), then the sliding-window ones when a stride is set, then the whole evaluation's time (capped at 600 s)."""
@@ -1203,7 +1205,7 @@ def eval_only(args, rt, log) -> int:
     ev = meta.get("eval") if isinstance(meta.get("eval"), dict) else {}
     run = Hyperparameters({**made, **{k.upper(): str(v) for k, v in ev.items() if k.upper() in EVAL_SETTINGS},
                            **{n: os.environ[n] for n in EVAL_SETTINGS if os.environ.get(n)}})  # EVAL_STRIDE against the artifact's context
-    val_tokens, luts, tok_sha = load_eval_data(run.data_path, run.tokenizer_path, run.vocab_size, run.train_seq_len, rt.device)
+    val_tokens, luts, tok_sha, _ = load_eval_data(run.data_path, run.tokenizer_path, run.vocab_size, run.train_seq_len, rt.device)
     refuse_first((ev.get("tokenizer_sha256") not in (None, tok_sha), f"TOKENIZER_PATH={run.tokenizer_path}: not the tokenizer the artifact "
                   f"{args.artifact} was evaluated with (sha256 differs)"), error=ArtifactError)
     model = model.to(rt.device)
@@ -1227,7 +1229,7 @@ def save_checkpoint(path: str, args, model, optimizers, ema, stream, step: int, 
                                        "step": step, "training_ms": training_ms, "frozen": frozen})})
 
 CHECKPOINT_FIELDS = {"format": str, "config": dict, "model": dict, "optimizers": list, "data": list, "step": int, "training_ms": float,
-                     "frozen": bool, "rng": dict}
+                     "frozen": bool, "rng": dict, "ema": (dict, type(None))}
 
 def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tuple[int, float, bool]:
     """Continue from a checkpoint: checked whole (fields, configuration, step below ITERATIONS, one state per optimizer, finite weights)
@@ -1235,11 +1237,10 @@ def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tupl
     where, raw = f"RESUME={path}", read_input(path, "RESUME", "checkpoint")
     with refused_as(f"{where}: not a readable checkpoint", Exception):
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ConfigError(f"{where}: not a checkpoint of format {CHECKPOINT_FORMAT}")
-    bad = next((k for k, kind in CHECKPOINT_FIELDS.items() if not isinstance(state.get(k), kind)), None)
-    if bad or not (state.get("ema") is None or isinstance(state["ema"], dict)):
-        raise ConfigError(f"{where}: malformed (its {bad or 'ema'!r} field is missing or of the wrong type)")
+    refuse_first((not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT,
+                  f"{where}: not a checkpoint of format {CHECKPOINT_FORMAT}"))
+    bad = next((k for k, kind in CHECKPOINT_FIELDS.items() if k not in state or not isinstance(state[k], kind)), None)
+    refuse_first((bad, f"{where}: malformed (its {bad!r} field is missing or of the wrong type)"))
     first_difference(checkpoint_config(args), state["config"], f"{where}: written", ConfigError)
     refuse_first((not 0 <= state["step"] < args.iterations, f"{where}: written at step {state['step']}, not below ITERATIONS={args.iterations}; "
                   "set ITERATIONS above it"), (len(state["optimizers"]) != len(optimizers),
@@ -1288,8 +1289,8 @@ def main() -> int:
         seed(args.seed)
     device, distributed = rt.device, rt.distributed
     model_that_fits(args, f"NUM_LAYERS={args.num_layers} MODEL_DIM={args.model_dim}: the model")
-    val_tokens, luts, tokenizer_sha = load_eval_data(args.data_path, args.tokenizer_path, args.vocab_size, args.train_seq_len, device)
-    log(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={args.tokenizer_path}")
+    val_tokens, luts, tokenizer_sha, kind = load_eval_data(args.data_path, args.tokenizer_path, args.vocab_size, args.train_seq_len, device)
+    log(f"val_bpb:enabled tokenizer_kind={kind} tokenizer_path={args.tokenizer_path}")
     train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)
     log(f"train_loader:dataset:{Path(args.data_path).name} train_shards:{len(train_loader.stream.files)}")
     log(f"val_loader:shards pattern={os.path.join(args.data_path, '*_val_*.bin')} tokens:{val_tokens.numel()}")

@@ -163,14 +163,14 @@ def tokenizer_and_artifact_cases(root: Path, tiny_data: dict, good: dict):
             return (os.system, (f"touch {marker}",))
 
     files["code.ptz"] = zlib.compress(pickle.dumps({"meta": {"format": train_gpt.ARTIFACT_FORMAT}, "q": Payload()}, protocol=2))
-    files["fineweb_pure_byte_260.json"] = json.dumps({"tokenizer_type": "pure_byte", "vocab_size": 260}).encode()  # the downloader's byte260
+    files["other_kind.json"] = json.dumps({"tokenizer_type": "wordpiece", "vocab_size": 1024}).encode()  # JSON, but not byte260's kind
     for name, blob in files.items():
         (root / name).write_bytes(blob)
     a = lambda name: {"EVAL_ONLY": "1", "ARTIFACT": str(root / name)}
     cases = [
         ("tokenizer:garbage", {"TOKENIZER_PATH": str(garbage_tok)}, "not a SentencePiece model", str(garbage_tok)),
-        ("tokenizer:byte260_json", {"TOKENIZER_PATH": str(root / "fineweb_pure_byte_260.json")}, "not a SentencePiece model (the one kind read; "
-         "not byte260's JSON)", str(root / "fineweb_pure_byte_260.json")),
+        ("tokenizer:other_json", {"TOKENIZER_PATH": str(root / "other_kind.json")}, "not a pure_byte tokenizer (the kinds read: SentencePiece, "
+         "and byte260's JSON) (tokenizer_type 'wordpiece'", str(root / "other_kind.json")),
         ("artifact:truncated", a("truncated.ptz"), "not a zlib-compressed artifact (truncated or corrupted)", str(root / "truncated.ptz")),
         ("artifact:flipped_byte", a("flipped.ptz"), "not a zlib-compressed artifact (truncated or corrupted)", str(root / "flipped.ptz")),
         ("artifact:not_an_artifact", a("text.ptz"), "not a compressed artifact (none of zlib, lzma, zstd", str(root / "text.ptz")),
@@ -261,7 +261,7 @@ def matrix(tiny_data, tmp_path_factory):
 ALL_IDS = [cid for cid, *_ in variable_cases() + FREE_TEXT_CASES + COMBINATION_CASES] + \
           [f"shards:{n}" for n in ("missing", "no_val", "no_train", "val_empty_file", "val_truncated", "val_magic", "val_version",
                                    "val_odd_size", "val_token_range", "train_magic", "train_token_range", "val_too_short", "val_is_folder")] + \
-          ["tokenizer:garbage", "tokenizer:byte260_json", "artifact:truncated", "artifact:flipped_byte", "artifact:not_an_artifact", "artifact:empty",
+          ["tokenizer:garbage", "tokenizer:other_json", "artifact:truncated", "artifact:flipped_byte", "artifact:not_an_artifact", "artifact:empty",
            "artifact:foreign_format", "artifact:pickle_with_code", "artifact:other_config", "artifact:other_base_seed",
            "artifact:other_tokenizer", "teacher:corrupted", "resume:artifact_not_checkpoint", "resume:other_config", "resume:other_mode"]
 

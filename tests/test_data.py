@@ -204,6 +204,24 @@ def test_built_shakespeare_dataset_matches_its_manifest():
     assert val.numel() == m["stats"]["tokens_val"] and int((val == 1).sum()) == m["stats"]["docs_val"]
 
 
+def test_the_embedded_corpus_at_byte_level_is_its_documents_utf8(shakespeare, tmp_path):
+    """`bash run.sh data --byte260`: the same split as the SentencePiece build, each document BOS + 4 + its UTF-8 bytes."""
+    import shutil
+
+    shk, works = shakespeare
+    shutil.copytree(ROOT / "data" / "cache", tmp_path / "cache")  # the archive, not fetched again
+    r = subprocess.run([sys.executable, str(ROOT / "data" / "shakespeare.py"), "--byte260", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "tokenizers/shakespeare_pure_byte_260.json").read_text())["tokenizer_type"] == "pure_byte"
+    train, val = shk.split_works(works)
+    for split, docs in (("train", train), ("val", val)):
+        tokens = np.concatenate([load_data_shard(str(f), 260) for f in sorted((tmp_path / "datasets/shakespeare_byte260").glob(f"*_{split}_*.bin"))])
+        assert np.array_equal(tokens, np.concatenate([[1] + [4 + b for b in d.encode("utf-8")] for d in docs]))
+    r = subprocess.run([sys.executable, str(ROOT / "data" / "shakespeare.py"), "--byte260", "--vocab-size", "1024", "--out", str(tmp_path)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.strip() == "error: --vocab-size 1024: not with --byte260 (its tokenizer is fixed: 260 ids, nothing to train)"
+
+
 def test_a_data_path_with_glob_characters_is_a_name(tiny_data, tmp_path):
     """DATA_PATH is a folder name even when it holds [ ] * ?: its shards are found, and only its own."""
     import shutil

@@ -46,7 +46,8 @@ def published_tree(root):
     for vocab in (1024, 8192):
         (base / f"tokenizers/fineweb_{vocab}_bpe.model").write_bytes(bytes(rng.integers(0, 256, 3000, dtype=np.uint8)))
         (base / f"tokenizers/fineweb_{vocab}_bpe.vocab").write_text(f"<unk>\t0\nvocab {vocab}\n")
-    (base / "tokenizers/fineweb_pure_byte_260.json").write_text(json.dumps({"tokenizer_type": "pure_byte", "vocab_size": 260}))
+    (base / "tokenizers/fineweb_pure_byte_260.json").write_text(json.dumps({"tokenizer_type": "pure_byte", "config": {  # as published
+        "pad_id": 0, "bos_id": 1, "eos_id": 2, "unk_id": 3, "byte_offset": 4, "byte_count": 256}, "vocab_size": 260}))
     docs = "".join(json.dumps({"text": f"document {i}"}) + "\n" for i in range(300)).encode()
     (base / "docs_selected.jsonl").write_bytes(docs)
     (base / "docs_selected.source_manifest.json").write_text(json.dumps(
@@ -98,6 +99,10 @@ def test_any_variant_the_manifest_has_byte260_and_docs(hub, tmp_path):
     assert r.returncode == 0, r.stderr
     data = tmp_path / "data"
     assert json.loads((data / "tokenizers/fineweb_pure_byte_260.json").read_text())["tokenizer_type"] == "pure_byte"
+    import train_gpt  # what it fetched is what train_gpt.py trains on with VOCAB_SIZE=260
+    val, _, _, kind = train_gpt.load_eval_data(str(data / "datasets/fineweb10B_byte260"), str(data / "tokenizers/fineweb_pure_byte_260.json"),
+                                               260, 64, "cpu")
+    assert kind == "pure_byte" and val.numel() == 6000
     assert (data / "docs_selected.jsonl").read_bytes() == (tmp_path / "remote/datasets/docs_selected.jsonl").read_bytes()
     assert json.loads((data / "docs_selected.source_manifest.json").read_text())["docs_val"] == 30
     bad = run(hub, tmp_path, "--variant", "sp4096")

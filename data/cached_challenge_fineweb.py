@@ -32,6 +32,7 @@ What it adds to that interface:
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import os
@@ -49,6 +50,7 @@ DOCS_FILES = ("docs_selected.jsonl", "docs_selected.source_manifest.json")
 SHARD_MAGIC, SHARD_VERSION = 20240520, 1
 CHUNK = 1 << 20
 RETRIES = 3  # resumed attempts within one run before giving up (the next run resumes too)
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}  # this machine's, not the network's
 
 
 class DownloadError(Exception):
@@ -174,6 +176,9 @@ class Hub:
                 self.transfer(meta, part)
                 break
             except Exception as e:  # noqa: BLE001
+                if isinstance(e, OSError) and e.errno in DISK_ERRNOS:  # retrying cannot help, and it is no network error
+                    raise DownloadError(f"{part}: {e.strerror}; free space (or fix permissions) and rerun the same command (finished "
+                                        "files are kept, this one resumes)") from None
                 if attempt == RETRIES or isinstance(e, DownloadError):
                     raise self.explain(e, rel) from None
                 time.sleep(0.5 * (attempt + 1))

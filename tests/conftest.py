@@ -3,6 +3,7 @@ data/export_corpus.py) and a helper that runs train_gpt.py as a real process."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -15,6 +16,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "data"))
 SCRIPT = ROOT / "train_gpt.py"
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    """A real full disk: a tmpfs of `size` (e.g. "20k") mounted at folder, unmounted after; the test is skipped where
+    mounting is not permitted (not root, or a container without the capability)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs (a real full disk); not root here")
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("mount -t tmpfs is not permitted here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)])
 
 
 def pytest_configure(config):

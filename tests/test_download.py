@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, small_disk
 from export_corpus import write_shard
 
 pytest.importorskip("huggingface_hub")
@@ -205,3 +205,25 @@ def test_no_server_and_bad_arguments_are_one_line_errors(tmp_path):
     assert r.returncode == 2 and "--skip-manifest:" in r.stderr and "run once without --skip-manifest" in r.stderr
     r = run("http://127.0.0.1:9", tmp_path, "--variant", "gpt2")
     assert r.returncode == 2 and "--variant 'gpt2': accepted byte260 or sp<N>" in r.stderr
+
+
+def test_a_full_disk_is_one_line_that_says_so_and_the_rerun_resumes(hub, tmp_path):
+    """A real full disk (a 20 KB tmpfs, root only) mid-shard: not a 'network error', no retries, the finished files kept;
+    with room again the same command resumes the partial shard and ends with every file checked."""
+    with small_disk(tmp_path / "disk", "20k") as disk:
+        r = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "2", "--data-dir", str(disk))
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and "No space left on device" in lines[0] and "network" not in lines[0], r.stderr
+        assert "free space" in lines[0] and "rerun the same command" in lines[0]
+        first = [(p, rng) for m, p, rng in hub.requests if m == "GET" and p.startswith("/blob/")]  # shards come from the CDN
+        assert len(first) == len(set(first)) == 1  # the shard that did not fit was asked for once, not retried
+        assert (disk / "datasets/fineweb10B_sp1024/fineweb_val_000000.bin.part").stat().st_size > 0
+        assert subprocess.run(["mount", "-o", "remount,size=2m", str(disk)], capture_output=True).returncode == 0
+        before = len(hub.requests)
+        again = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "2", "--data-dir", str(disk))
+        assert again.returncode == 0, again.stderr
+        resumed = [rng for m, p, rng in hub.requests[before:] if m == "GET" and p == first[0][0]]
+        assert len(resumed) == 1 and resumed[0].startswith("bytes=") and resumed[0] != "bytes=0-"  # only the missing bytes were asked for
+        for rel in ("datasets/fineweb10B_sp1024/fineweb_train_000001.bin", "datasets/fineweb10B_sp1024/fineweb_val_000000.bin"):
+            assert (disk / rel).read_bytes() == (tmp_path / "remote/datasets" / rel).read_bytes()
+        assert not list(disk.rglob("*.part"))

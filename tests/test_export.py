@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from conftest import ROOT, synthetic_documents
+from conftest import ROOT, small_disk, synthetic_documents
 from export_corpus import TOKENIZER_OPTIONS
 
 CLI = [sys.executable, str(ROOT / "data" / "export_corpus.py")]
@@ -236,3 +236,13 @@ def test_other_corpora_export_byte260_too(tmp_path):
     starts = list(np.flatnonzero(tokens == 1)) + [tokens.size]
     back = [bytes((tokens[s + 1:e] - 4).astype(np.uint8)).decode("utf-8") for s, e in zip(starts, starts[1:])]
     assert sorted(back) == sorted(docs)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_earlier_export(docs_file, tmp_path):
+    """A real full disk (a 64 KB tmpfs, root only): one line, exit 2, the earlier manifest kept and no temporary folder left."""
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        (disk / "manifest.json").write_text("earlier")
+        r = subprocess.run(CLI + ["--input", str(docs_file[0]), "--challenge", "--byte260", "--out", str(disk)], capture_output=True, text=True)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "No space left on device" in lines[0], r.stderr
+        assert [p.name for p in disk.iterdir()] == ["manifest.json"] and (disk / "manifest.json").read_text() == "earlier"

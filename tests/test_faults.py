@@ -28,7 +28,7 @@ import pytest
 import torch
 
 import train_gpt
-from conftest import ROOT, SCRIPT, TINY_MODEL, clean_env, log_lines, run_train
+from conftest import ROOT, SCRIPT, TINY_MODEL, clean_env, log_lines, run_train, small_disk
 from export_corpus import write_shard
 
 # ---- the cases: (id, environment overrides, text the error must contain) ----
@@ -627,13 +627,7 @@ def test_a_second_run_on_the_same_outputs_is_refused_while_the_first_lives(tiny_
 def test_a_full_disk_keeps_the_earlier_pair_and_leaves_no_temporary(tiny_data, tmp_path):
     """A real full disk (a 2 MB tmpfs, root only): the raw model does not fit, the run ends with one
     line, the earlier final_model.pt and artifact stay as they were (a pair), no temporary is left."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs (a real full disk); not root here")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
-        pytest.skip("mount -t tmpfs is not permitted here")
-    try:
+    with small_disk(tmp_path / "disk", "2m") as disk:
         (disk / "final_model.pt").write_bytes(b"earlier raw")
         (disk / "final_model.int8.ptz").write_bytes(b"earlier artifact")
         (disk / "logs").mkdir()
@@ -645,8 +639,6 @@ def test_a_full_disk_keeps_the_earlier_pair_and_leaves_no_temporary(tiny_data, t
         assert (disk / "final_model.pt").read_bytes() == b"earlier raw"
         assert (disk / "final_model.int8.ptz").read_bytes() == b"earlier artifact"
         assert not [p.name for p in disk.iterdir() if ".tmp" in p.name]
-    finally:
-        subprocess.run(["umount", str(disk)])
 
 
 @pytest.mark.slow

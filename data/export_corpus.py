@@ -277,6 +277,14 @@ def document_lines(docs):
     return (line.strip() for d in docs for line in d.replace("\x00", " ").splitlines() if line.strip())
 
 
+def check_byte260(vocab_size: int | None, **options) -> None:
+    """--byte260's tokenizer is fixed: a vocabulary other than 260, or an option that would train or choose a tokenizer, is refused."""
+    given = {"--vocab-size": vocab_size if vocab_size != 260 else None, **{f"--{k.replace('_', '-')}": v for k, v in options.items()}}
+    flag, value = next(((f, v) for f, v in given.items() if v is not None), (None, None))
+    if flag:
+        raise ExportError(f"{flag} {value}: not with --byte260 (its tokenizer is fixed: 260 ids, nothing to train)")
+
+
 def check_vocab_size(vocab_size: int) -> None:
     if not 256 + 4 <= vocab_size <= 65536:
         raise ExportError(f"--vocab-size {vocab_size}: accepted 260 to 65536 (256 byte pieces + 4 specials, ids fit uint16)")
@@ -324,10 +332,7 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
     if num_val_docs < 0:
         raise ExportError(f"--num-val-docs {num_val_docs}: must be at least 0")
     if byte260:
-        extra = next((flag for flag, value in (("--reuse-tokenizer", reuse_tokenizer), ("--tokenizer-train-docs", tokenizer_train_docs),
-                                               ("--vocab-size", vocab_size if vocab_size != 260 else None)) if value is not None), None)
-        if extra:
-            raise ExportError(f"{extra}: not with --byte260 (its tokenizer is fixed: 260 ids, nothing to train)")
+        check_byte260(vocab_size, reuse_tokenizer=reuse_tokenizer, tokenizer_train_docs=tokenizer_train_docs)
         vocab_size = 260
     elif reuse_tokenizer is not None:
         if not reuse_tokenizer.is_file():
@@ -411,14 +416,16 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
 
 # ---- any other corpus ----
 
-def export(train_docs, val_docs, out: Path, name: str, vocab_size: int = 1024, shard_tokens: int = 100_000_000,
+def export(train_docs, val_docs, out: Path, name: str, vocab_size: int | None = None, shard_tokens: int = 100_000_000,
            extra: dict | None = None, workers: int = 1, tokenizer_sentences=None, tagged_docs=None, byte260: bool = False) -> Path:
     """Tokenizer + shards + manifest under out/ from lists of documents (or, streamed, from
     `tokenizer_sentences` and `tagged_docs` = (split, text) pairs); returns the dataset folder.
-    byte260: the challenge's pure-byte tokenizer (a JSON file, nothing trained) instead of SentencePiece."""
+    vocab_size: SentencePiece's (default 1024); byte260: the challenge's pure-byte tokenizer (a JSON file, nothing trained) instead."""
     import sentencepiece as spm
 
-    vocab_size = 260 if byte260 else vocab_size
+    if byte260:
+        check_byte260(vocab_size)
+    vocab_size = 260 if byte260 else vocab_size or 1024
     check_vocab_size(vocab_size)
     if tagged_docs is None:
         if not train_docs or not val_docs:
@@ -469,7 +476,7 @@ def choose_val_docs(n: int, val_docs: int, seed: int) -> set[int]:
     return set(random.Random(seed).sample(range(n), val_docs))
 
 
-def export_corpus(source: Path, out: Path, name: str, vocab_size: int, val_docs: int | None, val_fraction: float,
+def export_corpus(source: Path, out: Path, name: str, vocab_size: int | None, val_docs: int | None, val_fraction: float,
                   shard_tokens: int, seed: int, workers: int | None = None, byte260: bool = False) -> Path:
     """Two streamed passes over the input: count, then tokenizer and shards."""
     n = sum(1 for _, text in iter_documents(source) if text.strip())
@@ -526,9 +533,7 @@ def main(argv=None) -> int:
             return 0
         if not a.name or not a.name.replace("_", "").replace("-", "").isalnum():
             raise ExportError(f"--name {a.name!r}: accepted letters, digits, _ and - (or give --challenge)")
-        if a.byte260 and a.vocab_size not in (None, 260):
-            raise ExportError(f"--vocab-size {a.vocab_size}: not with --byte260 (its tokenizer is fixed: 260 ids, nothing to train)")
-        folder = export_corpus(a.input, a.out, a.name, a.vocab_size or 1024, a.val_docs, a.val_fraction, a.shard_tokens, a.seed, a.workers,
+        folder = export_corpus(a.input, a.out, a.name, a.vocab_size, a.val_docs, a.val_fraction, a.shard_tokens, a.seed, a.workers,
                                a.byte260)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)

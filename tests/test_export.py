@@ -127,6 +127,49 @@ def test_options_val_docs_tokenizer_docs_and_reuse(docs_file, exported, tmp_path
     assert (tmp_path / "b" / name).read_bytes() == (out / name).read_bytes()
 
 
+def test_variants_exported_into_one_folder_are_all_listed_as_in_the_published_manifest(docs_file, exported, tmp_path):
+    """sp then byte260 into one --out: the manifest lists both (each entry as its own export writes it), a re-export replaces its own
+    entry in place, the published manifest's other variants are kept; other documents or an unreadable manifest replace it, saying so."""
+    path, _ = docs_file
+    out, alone = exported
+    reuse = ["--reuse-tokenizer", str(out / f"tokenizers/fineweb_{VOCAB}_bpe.model"), "--shard-tokens", "9000"]
+
+    def export(*args, folder="out"):
+        r = subprocess.run(CLI + ["--input", str(path), "--challenge", "--out", str(tmp_path / folder), *args], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return json.loads((tmp_path / folder / "manifest.json").read_text()), r.stderr
+
+    byte_alone, _ = export("--byte260", "--shard-tokens", "9000", folder="byte260_alone")
+    sp, note = export(*reuse)
+    assert note == "" and (sp["datasets"], sp["tokenizers"]) == (alone["datasets"], alone["tokenizers"])
+    both, note = export("--byte260", "--shard-tokens", "9000")
+    assert note == "" and [d["name"] for d in both["datasets"]] == [f"fineweb10B_sp{VOCAB}", "fineweb10B_byte260"]
+    for k in ("tokenizer_specs", "tokenizers", "datasets"):
+        assert both[k] == sp[k] + byte_alone[k] and len(both[k]) == 2
+    assert {k: v for k, v in both.items() if k not in ("tokenizer_specs", "tokenizers", "datasets")} == {
+        k: v for k, v in byte_alone.items() if k not in ("tokenizer_specs", "tokenizers", "datasets")}
+    assert all((tmp_path / "out" / d["path"]).is_dir() and len(list((tmp_path / "out" / d["path"]).glob("*.bin"))) == d["stats"]["files_total"]
+               for d in both["datasets"])
+    again, _ = export(*reuse)  # a re-export: the same entries, in the same order, none twice
+    assert again == both
+    # The published manifest (no sha256 of the documents, other variants listed, fields we do not write): kept, ours added.
+    public = {"version": "10B", "num_docs": alone["num_docs"], "num_val_docs": 30, "shard_size": 9000, "extra": {"kept": True},
+              "tokenizers": [{"name": "sp_bpe_8192", "model_path": "tokenizers/fineweb_8192_bpe.model"}],
+              "datasets": [{"name": "fineweb10B_sp8192", "tokenizer_name": "sp_bpe_8192", "path": "datasets/fineweb10B_sp8192"},
+                           {"name": f"fineweb10B_sp{VOCAB}", "tokenizer_name": "published"}]}
+    (tmp_path / "out/manifest.json").write_text(json.dumps(public))
+    m, note = export(*reuse)
+    assert note == "" and m["extra"] == {"kept": True} and m["docs_meta"] == alone["docs_meta"]
+    assert m["datasets"] == [public["datasets"][0], alone["datasets"][0]] and m["tokenizers"] == public["tokenizers"] + alone["tokenizers"]
+    # Other documents (another split): replaced, and the line says what is no longer listed; an unreadable manifest: replaced.
+    m, note = export(*reuse, "--num-val-docs", "5")
+    assert [d["name"] for d in m["datasets"]] == [f"fineweb10B_sp{VOCAB}"] and m["num_val_docs"] == 5
+    assert note.startswith("note: ") and "num_val_docs differ" in note and "no longer listing: fineweb10B_sp8192" in note, note
+    (tmp_path / "out/manifest.json").write_text("{half")
+    m, note = export(*reuse)
+    assert m["datasets"] == alone["datasets"] and "not a readable manifest" in note and len(note.splitlines()) == 1
+
+
 @pytest.mark.parametrize("lines, args, message", [
     ([b'{"text": "ok"}', b'{"text": "caf\xe9"}'], [], "line 2 is not UTF-8"),
     ([b'{"text": "ok"}', b'{"body": "x"}'], [], 'line 2 is not a JSON object with a "text" field'),

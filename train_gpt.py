@@ -185,7 +185,8 @@ NO_EFFECT_UNLESS = [  # needs and this run's value of that; not an error, since 
     ("TIED_EMBED_INIT_STD EMBED_FP16", lambda h: "emb" not in h.targets, "a learned token embedding (no emb in FREEZE_TARGETS)"),
     ("EMBED_LR HEAD_LR", lambda h: not h.tie_embeddings, "TIE_EMBEDDINGS=0"), ("BIGRAM_DIM", lambda h: h.bigram_buckets, "BIGRAM_BUCKETS"),
     ("EMA_START_STEP", lambda h: h.ema_decay, "EMA_DECAY"), ("DISTILL_ALPHA DISTILL_TEMP", lambda h: h.distill_teacher, "DISTILL_TEACHER"),
-    ("EVAL_BATCH_SEQS", lambda h: h.eval_stride, "EVAL_STRIDE"), ("CHECKPOINT_PATH", lambda h: h.checkpoint_every, "CHECKPOINT_EVERY")]
+    ("EVAL_BATCH_SEQS", lambda h: h.eval_stride, "EVAL_STRIDE"), ("CHECKPOINT_PATH", lambda h: h.checkpoint_every, "CHECKPOINT_EVERY"),
+    ("COMPILE_BACKEND", lambda h: h.compile == "1" or h.compile == "auto" and torch.cuda.is_available(), "COMPILE=1 (auto: on a GPU)")]
 
 def _parse_var(name: str, raw: str, kind: str, accepted):
     try:
@@ -1044,8 +1045,10 @@ class EMA:
         if self.decay > 0 and step >= self.start_step:  # the first a copy, which the lerp leaves as it is (a + w (a - a) is a)
             self.avg = self.avg or {name: p.detach().clone() for name, p in model.named_parameters()}
             torch._foreach_lerp_(list(self.avg.values()), [p.detach() for p in model.parameters()], 1.0 - self.decay)
-    def copy_to(self, model: nn.Module) -> None:
-        model.load_state_dict(self.avg)  # strict: the state dict is the parameters (regenerated matrices and tables are not saved)
+    def copy_to(self, model: nn.Module) -> bool:  # False: the EMA never started (the run stopped before EMA_START_STEP)
+        if self.avg is not None:
+            model.load_state_dict(self.avg)  # strict: the state dict is the parameters (regenerated matrices and tables are not saved)
+        return self.avg is not None
 
 def freeze_parameters(optimizers: list[torch.optim.Optimizer], params: list[nn.Parameter]) -> None:
     """Progressive freeze: the parameters leave their optimizer, outside any compiled graph (so it cannot be constant-folded away)."""
@@ -1062,10 +1065,8 @@ def freeze_parameters(optimizers: list[torch.optim.Optimizer], params: list[nn.P
 
 def lr_multiplier(args, step: int, elapsed_ms: float) -> float:
     """Linear warmdown to 0 over the last WARMDOWN_ITERS steps; under a wallclock cap, counted in time from the average step so far."""
-    if args.warmdown_iters <= 0:
-        return 1.0
-    if args.max_wallclock_seconds <= 0:
-        return min(max((args.iterations - step) / args.warmdown_iters, 0.0), 1.0)
+    if args.warmdown_iters <= 0 or args.max_wallclock_seconds <= 0:  # no warmdown, or one counted in steps
+        return 1.0 if args.warmdown_iters <= 0 else min(max((args.iterations - step) / args.warmdown_iters, 0.0), 1.0)
     warmdown_ms = args.warmdown_iters * elapsed_ms / max(step, 1)
     remaining_ms = max(1000.0 * args.max_wallclock_seconds - elapsed_ms, 0.0)
     return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
@@ -1285,8 +1286,7 @@ def main() -> int:
     stop_on_signals(log, lambda: "during EVAL_ONLY evaluation" if args.eval_only else f"at step:{step}/{args.iterations}; no artifact written")
     if args.eval_only:
         return eval_only(args, rt, log)
-    for seed in (random.seed, np.random.seed, torch.manual_seed):
-        seed(args.seed)
+    random.seed(args.seed), np.random.seed(args.seed), torch.manual_seed(args.seed)
     device, distributed = rt.device, rt.distributed
     model_that_fits(args, f"NUM_LAYERS={args.num_layers} MODEL_DIM={args.model_dim}: the model")
     val_tokens, luts, tokenizer_sha, kind = load_eval_data(args.data_path, args.tokenizer_path, args.vocab_size, args.train_seq_len, device)
@@ -1381,9 +1381,9 @@ def main() -> int:
     t0 = time.perf_counter()
     while True:
         last_step = step == args.iterations or step == stop_after
-        if last_step and ema.avg is not None:  # the artifact and the final evaluation use the averaged weights
-            ema.copy_to(base_model)
-            log(f"ema: final weights are the EMA (decay {args.ema_decay}, from step {args.ema_start_step})")
+        if last_step and args.ema_decay:  # the artifact and the final evaluation use the averaged weights
+            log(f"ema: final weights are the EMA (decay {args.ema_decay}, from step {args.ema_start_step})" if ema.copy_to(base_model) else
+                f"ema: not used: the run stopped at step {step}, before EMA_START_STEP={args.ema_start_step}; the final weights are the trained ones")
         if last_step or (args.val_loss_every > 0 and step % args.val_loss_every == 0):
             sync()
             training_ms += 1000.0 * (time.perf_counter() - t0)

@@ -102,6 +102,7 @@ INERT = [
     ("DISTILL_TEMP", "3", {}, {"DISTILL_TEACHER": "teacher.ptz"}),
     ("EVAL_BATCH_SEQS", "4", {}, {"EVAL_STRIDE": "64"}),
     ("CHECKPOINT_PATH", "c.pt", {}, {"CHECKPOINT_EVERY": "10"}),
+    ("COMPILE_BACKEND", "eager", {"COMPILE": "0"}, {"COMPILE": "1"}),
 ]
 
 

@@ -199,6 +199,20 @@ def test_interrupted_and_resumed_equals_uninterrupted(tiny_data, tmp_path):
     assert r.returncode == 2 and "written with MODEL_DIM=64, this run has MODEL_DIM=128" in r.stderr
 
 
+def test_an_ema_that_never_started_leaves_the_trained_weights_and_the_log_says_so(single_run, tiny_data, tmp_path):
+    """EMA_START_STEP past the step the run stops at (ITERATIONS here; the wallclock cap in a real run): the artifact is the plain
+    run's, bit for bit, and the log says the EMA was not used rather than nothing."""
+    r = run_train(tmp_path, env_for(tiny_data, "ema_late", EMA_DECAY="0.9", EMA_START_STEP="13"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "final_model.int8.ptz").read_bytes() == (single_run[0] / "final_model.int8.ptz").read_bytes()
+    assert "ema: not used: the run stopped at step 12, before EMA_START_STEP=13; the final weights are the trained ones" in log_lines(
+        tmp_path, "ema_late")
+    (tmp_path / "on").mkdir()
+    r = run_train(tmp_path / "on", env_for(tiny_data, "ema_on", EMA_DECAY="0.9", EMA_START_STEP="12"))  # the last step: a copy of it
+    assert r.returncode == 0 and "ema: final weights are the EMA (decay 0.9, from step 12)" in log_lines(tmp_path / "on", "ema_on")
+    assert (tmp_path / "on/final_model.int8.ptz").read_bytes() == (single_run[0] / "final_model.int8.ptz").read_bytes()
+
+
 def test_distillation_with_alpha_zero_equals_plain_training(single_run, tiny_data, tmp_path):
     teacher = single_run[0] / "final_model.int8.ptz"
     r = run_train(tmp_path, env_for(tiny_data, "distill", DISTILL_TEACHER=str(teacher), DISTILL_ALPHA="0", EVAL_STRIDE="0"))

@@ -200,7 +200,8 @@ def summary_rows(logs: list[dict]) -> tuple[list[str], list[dict]]:
     """Columns (the swept variables, then the numbers) and rows sorted by score, best first."""
     keys = sorted({k for r in logs for k in r["env"]})
     swept = [k for k in keys if len({r["env"].get(k) for r in logs}) > 1 and k not in ("RUN_ID", "SEED")]
-    ordered = sorted(logs, key=lambda r: (r["val_bpb"] is None, r["val_bpb"] if r["val_bpb"] is not None else 0.0, r["run"]))
+    scored = lambda r: r["val_bpb"] is not None and math.isfinite(r["val_bpb"])  # a diverged run's nan or inf sorts last, with the unscored
+    ordered = sorted(logs, key=lambda r: (not scored(r), r["val_bpb"] if scored(r) else 0.0, r["run"]))
     return swept, ordered
 
 
@@ -330,31 +331,46 @@ def welch_improvement(ours: list[float], theirs: list[float], bar: float = NATS_
 
 def read_against(spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
     """Per-seed val_loss (nats) of the record to beat: its submission.json, or numbers:
-    `1.2244,1.2251,...` (val_bpb, converted with our runs' nats per bpb) or `loss:2.06,2.07`."""
+    `1.2244,1.2251,...` (val_bpb, converted with our runs' nats per bpb) or `loss:2.06,2.07`.
+    Every value must be a finite number: a hand-edited or diverged entry is refused, not tested against."""
     if Path(spec).is_file():
         try:
             sub = json.loads(Path(spec).read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ToolError(f"--against {spec}: not a submission.json ({e})") from None
-        seeds = sub.get("seed_results") or {}
-        results = list(seeds.values()) if isinstance(seeds, dict) else list(seeds)
-        if results and all(r.get("val_loss") is not None for r in results):
-            return [float(r["val_loss"]) for r in results], f"{sub.get('name', spec)}: per-seed val_loss"
-        if results and all(r.get("val_bpb") is not None for r in results):
-            return [float(r["val_bpb"]) * nats_per_bpb for r in results], f"{sub.get('name', spec)}: per-seed val_bpb in nats"
-        if sub.get("val_loss") is not None:
-            return [float(sub["val_loss"])], f"{sub.get('name', spec)}: mean val_loss only"
-        if sub.get("val_bpb") is not None:
-            return [float(sub["val_bpb"]) * nats_per_bpb], f"{sub.get('name', spec)}: mean val_bpb only, in nats"
-        raise ToolError(f"--against {spec}: no val_loss or val_bpb in it")
-    unit, _, values = spec.rpartition(":")
-    try:
-        numbers = [float(v) for v in values.split(",") if v.strip()]
-    except ValueError:
-        numbers = []
-    if unit not in ("", "bpb", "loss") or not numbers:
-        raise ToolError(f"--against {spec!r}: expected a submission.json, per-seed val_bpb like 1.2244,1.2251 or val_loss like loss:2.06,2.07")
-    return ([n * nats_per_bpb for n in numbers], "per-seed val_bpb given, in nats") if unit != "loss" else (numbers, "per-seed val_loss given")
+        try:
+            values, source = submission_losses(sub, spec, nats_per_bpb)
+        except (AttributeError, TypeError, ValueError):  # a list where an object belongs, a score that is text
+            raise ToolError(f"--against {spec}: not a submission.json (seed_results and val_loss / val_bpb of an unexpected shape)") from None
+    else:
+        unit, _, text = spec.rpartition(":")
+        try:
+            numbers = [float(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            numbers = []
+        if unit not in ("", "bpb", "loss") or not numbers:
+            raise ToolError(f"--against {spec!r}: expected a submission.json, per-seed val_bpb like 1.2244,1.2251 or val_loss like loss:2.06,2.07")
+        values, source = ([n * nats_per_bpb for n in numbers], "per-seed val_bpb given, in nats") if unit != "loss" else (
+            numbers, "per-seed val_loss given")
+    if not all(math.isfinite(v) for v in values):
+        raise ToolError(f"--against {spec}: a value that is not a finite number ({source}: {', '.join(map(str, values))})")
+    return values, source
+
+
+def submission_losses(sub: dict, spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
+    """What read_against takes from a submission.json: per-seed val_loss, else per-seed val_bpb, else the means."""
+    name = sub.get("name", spec)
+    seeds = sub.get("seed_results") or {}
+    results = list(seeds.values()) if isinstance(seeds, dict) else list(seeds)
+    if results and all(r.get("val_loss") is not None for r in results):
+        return [float(r["val_loss"]) for r in results], f"{name}: per-seed val_loss"
+    if results and all(r.get("val_bpb") is not None for r in results):
+        return [float(r["val_bpb"]) * nats_per_bpb for r in results], f"{name}: per-seed val_bpb in nats"
+    if sub.get("val_loss") is not None:
+        return [float(sub["val_loss"])], f"{name}: mean val_loss only"
+    if sub.get("val_bpb") is not None:
+        return [float(sub["val_bpb"]) * nats_per_bpb], f"{name}: mean val_bpb only, in nats"
+    raise ToolError(f"--against {spec}: no val_loss or val_bpb in it")
 
 
 # ---- records ----
@@ -429,6 +445,9 @@ def make_record(paths: list[str], name: str, track: str, author: str, github_id:
     incomplete = [r["path"] for r in logs if r["val_bpb"] is None or r["bytes_total"] is None or r["score_line"] == "step"]
     if incomplete:
         raise ToolError(f"{incomplete[0]}: not a finished run (no final score or size line)")
+    diverged = next((r for r in logs if not all(math.isfinite(r[k]) for k in ("val_bpb", "val_loss") if r[k] is not None)), None)
+    if diverged:
+        raise ToolError(f"{diverged['path']}: its final score is val_loss {diverged['val_loss']} val_bpb {diverged['val_bpb']}, not a finite number")
     if any(r["source"] is None for r in logs):
         raise ToolError(f"{next(r['path'] for r in logs if r['source'] is None)}: no train_gpt.py source at its head, so the record cannot hold the script")
     if len({r["source"] for r in logs}) > 1:

@@ -4,6 +4,8 @@
 import json
 import math
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -262,6 +264,32 @@ def test_record_refuses_unfinished_mixed_or_sourceless_logs(two_seeds, tmp_path)
     r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), "--against", "1.2,abc", str(two_seeds / "logs/seed1.txt")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--against '1.2,abc': expected a submission.json" in r.stderr
+    assert not (tmp_path / "track_non_record_16mb").exists()
+
+
+def test_a_diverged_score_sorts_last_and_is_never_a_record_or_a_record_to_beat(two_seeds, tmp_path):
+    """A log whose final score is nan or inf (a diverged run; a hand-edited log) sorts after every finite score, is refused by
+    `record`, and a record to beat with such a value, or of an unexpected shape, is one line, not a p-value of nan or a traceback."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    text = (two_seeds / "logs/seed1.txt").read_text()
+    final = text[text.index("final_int8_zlib_roundtrip_sliding_exact"):].splitlines()[0]
+    for name, value in (("a_nan", "nan"), ("b_inf", "inf")):
+        (logs / f"{name}.txt").write_text(text.replace(final, re.sub(r"val_bpb:\S+", f"val_bpb:{value}", final)))
+    shutil.copy(two_seeds / "logs/seed2.txt", logs / "z_finite.txt")
+    r = subprocess.run(TOOLS + ["summary", str(logs)], capture_output=True, text=True)
+    assert r.returncode == 0 and [row.split(" | ")[0].strip("| ") for row in r.stdout.splitlines()[2:]] == ["z_finite", "a_nan", "b_inf"]
+    r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), str(logs / "a_nan.txt")], capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "a_nan.txt: its final score is val_loss " in r.stderr and r.stderr.strip().endswith(" val_bpb nan, not a finite number")
+    bad_json = {"seed_results": {"1": {"val_loss": "NaN"}}, "name": "A"}, {"seed_results": [1.2, 1.3]}, {"val_bpb": "1.2x"}, [1, 2]
+    for i, against in enumerate(["1.2,nan", "loss:2.0,inf"] + [json.dumps(b) for b in bad_json]):
+        if against.startswith(("{", "[")):
+            (tmp_path / f"sub{i}.json").write_text(against)
+            against = str(tmp_path / f"sub{i}.json")
+        r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), "--against", against, str(two_seeds / "logs/seed1.txt")],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: --against {against}") and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "track_non_record_16mb").exists()
 
 

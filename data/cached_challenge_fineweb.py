@@ -40,7 +40,7 @@ import re
 import shutil
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -229,25 +229,39 @@ def shard_names(glob: str, count: int) -> list[str]:
     return [glob.replace("*", f"{i:06d}") for i in range(count)]
 
 
+def inside(rel, what: str) -> str:
+    """A path the manifest names, refused unless it stays inside the data folder: a mirror's manifest (MATCHED_FINEWEB_REPO_ID) is
+    input like any other, and `data_dir / "/etc/x"` is /etc/x."""
+    if not isinstance(rel, str) or not rel or PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
+        raise DownloadError(f"the manifest's {what} {rel!r}: not a path inside the data folder; accepted: a relative path without '..'")
+    return rel
+
+
 def plan(manifest: dict, variant: str, train_shards: int) -> tuple[dict, list[tuple[str, bool]]]:
     """The dataset entry and the (path, is_shard) files a variant needs, from the manifest."""
-    datasets = {d.get("name"): d for d in manifest.get("datasets", [])}
+    lists = [manifest.get(k) if isinstance(manifest, dict) else None for k in ("datasets", "tokenizers")]
+    if not all(isinstance(v, list) and all(isinstance(e, dict) for e in v) for v in lists):
+        raise DownloadError("manifest.json: not a manifest (an object with lists of datasets and tokenizers); delete it and rerun")
+    datasets = {d.get("name"): d for d in manifest["datasets"]}
     name = f"fineweb10B_{variant}"
     if name not in datasets:
         have = sorted(n.removeprefix("fineweb10B_") for n in datasets if n)
         raise DownloadError(f"--variant {variant}: the manifest has no dataset {name}; it has: {', '.join(have) or 'none'}")
     entry = datasets[name]
-    stats = entry.get("stats") or {}
-    n_train, n_val = int(stats.get("files_train", 0)), int(stats.get("files_val", 0))
+    stats = entry.get("stats") if isinstance(entry.get("stats"), dict) else {}
+    n_train, n_val = (stats.get(k, 0) for k in ("files_train", "files_val"))
+    if not all(type(n) is int and n >= 0 for n in (n_train, n_val)):
+        raise DownloadError(f"the manifest's {name} stats: files_train {n_train!r}, files_val {n_val!r}; accepted: counts of files")
     if not 0 <= train_shards <= n_train:
         raise DownloadError(f"--train-shards {train_shards}: {name} has {n_train} train shards; accepted 0 to {n_train}")
-    tokenizer = next((t for t in manifest.get("tokenizers", []) if t.get("name") == entry.get("tokenizer_name")), None)
+    tokenizer = next((t for t in manifest["tokenizers"] if t.get("name") == entry.get("tokenizer_name")), None)
     if tokenizer is None:
         raise DownloadError(f"tokenizer {entry.get('tokenizer_name')!r} of {name} is not in the manifest's tokenizers")
-    folder = entry.get("path", f"datasets/{name}")
-    files = [(p, True) for p in shard_names(entry.get("val_glob", f"{folder}/fineweb_val_*.bin"), n_val)]
-    files += [(p, True) for p in shard_names(entry.get("train_glob", f"{folder}/fineweb_train_*.bin"), train_shards)]
-    tok_files = [tokenizer[k] for k in ("model_path", "vocab_path", "path") if tokenizer.get(k)]
+    folder = inside(entry.get("path", f"datasets/{name}"), f"{name} path")
+    globs = {k: inside(entry.get(k, f"{folder}/fineweb_{k[:-5]}_*.bin"), f"{name} {k}") for k in ("val_glob", "train_glob")}
+    files = [(p, True) for p in shard_names(globs["val_glob"], n_val)]
+    files += [(p, True) for p in shard_names(globs["train_glob"], train_shards)]
+    tok_files = [inside(tokenizer[k], f"tokenizer {tokenizer.get('name')!r} {k}") for k in ("model_path", "vocab_path", "path") if tokenizer.get(k)]
     if not tok_files:
         raise DownloadError(f"tokenizer {tokenizer.get('name')!r} names no file (model_path, vocab_path or path)")
     return entry, files + [(p, False) for p in tok_files]

@@ -207,6 +207,30 @@ def test_no_server_and_bad_arguments_are_one_line_errors(tmp_path):
     assert r.returncode == 2 and "--variant 'gpt2': accepted byte260 or sp<N>" in r.stderr
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["datasets"][0].update(val_glob="../../escaped_*.bin"), "fineweb10B_sp1024 val_glob '../../escaped_*.bin': not a path inside"),
+    (lambda m: m["datasets"][0].update(train_glob="/tmp/abs_train_*.bin"), "fineweb10B_sp1024 train_glob '/tmp/abs_train_*.bin': not a path"),
+    (lambda m: m["tokenizers"][0].update(model_path="tokenizers/../../../x.model"), "tokenizer 'tok_sp1024' model_path 'tokenizers/../../../x"),
+    (lambda m: m["datasets"][0].update(path=7), "fineweb10B_sp1024 path 7: not a path inside the data folder"),
+    (lambda m: m["datasets"][0]["stats"].update(files_val="1"), "fineweb10B_sp1024 stats: files_train 3, files_val '1'; accepted: counts"),
+    (lambda m: m["datasets"][0]["stats"].update(files_train=-2), "files_train -2, files_val 1; accepted: counts of files"),
+    (lambda m: m.update(tokenizers={"tok_sp1024": {}}), "manifest.json: not a manifest (an object with lists of datasets and tokenizers)"),
+])
+def test_a_mirror_whose_manifest_points_outside_the_data_folder_is_refused_before_any_file(hub, tmp_path, change, message):
+    """A mirror's manifest (MATCHED_FINEWEB_REPO_ID) is input like any other: a path that leaves the data folder, or counts and
+    lists of another shape, is one line before anything but the manifest is fetched, and nothing lands outside the data folder."""
+    manifest_file = tmp_path / "remote/datasets/manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    change(manifest)
+    manifest_file.write_text(json.dumps(manifest))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "hf_home" not in p.parts)
+    r = run(hub, tmp_path, "--variant", "sp1024", "1")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "hf_home" not in p.parts)
+    assert [str(p) for p in after if p not in before] == ["data", "data/manifest.json"]
+    assert [p for m, p, _ in hub.requests if m == "GET"] == [f"/datasets/{REPO}/resolve/main/datasets/manifest.json"]
+
+
 def test_a_full_disk_is_one_line_that_says_so_and_the_rerun_resumes(hub, tmp_path):
     """A real full disk (a 20 KB tmpfs, root only) mid-shard: not a 'network error', no retries, the finished files kept;
     with room again the same command resumes the partial shard and ends with every file checked."""

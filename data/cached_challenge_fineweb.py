@@ -314,8 +314,13 @@ def download(variant: str, train_shards: int, data_dir: Path = DATA_DIR, skip_ma
 
 def check_docs(data_dir: Path) -> None:
     """docs_selected.jsonl against the sha256 its source manifest records."""
-    sidecar = json.loads((data_dir / DOCS_FILES[1]).read_text(encoding="utf-8"))
-    want = sidecar.get("docs_sha256")
+    try:
+        sidecar = json.loads((data_dir / DOCS_FILES[1]).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        sidecar = e
+    want = sidecar.get("docs_sha256") if isinstance(sidecar, dict) else None
+    if not isinstance(sidecar, dict) or not isinstance(want, (str, type(None))):
+        raise DownloadError(f"{DOCS_FILES[1]}: not a source manifest (a JSON object with docs_sha256) as the repository serves it")
     if want and file_digest(data_dir / DOCS_FILES[0], "sha256") != want:
         (data_dir / DOCS_FILES[0]).unlink()
         raise DownloadError(f"{DOCS_FILES[0]}: sha256 differs from docs_sha256 in {DOCS_FILES[1]}; deleted, rerun to fetch it again")

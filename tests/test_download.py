@@ -231,6 +231,14 @@ def test_a_mirror_whose_manifest_points_outside_the_data_folder_is_refused_befor
     assert [p for m, p, _ in hub.requests if m == "GET"] == [f"/datasets/{REPO}/resolve/main/datasets/manifest.json"]
 
 
+@pytest.mark.parametrize("sidecar", ["[1, 2]", "{half", '{"docs_sha256": 5}'])
+def test_a_source_manifest_of_another_shape_is_one_line(hub, tmp_path, sidecar):
+    (tmp_path / "remote/datasets/docs_selected.source_manifest.json").write_text(sidecar)
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", "--with-docs")
+    assert r.returncode == 2 and r.stderr.strip() == ("error: docs_selected.source_manifest.json: not a source manifest (a JSON object "
+                                                      "with docs_sha256) as the repository serves it"), r.stderr
+
+
 def test_a_full_disk_is_one_line_that_says_so_and_the_rerun_resumes(hub, tmp_path):
     """A real full disk (a 20 KB tmpfs, root only) mid-shard: not a 'network error', no retries, the finished files kept;
     with room again the same command resumes the partial shard and ends with every file checked."""

@@ -222,6 +222,9 @@ def summary_table(logs: list[dict], form: str = "md") -> str:
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(row) + " |" for row in body])
 
 
+SWEEP_INPUT_PATHS = ("DATA_PATH", "TOKENIZER_PATH", "DISTILL_TEACHER", "RESUME")  # what a run reads (its outputs stay in its folder)
+
+
 def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Path, list[str]]:
     """Every combination of NAME=v1,v2 ..., one run after another, each in its own folder; the whole
     grid is validated by train_gpt.py's own rules before the first run. Returns (folder, failed runs)."""
@@ -234,10 +237,17 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
         if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", key) or not values:
             raise ToolError(f"{a!r}: expected NAME=v1,v2 with an upper-case variable name")
         known = key in ours or key.startswith(train_gpt.TORCH_ENV)  # torch's own knobs too: TORCHINDUCTOR_CUDAGRAPHS=0,1
-        if not known or "" in values.split(","):
-            raise ToolError(f"{a!r}: " + ("an empty value in the list" if known else f"{key} is not a train_gpt.py variable, nor one of "
-                                          f"torch's ({', '.join(p + '*' for p in train_gpt.TORCH_ENV)})"))
-        grid.append([(key, v) for v in values.split(",")])
+        items = values.split(",")
+        twice = next((v for i, v in enumerate(items) if v in items[:i]), None)
+        problem = next((message for bad, message in (
+            (not known, f"{key} is not a train_gpt.py variable, nor one of torch's ({', '.join(p + '*' for p in train_gpt.TORCH_ENV)})"),
+            (key == "RUN_ID", "the sweep names each run itself (<sweep name>_<NAME>-<value>...)"),
+            ("" in items, "an empty value in the list"), (twice is not None, f"the value {twice!r} twice"),
+            (key in {column[0][0] for column in grid}, f"{key} is swept twice; give its values in one list")) if bad), None)
+        if problem:
+            raise ToolError(f"{a!r}: {problem}")
+        paths = key in SWEEP_INPUT_PATHS  # the runs start in folders of their own: a relative input path is made absolute here
+        grid.append([(key, os.path.abspath(v) if paths else v) for v in items])
     if not grid:
         raise ToolError("nothing to sweep: give at least one NAME=v1,v2")
     if not launch or not shutil.which(launch[0]):  # before any folder is made
@@ -263,7 +273,7 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
     folder = ROOT / "sweeps" / name
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    for key in ("DATA_PATH", "TOKENIZER_PATH", "DISTILL_TEACHER", "RESUME"):  # the runs start in their own folders
+    for key in SWEEP_INPUT_PATHS:  # the runs start in their own folders
         if env.get(key):
             env[key] = os.path.abspath(env[key])
     failed, run_name = [], lambda combo: name + "_" + "_".join(f"{k}-{re.sub(r'[^A-Za-z0-9.]+', '.', v)}" for k, v in combo)

@@ -190,16 +190,27 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         for grid, text in ((["TORCHINDUCTOR_CUDAGRAPHS=0,1", "NUM_LAYERS=2,x"], "sweep TORCHINDUCTOR_CUDAGRAPHS=0 NUM_LAYERS=x: NUM_LAYERS='x': "
                             "not an integer; nothing was run"),  # torch's knob is a name the sweep takes
                            (["SEED=1,,2"], "'SEED=1,,2': an empty value in the list"), (["NUM_LAYRES=2"], "NUM_LAYRES is not a train_gpt.py variable"),
+                           (["SEED=1,2,1"], "'SEED=1,2,1': the value '1' twice"), (["SEED=1", "SEED=2"], "'SEED=2': SEED is swept twice"),
+                           (["RUN_ID=a,b"], "'RUN_ID=a,b': the sweep names each run itself"),
                            (["FREEZE_MODE=none,adapter", "LORA_RANK=4,64"], "LORA_RANK=64: above the smallest targeted projection dimension"),
                            (["SEED=1,2", "LORA_RANK=4,8"], "sweep LORA_RANK=4,8: LORA_RANK has no effect in any of its runs (it needs FREEZE_MODE="
                             "adapter or lowrank; the first run has FREEZE_MODE=none); nothing was run")):  # the grid would repeat itself
             bad = subprocess.run(TOOLS + ["sweep", "--name", name + "_bad", *grid], env=env, capture_output=True, text=True)
             assert bad.returncode == 2 and text in bad.stderr and "sweep: " not in bad.stdout, (grid, bad.stderr[-500:])
         assert not (ROOT / "sweeps" / (name + "_bad")).exists()
+        # Input paths given relative to where the sweep starts still point there from each run's own folder.
+        root = tiny_data["root"]
+        r = subprocess.run(TOOLS + ["sweep", "--name", name + "_rel", "DATA_PATH=" + os.path.relpath(tiny_data["data_path"], root)],
+                           env={**env, "TOKENIZER_PATH": os.path.relpath(tiny_data["tokenizer_path"], root)}, cwd=root, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        (run,) = (ROOT / "sweeps" / (name + "_rel")).iterdir()
+        logged = tools.parse_log(run / "logs" / f"{run.name}.txt")["env"]
+        assert (logged["DATA_PATH"], logged["TOKENIZER_PATH"]) == (tiny_data["data_path"], tiny_data["tokenizer_path"])
     finally:
         import shutil
         shutil.rmtree(ROOT / "sweeps" / name, ignore_errors=True)
         shutil.rmtree(ROOT / "sweeps" / (name + "_bad"), ignore_errors=True)
+        shutil.rmtree(ROOT / "sweeps" / (name + "_rel"), ignore_errors=True)
 
 
 def test_record_has_the_leaderboard_shape_and_its_command_runs_inside(two_seeds, tmp_path):

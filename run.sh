@@ -131,6 +131,7 @@ gpu_defaults() {  # the challenge run: FineWeb, every GPU
     echo "run.sh: no FineWeb shards in DATA_PATH=$DATA_PATH; fetch them with: $PY data/cached_challenge_fineweb.py --variant sp1024 --train-shards 80" >&2
     exit 2
   fi
+  if [ -n "${NPROC:-}" ] && ! [[ $NPROC =~ ^[1-9][0-9]*$ ]]; then echo "run.sh: NPROC=$NPROC: accepted a count of processes (1, 2, ...)" >&2; exit 2; fi
   nproc_gpu=${NPROC:-$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)}
   if [ "${nproc_gpu:-0}" -lt 1 ]; then echo "run.sh: no GPU found (nvidia-smi -L); set NPROC to run anyway" >&2; exit 2; fi
   LAUNCH="$PY -m torch.distributed.run --standalone --nproc_per_node=$nproc_gpu"

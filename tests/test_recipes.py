@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -219,6 +220,18 @@ def test_run_sh_help_lists_every_command_it_accepts_and_an_unknown_one_names_the
     wrong = subprocess.run(["bash", "run.sh", "tset"], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
     assert wrong.returncode == 2 and wrong.stdout == "" and wrong.stderr.count("\n") == 1
     assert wrong.stderr.startswith("run.sh: unknown command 'tset'; accepted: ") and all(f" {c}" in wrong.stderr for c in commands)
+
+
+def test_run_sh_fineweb_refuses_missing_shards_and_a_bad_nproc_in_one_line(tmp_path):
+    """`bash run.sh fineweb` checks before torchrun starts: no shards in DATA_PATH, and NPROC that is not a count (it was passed to
+    a shell test as it was, and on to torchrun)."""
+    from export_corpus import write_shard
+    write_shard(tmp_path / "fineweb_val_000000.bin", np.zeros(16, dtype=np.uint16))
+    for env, said in (({"DATA_PATH": str(tmp_path / "none")}, f"run.sh: no FineWeb shards in DATA_PATH={tmp_path / 'none'}; fetch them with"),
+                      ({"DATA_PATH": str(tmp_path), "NPROC": "abc"}, "run.sh: NPROC=abc: accepted a count of processes (1, 2, ...)"),
+                      ({"DATA_PATH": str(tmp_path), "NPROC": "0"}, "run.sh: NPROC=0: accepted a count of processes")):
+        r = subprocess.run(["bash", "run.sh", "fineweb"], cwd=ROOT, env=clean_env(**env), capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and r.stderr.startswith(said) and r.stderr.count("\n") == 1, r.stderr
 
 
 @pytest.mark.slow

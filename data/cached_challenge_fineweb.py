@@ -258,9 +258,9 @@ def plan(manifest: dict, variant: str, train_shards: int) -> tuple[dict, list[tu
     if tokenizer is None:
         raise DownloadError(f"tokenizer {entry.get('tokenizer_name')!r} of {name} is not in the manifest's tokenizers")
     folder = inside(entry.get("path", f"datasets/{name}"), f"{name} path")
-    globs = {k: inside(entry.get(k, f"{folder}/fineweb_{k[:-5]}_*.bin"), f"{name} {k}") for k in ("val_glob", "train_glob")}
-    files = [(p, True) for p in shard_names(globs["val_glob"], n_val)]
-    files += [(p, True) for p in shard_names(globs["train_glob"], train_shards)]
+    globs = {split: inside(entry.get(f"{split}_glob", f"{folder}/fineweb_{split}_*.bin"), f"{name} {split}_glob") for split in ("val", "train")}
+    files = [(p, True) for p in shard_names(globs["val"], n_val)]
+    files += [(p, True) for p in shard_names(globs["train"], train_shards)]
     tok_files = [inside(tokenizer[k], f"tokenizer {tokenizer.get('name')!r} {k}") for k in ("model_path", "vocab_path", "path") if tokenizer.get(k)]
     if not tok_files:
         raise DownloadError(f"tokenizer {tokenizer.get('name')!r} names no file (model_path, vocab_path or path)")
@@ -316,8 +316,8 @@ def check_docs(data_dir: Path) -> None:
     """docs_selected.jsonl against the sha256 its source manifest records."""
     try:
         sidecar = json.loads((data_dir / DOCS_FILES[1]).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        sidecar = e
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        sidecar = None  # refused below, with the other shapes
     want = sidecar.get("docs_sha256") if isinstance(sidecar, dict) else None
     if not isinstance(sidecar, dict) or not isinstance(want, (str, type(None))):
         raise DownloadError(f"{DOCS_FILES[1]}: not a source manifest (a JSON object with docs_sha256) as the repository serves it")

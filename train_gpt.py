@@ -411,19 +411,19 @@ def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: i
     num_targets = ((val_tokens.numel() - 1) // seq_len) * seq_len
     starts, score_from = window_plan(num_targets, seq_len, stride)
     lo, hi = len(starts) * rank // world_size, len(starts) * (rank + 1) // world_size
-    base_bytes, has_space, is_boundary = luts
+    (base_bytes, has_space, is_boundary), batch_seqs = luts, max(1, min(batch_seqs, hi - lo))
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # nll, tokens, bytes
-    offsets, positions, batch_seqs = torch.arange(seq_len + 1), torch.arange(seq_len, device=device), max(1, min(batch_seqs, hi - lo))
-    for b in range(lo, hi, batch_seqs):
-        # a short last batch is padded with copies of its last window that score nothing: one input shape, no recompiles
-        e, pad = min(b + batch_seqs, hi), max(0, b + batch_seqs - hi)
-        window = val_tokens[torch.tensor(starts[b:e] + starts[e - 1:e] * pad)[:, None] + offsets].to(device=device, dtype=torch.int64)
-        x, y = window[:, :-1], window[:, 1:]
+    # The rank's plan on the device, its last batch padded with copies of its last window that score nothing (one input shape, no
+    # recompiles): windows are gathered there and nothing is read back until the end, so the host queues batches ahead of a GPU.
+    pad, tokens, positions = -(hi - lo) % batch_seqs, val_tokens.to(device), torch.arange(seq_len, device=device)
+    plan = torch.tensor([starts[lo:hi] + starts[hi - 1:hi] * pad, score_from[lo:hi] + [seq_len] * pad], device=device)[:, :, None]
+    for b in range(0, hi - lo + pad, batch_seqs):
+        x, y = (tokens[plan[0, b:b + batch_seqs] + positions + i].to(torch.int64) for i in (0, 1))
         with autocast or torch.autocast(device.type, enabled=False):
             nll = model(x, y)
-        keep = positions[None, :] >= torch.tensor(score_from[b:e] + [seq_len] * pad, device=device)[:, None]
+        keep = positions >= plan[1, b:b + batch_seqs]
         nbytes = base_bytes[y].to(torch.int64) + (has_space[y] & ~is_boundary[x]).to(torch.int64)
-        sums += torch.stack([nll.double()[keep].sum(), keep.sum().double(), nbytes[keep].sum().double()])
+        sums += torch.stack([torch.where(keep, nll.double(), 0.0).sum(), keep.sum().double(), torch.where(keep, nbytes, 0).sum().double()])
     if world_size > 1:
         dist.all_reduce(sums)
     nll, tokens, nbytes = sums.tolist()
@@ -1181,7 +1181,7 @@ def final_evaluation(log, run_eval, stride: int, codec: str = "zlib") -> float:
 
 def make_run_eval(model_fwd, val_tokens, luts, rt, cfg):
     """evaluate() bound to this run (cfg: TRAIN_SEQ_LEN, VAL_BATCH_SIZE, EVAL_BATCH_SEQS): stride None = plain evaluation."""
-    seq_len, plain_batch = cfg.train_seq_len, max(1, cfg.val_batch_size // (rt.world_size * cfg.train_seq_len))
+    seq_len, plain_batch, val_tokens = cfg.train_seq_len, max(1, cfg.val_batch_size // (rt.world_size * cfg.train_seq_len)), val_tokens.to(rt.device)
     sliding_batch = cfg.eval_batch_seqs or plain_batch
     def run_eval(stride: int | None, model=None) -> tuple[float, float, int]:
         m, training = model or model_fwd, (model or model_fwd).training

@@ -5,6 +5,7 @@ them on a GPU box with `bash run.sh test tests/test_cuda.py`."""
 
 import math
 import re
+import warnings
 
 import pytest
 import sentencepiece as spm
@@ -104,6 +105,24 @@ def test_compiled_sliding_eval_on_cuda_is_plain_at_stride_equal_context_and_neve
     assert plain == sliding_at_context and plain[2] == sliding[2] == 64 * 21
     eager_fp32 = evaluate(model, tokens, 64, 16, 8, luts, device=torch.device("cuda"))
     assert abs(sliding[1] - eager_fp32[1]) < 0.01 * eager_fp32[1]
+
+
+def test_evaluation_on_cuda_reads_nothing_back_batch_by_batch(cuda_val):
+    """The windows are gathered on the GPU and the sums stay there: the synchronising calls torch's debug mode reports are the
+    same few for 11 batches as for 3 (the plan's copy to the GPU, the sums read at the end), so the host queues batches ahead."""
+    tokens, luts = cuda_val
+    model, counts = small_model({})[0].cuda().eval(), []
+    for batch_seqs in (8, 2):  # 21 windows: 3 batches, then 11
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                result = evaluate(model, tokens, 64, 64, batch_seqs, luts, device=torch.device("cuda"))
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts.append(sum("synchronizing" in str(w.message) for w in caught))
+        assert result[2] == 64 * 21
+    assert 1 <= counts[0] == counts[1], counts  # at least the read at the end: the debug mode saw the syncs
 
 
 def test_the_train_loader_on_cuda_gives_the_cpu_batches_without_waiting_for_the_gpu(tiny_data):

@@ -15,6 +15,8 @@
 #   bash run.sh bench gpu --peer P   the same beside the challenge's CUDA script P (tests/bench_peer.py --gpu)
 #   bash run.sh bench export    time and peak memory of the challenge-protocol export at 100 and 400 MB
 #   bash run.sh bench profile [--peer P]   where a step's time goes, by torch.profiler (tests/bench_profile.py)
+#   bash run.sh bench gpu-session --out DIR [STAGE ...]   a lent GPU's session, prepared: the GPU benchmarks and CUDA tests
+#                               in order of importance under one deadline, their raw output under DIR (tests/gpu_session.py)
 #   bash run.sh sweep NAME=v1,v2 [NAME2=a,b ...]   the grid, one run after another, then a summary
 #   bash run.sh summary [DIRS or LOGS]            markdown table of finished runs, best first
 #   bash run.sh record --name NAME [--smoke] LOGS  a records/ submission folder from finished runs
@@ -196,6 +198,7 @@ case "$cmd" in
       gpu) shift; if [ "${1:-}" = --peer ]; then "$PY" tests/bench_peer.py --gpu "$@"; else "$PY" tests/bench_gpu.py "$@"; fi ;;
       export) shift; "$PY" tests/bench_export.py "$@" ;;
       profile) shift; "$PY" tests/bench_profile.py "$@" ;;
+      gpu-session) shift; "$PY" tests/gpu_session.py "$@" ;;
       --peer) "$PY" tests/bench_peer.py "$@" ;;
       *) "$PY" tests/bench.py "$@" ;;
     esac

@@ -7,6 +7,8 @@ import lzma
 import re
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -356,3 +358,41 @@ def test_bench_gpu_makes_its_table_in_a_dry_run_on_cpu(tmp_path):
     rows = [[c.strip() for c in l.strip("|").split("|")] for l in r.stdout.splitlines() if re.match(r"\| (dense|mask) ", l)]
     assert [row[0] for row in rows] == ["dense", "mask"] and rows[0][2] == "0" and int(rows[1][2].replace(",", "")) > 0  # regenerated
     assert all(float(c.rstrip("x").replace(",", "")) > 0 for row in rows for c in row[3:])
+
+
+@pytest.mark.slow
+def test_gpu_session_runs_its_stages_under_one_deadline_in_a_dry_run_on_cpu(tmp_path):
+    """`bench gpu-session`, the prepared script for a lent GPU (15 minutes a session): its stages' commands are the benchmarks'
+    and the CUDA tests' real ones (their --dry-run here), every stage's output lands under --out as it goes, a stage expected to
+    take longer than the time left is skipped and named for the next command, and bad arguments are one line before anything."""
+    session = lambda *args: subprocess.run([sys.executable, str(ROOT / "tests" / "gpu_session.py"), "--dry-run", "--peer", str(ROOT / "train_gpt.py"),
+                                            *args], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=900)
+    out = tmp_path / "session"
+    r = session("--out", str(out), "--budget", "400", "machine", "dense", "e2e")  # e2e: expected 420 s, more than the whole budget
+    assert r.returncode == 0, r.stderr[-2000:]
+    log = (out / "session.txt").read_text()
+    assert re.search(r"^machine: exit status 0 after \d+ s$", log, re.M) and re.search(r"^dense: exit status 0 after \d+ s$", log, re.M), log
+    assert re.search(r"^e2e: skipped, expected to take about 420 s and \d+ s are left$", log, re.M) and \
+        log.endswith("not run, for the next command: e2e\n") and not (out / "e2e.md").exists()
+    assert "| dense 1,024 |" in (out / "dense.md").read_text() and sorted(p.name for p in (out / "dense").glob("*/logs/*.txt")) == \
+        ["ours_0.txt", "peer_0.txt"] and "torch" in (out / "machine.md").read_text()
+    # the CUDA stages' selections: the quick tests with the non-finite stop, and then the per-mode end-to-end runs alone
+    import gpu_session
+    plan = gpu_session.stages(gpu_session.argparse.Namespace(peer=ROOT / "train_gpt.py", out=tmp_path, dry_run=True))
+    collected = {name: subprocess.run(plan[name][1][0] + ["--collect-only"], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
+                                      timeout=300).stdout for name in ("cuda", "e2e")}
+    assert "test_a_non_finite_loss_at_a_step_that_does_not_log" in collected["cuda"] and "every_mode_trains" not in collected["cuda"]
+    assert "every_mode_trains_on_cuda" in collected["e2e"] and "non_finite" not in collected["e2e"]
+    # the deadline stops a stage's whole process group and says so
+    t0 = time.time()
+    ended = gpu_session.run_stage([["bash", "-c", "sleep 60 & echo $! > pid; wait"]], tmp_path, "slow", time.time() + 2)
+    sleeper = int(Path(tmp_path / "pid").read_text()) if (tmp_path / "pid").exists() else None
+    assert ended == "stopped at the deadline (what it made is kept)" and time.time() - t0 < 20
+    assert sleeper is None or not Path(f"/proc/{sleeper}").exists() or "State:\tZ" in Path(f"/proc/{sleeper}/status").read_text()
+    for args, text in [(("--out", str(out)), f"--out {out}: not empty; give a new or empty folder"),
+                       (("--out", str(tmp_path / "new"), "dense", "mdoes"), "stage 'mdoes': unknown; accepted: machine, dense, cuda, "),
+                       (("--out", str(tmp_path / "new"), "--budget", "0"), "--budget 0: accepted a positive number of seconds"),
+                       (("--out", str(tmp_path / "new"), "--peer", str(tmp_path / "nope.py")), f"--peer {tmp_path / 'nope.py'}: not a file; copy ")]:
+        r = session(*args)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: gpu_session: {text}") and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "new").exists()

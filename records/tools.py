@@ -402,6 +402,18 @@ def data_paths(log: dict) -> dict[str, str]:
     return {k: os.path.normpath(run_dir / v) for k, v in found.items() if v}
 
 
+def requirements(log: dict) -> list[str]:
+    """The packages the runs needed beyond torch, numpy and sentencepiece (a record folder's requirements.txt): zstandard for
+    ARTIFACT_CODEC=zstd, whose final lines say int8_zstd."""
+    return ["zstandard"] if log["env"].get("ARTIFACT_CODEC") == "zstd" or "zstd" in (log["score_line"] or "") else []
+
+
+def run_settings(log: dict) -> dict:
+    """What every seed of a record must share, since the README's one command reruns them all: the variables its run set as
+    they were set (torch's own knobs too) but RUN_ID and SEED, and the number of processes."""
+    return {**{k: v for k, v in log["env"].items() if k not in ("RUN_ID", "SEED")}, "processes (world_size)": str(log["world_size"] or 1)}
+
+
 def reproduce_command(logs: list[dict], folder: Path) -> str:
     """The shell command that reruns every seed from inside the record folder, the data paths
     made relative to the folder."""
@@ -425,7 +437,9 @@ def record_readme(sub: dict, logs: list[dict], command: str, smoke: bool, agains
     lines += [f"Track: `{sub['track']}`. Score: the last val_bpb each log prints (`{sub['metric']}`). "
               f"Hardware: {sub['hardware'] or 'not in the logs'}; PyTorch {sub['pytorch_version'] or '(not in the logs)'}.", "",
               "## Configuration", "", "| variable | value |", "|---|---|"] + [f"| `{k}` | `{v}` |" for k, v in sorted(env.items())]
-    lines += ["", "## Command", "", "From inside this folder (data paths relative to it):", "", "```bash", command, "```", "",
+    needs = [f"Needs `{p}` beyond torch, numpy and sentencepiece: `pip install -r requirements.txt`." for p in requirements(logs[0])]
+    lines += ["", "## Command", "", "From inside this folder (data paths relative to it):", ""] + (needs + [""] if needs else [])
+    lines += ["```bash", command, "```", "",
               "## Results", "", "| seed | val_loss | val_bpb | round-trip val_bpb | sliding val_bpb | steps | train time (ms) | eval time (ms) | bytes total |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in logs:
@@ -466,6 +480,13 @@ def make_record(paths: list[str], name: str, track: str, author: str, github_id:
         raise ToolError(f"the logs end on different scores ({', '.join(sorted({r['score_line'] for r in logs}))}): one metric for all seeds")
     if len({r["seed"] for r in logs}) < len(logs):
         raise ToolError("two logs have the same seed")
+    first = run_settings(logs[0])
+    for r, settings in ((r, run_settings(r)) for r in logs[1:]):
+        k = next((k for k in sorted(set(first) | set(settings)) if first.get(k) != settings.get(k)), None)
+        if k:
+            show = lambda v: "(unset)" if v is None else repr(v)
+            raise ToolError(f"{r['path']}: {k}={show(settings.get(k))}, but {logs[0]['path']} has {k}={show(first.get(k))}; "
+                            "a record is one configuration over seeds")
     folder = out_root / f"track_{track}" / f"{date}_{name}"
     if folder.exists():
         raise ToolError(f"{folder}: already exists (a record folder is never overwritten)")
@@ -488,13 +509,20 @@ def make_record(paths: list[str], name: str, track: str, author: str, github_id:
         theirs, source = read_against(against_spec, nats_per_bpb)
         against = {**welch_improvement([r["val_loss"] for r in logs], theirs), "source": source, "seeds": len(theirs)}
         sub["against"] = against
-    tmp = Path(tempfile.mkdtemp(prefix=".record_", dir=out_root))
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".record_", dir=out_root))
+    except OSError as e:
+        raise ToolError(f"--out {out_root}: cannot be written ({e.strerror or e})") from None
     try:
         (tmp / "train_gpt.py").write_text(logs[0]["source"], encoding="utf-8")
         for r in logs:
             shutil.copy(r["path"], tmp / Path(r["path"]).name)
         (tmp / "README.md").write_text(record_readme(sub, logs, reproduce_command(logs, folder), smoke, against), encoding="utf-8")
         (tmp / "submission.json").write_text(json.dumps(sub, indent=2) + "\n", encoding="utf-8")
+        if requirements(logs[0]):
+            (tmp / "requirements.txt").write_text("".join(f"{package}\n" for package in requirements(logs[0])), encoding="utf-8")
+            check_env = {**check_env, "ARTIFACT_CODEC": "zstd"}  # the folder is checked with the codec its runs used
         paths = data_paths(logs[0])  # the check uses the runs' own data where it is still there
         if all(os.path.exists(v) for v in paths.values()) and len(paths) == 2:
             check_env = {**check_env, **paths, "VOCAB_SIZE": logs[0]["env"].get("VOCAB_SIZE", "1024")}
@@ -515,11 +543,6 @@ def check_runs_inside(folder: Path, env: dict) -> None:
         r = subprocess.run([sys.executable, "train_gpt.py"], cwd=copy, env=env, capture_output=True, text=True, timeout=600)
         if r.returncode or not re.search(r"final_int8_\w+_roundtrip_exact", r.stdout):  # any ARTIFACT_CODEC
             raise ToolError(f"the folder's train_gpt.py did not run from inside the folder: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
-
-
-SMOKE_CHECK = dict(NUM_LAYERS="1", MODEL_DIM="64", NUM_HEADS="2", NUM_KV_HEADS="1", TRAIN_SEQ_LEN="64", TRAIN_BATCH_TOKENS="1024",
-                   GRAD_ACCUM_STEPS="1", ITERATIONS="2", WARMUP_STEPS="0", VAL_LOSS_EVERY="0", MAX_WALLCLOCK_SECONDS="0",
-                   VAL_BATCH_SIZE="8192", RUN_ID="inside_check")
 
 
 SMOKE_CHECK = dict(NUM_LAYERS="1", MODEL_DIM="64", NUM_HEADS="2", NUM_KV_HEADS="1", TRAIN_SEQ_LEN="64", TRAIN_BATCH_TOKENS="1024",

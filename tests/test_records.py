@@ -268,6 +268,14 @@ def test_record_refuses_unfinished_mixed_or_sourceless_logs(two_seeds, tmp_path)
     r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), str(two_seeds / "logs" / "seed1.txt"), str(other)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "different versions of train_gpt.py" in r.stderr
+    longer = tmp_path / "longer.txt"  # another configuration: its env: line says ITERATIONS=5 where seed1's says 4
+    longer.write_text((two_seeds / "logs" / "seed2.txt").read_text().replace("\nenv: ", "\nenv: ITERATIONS=5 ", 1).replace(" ITERATIONS=4", ""))
+    r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), str(two_seeds / "logs" / "seed1.txt"), str(longer)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr == (f"error: {longer}: ITERATIONS='5', but {two_seeds / 'logs' / 'seed1.txt'} has ITERATIONS='4'; "
+                                              "a record is one configuration over seeds\n"), r.stderr
+    r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(broken), str(two_seeds / "logs" / "seed1.txt")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr == f"error: --out {broken}: cannot be written (File exists)\n"  # a file, not a folder
     console = tmp_path / "console.log"
     console.write_text(CONSOLE_LOG)
     r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), str(console)], capture_output=True, text=True)
@@ -276,6 +284,23 @@ def test_record_refuses_unfinished_mixed_or_sourceless_logs(two_seeds, tmp_path)
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--against '1.2,abc': expected a submission.json" in r.stderr
     assert not (tmp_path / "track_non_record_16mb").exists()
+
+
+def test_a_record_of_zstd_runs_says_what_it_needs_and_is_checked_with_zstd(tiny_data, tmp_path):
+    """ARTIFACT_CODEC=zstd needs the zstandard package to write and to read the artifact: the record folder gets the
+    requirements.txt that the challenge's submissions carry when they need more than torch, numpy and sentencepiece."""
+    pytest.importorskip("zstandard")
+    env = clean_env(**{**TINY_MODEL, "RUN_ID": "zstd_seed3", "SEED": "3", "ITERATIONS": "2", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0",
+                       "ARTIFACT_CODEC": "zstd", "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"]})
+    assert run_train(tmp_path, env).returncode == 0
+    r = subprocess.run(TOOLS + ["record", "--name", "Zstd", "--out", str(tmp_path / "records"), "--date", "2026-12-01",
+                                str(tmp_path / "logs" / "zstd_seed3.txt")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    folder = tmp_path / "records" / "track_non_record_16mb" / "2026-12-01_Zstd"
+    assert (folder / "requirements.txt").read_text() == "zstandard\n"
+    assert json.loads((folder / "submission.json").read_text())["metric"] == "final_int8_zstd_roundtrip_exact"
+    readme = (folder / "README.md").read_text()
+    assert "Needs `zstandard` beyond torch, numpy and sentencepiece: `pip install -r requirements.txt`." in readme and "ARTIFACT_CODEC=zstd" in readme
 
 
 def test_a_diverged_score_sorts_last_and_is_never_a_record_or_a_record_to_beat(two_seeds, tmp_path):

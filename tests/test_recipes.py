@@ -385,10 +385,10 @@ def test_gpu_session_runs_its_stages_under_one_deadline_in_a_dry_run_on_cpu(tmp_
     assert "every_mode_trains_on_cuda" in collected["e2e"] and "non_finite" not in collected["e2e"]
     # the deadline stops a stage's whole process group and says so
     t0 = time.time()
-    ended = gpu_session.run_stage([["bash", "-c", "sleep 60 & echo $! > pid; wait"]], tmp_path, "slow", time.time() + 2)
-    sleeper = int(Path(tmp_path / "pid").read_text()) if (tmp_path / "pid").exists() else None
+    ended = gpu_session.run_stage([["bash", "-c", f"sleep 60 & echo $! > {tmp_path / 'pid'}; wait"]], tmp_path, "slow", time.time() + 2)
+    sleeper = int((tmp_path / "pid").read_text())  # (a stage runs in the project's root: the pid file goes by its full path)
     assert ended == "stopped at the deadline (what it made is kept)" and time.time() - t0 < 20
-    assert sleeper is None or not Path(f"/proc/{sleeper}").exists() or "State:\tZ" in Path(f"/proc/{sleeper}/status").read_text()
+    assert not Path(f"/proc/{sleeper}").exists() or "State:\tZ" in Path(f"/proc/{sleeper}/status").read_text()
     for args, text in [(("--out", str(out)), f"--out {out}: not empty; give a new or empty folder"),
                        (("--out", str(tmp_path / "new"), "dense", "mdoes"), "stage 'mdoes': unknown; accepted: machine, dense, cuda, "),
                        (("--out", str(tmp_path / "new"), "--budget", "0"), "--budget 0: accepted a positive number of seconds"),

@@ -204,7 +204,7 @@ case "$cmd" in
     esac
     ;;
   -h|--help|help)
-    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"  # the header comment, to its last line
+    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p;}' "$0"  # the header comment, to its last line
     ;;
   *)
     echo "run.sh: unknown command '$cmd'; accepted: cpu (default), test, data, fineweb, bench, sweep, summary, record, help" >&2

@@ -1093,6 +1093,7 @@ class Logger:
             with refused_as(f"{self.path}: could not be written", OSError), self.path.open("a", encoding="utf-8") as f:
                 f.write(msg + "\n")
 
+RSS_PER_MIB = 1 << 20 if sys.platform == "darwin" else 1 << 10  # getrusage's ru_maxrss: bytes on macOS, KiB on Linux
 HELD_LOCKS: list[int] = []  # lock files of this run's outputs, open until it ends (the OS releases them on any exit, kill -9 too)
 
 def claim_outputs(outputs: dict[str, str]) -> None:
@@ -1323,8 +1324,7 @@ def main() -> int:
     masked = [m for m in base_model.modules() if isinstance(m, MaskedRandomLinear)]
     progressive = [m.weight for n, m in base_model.named_modules() if ".blocks." in f".{n}" and n.split(".")[-1] in args.targets
                    and isinstance(m, CastedLinear)] if args.progressive_freeze_frac > 0 else []
-    params = list(base_model.parameters())
-    ema = EMA(args.ema_decay, args.ema_start_step)
+    params, ema = list(base_model.parameters()), EMA(args.ema_decay, args.ema_start_step)
     def run_progress(step: int, elapsed_ms: float) -> float:  # fraction of the run done: by wallclock under a cap, else by steps
         return min(elapsed_ms / (1000.0 * args.max_wallclock_seconds) if args.max_wallclock_seconds > 0 else step / args.iterations, 1.0)
     def train_step(step: int, elapsed_ms: float) -> Tensor:
@@ -1428,7 +1428,7 @@ def main() -> int:
             log(f"checkpoint:{args.checkpoint_path} step:{step}")
         next_check = step + (1 if not rt.use_cuda else max(1, int(min(2000.0, (cap_ms - elapsed_ms) / 2 if cap_ms else 2000.0) * step / elapsed_ms)))
     log(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB"
-        if rt.use_cuda else f"peak memory rss: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB")
+        if rt.use_cuda else f"peak memory rss: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // RSS_PER_MIB} MiB")
     # Artifact: the raw state dict, then int8 + zlib (or ARTIFACT_CODEC), read back on every rank before anything is written, evaluated again.
     code_bytes, artifact_path = len(code.encode("utf-8")), Path(args.artifact)
     meta = {"config": args.model_config(), "torch_version": str(torch.__version__), "regenerated": regenerated_checksums(base_model),

@@ -107,7 +107,7 @@ def dense_step_flops(cfg, tokens: int) -> float:
 
 
 def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / tg.RSS_PER_MIB  # (bytes on macOS, KiB on Linux)
 
 
 def worker(env: dict, steps: int, data: str, tokenizer: str) -> dict:

@@ -50,6 +50,9 @@ def test_end_to_end_run_logs_the_house_lines(single_run):
     assert int(total.split()[-2]) == artifact.stat().st_size + code_bytes
     assert re.search(r"stride:32 eval_time:\d+ms$", next(l for l in lines if l.startswith("final_int8_zlib_roundtrip_sliding ")))
     assert r.stdout.count("final_int8_zlib_roundtrip_exact") == 1  # printed once, by rank 0
+    rss = int(re.fullmatch(r"peak memory rss: (\d+) MiB", next(l for l in lines if l.startswith("peak memory rss:"))).group(1))
+    # in MiB whatever getrusage's unit (KiB on Linux, bytes on macOS): more than torch alone, less than the machine
+    assert 100 < rss < os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
 
 
 def test_end_to_end_run_learns_and_round_trips(single_run, tiny_data):

@@ -133,6 +133,8 @@ def test_readme_documents_every_variable():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name, *_ in train_gpt.ENV_VARS if f"`{name}`" not in readme]
     assert not missing, f"README.md does not document {missing}"
+    # and its table is --env-help's, row for row: a default, range or meaning changed in the script shows here
+    assert "\n" + train_gpt.env_help() + "\n" in readme, "README.md's variable table differs from `python3 train_gpt.py --env-help`"
 
 
 def test_env_help_lists_every_variable():

@@ -1,13 +1,17 @@
 """EVALUATION: byte accounting, the window plan, plain and sliding evaluation."""
 
+import io
+import json
 import math
+import zlib
 
 import numpy as np
 import pytest
 import sentencepiece as spm
 import torch
 
-from train_gpt import GPT, Hyperparameters, build_byte_luts, evaluate, load_validation_tokens, window_plan
+from conftest import ROOT
+from train_gpt import GPT, Hyperparameters, build_byte_luts, evaluate, load_validation_tokens, quantize_state_dict, window_plan
 
 
 def test_byte_luts_match_a_direct_decode(tiny_data):
@@ -132,3 +136,31 @@ def test_a_stride_past_the_context_is_refused_not_scored_in_part():
         window_plan(16384, 128, 1000)
     starts, score_from = window_plan(16384, 128, 128)
     assert sum(128 - f for f in score_from) == 16384
+
+
+PEER_FIXTURE = ROOT / "tests" / "fixtures" / "peer_artifact"  # made by the challenge's own script: make.py there says how
+PEER_NAMES = {".attn.c_q.": ".attn.q.", ".attn.c_k.": ".attn.k.", ".attn.c_v.": ".attn.v.", ".attn.proj.": ".attn.o."}  # theirs: ours
+
+
+def test_the_challenge_scripts_own_artifact_scores_what_its_log_says():
+    """The house's artifact format, read weights-only here (zlib over torch.save: int8 rows with fp16 scales, and tensors kept as
+    they are), holds the tensors of our model under the house's names; train_gpt.py's evaluation of those weights on the shard and
+    tokenizer the house's script scored them on gives the house's logged val_loss and val_bpb (it sums in fp32 batch means, we in
+    float64: the last digits may differ). And our export keeps the same small tensors the house keeps, in the same dtypes."""
+    reference = json.loads((PEER_FIXTURE / "reference.json").read_text())
+    blob = torch.load(io.BytesIO(zlib.decompress((PEER_FIXTURE / "peer_final_model.int8.ptz").read_bytes())), weights_only=True)
+    state = {n: q.float() * blob["scales"][n].float().view(-1, *[1] * (q.ndim - 1)) for n, q in blob["quantized"].items()}
+    state.update({n: t.float() for n, t in blob["passthrough"].items()})
+    rename = lambda name: next((name.replace(a, b) for a, b in PEER_NAMES.items() if a in name), name)
+    cfg = Hyperparameters(reference["env"])
+    model = GPT(cfg)
+    model.load_state_dict({rename(n): t for n, t in state.items()}, strict=True)  # every tensor of ours, no other, same shapes
+    sp = spm.SentencePieceProcessor(model_file=str(PEER_FIXTURE / "tokenizer.model"))
+    tokens = load_validation_tokens(str(PEER_FIXTURE), cfg.train_seq_len, cfg.vocab_size)
+    loss, bpb, scored = evaluate(model.eval(), tokens, cfg.train_seq_len, cfg.train_seq_len, 64, build_byte_luts(sp, cfg.vocab_size, "cpu"))
+    theirs = reference["final_int8_zlib_roundtrip_exact"]
+    assert scored == (tokens.numel() - 1) // cfg.train_seq_len * cfg.train_seq_len
+    assert abs(loss - theirs["val_loss"]) < 1e-6 and abs(bpb - theirs["val_bpb"]) < 1e-6, (loss, bpb, theirs)
+    ours, _ = quantize_state_dict({rename(n): t for n, t in state.items()})
+    assert {n: t.dtype for n, t in ours["keep"].items()} == {rename(n): t.dtype for n, t in blob["passthrough"].items()}
+    assert sorted(ours["q"]) == sorted(map(rename, blob["quantized"]))

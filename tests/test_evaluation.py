@@ -10,6 +10,7 @@ import pytest
 import sentencepiece as spm
 import torch
 
+from bench_peer import PEER_NAMES  # the house's names of q, k, v and o: ours
 from conftest import ROOT
 from train_gpt import GPT, Hyperparameters, build_byte_luts, evaluate, load_validation_tokens, quantize_state_dict, window_plan
 
@@ -139,7 +140,6 @@ def test_a_stride_past_the_context_is_refused_not_scored_in_part():
 
 
 PEER_FIXTURE = ROOT / "tests" / "fixtures" / "peer_artifact"  # made by the challenge's own script: make.py there says how
-PEER_NAMES = {".attn.c_q.": ".attn.q.", ".attn.c_k.": ".attn.k.", ".attn.c_v.": ".attn.v.", ".attn.proj.": ".attn.o."}  # theirs: ours
 
 
 def test_the_challenge_scripts_own_artifact_scores_what_its_log_says():

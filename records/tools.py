@@ -520,9 +520,9 @@ def make_record(paths: list[str], name: str, track: str, author: str, github_id:
             shutil.copy(r["path"], tmp / Path(r["path"]).name)
         (tmp / "README.md").write_text(record_readme(sub, logs, reproduce_command(logs, folder), smoke, against), encoding="utf-8")
         (tmp / "submission.json").write_text(json.dumps(sub, indent=2) + "\n", encoding="utf-8")
-        if requirements(logs[0]):
-            (tmp / "requirements.txt").write_text("".join(f"{package}\n" for package in requirements(logs[0])), encoding="utf-8")
-            check_env = {**check_env, "ARTIFACT_CODEC": "zstd"}  # the folder is checked with the codec its runs used
+        if packages := requirements(logs[0]):
+            (tmp / "requirements.txt").write_text("".join(f"{package}\n" for package in packages), encoding="utf-8")
+            check_env = {**check_env, "ARTIFACT_CODEC": "zstd"}  # (zstandard: the runs' codec) the folder is checked with it
         paths = data_paths(logs[0])  # the check uses the runs' own data where it is still there
         if all(os.path.exists(v) for v in paths.values()) and len(paths) == 2:
             check_env = {**check_env, **paths, "VOCAB_SIZE": logs[0]["env"].get("VOCAB_SIZE", "1024")}

@@ -146,6 +146,35 @@ def same_weights(peer_pt: Path, ours_pt: Path) -> str:
     return "yes, every tensor" if not differ else f"no: {len(differ)} of {len(ours)} tensors differ (first: {differ[0]})"
 
 
+def export_difference(peer: Path, ours: Path) -> str:
+    """The two round trips of the same weights: each script's logged score, and the peer's int8 rows (its artifact, the house's
+    format) against this script's quantizer on the peer's final_model.pt: fp16 scales equal, int8 values apart by how many levels."""
+    import io
+    import zlib
+
+    import torch
+    sys.path.insert(0, str(ROOT))
+    from train_gpt import quantize_rows_int8
+
+    scores = [re.search(r"^final_int8_zlib_roundtrip_exact val_loss:(\S+)", (d / "logs" / f"{d.name}.txt").read_text(), re.M).group(1)
+              for d in (peer, ours)]
+    blob = torch.load(io.BytesIO(zlib.decompress((peer / "final_model.int8.ptz").read_bytes())), weights_only=True)
+    if not isinstance(blob, dict) or "quantized" not in blob:
+        return f"round-trip val_loss peer {scores[0]}, ours {scores[1]} (the peer's artifact is not in the house's format)"
+    weights, rows, same_scales, values, apart = torch.load(peer / "final_model.pt", weights_only=True), 0, 0, 0, {}
+    for name, q in blob["quantized"].items():
+        w = weights[name]
+        our_q, our_scale = quantize_rows_int8(w if w.ndim == 2 else w.reshape(1, -1))
+        rows, same_scales = rows + our_scale.numel(), same_scales + int((our_scale == blob["scales"][name]).sum())
+        diff = (our_q.reshape(q.shape).int() - q.int()).abs()
+        values += q.numel()
+        for level in diff.unique().tolist():
+            apart[level] = apart.get(level, 0) + int((diff == level).sum())
+    say = lambda level, n: f"{n:,} equal" if level == 0 else f"{n:,} {level} level{'s' * (level > 1)} apart"
+    return (f"round-trip val_loss peer {scores[0]}, ours {scores[1]}; fp16 scales equal in {same_scales:,} of {rows:,} rows; of "
+            f"{values:,} int8 values " + ", ".join(say(level, n) for level, n in sorted(apart.items())))
+
+
 def spread(values: list[float], fmt: str) -> str:
     return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
 
@@ -191,7 +220,8 @@ def main(argv=None) -> None:
                    "TOKENIZER_PATH": str(TOKENIZER), **({"GRAD_ACCUM_STEPS": "8", "EVAL_STRIDE": "0"} if who == "ours" else {})}
             run(scripts[who], env, tmp / f"exact_{who}", f"exact_{who}", None, 1800)
         verdict = same_weights(tmp / "exact_peer" / "final_model.pt", tmp / "exact_ours" / "final_model.pt")
-        print(f"Bit-identical weights after {a.exact_steps} steps at the demo's shape, 8 micro-steps each: {verdict}\n")
+        print(f"Bit-identical weights after {a.exact_steps} steps at the demo's shape, 8 micro-steps each: {verdict}")
+        print(f"Their artifacts: {export_difference(tmp / 'exact_peer', tmp / 'exact_ours')}\n")
     shapes = [shape for shape in a.shapes.split(",") if shape]  # --shapes '' skips the step times
     if shapes:
         print(f"Step time (ms), median of {a.pairs} interleaved pairs (range); {a.steps} logged steps a run, the first two not timed; "

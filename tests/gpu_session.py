@@ -102,10 +102,14 @@ def main(argv=None) -> int:
                f"--peer {a.peer}: not a file; copy the challenge's CUDA script in first (mkdir -p .peer && cp "
                "../shared/peers/official_train_gpt.py .peer/)" if not a.peer.is_file() else
                f"--out {a.out}: not empty; give a new or empty folder" if a.out.is_dir() and any(a.out.iterdir()) else None)
+    try:
+        if not refusal:
+            a.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file there, or no permission
+        refusal = f"--out {a.out}: cannot be made ({e.strerror or e}); give a new or empty folder"
     if refusal:
         print(f"error: gpu_session: {refusal}", file=sys.stderr)
         return 2
-    a.out.mkdir(parents=True, exist_ok=True)
     start, deadline, names = time.time(), time.time() + a.budget, a.stages or list(plan)
     def log(msg: str) -> None:  # on stderr as it happens, and in session.txt
         print(msg, file=sys.stderr, flush=True)

@@ -396,7 +396,8 @@ def test_gpu_session_runs_its_stages_under_one_deadline_in_a_dry_run_on_cpu(tmp_
     for args, text in [(("--out", str(out)), f"--out {out}: not empty; give a new or empty folder"),
                        (("--out", str(tmp_path / "new"), "dense", "mdoes"), "stage 'mdoes': unknown; accepted: machine, dense, cuda, "),
                        (("--out", str(tmp_path / "new"), "--budget", "0"), "--budget 0: accepted a positive number of seconds"),
-                       (("--out", str(tmp_path / "new"), "--peer", str(tmp_path / "nope.py")), f"--peer {tmp_path / 'nope.py'}: not a file; copy ")]:
+                       (("--out", str(tmp_path / "new"), "--peer", str(tmp_path / "nope.py")), f"--peer {tmp_path / 'nope.py'}: not a file; copy "),
+                       (("--out", str(out / "session.txt")), f"--out {out / 'session.txt'}: cannot be made (File exists); give a new ")]:
         r = session(*args)
         assert r.returncode == 2 and r.stderr.startswith(f"error: gpu_session: {text}") and r.stderr.count("\n") == 1, r.stderr
     assert not (tmp_path / "new").exists()

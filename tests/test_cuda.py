@@ -3,15 +3,18 @@ bases on the GPU, and real train_gpt.py processes on the GPU whose artifacts are
 again on CPU. Every test here is skipped where no CUDA device is visible (CI, laptops); run
 them on a GPU box with `bash run.sh test tests/test_cuda.py`."""
 
+import json
 import math
 import re
+import subprocess
+import sys
 import warnings
 
 import pytest
 import sentencepiece as spm
 import torch
 
-from conftest import TINY_MODEL, clean_env, field, log_lines, run_train
+from conftest import SCRIPT, TINY_MODEL, clean_env, field, log_lines, run_train
 from test_faults import blow_up_after_a_checkpoint
 from test_random_maps import GOLDEN, INITS, sha
 from train_gpt import (GPT, DistributedTokenLoader, FrozenFC, Hyperparameters, build_byte_luts, build_optimizers, evaluate, load_validation_tokens,
@@ -180,6 +183,44 @@ def test_a_non_finite_loss_at_a_step_that_does_not_log_stops_the_gpu_run_with_no
     assert any("device:NVIDIA" in l for l in lines) and not any(re.match(r"step:(1[1-9]|2\d)/30 train_loss", l) for l in lines)
     assert re.fullmatch(r"stopping: non-finite train_loss:(nan|-?inf) at step:(2[5-9]|30)/30; no artifact written", lines[-1])
     assert all((tmp_path / name).read_bytes() == data for name, data in good.items())
+
+
+# Runs train_gpt.py as __main__ with torch's sync debug mode on, and writes down every synchronising call reached from a timed
+# training step (the stack passes through main's `loss = train_step(step, ...)`; the warm-up's steps, which compile, do not).
+SYNC_WATCH = """
+import json, os, runpy, sys, traceback, warnings
+import torch
+found = {"total": 0, "in_timed_steps": []}
+def show(message, category, filename, lineno, file=None, line=None):
+    if "synchroniz" in str(message):
+        found["total"] += 1
+        stack = [f for f in traceback.extract_stack()[:-1] if not f.filename.endswith("warnings.py")]
+        if any(f.name == "main" and "= train_step(step" in (f.line or "") for f in stack):
+            found["in_timed_steps"].append(" <- ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in stack[::-1][:4]))
+warnings.showwarning = show
+warnings.simplefilter("always")
+torch.cuda.set_sync_debug_mode("warn")
+sys.argv = [sys.argv[1]]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    open(os.environ["SYNC_WATCH_OUT"], "w").write(json.dumps(found))
+"""
+
+
+@pytest.mark.slow
+def test_a_training_step_that_does_not_log_makes_no_host_sync_on_the_gpu(tiny_data, tmp_path):
+    """The issue's first GPU change: 30 timed steps (compiled, bf16) of which steps 1-10 log; every synchronising call torch's
+    debug mode reports is reached from the check points in main (logging steps, the last step), never from inside a step: not
+    from the forward, backward, Muon or Adam, nor from the pinned copy of the next batch."""
+    (tmp_path / "watch.py").write_text(SYNC_WATCH)
+    env = cuda_env(tiny_data, "watched", ITERATIONS="30", TRAIN_LOG_EVERY="1000", VAL_LOSS_EVERY="0", EVAL_STRIDE="0",
+                   SYNC_WATCH_OUT=str(tmp_path / "syncs.json"))
+    r = subprocess.run([sys.executable, str(tmp_path / "watch.py"), str(SCRIPT)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    found = json.loads((tmp_path / "syncs.json").read_text())
+    assert found["total"] > 0 and found["in_timed_steps"] == [], found["in_timed_steps"][:10]  # the mode saw syncs, none in a step
 
 
 @pytest.mark.slow

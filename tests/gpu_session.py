@@ -9,8 +9,8 @@ stopped (its process group) and keeps what it made, and the stages not reached a
 Stages (default: all, in this order; name some to run only those):
   machine     nvidia-smi, torch, CPU count and date
   dense       bench gpu --peer: dense at 65,536 tokens a step, 3 interleaved pairs (the target: at most 0.9x the peer's step)
-  cuda        tests/test_cuda.py but its per-mode end-to-end runs: golden bits, compiled steps, evaluation and loader without
-              syncs, the non-finite loss that stops a run with nothing written, more processes than GPUs
+  cuda        tests/test_cuda.py but its per-mode end-to-end runs: golden bits, compiled steps, training steps, evaluation and
+              loader without syncs, the non-finite loss that stops a run with nothing written, more processes than GPUs
   modes       bench gpu --peer: every FREEZE_MODE at 65,536 against the peer's dense step (target 1.0x), 1 pair
   dense524k   bench gpu --peer: dense at 524,288 tokens (8 micro-steps, the baseline's single-GPU run), 1 pair, 50 steps
   profile     bench profile --peer: the kernels of a dense step of each script, busy and idle time, the matrix share

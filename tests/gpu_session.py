@@ -38,7 +38,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-CUDA_TESTS = [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"]
+CUDA_TESTS = [PY, "-m", "pytest", "-v", "-p", "no:cacheprovider", "tests/test_cuda.py"]  # -v: each result as it ends (a cut stage keeps them)
 
 
 def stages(a) -> dict[str, tuple[int, list[list[str]]]]:
@@ -51,7 +51,7 @@ def stages(a) -> dict[str, tuple[int, list[list[str]]]]:
                                                "'cpus', os.cpu_count(), 'gpu', torch.cuda.is_available() and torch.cuda.get_device_name(0)); "
                                                "print('train_gpt.py sha256', hashlib.sha256(open('train_gpt.py', 'rb').read()).hexdigest())"]]),
         "dense": (300, [bench("dense", "--gpu-tokens", "65536", "--gpu-modes", "", "--pairs", "1" if a.dry_run else "3")]),
-        "cuda": (180, [CUDA_TESTS + ["-k", "not every_mode_trains"]]),
+        "cuda": (240, [CUDA_TESTS + ["-k", "not every_mode_trains"]]),
         "modes": (360, [bench("modes", "--gpu-tokens", "", "--pairs", "1")]),
         "dense524k": (200, [bench("dense524k", "--gpu-tokens", "524288", "--gpu-modes", "", "--pairs", "1", "--gpu-steps", "50")]),
         "profile": (180, [[PY, "tests/bench_profile.py", "--peer", peer, "--out", str(out / "profile"), *dry]]),

@@ -338,7 +338,7 @@ def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> 
     return x.mT if tall else x
 
 class Muon(torch.optim.Optimizer):
-    """Momentum, then orthogonalised updates for 2-D matrices, each shape's as one stack (a few batched multiplies, not launch-bound on a GPU).
+    """Momentum, then orthogonalised updates (same RMS for tall matrices) of 2-D matrices, on a GPU each shape's as one stack (not launch-bound).
     Each rank takes every world_size-th matrix of a shape and one all-reduce shares them; every rank keeps every momentum buffer."""
     def __init__(self, params, lr: float, momentum: float, backend_steps: int, nesterov: bool = True, weight_decay: float = 0.0,
                  orthogonalize=newton_schulz_orthogonalize):
@@ -367,9 +367,9 @@ class Muon(torch.optim.Optimizer):
                 by_shape.setdefault(tuple(p.shape), []).append(i)
             for (rows, cols), members in by_shape.items():
                 mine = members[rank::world]
-                if mine:
-                    ortho = self.orthogonalize(torch.stack([updates[i] for i in mine]), group["backend_steps"])
-                    ortho = list((ortho.float() * max(1.0, rows / cols) ** 0.5).unbind(0))  # same RMS for tall matrices
+                if mine:  # a GPU takes a shape's matrices as one stack (fewer launches); a CPU one at a time, faster there, the same bits
+                    stacks = [torch.stack([updates[i] for i in mine])] if updates[mine[0]].is_cuda else [updates[i][None] for i in mine]
+                    ortho = [o.float() * max(1.0, rows / cols) ** 0.5 for s in stacks for o in self.orthogonalize(s, group["backend_steps"])]
                     for i, o in zip(mine, ortho):
                         views[i] = views[i].copy_(o) if world > 1 else o
             if world > 1:

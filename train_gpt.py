@@ -369,7 +369,7 @@ class Muon(torch.optim.Optimizer):
                 mine = members[rank::world]
                 if mine:  # a GPU takes a shape's matrices as one stack (fewer launches); a CPU one at a time, faster there, the same bits
                     stacks = [torch.stack([updates[i] for i in mine])] if updates[mine[0]].is_cuda else [updates[i][None] for i in mine]
-                    ortho = [o.float() * max(1.0, rows / cols) ** 0.5 for s in stacks for o in self.orthogonalize(s, group["backend_steps"])]
+                    ortho = [o for s in stacks for o in self.orthogonalize(s, group["backend_steps"]).float() * max(1.0, rows / cols) ** 0.5]
                     for i, o in zip(mine, ortho):
                         views[i] = views[i].copy_(o) if world > 1 else o
             if world > 1:

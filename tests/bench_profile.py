@@ -1,7 +1,7 @@
 """Where a training step's time goes, by torch.profiler (`bash run.sh bench profile`).
 
     python3 tests/bench_profile.py [--modes dense,adapter,...] [--steps 5] [--top 12] [--peer PATH] [--ours-env NAME=VALUE ...]
-                                   [--out DIR] [--trace] [--dry-run]
+                                   [--shape demo|9x512] [--clock] [--out DIR] [--trace] [--dry-run]
 
 Each row is a real process of train_gpt.py (and, with --peer, of the challenge's script, the CPU
 copy on a CPU and the CUDA one on a GPU) at one shape: on a GPU the side-by-side benchmark's
@@ -22,6 +22,9 @@ graphs would replay as one launch; and the top entries by self time, a step's sh
 minus busy on a GPU is the time the GPU waits for the host (launch overhead, syncs); busy minus
 matrix is what the issue asks to remove (elementwise, copies, optimizer kernels). The profiler
 adds host work of its own, so the wall time here is above the run's unprofiled step_avg.
+On a CPU, --clock replaces the profiler by a clock around every operator (a TorchDispatchMode on
+the main thread: busy is then the sum of those clocks, each operator's time with whatever it calls
+inside), and --shape 9x512 profiles bench --peer's second row (9 x 512 at the demo's batch).
 --dry-run takes the same flow on the CPU at a tiny shape (what the tests run); no measurement.
 """
 
@@ -54,7 +57,27 @@ class ProfileDone(Exception):
     """Raised from the optimizer hook once the profiled steps are recorded: the run stops there."""
 
 
-def profile_child(script: Path, start: int, steps: int, top: int, out: Path, trace: bool) -> int:
+def operator_clock():
+    """A TorchDispatchMode that times every operator on the calling thread (on a CPU the call returns when its work is done):
+    name -> [ms, calls]. torch.profiler misled on CPU (a step 1.5 to 2.3 times as long, small elementwise operators 10 to 20
+    times theirs); this adds only a Python call an operator, so the step stays near its unprofiled time."""
+    import collections
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class OperatorClock(TorchDispatchMode):
+        totals = collections.defaultdict(lambda: [0.0, 0])
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            started = time.perf_counter()
+            result = func(*args, **(kwargs or {}))
+            entry = self.totals[func.name().split(".")[0]]  # the profiler's names (aten::mm, no overload): MATRIX reads both alike
+            entry[0] += 1000 * (time.perf_counter() - started)
+            entry[1] += 1
+            return result
+    return OperatorClock()
+
+
+def profile_child(script: Path, start: int, steps: int, top: int, out: Path, trace: bool, clock: bool) -> int:
     """In the run's own process: run `script` as __main__ with the hook that profiles steps start+1 .. start+steps."""
     import torch
     from torch.autograd import DeviceType
@@ -63,8 +86,15 @@ def profile_child(script: Path, start: int, steps: int, top: int, out: Path, tra
 
     cuda = torch.cuda.is_available()
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    prof = profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
+    prof = operator_clock() if clock else profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else []))
     seen = {"first": None, "steps": 0, "t0": 0.0}
+
+    def totals() -> dict:
+        """name -> (ms, calls) over the recorded steps: the device's own time on a GPU, self time on the main thread on a CPU."""
+        if clock:
+            return {name: tuple(entry) for name, entry in prof.totals.items()}
+        events = [e for e in prof.key_averages() if not cuda or e.device_type == DeviceType.CUDA]
+        return {e.key: ((e.self_device_time_total if cuda else e.self_cpu_time_total) / 1000, e.count) for e in events}
 
     def after_optimizer_step(opt, args, kwargs):
         seen["first"] = seen["first"] or opt
@@ -73,22 +103,21 @@ def profile_child(script: Path, start: int, steps: int, top: int, out: Path, tra
         seen["steps"] += 1  # a step's work runs from here to the same point of the next step
         if seen["steps"] == start:
             sync()
-            prof.start()
+            prof.__enter__()
             seen["t0"] = time.perf_counter()
         elif seen["steps"] == start + steps:
             sync()
             wall_ms = 1000 * (time.perf_counter() - seen["t0"]) / steps
-            prof.stop()
-            events = [e for e in prof.key_averages() if not cuda or e.device_type == DeviceType.CUDA]
-            self_us = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)
-            busy, matrix = sum(map(self_us, events)), sum(self_us(e) for e in events if MATRIX.search(e.key))
-            ranked = sorted(events, key=self_us, reverse=True)[:top]
+            prof.__exit__(None, None, None)
+            ms = totals()
+            busy, matrix = sum(t for t, _ in ms.values()), sum(t for name, (t, _) in ms.items() if MATRIX.search(name))
+            ranked = sorted(ms, key=lambda name: ms[name][0], reverse=True)[:top]
             out.write_text(json.dumps({
                 "device": torch.cuda.get_device_name(0) if cuda else "CPU", "steps": steps, "wall_ms": wall_ms,
-                "busy_ms": busy / 1000 / steps, "matrix_ms": matrix / 1000 / steps, "calls": sum(e.count for e in events) / steps,
-                "top": [{"name": e.key, "ms": self_us(e) / 1000 / steps, "calls": e.count / steps, "matrix": bool(MATRIX.search(e.key))}
-                        for e in ranked]}, indent=1))
-            if trace:
+                "busy_ms": busy / steps, "matrix_ms": matrix / steps, "calls": sum(n for _, n in ms.values()) / steps,
+                "top": [{"name": name, "ms": ms[name][0] / steps, "calls": ms[name][1] / steps, "matrix": bool(MATRIX.search(name))}
+                        for name in ranked]}, indent=1))
+            if trace and not clock:
                 prof.export_chrome_trace(str(out.with_name("trace.json")))
             raise ProfileDone
 
@@ -105,14 +134,15 @@ def profile_child(script: Path, start: int, steps: int, top: int, out: Path, tra
     return 1
 
 
-def run_env(cuda: bool, dry_run: bool, steps: int) -> tuple[dict, int, str]:
+def run_env(cuda: bool, dry_run: bool, steps: int, shape: str) -> tuple[dict, int, str]:
     """The shape both scripts run at, the hook's first profiled step (the warm-up's steps count too) and the shape in words."""
     if cuda and not dry_run:  # bench_peer --gpu's configuration at one GPU's share of the baseline step
         env = dict(SHAPES["9x512"], TRAIN_SEQ_LEN="1024", TRAIN_BATCH_TOKENS="65536", WARMUP_STEPS="10", VAL_BATCH_SIZE="65536")
         words = "9 x 512, context 1,024, 65,536 tokens a step in 8 micro-steps, bf16 autocast, torch.compile"
     else:
-        env = dict(SHAPES["demo"], **DEMO)  # run.sh's demo batch (DEMO_BATCH_TOKENS)
-        words = f"the CPU demo: 4 x 256, context 256, {DEMO_BATCH_TOKENS:,} tokens a step, fp32, eager"
+        env = dict(SHAPES[shape], **DEMO)  # run.sh's demo batch (DEMO_BATCH_TOKENS), at the demo's shape or bench --peer's other
+        words = (f"{'the CPU demo: 4 x 256' if shape == 'demo' else '9 x 512'}, context 256, {DEMO_BATCH_TOKENS:,} tokens a step "
+                 f"(ours in {DEMO_MICRO} micro-steps, the peer in its 8), fp32, eager")
         if dry_run:
             env.update(DRY_RUN, TRAIN_BATCH_TOKENS="1024", VAL_BATCH_SIZE="16384")
             words = "a dry run: 2 x 64, context 64, 1,024 tokens a step, on the CPU (the flow, not a measurement)"
@@ -131,12 +161,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None, help="folder kept for every run's log, stderr and profile.json (default: a new temporary one)")
     p.add_argument("--ours-env", action="append", metavar="NAME=VALUE", help="set for train_gpt.py's runs alone, not the peer's "
                    "(e.g. TORCHINDUCTOR_CUDAGRAPHS=1); repeatable")
+    p.add_argument("--shape", choices=sorted(SHAPES), default=None, help="on a CPU: the demo's 4 x 256 (default) or 9 x 512, both at "
+                   "the demo's batch (bench --peer's two rows); a GPU runs its side-by-side shape")
+    p.add_argument("--clock", action="store_true", help="on a CPU: time each operator with a clock around it instead of "
+                   "torch.profiler, which inflates small operators there")
     p.add_argument("--trace", action="store_true", help="also write each run's Chrome trace (trace.json; large on a GPU)")
     p.add_argument("--dry-run", action="store_true", help="the whole flow on this CPU at a tiny shape (what the tests run); no measurement")
     p.add_argument("--child", nargs=3, metavar=("SCRIPT", "START", "JSON"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        return profile_child(Path(a.child[0]), int(a.child[1]), a.steps, a.top, Path(a.child[2]), a.trace)
+        return profile_child(Path(a.child[0]), int(a.child[1]), a.steps, a.top, Path(a.child[2]), a.trace, a.clock)
     if a.steps < 1 or a.top < 1:
         sys.exit(f"error: bench profile: --steps {a.steps} --top {a.top}: accepted whole numbers of 1 or more")
     if a.peer and not a.peer.is_file():
@@ -148,7 +182,10 @@ def main(argv=None) -> int:
     import torch
 
     cuda = torch.cuda.is_available() and not a.dry_run
-    base, start, words = run_env(cuda, a.dry_run, a.steps)
+    if cuda and (a.clock or a.shape == "demo"):  # a GPU's operators return before their kernels run: a host clock times launches
+        sys.exit(f"error: bench profile: {'--clock' if a.clock else '--shape demo'}: CPU only; on a GPU the profiler's device "
+                 "times are the kernels' own, at the side-by-side shape (9x512)")
+    base, start, words = run_env(cuda, a.dry_run, a.steps, a.shape or ("9x512" if cuda else "demo"))
     root = a.out or Path(tempfile.mkdtemp(prefix="bench_profile_"))
     print(f"runs in {root}", file=sys.stderr)
     runs = ([("peer: dense", a.peer.resolve(), {"DATA_PATH": str(peer_data(root / "peer_data"))})] if a.peer else []) + [
@@ -159,7 +196,7 @@ def main(argv=None) -> int:
         folder = root / re.sub(r"[^a-z0-9]+", "_", name)
         folder.mkdir(parents=True)
         command = [sys.executable, str(Path(__file__).resolve()), "--steps", str(a.steps), "--top", str(a.top),
-                   *(["--trace"] if a.trace else []), "--child", str(script), str(start), str(folder / "profile.json")]
+                   *(["--trace"] if a.trace else []), *(["--clock"] if a.clock else []), "--child", str(script), str(start), str(folder / "profile.json")]
         started = time.time()
         with open(folder / "stderr.txt", "w") as stderr:
             status = subprocess.run(command, cwd=folder, env={**os.environ, **base, **env, "RUN_ID": "profiled"},
@@ -173,7 +210,8 @@ def main(argv=None) -> int:
         print(f"bench profile: {name}: {time.time() - started:.0f} s (its profile.json is kept)", file=sys.stderr, flush=True)
     device = next(iter(results.values()))["device"]
     print(f"# Profile of a training step, {datetime.date.today()}, {device}, torch {torch.__version__}\n\n{words}; "
-          f"{a.steps} step{'s' * (a.steps != 1)} recorded after {start} steps (compile warm-up and the logged steps); times are per step"
+          f"{a.steps} step{'s' * (a.steps != 1)} recorded after {start} steps (compile warm-up and the logged steps); times are per step, "
+          f"{'a clock around each operator' if a.clock else 'torch.profiler'}"
           + ours_with(ours_env) + "\n")
     print(f"| run | wall (ms) | busy (ms) | busy / wall | matrix work (ms) | matrix / busy | {'kernels' if cuda else 'operators'} a step |"
           "\n|---|---|---|---|---|---|---|")

@@ -261,6 +261,19 @@ def test_bench_profile_records_whole_steps_of_both_scripts_in_a_dry_run_on_cpu(t
     assert again.returncode == 1 and again.stderr.strip().startswith(f"error: bench profile: --out {out}: not empty;")
 
 
+def test_bench_profile_clock_times_every_operator_of_whole_steps_inside_their_wall_time(tmp_path):
+    """--clock (a TorchDispatchMode around every operator, on a CPU) sees the same operators as the profiler: aten::mm exactly
+    3 times per matrix per micro-step (ours' 4), under the profiler's name; the clocks of one thread sum to less than the wall."""
+    out = tmp_path / "runs"
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "bench_profile.py"), "--dry-run", "--clock", "--steps", "2", "--top", "40",
+                        "--out", str(out)], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "a clock around each operator" in r.stdout, r.stderr[-2000:]
+    prof = json.loads((out / "dense" / "profile.json").read_text())
+    names = {e["name"]: e for e in prof["top"]}
+    assert names["aten::mm"]["calls"] == 4 * 3 * (2 * 6 + 1) and names["aten::mm"]["matrix"] and "aten::mul" in names, names
+    assert 0 < prof["matrix_ms"] < prof["busy_ms"] < prof["wall_ms"] and sum(e["ms"] for e in prof["top"]) <= prof["busy_ms"] * (1 + 1e-9)
+
+
 def test_bench_profile_says_in_one_line_when_a_script_ends_before_its_profiled_steps(tmp_path):
     """A script that exits (here with status 3, as ours on a non-finite loss) or returns before the hook's last profiled step
     leaves no profile: one line that says which run, how far it got and where its log is, exit status 1, no table."""

@@ -54,7 +54,8 @@ def refused_as(what: str, *kinds, error=ConfigError):
     try:
         yield
     except (kinds or (ConfigError, RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError)) as e:
-        why = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:160]}"
+        lines = str(e).strip().splitlines() or [""]  # torch.load's weights-only refusal: its reason (Unsupported ...), not its preamble
+        why = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {next((ln for ln in lines if 'nsupported' in ln), lines[0])[:160]}"
         raise error(f"{what} ({why})") from None
 
 def refuse_first(*checks, error=ConfigError) -> None:
@@ -541,7 +542,7 @@ def read_input(path, var: str, what: str = "file", limit: int = 1 << 40) -> byte
         st = os.stat(path)
         bad = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file" if not stat.S_ISREG(st.st_mode) else \
             f"{st.st_size} bytes, over the limit of {limit}" if st.st_size > limit else None
-        refuse_first((bad, f"{var}={path}: {bad}; accepted: a {what} file"))
+        refuse_first((bad, f"{var}={path}: {bad}; accepted: a regular {what} file"))
         return Path(path).read_bytes()
     except OSError as e:
         why = f"no such {what}" if isinstance(e, FileNotFoundError) else f"cannot be read ({e.strerror or e})"
@@ -596,13 +597,9 @@ def read_artifact(path, data: bytes | None = None, var: str = "ARTIFACT") -> tup
     where = f"{var}={path}"
     data = read_input(path, var, "artifact", ARTIFACT_FILE_LIMIT) if data is None else data
     raw, codec = inflate(data, ARTIFACT_INFLATE_LIMIT + 16 * len(data), where)
-    try:
-        with warnings.catch_warnings():  # torch warns about some pickle protocols before refusing them itself
-            warnings.simplefilter("ignore")
-            blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as e:  # weights-only unpickling refuses anything but tensors and plain data
-        why = next((ln.strip() for ln in str(e).splitlines() if "nsupported" in ln), str(e).splitlines()[0] if str(e) else "")
-        raise ArtifactError(f"{where}: refused by weights-only loading ({type(e).__name__}: {why[:160]})") from None
+    with warnings.catch_warnings(), refused_as(f"{where}: refused by weights-only loading", Exception, error=ArtifactError):
+        warnings.simplefilter("ignore")  # torch warns about some pickle protocols before refusing them itself (anything but tensors and data)
+        blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     refuse_first((not isinstance(blob, dict) or not isinstance(blob.get("meta"), dict) or blob["meta"].get("format") != ARTIFACT_FORMAT,
                   f"{where}: not an artifact of format {ARTIFACT_FORMAT}"), error=ArtifactError)
     check_blob(blob, where)

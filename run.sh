@@ -20,6 +20,8 @@
 #   bash run.sh sweep NAME=v1,v2 [NAME2=a,b ...]   the grid, one run after another, then a summary
 #   bash run.sh summary [DIRS or LOGS]            markdown table of finished runs, best first
 #   bash run.sh record --name NAME [--smoke] LOGS  a records/ submission folder from finished runs
+#   bash run.sh import FILE --out OUT             the challenge script's final_model.int8.ptz as this script's artifact,
+#                               for the model its variables describe (EVAL_ONLY=1 ARTIFACT=OUT scores it; records/tools.py)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
@@ -189,6 +191,10 @@ case "$cmd" in
     ensure_shakespeare
     "$PY" records/tools.py record "$@"
     ;;
+  import)
+    ensure_deps
+    "$PY" records/tools.py import "$@"
+    ;;
   bench)
     ensure_deps
     ensure_shakespeare
@@ -207,7 +213,7 @@ case "$cmd" in
     sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p;}' "$0"  # the header comment, to its last line
     ;;
   *)
-    echo "run.sh: unknown command '$cmd'; accepted: cpu (default), test, data, fineweb, bench, sweep, summary, record, help" >&2
+    echo "run.sh: unknown command '$cmd'; accepted: cpu (default), test, data, fineweb, bench, sweep, summary, record, import, help" >&2
     exit 2
     ;;
 esac

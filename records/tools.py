@@ -3,6 +3,7 @@
     python3 records/tools.py sweep NAME=v1,v2 [NAME2=a,b ...]       # the grid, one run after another
     python3 records/tools.py summary [--format md|csv|json] [DIR_OR_LOG ...]   # one row a log, best score first
     python3 records/tools.py record --name NAME [--against SUBMISSION_OR_SCORES] LOG [LOG ...]
+    python3 records/tools.py import FINAL_MODEL_INT8_PTZ --out ARTIFACT   # the challenge script's artifact, as train_gpt.py's
 
 `bash run.sh sweep|summary|record ...` calls these with the run settings of `bash run.sh`
 (CPU demo defaults without a GPU; torchrun on every GPU with one).
@@ -21,6 +22,11 @@ README.md (configuration, the command that reproduces the runs from inside the f
 per-seed table, mean and std, and with --against the improvement in nats and a one-sided
 Welch t-test), submission.json in the leaderboard's shape, the logs, and train_gpt.py as the
 logs recorded it; the tool then runs that copy from inside a scratch copy of the folder.
+
+`import` turns an artifact of the challenge's own script (its `final_model.int8.ptz`, format
+int8_clean_per_row_v1) into one of train_gpt.py's, the same int8 values and scales, for the model
+the environment's variables describe (its defaults are the baseline's, as the house's are), so
+that `EVAL_ONLY=1` scores it (plain and sliding) and `DISTILL_TEACHER` can learn from it.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -550,6 +557,57 @@ SMOKE_CHECK = dict(NUM_LAYERS="1", MODEL_DIM="64", NUM_HEADS="2", NUM_KV_HEADS="
                    VAL_BATCH_SIZE="8192", RUN_ID="inside_check")
 
 
+HOUSE_FORMAT = "int8_clean_per_row_v1"  # the challenge's train_gpt.py export: its blob's __quant_format__
+HOUSE_NAMES = {".attn.c_q.": ".attn.q.", ".attn.c_k.": ".attn.k.", ".attn.c_v.": ".attn.v.", ".attn.proj.": ".attn.o."}  # theirs: ours
+HOUSE_SECTIONS = (("q", "quantized"), ("scale", "scales"), ("keep", "passthrough"), ("dtype", "dtypes"))  # ours: theirs
+
+
+def import_house_artifact(src: Path, out: Path, environ) -> str:
+    """The challenge script's artifact (int8 rows with fp16 scales, small tensors kept, zlib over torch.save) as one of train_gpt.py's,
+    with the same int8 values and scales under this script's names, for the model the environment's variables describe (the house's
+    file stores no configuration; the defaults are the baseline's, as there). train_gpt.py's own loader checks it (every name, shape
+    and dtype; the model built and loaded) before anything is written; an existing --out is refused and left as it is."""
+    sys.path.insert(0, str(ROOT))
+    import torch
+    import train_gpt
+    if out.exists() or out.is_symlink():
+        raise ToolError(f"--out {out}: exists; give a new path (the file there is left as it is)")
+    try:
+        cfg = train_gpt.Hyperparameters(environ)
+        data = train_gpt.read_input(src, "import", "artifact", train_gpt.ARTIFACT_FILE_LIMIT)
+        raw, codec = train_gpt.inflate(data, train_gpt.ARTIFACT_INFLATE_LIMIT + 16 * len(data), str(src))
+        with train_gpt.refused_as(f"{src}: refused by weights-only loading", Exception):
+            blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except train_gpt.ConfigError as e:
+        raise ToolError(str(e).replace(f"import={src}", str(src), 1)) from None
+    kind = blob.get("__quant_format__", (blob.get("meta") or {}).get("format")) if isinstance(blob, dict) else None
+    if kind != HOUSE_FORMAT or codec != "zlib" or not all(isinstance(blob.get(theirs), dict) for _, theirs in HOUSE_SECTIONS):
+        raise ToolError(f"{src}: not an artifact of the challenge's script (zlib, {HOUSE_FORMAT}, with its sections "
+                        f"{', '.join(t for _, t in HOUSE_SECTIONS)}); it is {codec}, format {kind or 'unknown'}"
+                        + (": train_gpt.py reads it as it is" if kind == train_gpt.ARTIFACT_FORMAT else ""))
+    rename = lambda name: next((name.replace(a, b) for a, b in HOUSE_NAMES.items() if a in name), name)
+    ours = {k: {rename(n): v for n, v in blob[theirs].items()} for k, theirs in HOUSE_SECTIONS}
+    ours["scale"] = {n: s.reshape(1) if isinstance(s, torch.Tensor) and s.ndim == 0 else s for n, s in ours["scale"].items()}  # one scale
+    ours["dtype"] = {n: str(d).removeprefix("torch.") for n, d in ours["dtype"].items()}
+    ours.update(bits={}, shape={}, meta={"format": train_gpt.ARTIFACT_FORMAT, "config": cfg.model_config(), "torch_version": str(torch.__version__),
+                                         "regenerated": {}, "imported_from": {"file": src.name, "format": HOUSE_FORMAT}})
+    buf = io.BytesIO()
+    torch.save(ours, buf)
+    data = zlib.compress(buf.getvalue(), 9)
+    shape = " ".join(f"{k.upper()}={getattr(cfg, k)}" for k in ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult"))
+    try:
+        model, _ = train_gpt.model_from_artifact(out, data=data)
+    except train_gpt.ConfigError as e:
+        raise ToolError(f"{src}: not the model this environment describes ({shape}; set the variables it was trained with): "
+                        f"{str(e).removeprefix(f'ARTIFACT={out}: ')}") from None
+    try:
+        train_gpt.write_together({out: data})
+    except train_gpt.ConfigError as e:
+        raise ToolError(f"--out {e}") from None
+    return (f"wrote {out} ({len(data)} bytes): {len(ours['q'])} int8 and {len(ours['keep'])} kept tensors of {src} ({HOUSE_FORMAT}), "
+            f"{sum(p.numel() for p in model.parameters())} parameters, {shape}; score it with EVAL_ONLY=1 ARTIFACT={out}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -571,6 +629,9 @@ def main(argv=None) -> int:
     r.add_argument("--against", help="the record to beat: its submission.json, per-seed val_bpb (1.22,1.23) or val_loss (loss:2.06,2.07)")
     r.add_argument("--smoke", action="store_true", help="label the folder a smoke example, not a score")
     r.add_argument("--out", type=Path, default=ROOT / "records")
+    i = sub.add_parser("import", help="the challenge script's final_model.int8.ptz as a train_gpt.py artifact (EVAL_ONLY, DISTILL_TEACHER)")
+    i.add_argument("artifact", type=Path)
+    i.add_argument("--out", type=Path, required=True)
     a = p.parse_args(argv)
     note = lambda msg: print(msg, file=sys.stderr)
     try:
@@ -581,6 +642,8 @@ def main(argv=None) -> int:
                 raise ToolError(f"{len(failed)} of the sweep's runs failed: {', '.join(failed)}")
         elif a.cmd == "summary":
             print(summary_table(read_logs(a.paths, note), a.format))
+        elif a.cmd == "import":
+            print(import_house_artifact(a.artifact, a.out, os.environ))
         else:
             sys.path.insert(0, str(ROOT))
             from train_gpt import ENV_VARS

@@ -131,7 +131,8 @@ def final(log: str) -> tuple[int, float]:
     return steps, bpb
 
 
-PEER_NAMES = {".attn.c_q.": ".attn.q.", ".attn.c_k.": ".attn.k.", ".attn.c_v.": ".attn.v.", ".attn.proj.": ".attn.o."}
+sys.path.insert(0, str(ROOT / "records"))
+from tools import HOUSE_NAMES as PEER_NAMES  # noqa: E402  (the house's names of q, k, v and o: ours)
 
 
 def same_weights(peer_pt: Path, ours_pt: Path) -> str:

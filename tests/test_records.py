@@ -1,6 +1,7 @@
 """Tooling around the script: sweeps, the summary of any challenge log, and records folders
 (records/tools.py), on real logs of real runs and on logs in the public formats."""
 
+import io
 import json
 import math
 import os
@@ -8,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zlib
 
 import pytest
 import torch
@@ -339,3 +341,41 @@ def test_a_run_over_the_size_cap_says_so_in_its_log(tiny_data, tmp_path):
     log = tools.parse_log(tmp_path / "logs/big.txt")
     assert log["bytes_total"] > 16_000_000
     assert f"warning: Total submission size {log['bytes_total']} bytes is over the challenge's 16000000-byte cap" in r.stdout
+
+
+PEER_FIXTURE = ROOT / "tests" / "fixtures" / "peer_artifact"  # made by the challenge's own script (make.py there)
+
+
+def test_import_turns_the_challenge_scripts_artifact_into_one_eval_only_scores_as_the_house_logged_it(tmp_path):
+    """`records/tools.py import`: the house's final_model.int8.ptz becomes an artifact of ours with the same int8 values, scales and
+    kept tensors under our names, for the model the environment describes; EVAL_ONLY=1 in a real process scores it as the house's
+    log says (to 1e-6: the house sums fp32 batch means), and with a sliding window. Refused in one line each, nothing written: an
+    existing --out (left as it was), another shape in the environment, our own artifact, and a file that is no artifact."""
+    reference = json.loads((PEER_FIXTURE / "reference.json").read_text())
+    shape = {k: reference["env"][k] for k in ("VOCAB_SIZE", "NUM_LAYERS", "MODEL_DIM", "NUM_HEADS", "NUM_KV_HEADS", "TRAIN_SEQ_LEN")}
+    house, out = PEER_FIXTURE / "peer_final_model.int8.ptz", tmp_path / "imported.ptz"
+    tool = lambda *args, **env: subprocess.run([sys.executable, str(ROOT / "records" / "tools.py"), "import", *map(str, args)], cwd=tmp_path,
+                                               env=clean_env(**env), capture_output=True, text=True, timeout=300)
+    r = tool(house, "--out", out, **shape)
+    assert r.returncode == 0 and r.stdout.startswith(f"wrote {out} (") and f"EVAL_ONLY=1 ARTIFACT={out}" in r.stdout, r.stderr
+    theirs, ours = (torch.load(io.BytesIO(zlib.decompress(f.read_bytes())), weights_only=True) for f in (house, out))
+    rename = {n: next((n.replace(a, b) for a, b in tools.HOUSE_NAMES.items() if a in n), n) for n in [*theirs["quantized"], *theirs["passthrough"]]}
+    assert sorted(ours["q"]) == sorted(rename[n] for n in theirs["quantized"]) and ".attn.q." in " ".join(ours["keep"])
+    assert all(torch.equal(ours["q"][rename[n]], q) and torch.equal(ours["scale"][rename[n]], theirs["scales"][n]) for n, q in theirs["quantized"].items())
+    assert all(torch.equal(ours["keep"][rename[n]], t) for n, t in theirs["passthrough"].items()) and ours["meta"]["config"]["num_layers"] == 2
+    scored = subprocess.run([sys.executable, str(ROOT / "train_gpt.py")], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=clean_env(
+        EVAL_ONLY="1", ARTIFACT=out, DATA_PATH=PEER_FIXTURE, TOKENIZER_PATH=PEER_FIXTURE / "tokenizer.model", EVAL_STRIDE="64", RUN_ID="scored"))
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    loss, bpb = map(float, re.search(r"^final_int8_zlib_roundtrip_exact val_loss:(\S+) val_bpb:(\S+)", scored.stdout, re.M).groups())
+    logged = reference["final_int8_zlib_roundtrip_exact"]
+    assert abs(loss - logged["val_loss"]) < 1e-6 and abs(bpb - logged["val_bpb"]) < 1e-6, (loss, bpb, logged)
+    assert re.search(r"^final_int8_zlib_roundtrip_sliding_exact val_loss:\S+ val_bpb:\S+ scored_tokens:16384$", scored.stdout, re.M)
+    before, other = out.read_bytes(), tmp_path / "other.ptz"
+    for args, env, said in (((house, "--out", out), shape, f"error: --out {out}: exists; give a new path"),
+                            ((house, "--out", other), {**shape, "NUM_LAYERS": "3"},
+                             f"error: {house}: not the model this environment describes (VOCAB_SIZE=2304 NUM_LAYERS=3 "),
+                            ((out, "--out", other), shape, f"error: {out}: not an artifact of the challenge's script"),
+                            ((PEER_FIXTURE / "tokenizer.model", "--out", other), shape, f"error: {PEER_FIXTURE / 'tokenizer.model'}: not a compressed")):
+        r = tool(*args, **env)
+        assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith(said) and r.stderr.count("\n") == 1, r.stderr
+    assert out.read_bytes() == before and not other.exists()

@@ -601,7 +601,9 @@ def read_artifact(path, data: bytes | None = None, var: str = "ARTIFACT") -> tup
         warnings.simplefilter("ignore")  # torch warns about some pickle protocols before refusing them itself (anything but tensors and data)
         blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     refuse_first((not isinstance(blob, dict) or not isinstance(blob.get("meta"), dict) or blob["meta"].get("format") != ARTIFACT_FORMAT,
-                  f"{where}: not an artifact of format {ARTIFACT_FORMAT}"), error=ArtifactError)
+                  f"{where}: not an artifact of format {ARTIFACT_FORMAT}" + (f" but {blob['__quant_format__']}, the challenge script's: convert it "
+                  "with `bash run.sh import FILE --out NEW` (records/tools.py)" if isinstance(blob, dict) and "__quant_format__" in blob else "")),
+                 error=ArtifactError)
     check_blob(blob, where)
     state = dequantize_state_dict(blob)
     check_finite(state, where)

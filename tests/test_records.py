@@ -379,3 +379,7 @@ def test_import_turns_the_challenge_scripts_artifact_into_one_eval_only_scores_a
         r = tool(*args, **env)
         assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith(said) and r.stderr.count("\n") == 1, r.stderr
     assert out.read_bytes() == before and not other.exists()
+    direct = subprocess.run([sys.executable, str(ROOT / "train_gpt.py")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env=clean_env(EVAL_ONLY="1", ARTIFACT=house, DATA_PATH=PEER_FIXTURE, TOKENIZER_PATH=PEER_FIXTURE / "tokenizer.model"))
+    assert direct.returncode == 2 and direct.stderr == (f"error: ARTIFACT={house}: not an artifact of format rlm_int8_zlib_v1 but int8_clean_per_row_v1, "
+                                                        "the challenge script's: convert it with `bash run.sh import FILE --out NEW` (records/tools.py)\n")

@@ -585,7 +585,7 @@ def import_house_artifact(src: Path, out: Path, environ) -> str:
         raise ToolError(f"{src}: not an artifact of the challenge's script (zlib, {HOUSE_FORMAT}, with its sections "
                         f"{', '.join(t for _, t in HOUSE_SECTIONS)}); it is {codec}, format {kind or 'unknown'}"
                         + (": train_gpt.py reads it as it is" if kind == train_gpt.ARTIFACT_FORMAT else ""))
-    rename = lambda name: next((name.replace(a, b) for a, b in HOUSE_NAMES.items() if a in name), name)
+    rename = lambda name: next((name.replace(a, b) for a, b in HOUSE_NAMES.items() if a in name), name) if isinstance(name, str) else name
     ours = {k: {rename(n): v for n, v in blob[theirs].items()} for k, theirs in HOUSE_SECTIONS}
     ours["scale"] = {n: s.reshape(1) if isinstance(s, torch.Tensor) and s.ndim == 0 else s for n, s in ours["scale"].items()}  # one scale
     ours["dtype"] = {n: str(d).removeprefix("torch.") for n, d in ours["dtype"].items()}

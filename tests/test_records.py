@@ -379,6 +379,16 @@ def test_import_turns_the_challenge_scripts_artifact_into_one_eval_only_scores_a
         r = tool(*args, **env)
         assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith(said) and r.stderr.count("\n") == 1, r.stderr
     assert out.read_bytes() == before and not other.exists()
+    for name, change, said in (("no_scales", lambda blob: blob.pop("scales"), "not an artifact of the challenge's script"),
+                               ("odd_name", lambda blob: blob["passthrough"].update({7: torch.zeros(1)}), "its tensors do not match its config")):
+        odd = dict(theirs)
+        odd.update({k: dict(theirs[k]) for k in ("quantized", "scales", "passthrough")})
+        change(odd)
+        buf = io.BytesIO()
+        torch.save(odd, buf)
+        (tmp_path / f"{name}.ptz").write_bytes(zlib.compress(buf.getvalue()))
+        r = tool(tmp_path / f"{name}.ptz", "--out", other, **shape)
+        assert r.returncode == 2 and said in r.stderr and r.stderr.count("\n") == 1 and not other.exists(), r.stderr
     direct = subprocess.run([sys.executable, str(ROOT / "train_gpt.py")], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env=clean_env(EVAL_ONLY="1", ARTIFACT=house, DATA_PATH=PEER_FIXTURE, TOKENIZER_PATH=PEER_FIXTURE / "tokenizer.model"))
     assert direct.returncode == 2 and direct.stderr == (f"error: ARTIFACT={house}: not an artifact of format rlm_int8_zlib_v1 but int8_clean_per_row_v1, "

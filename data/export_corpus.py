@@ -517,6 +517,8 @@ def export_corpus(source: Path, out: Path, name: str, vocab_size: int | None, va
                   shard_tokens: int, seed: int, workers: int | None = None, byte260: bool = False) -> Path:
     """Two streamed passes over the input: count, then tokenizer and shards."""
     n = sum(1 for _, text in iter_documents(source) if text.strip())
+    if n < 2:  # one document held out and one to train on, at the least
+        raise ExportError(f"--input {source}: {n} non-empty document{'s' * (n != 1)}; accepted at least 2 (one held out for validation)")
     if val_docs is None:
         if not 0 < val_fraction < 1:
             raise ExportError(f"--val-fraction {val_fraction}: accepted strictly between 0 and 1")

@@ -192,6 +192,16 @@ def test_bad_input_is_one_line_and_replaces_nothing(tmp_path, lines, args, messa
     assert (tmp_path / "out/manifest.json").read_text() == "earlier" and [p.name for p in (tmp_path / "out").iterdir()] == ["manifest.json"]
 
 
+@pytest.mark.parametrize("docs, said", [([], "0 non-empty documents;"), (["one", "  "], "1 non-empty document;")])
+def test_other_corpora_need_a_document_to_hold_out_and_one_to_train_on(tmp_path, docs, said):
+    """An empty corpus said '--val-docs 1: accepted 1 to -1': now the input is named, with its count and what is accepted."""
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    r = subprocess.run(CLI + ["--input", str(src), "--name", "c", "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and not (tmp_path / "out").exists(), r.stderr
+    assert r.stderr == f"error: --input {src}: {said} accepted at least 2 (one held out for validation)\n"
+
+
 def test_other_corpora_stream_and_are_deterministic(tmp_path):
     docs = synthetic_documents(80, seed=5) + ["   "]
     jl = tmp_path / "c.jsonl"

@@ -237,6 +237,13 @@ def batched(tagged, size: int = BATCH_DOCS):
         yield tag, items
 
 
+def check_counts(**counts) -> None:
+    """Options that count something (--shard-tokens: a shard of 0 tokens never fills, and the writer looped for ever)."""
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise ExportError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+
+
 def write_dataset(model_file: Path | None, tagged_texts, folder: Path, prefix: str, shard_tokens: int, workers: int) -> dict:
     """Shards of each split from (split, text) pairs; each split has its own files, so a split
     change never continues another split's shard."""
@@ -557,10 +564,7 @@ def main(argv=None) -> int:
     o.add_argument("--seed", type=int, default=1337)
     a = p.parse_args(argv)
     try:
-        if a.shard_tokens < 1:
-            raise ExportError(f"--shard-tokens {a.shard_tokens}: must be at least 1")
-        if a.workers is not None and a.workers < 1:
-            raise ExportError(f"--workers {a.workers}: must be at least 1")
+        check_counts(shard_tokens=a.shard_tokens, workers=a.workers)
         if a.challenge:
             if a.tokenizer_train_docs is not None and a.tokenizer_train_docs < 1:
                 raise ExportError(f"--tokenizer-train-docs {a.tokenizer_train_docs}: must be at least 1")

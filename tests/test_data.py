@@ -222,6 +222,18 @@ def test_the_embedded_corpus_at_byte_level_is_its_documents_utf8(shakespeare, tm
     assert r.returncode == 2 and r.stderr.strip() == "error: --vocab-size 1024: not with --byte260 (its tokenizer is fixed: 260 ids, nothing to train)"
 
 
+def test_the_embedded_corpus_builder_refuses_a_shard_that_never_fills_and_an_out_it_cannot_make(tmp_path):
+    """`data/shakespeare.py --shard-tokens 0` looped for ever (a shard of 0 tokens is never full), and an --out under /proc was a
+    traceback: both are one line, exit 2, before anything is fetched or written."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for args, said in ((["--shard-tokens", "0", "--out", str(tmp_path / "out")], "error: --shard-tokens 0: must be at least 1"),
+                       (["--out", str(blocker / "data")], f"error: {blocker / 'data' / 'cache'}: Not a directory")):
+        r = subprocess.run([sys.executable, str(ROOT / "data" / "shakespeare.py"), *args], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and r.stderr.strip() == said and r.stderr.count("\n") == 1, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
 def test_a_data_path_with_glob_characters_is_a_name(tiny_data, tmp_path):
     """DATA_PATH is a folder name even when it holds [ ] * ?: its shards are found, and only its own."""
     import shutil

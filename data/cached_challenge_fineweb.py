@@ -338,6 +338,9 @@ def main(argv=None) -> int:
     if a.train_shards is not None and a.train_shards_positional is not None and a.train_shards != a.train_shards_positional:
         p.error("give the train shard count once (positional or --train-shards)")
     shards = next((n for n in (a.train_shards, a.train_shards_positional) if n is not None), 80)
+    if shards < 0:  # refused before the network is asked anything (the manifest bounds it from above)
+        print(f"error: --train-shards {shards}: accepted 0 or more (0: the validation split alone)", file=sys.stderr)
+        return 2
     try:
         r = download(a.variant, shards, a.data_dir, skip_manifest=a.skip_manifest, with_docs=a.with_docs)
     except DownloadError as e:

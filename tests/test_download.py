@@ -110,6 +110,10 @@ def test_any_variant_the_manifest_has_byte260_and_docs(hub, tmp_path):
         "error: --variant sp4096: the manifest has no dataset fineweb10B_sp4096; it has: byte260, sp1024, sp8192"
     bad = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "9")
     assert bad.returncode == 2 and "--train-shards 9: fineweb10B_sp1024 has 3 train shards; accepted 0 to 3" in bad.stderr
+    asked = len(hub.requests)  # a negative count is refused before the Hub is asked anything
+    bad = run(hub, tmp_path, "--variant", "sp1024", "-1")
+    assert bad.returncode == 2 and bad.stderr == "error: --train-shards -1: accepted 0 or more (0: the validation split alone)\n"
+    assert len(hub.requests) == asked
 
 
 def test_repo_and_root_come_from_the_matched_fineweb_variables(hub, tmp_path):

@@ -257,13 +257,16 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
         grid.append([(key, os.path.abspath(v) if paths else v) for v in items])
     if not grid:
         raise ToolError("nothing to sweep: give at least one NAME=v1,v2")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):  # '../x' made folders beside sweeps/, and every run failed
+        raise ToolError(f"--name {name!r}: accepted letters, digits, _ . and - (it names sweeps/<name>/ and begins every RUN_ID)")
+    run_name = lambda combo: name + "_" + "_".join(f"{k}-{re.sub(r'[^A-Za-z0-9.]+', '.', v)}" for k, v in combo)
     if not launch or not shutil.which(launch[0]):  # before any folder is made
         raise ToolError(f"--launch {' '.join(launch)!r}: {'empty' if not launch else launch[0] + ' is not a command on PATH'}; accepted "
                         "a command that starts train_gpt.py, e.g. python3 or 'torchrun --standalone --nproc_per_node=8'")
     runs, inert, seen = [], {}, {}  # inert: a swept variable -> the warning of each run where it has no effect
     for combo in itertools.product(*grid):  # every run checked before the first starts
         try:
-            h = train_gpt.Hyperparameters({**os.environ, **dict(combo)})
+            h = train_gpt.Hyperparameters({**os.environ, **dict(combo), "RUN_ID": run_name(combo)})  # its length too
         except train_gpt.ConfigError as e:
             raise ToolError(f"sweep {' '.join(f'{k}={v}' for k, v in combo)}: {e}; nothing was run") from None
         idle = {w.split("=", 1)[0]: w for w in h.no_effect}
@@ -283,7 +286,7 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
     for key in SWEEP_INPUT_PATHS:  # the runs start in their own folders
         if env.get(key):
             env[key] = os.path.abspath(env[key])
-    failed, run_name = [], lambda combo: name + "_" + "_".join(f"{k}-{re.sub(r'[^A-Za-z0-9.]+', '.', v)}" for k, v in combo)
+    failed = []
     for combo, same_as, idle in runs:
         run_id = run_name(combo)
         if same_as:

@@ -200,6 +200,13 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
             bad = subprocess.run(TOOLS + ["sweep", "--name", name + "_bad", *grid], env=env, capture_output=True, text=True)
             assert bad.returncode == 2 and text in bad.stderr and "sweep: " not in bad.stdout, (grid, bad.stderr[-500:])
         assert not (ROOT / "sweeps" / (name + "_bad")).exists()
+        # The name begins every run's folder and RUN_ID: '../x' made folders beside sweeps/ (and every run failed), a long one made
+        # RUN_IDs the script refuses after the folders were made. Both are refused before any folder exists.
+        for bad_name, text in (("../" + name + "_up", f"error: --name '../{name}_up': accepted letters, digits, _ . and - (it names sweeps/"),
+                               (name + "_" + "a" * 200, "NUM_LAYERS=2: RUN_ID=")):
+            bad = subprocess.run(TOOLS + ["sweep", "--name", bad_name, "NUM_LAYERS=2"], env=env, capture_output=True, text=True)
+            assert bad.returncode == 2 and text in bad.stderr and bad.stderr.count("\n") == 1 and "sweep: " not in bad.stdout, bad.stderr
+        assert not (ROOT / (name + "_up")).exists() and not any(p.name.startswith(name + "_a") for p in (ROOT / "sweeps").iterdir())
         # Input paths given relative to where the sweep starts still point there from each run's own folder.
         root = tiny_data["root"]
         r = subprocess.run(TOOLS + ["sweep", "--name", name + "_rel", "DATA_PATH=" + os.path.relpath(tiny_data["data_path"], root)],

@@ -473,6 +473,10 @@ def make_record(paths: list[str], name: str, track: str, author: str, github_id:
                 smoke: bool, out_root: Path, check_env: dict, against_spec: str | None = None) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ToolError(f"--name {name!r}: accepted letters, digits, _ . and -")
+    try:  # it begins the folder's name, records/track_*/<YYYY-MM-DD>_<Name>/, and is submission.json's date
+        datetime.date.fromisoformat(date if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date) else "")
+    except ValueError:
+        raise ToolError(f"--date {date!r}: accepted a date as YYYY-MM-DD (the challenge's folder names begin with one)") from None
     logs = read_logs(paths, note=lambda msg: print(msg, file=sys.stderr))
     if not logs:
         raise ToolError("no logs given")

@@ -292,6 +292,10 @@ def test_record_refuses_unfinished_mixed_or_sourceless_logs(two_seeds, tmp_path)
     r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), "--against", "1.2,abc", str(two_seeds / "logs/seed1.txt")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--against '1.2,abc': expected a submission.json" in r.stderr
+    for date in ("notadate", "2026-02-29", "../../x"):  # it begins the folder's name: '../../x' climbed out of --out
+        r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), "--date", date, str(two_seeds / "logs/seed1.txt")],
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr == f"error: --date {date!r}: accepted a date as YYYY-MM-DD (the challenge's folder names begin with one)\n"
     assert not (tmp_path / "track_non_record_16mb").exists()
 
 

@@ -54,6 +54,13 @@ def choose(spec: str, accepted, flag: str, prog: str, empty_ok: bool = False) ->
     return names
 
 
+def at_least(prog: str, **counts: tuple[int, int]) -> None:
+    """Count arguments, each (value, smallest useful): below it a benchmark had nothing to take a median of (a traceback)."""
+    flag, (value, low) = next(((f, c) for f, c in counts.items() if c[0] < c[1]), (None, (0, 0)))
+    if flag:
+        raise SystemExit(f"error: {prog}: --{flag.replace('_', '-')} {value}: accepted {low} or more")
+
+
 def env_pairs(items: list[str] | None, prog: str, flag: str = "--ours-env") -> dict[str, str]:
     """NAME=VALUE arguments (a benchmark's --ours-env, set for train_gpt.py's runs alone) as a dict; anything else stops it with one line."""
     bad = next((i for i in items or [] if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", i)), None)
@@ -179,6 +186,7 @@ def main(argv=None) -> int:
         print(json.dumps(worker({**shape, **json.loads(a.worker)}, a.steps, a.data, a.tokenizer)))
         return 0
     chosen = [(n, e) for n, e in MODES if n in choose(a.modes, dict(MODES), "--modes", "bench")]
+    at_least("bench", steps=(a.steps, 1), repeats=(a.repeats, 1), micro=(a.micro, 1))
     print(f"# train_gpt.py benchmark, {datetime.date.today()}, {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     peak = matmul_peak()
     runs: dict[str, list[dict]] = {}

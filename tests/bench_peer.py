@@ -200,8 +200,10 @@ def main(argv=None) -> None:
                     "(to try an option beside the unchanged peer, e.g. TORCHINDUCTOR_CUDAGRAPHS=1); repeatable")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tests"))
-    from bench import env_pairs
+    from bench import at_least, choose, env_pairs
     a.ours_env = env_pairs(a.ours_env, "bench_peer")
+    choose(a.shapes, SHAPES, "--shapes", "bench_peer", empty_ok=True)  # '' skips the step times
+    at_least("bench_peer", pairs=(a.pairs, 1), steps=(a.steps, 4), micro=(a.micro, 1), exact_steps=(a.exact_steps, 0), equal_pairs=(a.equal_pairs, 1))
     if not a.peer.is_file():
         sys.exit(f"error: bench_peer: --peer {a.peer}: not a file; accepted the challenge's train_gpt.py (its CPU copy; its CUDA one with --gpu)")
     if a.out and a.out.is_dir() and any(a.out.iterdir()):  # the peer appends to its logs: a second run there would read the first's steps

@@ -349,9 +349,13 @@ def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
     ("bench_claims", ["--seeds", "1,x"], "error: bench claims: --seeds '1,x': accepted a comma list of whole numbers (1,2)"),
     ("bench_peer", ["--gpu", "--dry-run", "--ours-env", "CUDAGRAPHS"], "error: bench_peer: --ours-env 'CUDAGRAPHS': accepted NAME=VALUE "),
     ("bench_profile", ["--peer", str(ROOT / "tests")], f"error: bench profile: --peer {ROOT / 'tests'}: not a file; accepted the challenge's "),
-    ("bench_profile", ["--modes", "dense,frozen"], "error: bench profile: --modes 'dense,frozen': unknown 'frozen'; accepted, comma-separated: ")])
+    ("bench_profile", ["--modes", "dense,frozen"], "error: bench profile: --modes 'dense,frozen': unknown 'frozen'; accepted, comma-separated: "),
+    ("bench", ["--steps", "-1"], "error: bench: --steps -1: accepted 1 or more"),
+    ("bench_peer", ["--pairs", "0"], "error: bench_peer: --pairs 0: accepted 1 or more"),
+    ("bench_peer", ["--shapes", "demo,10x10"], "error: bench_peer: --shapes 'demo,10x10': unknown '10x10'; accepted, comma-separated: demo, 9x512")])
 def test_a_benchmark_refuses_an_unknown_name_in_one_line_before_it_runs_anything(bench, argv, text, tmp_path, monkeypatch):
-    """A misspelt mode, budget or stage used to be skipped without a word (a table with no rows, or a traceback where none was left)."""
+    """A misspelt mode, budget or stage used to be skipped without a word (a table with no rows, or a traceback where none was left);
+    a count below what a median needs (--steps -1, --pairs 0) and an unknown --shapes were tracebacks after the first runs."""
     import importlib
     monkeypatch.chdir(tmp_path)
     argv = ["--peer", str(ROOT / "train_gpt.py"), "--out", str(tmp_path / "out"), *argv] if bench == "bench_peer" else argv

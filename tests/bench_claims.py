@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "records"))
 import train_gpt as tg  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
-from bench import seeds_of  # noqa: E402
+from bench import at_least, seeds_of  # noqa: E402
 from bench_quality import Job, estimate_bytes, machine, run_all, seeded, shape  # noqa: E402
 
 OUT = ROOT / "bench_claims"
@@ -316,6 +316,7 @@ def main(argv=None) -> int:
     p.add_argument("--fresh", default="", help="comma list of claim names whose cached runs are deleted first")
     a = p.parse_args(argv)
     seeds, chosen = seeds_of(a.seeds, "bench claims"), claims(a.quick)
+    at_least("bench claims", workers=(a.workers, 1))
     names = [c["name"] for c in chosen]
     for arg in (a.only, a.fresh):
         bad = [n for n in arg.split(",") if n and n not in names]

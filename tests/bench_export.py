@@ -83,6 +83,8 @@ def main() -> None:
     p.add_argument("--vocab-size", type=int, default=1024)
     p.add_argument("--tokenizer-train-docs", type=int, default=20000)
     a = p.parse_args()
+    if not all(t.strip().isdigit() and int(t) > 0 for t in a.sizes_mb.split(",")):
+        sys.exit(f"error: bench export: --sizes-mb {a.sizes_mb!r}: accepted a comma list of whole megabytes (100,400)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in map(int, a.sizes_mb.split(",")):

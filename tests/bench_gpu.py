@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "records"))
-from bench import DRY_RUN, MODES, choose  # noqa: E402  (the same modes as the CPU benchmark)
+from bench import DRY_RUN, MODES, at_least, choose  # noqa: E402  (the same modes as the CPU benchmark)
 from tools import parse_log  # noqa: E402
 
 
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     chosen = [(n, e) for n, e in MODES if n in choose(a.modes, dict(MODES), "--modes", "bench gpu")]
+    at_least("bench gpu", steps=(a.steps, 1), batch_tokens=(a.batch_tokens, 1))
     root = Path(a.out or tempfile.mkdtemp(prefix="bench_gpu_"))
     slug = lambda name: name.replace(" ", "_").replace("+", "plus")
     print(f"runs in {root}", file=sys.stderr)
@@ -84,7 +85,8 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         proc = launch({**mode_env(env, a.steps, a.batch_tokens, "timed"), **(DRY_RUN if a.dry_run else {})}, folder)
         if proc.wait():
-            print(f"error: bench gpu: {name} failed; see {folder}/stderr.txt", file=sys.stderr)
+            said = (folder / "stderr.txt").read_text(errors="replace").strip().splitlines()[-1:] if (folder / "stderr.txt").exists() else []
+            print(f"error: bench gpu: {name} failed ({said[0] if said else 'no message'}); its log and stderr are in {folder}", file=sys.stderr)
             return 1
         results[name] = {**read_log(folder / "logs" / "timed.txt"), "wall_s": time.perf_counter() - t}
     dense = results.get("dense")

@@ -352,7 +352,10 @@ def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
     ("bench_profile", ["--modes", "dense,frozen"], "error: bench profile: --modes 'dense,frozen': unknown 'frozen'; accepted, comma-separated: "),
     ("bench", ["--steps", "-1"], "error: bench: --steps -1: accepted 1 or more"),
     ("bench_peer", ["--pairs", "0"], "error: bench_peer: --pairs 0: accepted 1 or more"),
-    ("bench_peer", ["--shapes", "demo,10x10"], "error: bench_peer: --shapes 'demo,10x10': unknown '10x10'; accepted, comma-separated: demo, 9x512")])
+    ("bench_peer", ["--shapes", "demo,10x10"], "error: bench_peer: --shapes 'demo,10x10': unknown '10x10'; accepted, comma-separated: demo, 9x512"),
+    ("bench_gpu", ["--dry-run", "--steps", "0"], "error: bench gpu: --steps 0: accepted 1 or more"),
+    ("bench_quality", ["--steps", "0"], "error: bench quality: --steps 0: accepted 1 or more"),
+    ("bench_claims", ["--workers", "0"], "error: bench claims: --workers 0: accepted 1 or more")])
 def test_a_benchmark_refuses_an_unknown_name_in_one_line_before_it_runs_anything(bench, argv, text, tmp_path, monkeypatch):
     """A misspelt mode, budget or stage used to be skipped without a word (a table with no rows, or a traceback where none was left);
     a count below what a median needs (--steps -1, --pairs 0) and an unknown --shapes were tracebacks after the first runs."""
@@ -362,6 +365,15 @@ def test_a_benchmark_refuses_an_unknown_name_in_one_line_before_it_runs_anything
     with pytest.raises(SystemExit) as stop:
         importlib.import_module(bench).main(argv)
     assert str(stop.value).startswith(text) and "\n" not in str(stop.value) and not any(tmp_path.iterdir())
+
+
+def test_bench_gpu_says_why_a_run_failed_in_its_one_line(tmp_path):
+    """A run that train_gpt.py refuses (a step that no micro-step divides) said only 'see stderr.txt': the line says the script's reason."""
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "bench_gpu.py"), "--dry-run", "--steps", "2", "--batch-tokens", "100", "--modes",
+                        "dense", "--out", str(tmp_path)], env=clean_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stdout == "" and r.stderr.splitlines()[-1] == (
+        "error: bench gpu: dense failed (error: TRAIN_BATCH_TOKENS=100: must be a multiple of world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN "
+        f"= 64); its log and stderr are in {tmp_path / 'dense'}"), r.stderr
 
 
 @pytest.mark.slow

@@ -564,10 +564,8 @@ def main(argv=None) -> int:
     o.add_argument("--seed", type=int, default=1337)
     a = p.parse_args(argv)
     try:
-        check_counts(shard_tokens=a.shard_tokens, workers=a.workers)
+        check_counts(shard_tokens=a.shard_tokens, workers=a.workers, tokenizer_train_docs=a.tokenizer_train_docs)
         if a.challenge:
-            if a.tokenizer_train_docs is not None and a.tokenizer_train_docs < 1:
-                raise ExportError(f"--tokenizer-train-docs {a.tokenizer_train_docs}: must be at least 1")
             d = export_challenge(a.input, a.out, a.vocab_size, a.num_val_docs, a.tokenizer_train_docs, a.shard_tokens,
                                  a.reuse_tokenizer, a.workers, a.byte260)
             s = d["stats"]

@@ -65,7 +65,9 @@ def operator_clock():
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class OperatorClock(TorchDispatchMode):
-        totals = collections.defaultdict(lambda: [0.0, 0])
+        def __init__(self):
+            super().__init__()
+            self.totals = collections.defaultdict(lambda: [0.0, 0])
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             started = time.perf_counter()

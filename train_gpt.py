@@ -54,7 +54,7 @@ def refused_as(what: str, *kinds, error=ConfigError):
     try:
         yield
     except (kinds or (ConfigError, RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError)) as e:
-        lines = str(e).strip().splitlines() or [""]  # torch.load's weights-only refusal: its reason (Unsupported ...), not its preamble
+        lines = [ln.strip() for ln in str(e).strip().splitlines()] or [""]  # torch.load's refusal: its reason (Unsupported ...), not its preamble
         why = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {next((ln for ln in lines if 'nsupported' in ln), lines[0])[:160]}"
         raise error(f"{what} ({why})") from None
 

@@ -566,6 +566,12 @@ SMOKE_CHECK = dict(NUM_LAYERS="1", MODEL_DIM="64", NUM_HEADS="2", NUM_KV_HEADS="
 
 HOUSE_FORMAT = "int8_clean_per_row_v1"  # the challenge's train_gpt.py export: its blob's __quant_format__
 HOUSE_NAMES = {".attn.c_q.": ".attn.q.", ".attn.c_k.": ".attn.k.", ".attn.c_v.": ".attn.v.", ".attn.proj.": ".attn.o."}  # theirs: ours
+def house_name(name):
+    """A tensor's name in the challenge's script as this script's (blocks.0.attn.c_q.weight -> blocks.0.attn.q.weight); a name that is
+    not text is kept, for the loader's name check to refuse."""
+    return next((name.replace(a, b) for a, b in HOUSE_NAMES.items() if a in name), name) if isinstance(name, str) else name
+
+
 HOUSE_SECTIONS = (("q", "quantized"), ("scale", "scales"), ("keep", "passthrough"), ("dtype", "dtypes"))  # ours: theirs
 
 
@@ -592,8 +598,7 @@ def import_house_artifact(src: Path, out: Path, environ) -> str:
         raise ToolError(f"{src}: not an artifact of the challenge's script (zlib, {HOUSE_FORMAT}, with its sections "
                         f"{', '.join(t for _, t in HOUSE_SECTIONS)}); it is {codec}, format {kind or 'unknown'}"
                         + (": train_gpt.py reads it as it is" if kind == train_gpt.ARTIFACT_FORMAT else ""))
-    rename = lambda name: next((name.replace(a, b) for a, b in HOUSE_NAMES.items() if a in name), name) if isinstance(name, str) else name
-    ours = {k: {rename(n): v for n, v in blob[theirs].items()} for k, theirs in HOUSE_SECTIONS}
+    ours = {k: {house_name(n): v for n, v in blob[theirs].items()} for k, theirs in HOUSE_SECTIONS}
     ours["scale"] = {n: s.reshape(1) if isinstance(s, torch.Tensor) and s.ndim == 0 else s for n, s in ours["scale"].items()}  # one scale
     ours["dtype"] = {n: str(d).removeprefix("torch.") for n, d in ours["dtype"].items()}
     ours.update(bits={}, shape={}, meta={"format": train_gpt.ARTIFACT_FORMAT, "config": cfg.model_config(), "torch_version": str(torch.__version__),

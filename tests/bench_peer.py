@@ -132,15 +132,14 @@ def final(log: str) -> tuple[int, float]:
 
 
 sys.path.insert(0, str(ROOT / "records"))
-from tools import HOUSE_NAMES as PEER_NAMES  # noqa: E402  (the house's names of q, k, v and o: ours)
+from tools import house_name  # noqa: E402  (the house's names of q, k, v and o as ours)
 
 
 def same_weights(peer_pt: Path, ours_pt: Path) -> str:
     import torch
 
     theirs, ours = torch.load(peer_pt, weights_only=True), torch.load(ours_pt, weights_only=True)
-    for a, b in PEER_NAMES.items():
-        theirs = {k.replace(a, b): v for k, v in theirs.items()}
+    theirs = {house_name(k): v for k, v in theirs.items()}
     if theirs.keys() != ours.keys():
         return f"different names: {sorted(set(theirs) ^ set(ours))[:4]}"
     differ = [k for k in ours if not torch.equal(theirs[k].float(), ours[k].float())]

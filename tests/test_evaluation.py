@@ -10,7 +10,7 @@ import pytest
 import sentencepiece as spm
 import torch
 
-from bench_peer import PEER_NAMES  # the house's names of q, k, v and o: ours
+from bench_peer import house_name  # the house's names of q, k, v and o as ours
 from conftest import ROOT
 from train_gpt import GPT, Hyperparameters, build_byte_luts, evaluate, load_validation_tokens, quantize_state_dict, window_plan
 
@@ -151,16 +151,15 @@ def test_the_challenge_scripts_own_artifact_scores_what_its_log_says():
     blob = torch.load(io.BytesIO(zlib.decompress((PEER_FIXTURE / "peer_final_model.int8.ptz").read_bytes())), weights_only=True)
     state = {n: q.float() * blob["scales"][n].float().view(-1, *[1] * (q.ndim - 1)) for n, q in blob["quantized"].items()}
     state.update({n: t.float() for n, t in blob["passthrough"].items()})
-    rename = lambda name: next((name.replace(a, b) for a, b in PEER_NAMES.items() if a in name), name)
     cfg = Hyperparameters(reference["env"])
     model = GPT(cfg)
-    model.load_state_dict({rename(n): t for n, t in state.items()}, strict=True)  # every tensor of ours, no other, same shapes
+    model.load_state_dict({house_name(n): t for n, t in state.items()}, strict=True)  # every tensor of ours, no other, same shapes
     sp = spm.SentencePieceProcessor(model_file=str(PEER_FIXTURE / "tokenizer.model"))
     tokens = load_validation_tokens(str(PEER_FIXTURE), cfg.train_seq_len, cfg.vocab_size)
     loss, bpb, scored = evaluate(model.eval(), tokens, cfg.train_seq_len, cfg.train_seq_len, 64, build_byte_luts(sp, cfg.vocab_size, "cpu"))
     theirs = reference["final_int8_zlib_roundtrip_exact"]
     assert scored == (tokens.numel() - 1) // cfg.train_seq_len * cfg.train_seq_len
     assert abs(loss - theirs["val_loss"]) < 1e-6 and abs(bpb - theirs["val_bpb"]) < 1e-6, (loss, bpb, theirs)
-    ours, _ = quantize_state_dict({rename(n): t for n, t in state.items()})
-    assert {n: t.dtype for n, t in ours["keep"].items()} == {rename(n): t.dtype for n, t in blob["passthrough"].items()}
-    assert sorted(ours["q"]) == sorted(map(rename, blob["quantized"]))
+    ours, _ = quantize_state_dict({house_name(n): t for n, t in state.items()})
+    assert {n: t.dtype for n, t in ours["keep"].items()} == {house_name(n): t.dtype for n, t in blob["passthrough"].items()}
+    assert sorted(ours["q"]) == sorted(map(house_name, blob["quantized"]))

@@ -141,6 +141,12 @@ gpu_defaults() {  # the challenge run: FineWeb, every GPU
   LAUNCH="$PY -m torch.distributed.run --standalone --nproc_per_node=$nproc_gpu"
 }
 
+has_peer() {  # --peer anywhere among the arguments picks the side-by-side benchmark (not only as the first)
+  local arg
+  for arg in "$@"; do case "$arg" in --peer|--peer=*) return 0 ;; esac; done
+  return 1
+}
+
 summary() {  # summary LOGFILE: the numbers people look for
   local log=$1
   echo "---"
@@ -201,12 +207,11 @@ case "$cmd" in
     case "${1:-}" in
       quality) shift; "$PY" tests/bench_quality.py "$@" ;;
       claims) shift; ensure_deps zstandard; "$PY" tests/bench_claims.py "$@" ;;
-      gpu) shift; if [ "${1:-}" = --peer ]; then "$PY" tests/bench_peer.py --gpu "$@"; else "$PY" tests/bench_gpu.py "$@"; fi ;;
+      gpu) shift; if has_peer "$@"; then "$PY" tests/bench_peer.py --gpu "$@"; else "$PY" tests/bench_gpu.py "$@"; fi ;;
       export) shift; "$PY" tests/bench_export.py "$@" ;;
       profile) shift; "$PY" tests/bench_profile.py "$@" ;;
       gpu-session) shift; "$PY" tests/gpu_session.py "$@" ;;
-      --peer) "$PY" tests/bench_peer.py "$@" ;;
-      *) "$PY" tests/bench.py "$@" ;;
+      *) if has_peer "$@"; then "$PY" tests/bench_peer.py "$@"; else "$PY" tests/bench.py "$@"; fi ;;
     esac
     ;;
   -h|--help|help)

@@ -224,6 +224,16 @@ def test_run_sh_help_lists_every_command_it_accepts_and_an_unknown_one_names_the
     assert wrong.stderr.startswith("run.sh: unknown command 'tset'; accepted: ") and all(f" {c}" in wrong.stderr for c in commands)
 
 
+def test_run_sh_bench_takes_the_peer_flag_anywhere_among_its_arguments(tmp_path):
+    """`bash run.sh bench --steps 4 --peer P` and `bench gpu --dry-run --peer P` went to the benchmarks without a peer, whose
+    argparse refused `--peer` as unknown: --peer (or --peer=P) anywhere picks the side-by-side benchmark, CPU or GPU."""
+    missing = tmp_path / "peer.py"
+    for args in (["--steps", "4", "--peer", str(missing)], [f"--peer={missing}"], ["gpu", "--dry-run", "--peer", str(missing)]):
+        r = subprocess.run(["bash", "run.sh", "bench", *args], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0 and f"error: bench_peer: --peer {missing}: not a file" in r.stderr, r.stderr
+        assert "unrecognized arguments" not in r.stderr
+
+
 def test_run_sh_fineweb_refuses_missing_shards_and_a_bad_nproc_in_one_line(tmp_path):
     """`bash run.sh fineweb` checks before torchrun starts: no shards in DATA_PATH, and NPROC that is not a count (it was passed to
     a shell test as it was, and on to torchrun)."""

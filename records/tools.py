@@ -100,11 +100,14 @@ def parse_log(path: Path) -> dict:
         return next((l for l in reversed(lines) if rx.search(l)), None)
 
     # Every val_bpb the run printed, in order, with the name of its line.
+    # The name is the words before the first key:value ("diagnostic quantized_sliding_window val_loss:..." ->
+    # diagnostic_quantized_sliding_window), else the first word less its colon ("ema: val_bpb:..." -> ema).
     scores = []
     for line in lines:
         if re.search(rf"\bval_bpb\s*[:=]\s*{NUM}", line):
-            head = line.split()[0] if line.split() else ""
-            kind = "step" if STEP_LINE.match(line) else head.rstrip(":")
+            words = line.split()
+            name = "_".join(itertools.takewhile(lambda w: ":" not in w and "=" not in w, words))
+            kind = "step" if STEP_LINE.match(line) else name or (words[0].rstrip(":") if words else "")
             scores.append((kind, line))
     steps = [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in map(STEP_LINE.match, lines) if m and re.search(r"(train|val)_loss", m.group(3))]
     trains = [s for s in steps if "train_loss" in s[2]]
@@ -113,8 +116,9 @@ def parse_log(path: Path) -> dict:
     finals = [(k, l) for k, l in scores if k != "step"]
     final_kind, final_line = (finals or scores)[-1] if scores else (None, None)
     pick = lambda want, avoid=None: next((l for k, l in reversed(finals) if re.search(want, k) and not (avoid and re.search(avoid, k))), None)
-    roundtrip, sliding = pick(r"roundtrip|round_trip|quant", r"sliding|ttt"), pick(r"sliding")
-    pre = next((l for k, l in reversed(scores) if k == "step" or "pre_quant" in k), None)
+    pre_quant = r"pre[-_]?quant"  # the float model's score, before its weights were quantized
+    roundtrip, sliding = pick(r"roundtrip|round_trip|quant", rf"sliding|ttt|{pre_quant}"), pick(r"sliding", pre_quant)
+    pre = pick(pre_quant, r"sliding") or next((l for k, l in reversed(scores) if k == "step"), None)
 
     env, config = {}, {}
     env_line = last(r"^env: ")
@@ -132,7 +136,7 @@ def parse_log(path: Path) -> dict:
             config[m.group(1)] = m.group(2).strip()
     stop = last(r"^stopping_early:")
     step_src = stop or (steps[-1][2] if steps else None)
-    total = last(r"Total submission size[^:]*:\s*[\d,]+")
+    total, code = last(r"Total submission size[^:]*:\s*[\d,]+"), last(r"^Code size(?: \(compressed\))?:\s*\d+")
     hardware = last(r"^pytorch_version:.* hardware:")
     seed = number(last(r"^seed\s*[:=]"), "seed", int)
     if seed is None:
@@ -146,7 +150,7 @@ def parse_log(path: Path) -> dict:
         "env": env, "config": config, "seed": seed, "traceback": "Traceback (most recent call last)" in body,
         "no_effect": [m.group(1) for m in map(re.compile(r"^warning: ([A-Z][A-Z0-9_]*)=.* has no effect").match, lines) if m],
         "model_params": number(last(r"^model_params\s*[:=]"), "model_params", int), "world_size": number(last(r"^world_size:"), "world_size", int),
-        "steps": (int(re.search(r"step:(\d+)", stop).group(1)) if stop else steps[-1][0]) if (stop or steps) else None,
+        "steps": (int(re.search(r"step:\s*(\d+)", stop).group(1)) if stop else steps[-1][0]) if (stop or steps) else None,
         "iterations": steps[-1][1] if steps else None,
         "step_avg_ms": duration_ms(trains[-1][2] if trains else (steps[-1][2] if steps else None), "step_avg"),
         "train_time_ms": duration_ms(step_src, "train_time"),
@@ -154,7 +158,7 @@ def parse_log(path: Path) -> dict:
         "roundtrip_val_bpb": number(roundtrip, "val_bpb"), "roundtrip_val_loss": number(roundtrip, "val_loss"),
         "sliding_val_bpb": number(sliding, "val_bpb"), "sliding_val_loss": number(sliding, "val_loss"), "pre_quant_val_bpb": number(pre, "val_bpb"),
         "bytes_total": int(re.search(r":\s*([\d,]+)", total.split("Total submission size", 1)[1]).group(1).replace(",", "")) if total else None,
-        "bytes_code": number(last(r"^Code size:"), "Code size", int),
+        "bytes_code": int(re.search(r":\s*(\d+)", code).group(1)) if code else None,  # "Code size (compressed): N" where both are logged
         "hardware": hardware.split(" hardware:", 1)[1].strip() if hardware else None,
         "pytorch_version": hardware.split()[0].split(":", 1)[1] if hardware else None, "eval_time_ms": eval_ms,
         "data_path": (re.search(r"pattern=(\S+)/\*_val_\*\.bin", last(r"^val_loader:shards pattern=") or "") or [None, None])[1],

@@ -60,6 +60,29 @@ quantized_sliding_window val_loss:1.9200 val_bpb:1.1370 eval_time:90000ms
 quantized_ttt_lora val_loss: 1.8975 val_bpb: 1.1238
 """
 
+# The later records' script (from about PR #1493 on): spaces after the colons of stopping_early, diagnostic lines named by
+# several words before the first key:value, the compressed code size beside the uncompressed one, phased TTT last.
+DIAGNOSTIC_LOG = """Hyperparameters:
+  seed: 42
+  num_layers: 11
+model_params:35900000
+0/20000 val_loss: 9.0100 val_bpb: 4.1200
+500/20000 train_loss: 2.5800 train_time: 4.4m tok/s: 1470000
+4800/20000 val_loss: 2.3600 val_bpb: 1.0800
+stopping_early: wallclock_cap train_time: 596000ms step: 4800/20000
+peak memory allocated: 41000 MiB reserved: 46000 MiB
+diagnostic pre-quantization post-ema val_loss:2.33000000 val_bpb:1.06500000 eval_time:18000ms
+diagnostic pre-quantization post-ema sliding_window val_loss:2.31000000 val_bpb:1.05600000 eval_time:90000ms
+Code size (uncompressed): 140000 bytes
+Code size (compressed): 36000 bytes
+Serialized model quantized+brotli: 15900000 bytes
+Total submission size quantized+brotli: 15936000 bytes
+diagnostic quantized val_loss:2.35000000 val_bpb:1.07300000 eval_time:30000ms
+diagnostic quantized_sliding_window val_loss:2.33500000 val_bpb:1.06600000 eval_time:95000ms
+quantized_ttt_phased val_loss:2.32000000 val_bpb:1.06000000 eval_time:500000ms
+total_eval_time:500.0s
+"""
+
 CRASHED_LOG = """model_params:17059912
 step:1/20000 train_loss:6.9370 train_time:43ms step_avg:43.12ms
 step:200/20000 val_loss:3.1000 val_bpb:1.8400 train_time:9000ms step_avg:45.00ms
@@ -105,6 +128,18 @@ def test_every_public_format_is_read_with_its_final_score(public_tree):
     assert (t["val_bpb"], t["score_line"], t["sliding_val_bpb"], t["bytes_total"]) == (1.1238, "quantized_ttt_lora", 1.137, 15123456)
     x = logs["crashed_seed7"]
     assert x["traceback"] and x["val_bpb"] == 1.84 and x["score_line"] == "step" and x["bytes_total"] is None
+
+
+def test_the_later_records_diagnostic_format_is_read_whole(tmp_path):
+    """A public log of the later records' script stopped the summary with a traceback (`step: 4800` has a space after its
+    colon); its diagnostic lines are the pre-quant, round-trip and sliding scores, never the final one."""
+    (tmp_path / "train_seed42.log").write_text(DIAGNOSTIC_LOG)
+    r = tools.parse_log(tmp_path / "train_seed42.log")
+    assert (r["val_bpb"], r["score_line"], r["steps"], r["train_time_ms"], r["seed"]) == (1.06, "quantized_ttt_phased", 4800, 596000, 42)
+    assert (r["pre_quant_val_bpb"], r["roundtrip_val_bpb"], r["sliding_val_bpb"]) == (1.065, 1.073, 1.066)
+    assert (r["bytes_total"], r["bytes_code"], r["eval_time_ms"]) == (15936000, 36000, 500000)
+    shown = subprocess.run(TOOLS + ["summary", str(tmp_path)], capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stderr == "" and "| train_seed42 | 1.0600 | quantized_ttt_phased | 1.0730 | 1.0660 | 1.0650 | 4800 |" in shown.stdout
 
 
 def test_summary_skips_what_is_not_a_log_in_every_format(public_tree):

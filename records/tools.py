@@ -356,7 +356,7 @@ def welch_improvement(ours: list[float], theirs: list[float], bar: float = NATS_
 def read_against(spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
     """Per-seed val_loss (nats) of the record to beat: its submission.json, or numbers:
     `1.2244,1.2251,...` (val_bpb, converted with our runs' nats per bpb) or `loss:2.06,2.07`.
-    Every value must be a finite number: a hand-edited or diverged entry is refused, not tested against."""
+    Every value must be a finite number above 0: a hand-edited, diverged or placeholder (0.0) entry is refused, not tested against."""
     if Path(spec).is_file():
         try:
             sub = json.loads(Path(spec).read_text(encoding="utf-8"))
@@ -376,8 +376,8 @@ def read_against(spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
             raise ToolError(f"--against {spec!r}: expected a submission.json, per-seed val_bpb like 1.2244,1.2251 or val_loss like loss:2.06,2.07")
         values, source = ([n * nats_per_bpb for n in numbers], "per-seed val_bpb given, in nats") if unit != "loss" else (
             numbers, "per-seed val_loss given")
-    if not all(math.isfinite(v) for v in values):
-        raise ToolError(f"--against {spec}: a value that is not a finite number ({source}: {', '.join(map(str, values))})")
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ToolError(f"--against {spec}: a value that is not a finite number above 0 ({source}: {', '.join(map(str, values))})")
     return values, source
 
 

@@ -117,7 +117,7 @@ def parse_log(path: Path) -> dict:
     final_kind, final_line = (finals or scores)[-1] if scores else (None, None)
     pick = lambda want, avoid=None: next((l for k, l in reversed(finals) if re.search(want, k) and not (avoid and re.search(avoid, k))), None)
     pre_quant = r"pre[-_]?quant"  # the float model's score, before its weights were quantized
-    roundtrip, sliding = pick(r"roundtrip|round_trip|quant", rf"sliding|ttt|{pre_quant}"), pick(r"sliding", pre_quant)
+    roundtrip, sliding = pick(r"roundtrip|round_trip|quant|int\d", rf"sliding|ttt|{pre_quant}"), pick(r"sliding", pre_quant)
     pre = pick(pre_quant, r"sliding") or next((l for k, l in reversed(scores) if k == "step"), None)
 
     env, config = {}, {}

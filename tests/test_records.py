@@ -140,6 +140,11 @@ def test_the_later_records_diagnostic_format_is_read_whole(tmp_path):
     assert (r["bytes_total"], r["bytes_code"], r["eval_time_ms"]) == (15936000, 36000, 500000)
     shown = subprocess.run(TOOLS + ["summary", str(tmp_path)], capture_output=True, text=True)
     assert shown.returncode == 0 and shown.stderr == "" and "| train_seed42 | 1.0600 | quantized_ttt_phased | 1.0730 | 1.0660 | 1.0650 | 4800 |" in shown.stdout
+    # a script of another family names its int6 round trip only by the width: `final_int6`, `final_int6_exact`
+    (tmp_path / "int6.log").write_text("model_params:20000000\nfinal_int6 val_loss:1.9000 val_bpb:1.1300 eval_time:2000ms\n"
+                                       "final_int6_exact val_loss:1.90001234 val_bpb:1.13001234\n")
+    r = tools.parse_log(tmp_path / "int6.log")
+    assert (r["val_bpb"], r["score_line"], r["roundtrip_val_bpb"], r["sliding_val_bpb"]) == (1.13001234, "final_int6_exact", 1.13001234, None)
 
 
 def test_summary_skips_what_is_not_a_log_in_every_format(public_tree):

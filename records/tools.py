@@ -64,9 +64,10 @@ class NotALog(ToolError):
 
 
 def number(text: str | None, key: str, cast=float):
-    """The value of `key:V`, `key: V` or `key=V` in text (the last one), or None."""
+    """The value of `key:V`, `key: V` or `key=V` in text (the last one), or None (and None for a count that is nan or inf)."""
     found = re.findall(rf"(?<![\w.]){re.escape(key)}\s*[:=]\s*{NUM}", text or "")
-    return cast(float(found[-1])) if found else None
+    value = float(found[-1]) if found else math.nan
+    return cast(value) if found and (cast is float or math.isfinite(value)) else None
 
 
 def duration_ms(text: str | None, key: str) -> float | None:
@@ -136,7 +137,7 @@ def parse_log(path: Path) -> dict:
             config[m.group(1)] = m.group(2).strip()
     stop = last(r"^stopping_early:")
     step_src = stop or (steps[-1][2] if steps else None)
-    total, code = last(r"Total submission size[^:]*:\s*[\d,]+"), last(r"^Code size(?: \(compressed\))?:\s*\d+")
+    total, code = last(r"Total submission size[^:]*:\s*\d[\d,]*"), last(r"^Code size(?: \(compressed\))?:\s*\d+")
     hardware = last(r"^pytorch_version:.* hardware:")
     seed = number(last(r"^seed\s*[:=]"), "seed", int)
     if seed is None:
@@ -150,14 +151,14 @@ def parse_log(path: Path) -> dict:
         "env": env, "config": config, "seed": seed, "traceback": "Traceback (most recent call last)" in body,
         "no_effect": [m.group(1) for m in map(re.compile(r"^warning: ([A-Z][A-Z0-9_]*)=.* has no effect").match, lines) if m],
         "model_params": number(last(r"^model_params\s*[:=]"), "model_params", int), "world_size": number(last(r"^world_size:"), "world_size", int),
-        "steps": (int(re.search(r"step:\s*(\d+)", stop).group(1)) if stop else steps[-1][0]) if (stop or steps) else None,
+        "steps": number(stop, "step", int) or (steps[-1][0] if steps else None),
         "iterations": steps[-1][1] if steps else None,
         "step_avg_ms": duration_ms(trains[-1][2] if trains else (steps[-1][2] if steps else None), "step_avg"),
         "train_time_ms": duration_ms(step_src, "train_time"),
         "score_line": final_kind, "val_bpb": number(final_line, "val_bpb"), "val_loss": number(final_line, "val_loss"),
         "roundtrip_val_bpb": number(roundtrip, "val_bpb"), "roundtrip_val_loss": number(roundtrip, "val_loss"),
         "sliding_val_bpb": number(sliding, "val_bpb"), "sliding_val_loss": number(sliding, "val_loss"), "pre_quant_val_bpb": number(pre, "val_bpb"),
-        "bytes_total": int(re.search(r":\s*([\d,]+)", total.split("Total submission size", 1)[1]).group(1).replace(",", "")) if total else None,
+        "bytes_total": int(re.search(r":\s*(\d[\d,]*)", total.split("Total submission size", 1)[1]).group(1).replace(",", "")) if total else None,
         "bytes_code": int(re.search(r":\s*(\d+)", code).group(1)) if code else None,  # "Code size (compressed): N" where both are logged
         "hardware": hardware.split(" hardware:", 1)[1].strip() if hardware else None,
         "pytorch_version": hardware.split()[0].split(":", 1)[1] if hardware else None, "eval_time_ms": eval_ms,
@@ -220,7 +221,8 @@ def summary_table(logs: list[dict], form: str = "md") -> str:
     swept, rows = summary_rows(logs)
     if form == "json":
         keep = [k for _, k, _ in SUMMARY_COLUMNS] + ["val_loss", "train_time_ms", "eval_time_ms", "hardware", "path", "traceback", "no_effect"]
-        return json.dumps([{**{k: r.get(k) for k in keep}, "env": {k: r["env"].get(k) for k in swept}} for r in rows], indent=2)
+        plain = lambda v: str(v) if isinstance(v, float) and not math.isfinite(v) else v  # a diverged run's "nan": NaN is not JSON
+        return json.dumps([{**{k: plain(r.get(k)) for k in keep}, "env": {k: r["env"].get(k) for k in swept}} for r in rows], indent=2)
     head = [SUMMARY_COLUMNS[0][0]] + swept + [c for c, _, _ in SUMMARY_COLUMNS[1:]]
     cell = lambda r, k: r["env"].get(k, "") + (" (no effect)" if k in r["no_effect"] else "")  # the run's warning: said where it is read
     body = [[r["run"]] + [cell(r, k) for k in swept] + [fmt(r[k], spec) for _, k, spec in SUMMARY_COLUMNS[1:]] for r in rows]

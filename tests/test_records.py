@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -145,6 +146,33 @@ def test_the_later_records_diagnostic_format_is_read_whole(tmp_path):
                                        "final_int6_exact val_loss:1.90001234 val_bpb:1.13001234\n")
     r = tools.parse_log(tmp_path / "int6.log")
     assert (r["val_bpb"], r["score_line"], r["roundtrip_val_bpb"], r["sliding_val_bpb"]) == (1.13001234, "final_int6_exact", 1.13001234, None)
+
+
+LOG_STARTS = ["step:", "", "stopping_early:", "Total submission size", "Code size", "Code size (compressed)", "model_params", "seed", "world_size:",
+              "env: ", "pytorch_version:", "total_eval_time:", "val_loader:shards pattern=", "warning: ", "Hyperparameters:", "  ", "final_int6",
+              "diagnostic quantized", "12/300", "tokenizer_path=", "=" * 100]
+LOG_BITS = [":", "=", " ", "1", "12", "/", "nan", "inf", "-1", "1e400", "ms", "m", "s", ",", "val_bpb:", "val_loss:", "train_loss:", "train_time:",
+            "step_avg:", "step:", "'", '"', "A=", "hardware:", "x", "*_val_*.bin", "9" * 30, ".5", "1.", "eval_time:", "\r", "\t", "\u00e9"]
+
+
+def test_any_text_is_read_as_a_log_or_skipped_and_every_table_format_holds_it(tmp_path):
+    """Hostile or mangled logs (seeded random lines of the markers the reader looks for): each is a log or a NotALog skip, never
+    a traceback (a `stopping_early:` without `step:`, a `model_params:nan`, `Total submission size: ,` each was one), and the
+    table of any of them is made in every format, the JSON strict (a diverged run's nan is the text "nan", not NaN)."""
+    rng, logs = random.Random(0), []
+    for i in range(2000):
+        lines = [rng.choice(LOG_STARTS) + "".join(rng.choice(LOG_BITS) for _ in range(rng.randint(0, 12))) for _ in range(rng.randint(1, 12))]
+        path = tmp_path / f"fuzz{i}.log"
+        path.write_text("\n".join(lines))
+        try:
+            logs.append({**tools.parse_log(path), "run": path.stem})
+        except tools.NotALog:
+            continue
+    assert len(logs) > 200  # about a sixth are logs by the reader's rule (a val_bpb, step or model_params line)
+    for group in (logs[i:i + 25] for i in range(0, len(logs), 25)):
+        assert tools.summary_table(group, "md").count("\n") == len(group) + 1 and tools.summary_table(group, "csv")
+        rows = json.loads(tools.summary_table(group, "json"), parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+        assert len(rows) == len(group)
 
 
 def test_summary_skips_what_is_not_a_log_in_every_format(public_tree):

@@ -66,8 +66,10 @@ class NotALog(ToolError):
 def number(text: str | None, key: str, cast=float):
     """The value of `key:V`, `key: V` or `key=V` in text (the last one), or None (and None for a count that is nan or inf)."""
     found = re.findall(rf"(?<![\w.]){re.escape(key)}\s*[:=]\s*{NUM}", text or "")
-    value = float(found[-1]) if found else math.nan
-    return cast(value) if found and (cast is float or math.isfinite(value)) else None
+    if not found:
+        return None
+    value = float(found[-1])
+    return cast(value) if cast is float or math.isfinite(value) else None
 
 
 def duration_ms(text: str | None, key: str) -> float | None:
@@ -137,7 +139,8 @@ def parse_log(path: Path) -> dict:
             config[m.group(1)] = m.group(2).strip()
     stop = last(r"^stopping_early:")
     step_src = stop or (steps[-1][2] if steps else None)
-    total, code = last(r"Total submission size[^:]*:\s*\d[\d,]*"), last(r"^Code size(?: \(compressed\))?:\s*\d+")
+    total_rx, code_rx = r"Total submission size[^:]*:\s*(\d[\d,]*)", r"^Code size(?: \(compressed\))?:\s*(\d+)"
+    total, code = last(total_rx), last(code_rx)
     hardware = last(r"^pytorch_version:.* hardware:")
     seed = number(last(r"^seed\s*[:=]"), "seed", int)
     if seed is None:
@@ -158,8 +161,8 @@ def parse_log(path: Path) -> dict:
         "score_line": final_kind, "val_bpb": number(final_line, "val_bpb"), "val_loss": number(final_line, "val_loss"),
         "roundtrip_val_bpb": number(roundtrip, "val_bpb"), "roundtrip_val_loss": number(roundtrip, "val_loss"),
         "sliding_val_bpb": number(sliding, "val_bpb"), "sliding_val_loss": number(sliding, "val_loss"), "pre_quant_val_bpb": number(pre, "val_bpb"),
-        "bytes_total": int(re.search(r":\s*(\d[\d,]*)", total.split("Total submission size", 1)[1]).group(1).replace(",", "")) if total else None,
-        "bytes_code": int(re.search(r":\s*(\d+)", code).group(1)) if code else None,  # "Code size (compressed): N" where both are logged
+        "bytes_total": int(re.search(total_rx, total).group(1).replace(",", "")) if total else None,
+        "bytes_code": int(re.search(code_rx, code).group(1)) if code else None,  # "Code size (compressed): N" where both are logged
         "hardware": hardware.split(" hardware:", 1)[1].strip() if hardware else None,
         "pytorch_version": hardware.split()[0].split(":", 1)[1] if hardware else None, "eval_time_ms": eval_ms,
         "data_path": (re.search(r"pattern=(\S+)/\*_val_\*\.bin", last(r"^val_loader:shards pattern=") or "") or [None, None])[1],

@@ -175,6 +175,20 @@ def test_any_text_is_read_as_a_log_or_skipped_and_every_table_format_holds_it(tm
         assert len(rows) == len(group)
 
 
+def test_the_lines_the_challenges_own_script_logged_are_read_as_it_meant_them(tmp_path):
+    """tests/fixtures/peer_artifact/reference.json keeps lines the challenge's script itself printed (run as a process by that folder's
+    make.py), not lines written for this test: read as a log, they give its round trip as the score, its last validation as the
+    pre-quantization score, its steps, step time and parameter count."""
+    ref = json.loads((ROOT / "tests/fixtures/peer_artifact/reference.json").read_text())
+    (tmp_path / "peer.txt").write_text("\n".join(ref["log_lines"]) + "\n")
+    r = tools.parse_log(tmp_path / "peer.txt")
+    exact = ref["final_int8_zlib_roundtrip_exact"]
+    assert (r["score_line"], r["val_bpb"], r["val_loss"], r["roundtrip_val_bpb"]) == ("final_int8_zlib_roundtrip_exact", exact["val_bpb"],
+                                                                                      exact["val_loss"], exact["val_bpb"])
+    assert (r["pre_quant_val_bpb"], r["steps"], r["iterations"], r["step_avg_ms"], r["model_params"], r["eval_time_ms"]) == \
+        (2.6113, 60, 60, 209.40, 88356, 177)
+
+
 def test_summary_skips_what_is_not_a_log_in_every_format(public_tree):
     r = subprocess.run(TOOLS + ["summary", str(public_tree)], capture_output=True, text=True)
     assert r.returncode == 0 and "Traceback" not in r.stderr

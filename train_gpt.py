@@ -69,8 +69,7 @@ def check_finite(tensors: dict, where: str) -> None:
     refuse_first((bad, f"{where}: tensor {bad[:1] and bad[0]} holds non-finite values (NaN or infinity)"))
 
 # Published configurations (RECIPE=<name>; the environment wins). Sources, and values the write-ups leave unstated: README "Recipes".
-RECIPES = {
-    "baseline": "",
+RECIPES = {"baseline": "",
     "adapters_5x512": "NUM_LAYERS=5 FREEZE_MODE=adapter FREEZE_TARGETS=all LORA_RANK=16",
     "selective_freeze_12x384": "NUM_LAYERS=12 MODEL_DIM=384 NUM_HEADS=6 NUM_KV_HEADS=3 MLP_MULT=4 FREEZE_MODE=frozen FREEZE_TARGETS=fc",
     "progressive_freeze_12x384": "NUM_LAYERS=12 MODEL_DIM=384 NUM_HEADS=6 NUM_KV_HEADS=3 MLP_MULT=4 FREEZE_TARGETS=fc PROGRESSIVE_FREEZE_FRAC=0.5",
@@ -572,6 +571,8 @@ def check_blob(blob, where: str) -> None:
     """The stored configuration validated like the environment (ENV_VARS, Hyperparameters); then every stored tensor against
     the model it describes, built on the meta device (no memory): the same names, shapes and storage dtypes."""
     with refused_as(f"{where}: its stored configuration is not one this script makes", error=ArtifactError):
+        ranks = blob["meta"]["config"].pop("ranks", None)  # written before 2026-11-23's per-group ranks: one list served both groups
+        blob["meta"]["config"].update({} if ranks is None else {"attn_ranks": ranks, "mlp_ranks": ranks})
         cfg = Hyperparameters(config_env(blob["meta"]["config"]))
         if cfg.model_config() != blob["meta"]["config"] or not all(isinstance(blob.get(k), dict) for k in ARTIFACT_SECTIONS):
             raise ValueError("it differs from what its variables make, or a section is missing")

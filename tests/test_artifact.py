@@ -3,12 +3,14 @@
 import io
 import pickle
 import random
+import subprocess
+import sys
 import zlib
 
 import pytest
 import torch
 
-from conftest import write_artifact
+from conftest import ROOT, TINY_MODEL, clean_env, log_lines, run_train, write_artifact
 from train_gpt import (KEEP_FLOAT_MAX_NUMEL, GPT, ArtifactError, ConfigError, Hyperparameters, artifact_bytes, build_model, build_optimizers,
                        dequantize_state_dict, model_from_artifact, quantize_rows_int8, quantize_state_dict, read_artifact, regenerated_checksums)
 
@@ -173,3 +175,26 @@ def test_every_configuration_the_environment_accepts_steps_exports_and_loads_bac
         model.load_state_dict(read_artifact("in-memory.ptz", data=data)[0], strict=False)
         with torch.no_grad():
             assert torch.equal(loaded(x, y), model(x, y)), env
+
+
+@pytest.mark.slow
+def test_an_artifact_of_the_published_record_script_is_scored_as_that_script_scored_it(tiny_data, tmp_path):
+    """records/.../2026-11-23_CPUSmokeExample/train_gpt.py is this project as it was published that day (one rank list for both
+    projection groups, stored as `ranks`): its artifacts of a dense and an adapter model are read by today's script, which scores
+    them to the last digit as the older one did. (Its supermask stored other tensors; such an artifact is refused, naming one.)"""
+    older = ROOT / "records/track_non_record_16mb/2026-11-23_CPUSmokeExample/train_gpt.py"
+    for mode in ("none", "adapter", "mask"):
+        env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"], "ITERATIONS": "3",
+                           "VAL_LOSS_EVERY": "0", "FREEZE_MODE": mode, "LORA_RANK": "4", "RUN_ID": f"older_{mode}"})
+        work = tmp_path / mode
+        work.mkdir()
+        made = subprocess.run([sys.executable, str(older)], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        assert made.returncode == 0, made.stderr[-2000:]
+        now = run_train(work, clean_env(DATA_PATH=tiny_data["data_path"], TOKENIZER_PATH=tiny_data["tokenizer_path"], EVAL_ONLY="1",
+                                        VAL_BATCH_SIZE=TINY_MODEL["VAL_BATCH_SIZE"], RUN_ID=f"now_{mode}"))
+        if mode == "mask":
+            assert now.returncode != 0 and "final_model.int8.ptz: its tensors do not match its configuration (first: " in now.stderr
+            continue
+        assert now.returncode == 0, now.stderr[-2000:]
+        exact = lambda run_id: next(l for l in log_lines(work, run_id) if l.startswith("final_int8_zlib_roundtrip_exact ")).split()[:3]
+        assert exact(f"now_{mode}") == exact(f"older_{mode}")

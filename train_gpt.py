@@ -310,8 +310,7 @@ def parse_targets(text: str) -> tuple[str, ...]:
                                                                  f"unknown projection {bad!r}; accepted: ") + ", ".join(accepted)))
     return tuple(p for p in PROJECTIONS + ("emb",) if p in {q for t in items for q in TARGET_GROUPS.get(t, (t,))})
 
-def projection_dims(cfg) -> dict[str, tuple[int, int]]:
-    """(in, out) features of each block projection."""
+def projection_dims(cfg) -> dict[str, tuple[int, int]]:  # (in, out) features of each block projection
     dim, kv = cfg.model_dim, cfg.num_kv_heads * (cfg.model_dim // cfg.num_heads)
     return {"q": (dim, dim), "k": (dim, kv), "v": (dim, kv), "o": (dim, dim), "fc": (dim, cfg.mlp_hidden), "proj": (cfg.mlp_hidden, dim),
             "emb": (dim, cfg.vocab_size)}
@@ -382,9 +381,9 @@ class Muon(torch.optim.Optimizer):
 # EVALUATION (tokenizer-agnostic bits per byte)
 # -----------------------------------------------------------------------------
 
-def build_byte_luts(sp, vocab_size: int, device) -> tuple[Tensor, Tensor, Tensor]:
-    """Per token id: UTF-8 bytes of its piece without a leading '▁', whether it had one, whether it is a boundary (control, unknown, unused).
-    sp: a SentencePiece model, or (byte260's pure_byte tokenizer) the range of its 256 byte ids: one byte each, the other ids boundaries."""
+def target_bytes(sp, tokens: Tensor, vocab_size: int) -> Tensor:
+    """Each position's UTF-8 bytes as a target: its piece's without a leading '▁', and the '▁' unless the token before is a boundary (control,
+    unknown, unused). sp: a SentencePiece model, or (byte260's pure_byte tokenizer) the range of its 256 byte ids, the other ids boundaries."""
     base, space, boundary = np.zeros(vocab_size, dtype=np.int16), np.zeros(vocab_size, dtype=np.bool_), np.ones(vocab_size, dtype=np.bool_)
     byte_ids = list(sp) if isinstance(sp, range) else []
     base[byte_ids], boundary[byte_ids] = 1, False
@@ -393,8 +392,8 @@ def build_byte_luts(sp, vocab_size: int, device) -> tuple[Tensor, Tensor, Tensor
             piece = sp.id_to_piece(i)
             boundary[i], space[i] = False, piece.startswith("\u2581")
             base[i] = 1 if sp.is_byte(i) else len(piece.removeprefix("\u2581").encode("utf-8"))
-    as_t = lambda a: torch.from_numpy(a).to(device)
-    return as_t(base), as_t(space), as_t(boundary)
+    prev, t = tokens[:-1].numpy(), tokens[1:].numpy()
+    return torch.from_numpy(np.concatenate([[0], base[t] + (space[t] & ~boundary[prev])]).astype(np.int32))
 
 def window_plan(num_targets: int, seq_len: int, stride: int) -> tuple[list[int], list[int]]:
     """Window starts and the first position each scores, so every target is scored once: the first window all, later ones their last
@@ -405,24 +404,25 @@ def window_plan(num_targets: int, seq_len: int, stride: int) -> tuple[list[int],
     return starts, score_from
 
 @torch.no_grad()
-def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: int, luts, rank: int = 0,
+def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: int, token_bytes: Tensor, rank: int = 0,
              world_size: int = 1, device=torch.device("cpu"), autocast=None) -> tuple[float, float, int]:
     """(val_loss in nats, val_bpb, scored tokens) over the first whole multiple of seq_len targets; float64 sums, windows split over ranks."""
     num_targets = ((val_tokens.numel() - 1) // seq_len) * seq_len
     starts, score_from = window_plan(num_targets, seq_len, stride)
     lo, hi = len(starts) * rank // world_size, len(starts) * (rank + 1) // world_size
-    (base_bytes, has_space, is_boundary), batch_seqs = luts, max(1, min(batch_seqs, hi - lo))
+    batch_seqs, token_bytes = max(1, min(batch_seqs, hi - lo)), token_bytes.to(device)  # token_bytes: target_bytes, or the byte sidecar
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # nll, tokens, bytes
     # The rank's plan on the device, its last batch padded with copies of its last window that score nothing (one input shape, no
     # recompiles): windows are gathered there and nothing is read back until the end, so the host queues batches ahead of a GPU.
     pad, tokens, positions = -(hi - lo) % batch_seqs, val_tokens.to(device), torch.arange(seq_len, device=device)
     plan = torch.tensor([starts[lo:hi] + starts[hi - 1:hi] * pad, score_from[lo:hi] + [seq_len] * pad], device=device)[:, :, None]
     for b in range(0, hi - lo + pad, batch_seqs):
-        x, y = (tokens[plan[0, b:b + batch_seqs] + positions + i].to(torch.int64) for i in (0, 1))
+        index = plan[0, b:b + batch_seqs] + positions
+        x, y = (tokens[index + i].to(torch.int64) for i in (0, 1))
         with autocast or torch.autocast(device.type, enabled=False):
             nll = model(x, y)
         keep = positions >= plan[1, b:b + batch_seqs]
-        nbytes = base_bytes[y].to(torch.int64) + (has_space[y] & ~is_boundary[x]).to(torch.int64)
+        nbytes = token_bytes[index + 1].to(torch.int64)
         sums += torch.stack([torch.where(keep, nll.double(), 0.0).sum(), keep.sum().double(), torch.where(keep, nbytes, 0).sum().double()])
     if world_size > 1:
         dist.all_reduce(sums)
@@ -468,8 +468,7 @@ def quantize_state_dict(state: dict[str, Tensor], int6_blocks=(), embed_fp16: bo
             out["bits"][name], out["shape"][name] = torch.from_numpy(np.packbits((t > 0).numpy().ravel())), list(t.shape)
             kind, stored = "bits", [out["bits"][name]]
         elif not t.is_floating_point() or t.numel() <= KEEP_FLOAT_MAX_NUMEL or (embed_fp16 and name.endswith("tok_emb.weight")):
-            if t.is_floating_point():
-                t = t.float() if any(c in name for c in CONTROL_TENSOR_NAMES) else t.half()
+            t = (t.float() if any(c in name for c in CONTROL_TENSOR_NAMES) else t.half()) if t.is_floating_point() else t
             out["keep"][name] = t
             kind, stored = "kept", [t]
         else:
@@ -486,8 +485,7 @@ def dequantize_state_dict(blob: dict) -> dict[str, Tensor]:
     for name, q in blob["q"].items():
         rows = q.reshape(q.size(0), -1) if q.ndim == 2 else q.reshape(1, -1)
         state[name] = (rows.float() * blob["scale"][name].float()[:, None]).reshape(q.shape).to(getattr(torch, blob["dtype"][name]))
-    for name, t in blob["keep"].items():
-        state[name] = t.float() if t.is_floating_point() else t
+    state.update({name: t.float() if t.is_floating_point() else t for name, t in blob["keep"].items()})
     for name, bits in blob["bits"].items():  # a mask comes back as scores of +-1: the same hard mask
         kept = np.unpackbits(bits.numpy(), count=math.prod(blob["shape"][name])).reshape(blob["shape"][name])
         state[name] = torch.from_numpy(kept.astype(np.float32) * 2 - 1)
@@ -674,8 +672,8 @@ def load_data_shard(path: str, vocab_size: int | None = None) -> np.ndarray:
         raise DataError(f"{path}: token id {int(tokens.max())} is not below VOCAB_SIZE={vocab_size}")
     return tokens
 
-def split_files(data_path: str, split: str) -> list[str]:
-    files = sorted(glob.glob(os.path.join(glob.escape(data_path), f"*_{split}_*.bin")))  # 'run[1]' is a folder name, not a pattern
+def split_files(data_path: str, split: str) -> list[str]:  # 'run[1]' is a folder name, not a pattern; a byte sidecar is never tokens
+    files = sorted(f for f in glob.glob(os.path.join(glob.escape(data_path), f"*_{split}_*.bin")) if "_val_bytes_" not in os.path.basename(f))
     if not files:
         raise DataError(f"DATA_PATH={data_path}: no {split} shards match {os.path.join(data_path, f'*_{split}_*.bin')}; fetch FineWeb with "
                         "`python3 data/cached_challenge_fineweb.py --variant sp1024` or build the embedded corpus with `bash run.sh data`")
@@ -1021,17 +1019,14 @@ def build_optimizers(model: nn.Module, args, compile_muon: bool = False) -> list
         leaf = name.split(".")[-2] if name.endswith(".weight") else name.split(".")[-1]
         groups["embed" if leaf in ("tok_emb", "bigram") else "head" if leaf == "lm_head" else "mask" if leaf == "scores" else
                "scalar" if p.ndim < 2 or any(c in name for c in CONTROL_TENSOR_NAMES) else "muon"].append(p)
-    tied = args.tie_embeddings
-    adam_groups = [dict(params=groups["embed"], lr=args.tied_embed_lr if tied else args.embed_lr, weight_decay=args.adam_wd),
+    adam_groups = [dict(params=groups["embed"], lr=args.tied_embed_lr if args.tie_embeddings else args.embed_lr, weight_decay=args.adam_wd),
                    dict(params=groups["head"], lr=args.head_lr, weight_decay=args.adam_wd),
                    dict(params=groups["scalar"], lr=args.scalar_lr, weight_decay=0.0), dict(params=groups["mask"], lr=args.mask_lr, weight_decay=0.0)]
     adam = torch.optim.AdamW([g for g in adam_groups if g["params"]], betas=(args.beta1, args.beta2), eps=args.adam_eps,
                              fused=True)  # the fused kernel on CPU too: as fast, and the same bits as the house
-    optimizers = [adam]
-    if groups["muon"]:
-        optimizers.append(Muon(groups["muon"], lr=args.matrix_lr, momentum=args.muon_momentum,
-                               backend_steps=args.muon_backend_steps, weight_decay=args.muon_wd,
-                               orthogonalize=torch.compile(newton_schulz_orthogonalize) if compile_muon else newton_schulz_orthogonalize))
+    ortho = torch.compile(newton_schulz_orthogonalize) if compile_muon else newton_schulz_orthogonalize
+    optimizers = [adam] + ([Muon(groups["muon"], lr=args.matrix_lr, momentum=args.muon_momentum, backend_steps=args.muon_backend_steps,
+                                 weight_decay=args.muon_wd, orthogonalize=ortho)] if groups["muon"] else [])
     for group in (group for opt in optimizers for group in opt.param_groups):
         group["base_lr"] = group["lr"]
     return optimizers
@@ -1151,8 +1146,9 @@ def setup_runtime(args) -> SimpleNamespace:
                            distributed=world_size > 1, compile=args.compile == "1" or (args.compile == "auto" and use_cuda),
                            autocast=torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False))
 
-def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len: int, device) -> tuple[Tensor, tuple, str, str]:
-    """Validation tokens, byte tables, the tokenizer's sha256 and kind (SentencePiece, or byte260's JSON: byte b is id byte_offset + b)."""
+def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len: int, device) -> tuple[Tensor, Tensor, str, str]:
+    """Validation tokens, each one's bytes as a target (target_bytes, or the export's byte sidecar), the tokenizer's sha256 and kind
+    (SentencePiece, or byte260's JSON: byte b is id byte_offset + b)."""
     where = f"TOKENIZER_PATH={tokenizer_path}"
     refuse_first((not os.path.lexists(tokenizer_path), f"{where}: no such file; build or fetch the data first (`bash run.sh data`)"), error=DataError)
     proto = read_input(tokenizer_path, "TOKENIZER_PATH", "tokenizer", 1 << 30)
@@ -1164,8 +1160,13 @@ def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len
         refuse_first((bad, bad and f"tokenizer_type {tok['tokenizer_type']!r}, byte_offset {first!r}, vocab_size {n!r}; accepted: pure_byte, "
                       "256 byte ids within the vocabulary"))
     refuse_first((n != vocab_size, f"{where}: vocabulary of {n} tokens, but VOCAB_SIZE={vocab_size}"), error=DataError)
-    luts = build_byte_luts(range(first, first + 256) if kind == "pure_byte" else tok, vocab_size, device)
-    return load_validation_tokens(data_path, seq_len, vocab_size), luts, hashlib.sha256(proto).hexdigest(), kind
+    tokens = load_validation_tokens(data_path, seq_len, vocab_size)  # a transformed tokenizer's (CaseOps) export writes each token's bytes:
+    sidecar = sorted(glob.glob(os.path.join(glob.escape(data_path), "*_val_bytes_*.bin")))  # its added symbols are not in the text
+    token_bytes = torch.from_numpy(np.concatenate([load_data_shard(f) for f in sidecar]).astype(np.int32)) if sidecar else \
+        target_bytes(range(first, first + 256) if kind == "pure_byte" else tok, tokens, vocab_size)
+    refuse_first((token_bytes.numel() != tokens.numel(), f"DATA_PATH={data_path}: its byte sidecar (*_val_bytes_*.bin) holds "
+                  f"{token_bytes.numel()} counts for {tokens.numel()} validation tokens; accepted: one a token"), error=DataError)
+    return tokens.to(device), token_bytes.to(device), hashlib.sha256(proto).hexdigest(), kind + (" bytes:sidecar" if sidecar else "")
 
 def final_evaluation(log, run_eval, stride: int, codec: str = "zlib") -> float:
     """The house's final lines (plain), then the sliding-window ones when a stride is set, then the whole evaluation's time (capped at 600 s)."""
@@ -1180,13 +1181,13 @@ def final_evaluation(log, run_eval, stride: int, codec: str = "zlib") -> float:
     log(f"total_eval_time:{1000.0 * (time.perf_counter() - t_start):.0f}ms")
     return scores[0]
 
-def make_run_eval(model_fwd, val_tokens, luts, rt, cfg):
+def make_run_eval(model_fwd, val_tokens, token_bytes, rt, cfg):
     """evaluate() bound to this run (cfg: TRAIN_SEQ_LEN, VAL_BATCH_SIZE, EVAL_BATCH_SEQS): stride None = plain evaluation."""
-    seq_len, plain_batch, val_tokens = cfg.train_seq_len, max(1, cfg.val_batch_size // (rt.world_size * cfg.train_seq_len)), val_tokens.to(rt.device)
+    seq_len, plain_batch = cfg.train_seq_len, max(1, cfg.val_batch_size // (rt.world_size * cfg.train_seq_len))
     sliding_batch = cfg.eval_batch_seqs or plain_batch
     def run_eval(stride: int | None, model=None) -> tuple[float, float, int]:
         m, training = model or model_fwd, (model or model_fwd).training
-        result = evaluate(m.eval(), val_tokens, seq_len, stride or seq_len, sliding_batch if stride else plain_batch, luts,
+        result = evaluate(m.eval(), val_tokens, seq_len, stride or seq_len, sliding_batch if stride else plain_batch, token_bytes,
                           rt.rank, rt.world_size, rt.device, rt.autocast)
         m.train(training)
         return result
@@ -1207,20 +1208,19 @@ def eval_only(args, rt, log) -> int:
     ev = meta.get("eval") if isinstance(meta.get("eval"), dict) else {}
     run = Hyperparameters({**made, **{k.upper(): str(v) for k, v in ev.items() if k.upper() in EVAL_SETTINGS},
                            **{n: os.environ[n] for n in EVAL_SETTINGS if os.environ.get(n)}})  # EVAL_STRIDE against the artifact's context
-    val_tokens, luts, tok_sha, _ = load_eval_data(run.data_path, run.tokenizer_path, run.vocab_size, run.train_seq_len, rt.device)
+    val_tokens, token_bytes, tok_sha, _ = load_eval_data(run.data_path, run.tokenizer_path, run.vocab_size, run.train_seq_len, rt.device)
     refuse_first((ev.get("tokenizer_sha256") not in (None, tok_sha), f"TOKENIZER_PATH={run.tokenizer_path}: not the tokenizer the artifact "
                   f"{args.artifact} was evaluated with (sha256 differs)"), error=ArtifactError)
     model = model.to(rt.device)
     fwd = torch.compile(model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else model
     log(f"eval_only artifact:{args.artifact} bytes:{os.path.getsize(args.artifact)} data_path:{run.data_path}")
     log(f"model_params:{sum(p.numel() for p in model.parameters())}")
-    final_evaluation(log, make_run_eval(fwd, val_tokens, luts, rt, run), run.eval_stride, meta["codec"])
+    final_evaluation(log, make_run_eval(fwd, val_tokens, token_bytes, rt, run), run.eval_stride, meta["codec"])
     return 0
 
 CHECKPOINT_FORMAT = "rlm_checkpoint_v1"
 
-def checkpoint_config(args) -> dict:
-    """What a resumed run must share with the run that wrote the checkpoint."""
+def checkpoint_config(args) -> dict:  # what a resumed run must share with the run that wrote the checkpoint
     return dict(args.model_config(), train_batch_tokens=args.train_batch_tokens, ema=args.ema_decay > 0)
 
 def save_checkpoint(path: str, args, model, optimizers, ema, stream, step: int, training_ms: float, frozen: bool) -> None:
@@ -1290,7 +1290,7 @@ def main() -> int:
     random.seed(args.seed), np.random.seed(args.seed), torch.manual_seed(args.seed)
     device, distributed = rt.device, rt.distributed
     model_that_fits(args, f"NUM_LAYERS={args.num_layers} MODEL_DIM={args.model_dim}: the model")
-    val_tokens, luts, tokenizer_sha, kind = load_eval_data(args.data_path, args.tokenizer_path, args.vocab_size, args.train_seq_len, device)
+    val_tokens, token_bytes, tokenizer_sha, kind = load_eval_data(args.data_path, args.tokenizer_path, args.vocab_size, args.train_seq_len, device)
     log(f"val_bpb:enabled tokenizer_kind={kind} tokenizer_path={args.tokenizer_path}")
     train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)
     log(f"train_loader:dataset:{Path(args.data_path).name} train_shards:{len(train_loader.stream.files)}")
@@ -1320,7 +1320,7 @@ def main() -> int:
     log(f"world_size:{rt.world_size} grad_accum_steps:{args.grad_accum_steps}")
     log("config: " + " ".join(f"{n.lower()}:{getattr(args, n.lower())}" for n, *_ in ENV_VARS) + f" compile:{rt.compile}")  # every value, resolved
     local_tokens = args.train_batch_tokens // (rt.world_size * args.grad_accum_steps)
-    run_eval = make_run_eval(model_fwd, val_tokens, luts, rt, args)
+    run_eval = make_run_eval(model_fwd, val_tokens, token_bytes, rt, args)
     masked = [m for m in base_model.modules() if isinstance(m, MaskedRandomLinear)]
     progressive = [m.weight for n, m in base_model.named_modules() if ".blocks." in f".{n}" and n.split(".")[-1] in args.targets
                    and isinstance(m, CastedLinear)] if args.progressive_freeze_frac > 0 else []

@@ -128,7 +128,7 @@ def worker(env: dict, steps: int, data: str, tokenizer: str) -> dict:
     micro = cfg.grad_accum_steps
     loader = tg.DistributedTokenLoader(data, cfg.vocab_size, 0, 1, "cpu")
     val = tg.load_validation_tokens(data, cfg.train_seq_len, cfg.vocab_size)[:32768 + 1]
-    luts = tg.build_byte_luts(spm.SentencePieceProcessor(model_file=tokenizer), cfg.vocab_size, "cpu")
+    sp = spm.SentencePieceProcessor(model_file=tokenizer)
     base_rss = rss_mib()
     torch.manual_seed(0)
     model = tg.GPT(cfg)
@@ -149,7 +149,7 @@ def worker(env: dict, steps: int, data: str, tokenizer: str) -> dict:
     model.eval()
     batch = max(1, cfg.val_batch_size // cfg.train_seq_len)
     t = time.perf_counter()
-    _, _, scored = tg.evaluate(model, val, cfg.train_seq_len, cfg.train_seq_len, batch, luts)
+    _, _, scored = tg.evaluate(model, val, cfg.train_seq_len, cfg.train_seq_len, batch, tg.target_bytes(sp, val, cfg.vocab_size))
     eval_tok_s = scored / (time.perf_counter() - t)
     blob, stats = tg.quantize_state_dict(model.state_dict())
     buf = io.BytesIO()

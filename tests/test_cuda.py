@@ -17,8 +17,8 @@ import torch
 from conftest import SCRIPT, TINY_MODEL, clean_env, field, log_lines, run_train
 from test_faults import blow_up_after_a_checkpoint
 from test_random_maps import GOLDEN, INITS, sha
-from train_gpt import (GPT, DistributedTokenLoader, FrozenFC, Hyperparameters, build_byte_luts, build_optimizers, evaluate, load_validation_tokens,
-                       newton_schulz_orthogonalize, random_matrix, regenerated_checksums)
+from train_gpt import (GPT, DistributedTokenLoader, FrozenFC, Hyperparameters, build_optimizers, evaluate, load_validation_tokens,
+                       newton_schulz_orthogonalize, random_matrix, regenerated_checksums, target_bytes)
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")]
 
@@ -90,37 +90,38 @@ def test_compiled_newton_schulz_on_a_stack_matches_eager_per_matrix_on_cuda(shap
 @pytest.fixture(scope="module")
 def cuda_val(tiny_data):
     sp = spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"])
-    return load_validation_tokens(tiny_data["data_path"], 64, 1024)[:64 * 21 + 1], build_byte_luts(sp, 1024, "cuda")
+    tokens = load_validation_tokens(tiny_data["data_path"], 64, 1024)[:64 * 21 + 1]
+    return tokens, target_bytes(sp, tokens, 1024)
 
 
 def test_compiled_sliding_eval_on_cuda_is_plain_at_stride_equal_context_and_never_recompiles(cuda_val):
     """21 windows in batches of 8: the short last batch is padded, so the compiled model sees
     one shape; at stride = context the sliding evaluation is the plain one, bit for bit."""
-    tokens, luts = cuda_val
+    tokens, token_bytes = cuda_val
     torch._dynamo.reset()
     model = small_model({})[0].cuda().eval()
     compiled = torch.compile(model, fullgraph=True, dynamic=False)
     bf16 = torch.autocast("cuda", dtype=torch.bfloat16)
-    plain = evaluate(compiled, tokens, 64, 64, 8, luts, device=torch.device("cuda"), autocast=bf16)
+    plain = evaluate(compiled, tokens, 64, 64, 8, token_bytes, device=torch.device("cuda"), autocast=bf16)
     with torch._dynamo.config.patch(error_on_recompile=True):
-        sliding_at_context = evaluate(compiled, tokens, 64, 64, 8, luts, device=torch.device("cuda"), autocast=bf16)
-        sliding = evaluate(compiled, tokens, 64, 16, 8, luts, device=torch.device("cuda"), autocast=bf16)
+        sliding_at_context = evaluate(compiled, tokens, 64, 64, 8, token_bytes, device=torch.device("cuda"), autocast=bf16)
+        sliding = evaluate(compiled, tokens, 64, 16, 8, token_bytes, device=torch.device("cuda"), autocast=bf16)
     assert plain == sliding_at_context and plain[2] == sliding[2] == 64 * 21
-    eager_fp32 = evaluate(model, tokens, 64, 16, 8, luts, device=torch.device("cuda"))
+    eager_fp32 = evaluate(model, tokens, 64, 16, 8, token_bytes, device=torch.device("cuda"))
     assert abs(sliding[1] - eager_fp32[1]) < 0.01 * eager_fp32[1]
 
 
 def test_evaluation_on_cuda_reads_nothing_back_batch_by_batch(cuda_val):
     """The windows are gathered on the GPU and the sums stay there: the synchronising calls torch's debug mode reports are the
     same few for 11 batches as for 3 (the plan's copy to the GPU, the sums read at the end), so the host queues batches ahead."""
-    tokens, luts = cuda_val
+    tokens, token_bytes = cuda_val
     model, counts = small_model({})[0].cuda().eval(), []
     for batch_seqs in (8, 2):  # 21 windows: 3 batches, then 11
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
             try:
-                result = evaluate(model, tokens, 64, 64, batch_seqs, luts, device=torch.device("cuda"))
+                result = evaluate(model, tokens, 64, 64, batch_seqs, token_bytes, device=torch.device("cuda"))
             finally:
                 torch.cuda.set_sync_debug_mode("default")
         counts.append(sum("synchronizing" in str(w.message) for w in caught))

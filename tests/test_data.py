@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sentencepiece as spm
+import torch
 
 from conftest import ROOT
 from export_corpus import ExportError, choose_val_docs, write_shard
@@ -246,3 +247,58 @@ def test_a_data_path_with_glob_characters_is_a_name(tiny_data, tmp_path):
     theirs = sorted(p.name for p in Path(tiny_data["data_path"]).glob("*_val_*.bin"))
     assert [Path(f).name for f in split_files(str(odd), "val")] == theirs
     assert all(Path(f).parent == odd for f in split_files(str(odd), "train"))
+
+
+def sidecar_folder(tiny_data, folder: Path, scale: int = 2, drop: int = 0) -> Path:
+    """The tiny shards (linked) and a byte sidecar as the CaseOps exports write one, fineweb_val_bytes_000000.bin: each validation
+    token's bytes, here `scale` times what its piece spells (so the score it gives is known exactly), `drop` counts short."""
+    from train_gpt import target_bytes
+
+    folder.mkdir()
+    for shard in Path(tiny_data["data_path"]).glob("*.bin"):
+        (folder / shard.name).symlink_to(shard)
+    tokens = load_validation_tokens(tiny_data["data_path"], 64, 1024)
+    counts = target_bytes(spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"]), tokens, 1024).numpy() * scale
+    write_shard(folder / "fineweb_val_bytes_000000.bin", counts[:counts.size - drop].astype(np.uint16))
+    return folder
+
+
+def test_a_byte_sidecar_is_never_tokens_and_gives_each_tokens_bytes(tiny_data, tmp_path):
+    """A public export for a transformed tokenizer (CaseOps: symbols for capitals that are not in the text) writes
+    fineweb_val_bytes_*.bin beside the validation shards, each token's bytes of the original text. Its name matched *_val_*.bin, so it
+    was read as validation tokens, silently; now it is never tokens, and it is what the evaluation counts; one of the wrong length is
+    refused in one line."""
+    from train_gpt import load_eval_data, split_files
+
+    folder = sidecar_folder(tiny_data, tmp_path / "caseops")
+    assert [Path(f).name for f in split_files(str(folder), "val")] == sorted(p.name for p in Path(tiny_data["data_path"]).glob("*_val_*.bin"))
+    plain = load_eval_data(tiny_data["data_path"], tiny_data["tokenizer_path"], 1024, 64, "cpu")
+    tokens, token_bytes, _, kind = load_eval_data(str(folder), tiny_data["tokenizer_path"], 1024, 64, "cpu")
+    assert torch.equal(tokens, plain[0]) and torch.equal(token_bytes, 2 * plain[1]) and (plain[3], kind) == ("sentencepiece", "sentencepiece bytes:sidecar")
+    short = sidecar_folder(tiny_data, tmp_path / "short", drop=3)
+    with pytest.raises(DataError, match=rf"^DATA_PATH={short}: its byte sidecar \(\*_val_bytes_\*\.bin\) holds {tokens.numel() - 3} counts for "
+                                        rf"{tokens.numel()} validation tokens; accepted: one a token$"):
+        load_eval_data(str(short), tiny_data["tokenizer_path"], 1024, 64, "cpu")
+
+
+@pytest.mark.slow
+def test_a_run_on_an_export_with_a_byte_sidecar_scores_by_it(tiny_data, tmp_path):
+    """Two real runs, the same seed and shards, one with a sidecar of twice each token's bytes: the same tokens read (the log's
+    val_loader count), the same losses, and half the bits per byte, in the plain and the sliding round trip."""
+    from conftest import TINY_MODEL, clean_env, log_lines, run_train
+
+    finals = {}
+    for name, data in (("plain", tiny_data["data_path"]), ("sidecar", str(sidecar_folder(tiny_data, tmp_path / "caseops")))):
+        env = clean_env(**{**TINY_MODEL, "DATA_PATH": data, "TOKENIZER_PATH": tiny_data["tokenizer_path"], "RUN_ID": name, "ITERATIONS": "2"})
+        r = run_train(tmp_path, env)
+        assert r.returncode == 0, r.stderr[-2000:]
+        lines = log_lines(tmp_path, name)
+        finals[name] = {l.split()[0]: dict(kv.split(":") for kv in l.split()[1:3]) for l in lines if l.startswith("final_int8_zlib_roundtrip")}
+        finals[name]["read"] = next(l.split("tokens:")[1] for l in lines if l.startswith("val_loader:"))
+        assert any(l.startswith("val_bpb:enabled tokenizer_kind=sentencepiece" + (" bytes:sidecar" if name == "sidecar" else " ")) for l in lines)
+    plain, side = finals["plain"], finals["sidecar"]
+    assert plain["read"] == side["read"] and len(plain) == 5  # the token count, and the plain and sliding lines, each also exact
+    for line in (k for k in plain if k != "read"):
+        assert plain[line]["val_loss"] == side[line]["val_loss"]
+        printed = 1e-8 if line.endswith("_exact") else 1e-4  # the lines' rounding: 8 decimals, or 4
+        assert abs(float(side[line]["val_bpb"]) - float(plain[line]["val_bpb"]) / 2) <= printed, line

@@ -12,29 +12,26 @@ import torch
 
 from bench_peer import house_name  # the house's names of q, k, v and o as ours
 from conftest import ROOT
-from train_gpt import GPT, Hyperparameters, build_byte_luts, evaluate, load_validation_tokens, quantize_state_dict, window_plan
+from train_gpt import GPT, Hyperparameters, evaluate, load_validation_tokens, quantize_state_dict, target_bytes, window_plan
 
 
-def test_byte_luts_match_a_direct_decode(tiny_data):
+def test_target_bytes_match_a_direct_decode(tiny_data):
     sp = spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"])
-    base, space, boundary = build_byte_luts(sp, sp.vocab_size(), "cpu")
-    assert boundary[[0, 1, 2, 3]].all() and base[[0, 1, 2, 3]].tolist() == [0, 0, 0, 0]
-    assert (base[4:260] == 1).all()  # the 256 byte-fallback pieces count one byte each
+    counts = lambda ids: target_bytes(sp, torch.tensor(ids, dtype=torch.int32), sp.vocab_size())
+    assert counts([1, 0, 1, 2, 3]).tolist() == [0, 0, 0, 0, 0]  # pad, BOS, EOS, unknown: no bytes
+    assert (counts([1] + list(range(4, 260)))[1:] == 1).all()  # the 256 byte-fallback pieces count one byte each
     docs = tiny_data["val_docs"] + ["naïve café 🙂 — 日本 12345", "x"]
     total_bytes = total_decoded = 0
     for doc in docs:
         ids = [1] + sp.encode(doc)  # BOS then the document, as in the shards
-        x, y = torch.tensor(ids[:-1]), torch.tensor(ids[1:])
-        counted = int((base[y].long() + (space[y] & ~boundary[x]).long()).sum())
+        counted = int(counts(ids).sum())
         decoded = len(sp.decode(ids[1:]).encode("utf-8"))
         assert counted == decoded, doc[:60]
         total_bytes, total_decoded = total_bytes + counted, total_decoded + decoded
     assert total_bytes == total_decoded > 10_000
     # Across a document boundary (BOS) the leading space of the next document's first piece is
     # not a byte of the text; within a document it is.
-    two = [1] + sp.encode(docs[0]) + [1] + sp.encode(docs[1])
-    x, y = torch.tensor(two[:-1]), torch.tensor(two[1:])
-    assert int((base[y].long() + (space[y] & ~boundary[x]).long()).sum()) == \
+    assert int(counts([1] + sp.encode(docs[0]) + [1] + sp.encode(docs[1])).sum()) == \
         len(sp.decode(sp.encode(docs[0])).encode()) + len(sp.decode(sp.encode(docs[1])).encode())
 
 
@@ -71,14 +68,14 @@ def tiny_model(seed=0, seq=32):
 def val_setup(tiny_data):
     sp = spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"])
     tokens = load_validation_tokens(tiny_data["data_path"], 32, 1024)
-    return tokens[:3001], build_byte_luts(sp, 1024, "cpu")
+    return tokens[:3001], target_bytes(sp, tokens[:3001], 1024)
 
 
 def test_sliding_at_stride_equal_context_equals_plain_exactly(val_setup):
-    tokens, luts = val_setup
+    tokens, token_bytes = val_setup
     model = tiny_model()
-    plain = evaluate(model, tokens, 32, 32, 8, luts)
-    sliding = evaluate(model, tokens, 32, 32, 8, luts)
+    plain = evaluate(model, tokens, 32, 32, 8, token_bytes)
+    sliding = evaluate(model, tokens, 32, 32, 8, token_bytes)
     assert plain == sliding
     assert plain[2] == (3000 // 32) * 32
     # Direct: one forward per non-overlapping window, mean loss weighted by tokens.
@@ -89,10 +86,10 @@ def test_sliding_at_stride_equal_context_equals_plain_exactly(val_setup):
 
 @pytest.mark.parametrize("stride", [8, 13, 31])
 def test_sliding_matches_a_direct_per_token_computation(val_setup, stride):
-    tokens, luts = val_setup
-    tokens = tokens[:801]
+    tokens, token_bytes = val_setup
+    tokens, token_bytes = tokens[:801], token_bytes[:801]
     seq, model = 32, tiny_model(1)
-    loss, bpb, scored = evaluate(model, tokens, seq, stride, 5, luts)
+    loss, bpb, scored = evaluate(model, tokens, seq, stride, 5, token_bytes)
     n = (800 // seq) * seq
     assert scored == n
     # Each target t is predicted from the window the FACTS rule assigns it: the first window
@@ -111,9 +108,7 @@ def test_sliding_matches_a_direct_per_token_computation(val_setup, stride):
             out = model(tokens[s:s + seq][None].long(), tokens[s + 1:s + seq + 1][None].long())
             total += float(out[0, t - s - 1])
     assert math.isclose(loss, total / n, rel_tol=1e-6)
-    base, space, boundary = luts
-    x, y = tokens[:n].long(), tokens[1:n + 1].long()
-    nbytes = int((base[y].long() + (space[y] & ~boundary[x]).long()).sum())
+    nbytes = int(token_bytes[1:n + 1].sum())  # each target's bytes, positions 1 to n (target_bytes is checked against decoding above)
     assert math.isclose(bpb, total / n / math.log(2) * n / nbytes, rel_tol=1e-6)
 
 
@@ -156,7 +151,7 @@ def test_the_challenge_scripts_own_artifact_scores_what_its_log_says():
     model.load_state_dict({house_name(n): t for n, t in state.items()}, strict=True)  # every tensor of ours, no other, same shapes
     sp = spm.SentencePieceProcessor(model_file=str(PEER_FIXTURE / "tokenizer.model"))
     tokens = load_validation_tokens(str(PEER_FIXTURE), cfg.train_seq_len, cfg.vocab_size)
-    loss, bpb, scored = evaluate(model.eval(), tokens, cfg.train_seq_len, cfg.train_seq_len, 64, build_byte_luts(sp, cfg.vocab_size, "cpu"))
+    loss, bpb, scored = evaluate(model.eval(), tokens, cfg.train_seq_len, cfg.train_seq_len, 64, target_bytes(sp, tokens, cfg.vocab_size))
     theirs = reference["final_int8_zlib_roundtrip_exact"]
     assert scored == (tokens.numel() - 1) // cfg.train_seq_len * cfg.train_seq_len
     assert abs(loss - theirs["val_loss"]) < 1e-6 and abs(bpb - theirs["val_bpb"]) < 1e-6, (loss, bpb, theirs)

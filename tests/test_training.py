@@ -72,10 +72,10 @@ def test_end_to_end_run_learns_and_round_trips(single_run, tiny_data):
     model = GPT(cfg)
     model.load_state_dict(state, strict=True)
     import sentencepiece as spm
-    from train_gpt import build_byte_luts, evaluate, load_validation_tokens
-    luts = build_byte_luts(spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"]), 1024, "cpu")
+    from train_gpt import evaluate, load_validation_tokens, target_bytes
     val = load_validation_tokens(tiny_data["data_path"], 64, 1024)
-    loss, bpb, _ = evaluate(model.eval(), val, 64, 64, 4096 // 64, luts)
+    sp = spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"])
+    loss, bpb, _ = evaluate(model.eval(), val, 64, 64, 4096 // 64, target_bytes(sp, val, 1024))
     assert f"val_loss:{loss:.8f} val_bpb:{bpb:.8f}" in exact
 
 

@@ -1164,9 +1164,9 @@ def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len
     sidecar = sorted(glob.glob(os.path.join(glob.escape(data_path), "*_val_bytes_*.bin")))  # its added symbols are not in the text
     token_bytes = torch.from_numpy(np.concatenate([load_data_shard(f) for f in sidecar]).astype(np.int32)) if sidecar else \
         target_bytes(range(first, first + 256) if kind == "pure_byte" else tok, tokens, vocab_size)
-    refuse_first((token_bytes.numel() != tokens.numel(), f"DATA_PATH={data_path}: its byte sidecar (*_val_bytes_*.bin) holds "
-                  f"{token_bytes.numel()} counts for {tokens.numel()} validation tokens; accepted: one a token"), error=DataError)
-    return tokens.to(device), token_bytes.to(device), hashlib.sha256(proto).hexdigest(), kind + (" bytes:sidecar" if sidecar else "")
+    refuse_first((token_bytes.numel() != tokens.numel() or token_bytes.max() > 32767, f"DATA_PATH={data_path}: the byte sidecar *_val_bytes_*.bin "
+                  f"holds {token_bytes.numel()} counts for {tokens.numel()} tokens; accepted: one a token, each below 32768"), error=DataError)
+    return tokens.to(device), token_bytes.to(device, torch.int16), hashlib.sha256(proto).hexdigest(), kind + (" bytes:sidecar" if sidecar else "")
 
 def final_evaluation(log, run_eval, stride: int, codec: str = "zlib") -> float:
     """The house's final lines (plain), then the sliding-window ones when a stride is set, then the whole evaluation's time (capped at 600 s)."""

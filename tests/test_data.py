@@ -266,19 +266,20 @@ def sidecar_folder(tiny_data, folder: Path, scale: int = 2, drop: int = 0) -> Pa
 def test_a_byte_sidecar_is_never_tokens_and_gives_each_tokens_bytes(tiny_data, tmp_path):
     """A public export for a transformed tokenizer (CaseOps: symbols for capitals that are not in the text) writes
     fineweb_val_bytes_*.bin beside the validation shards, each token's bytes of the original text. Its name matched *_val_*.bin, so it
-    was read as validation tokens, silently; now it is never tokens, and it is what the evaluation counts; one of the wrong length is
-    refused in one line."""
+    was read as validation tokens, silently; now it is never tokens, and it is what the evaluation counts; one of the wrong length, or
+    with a count past the int16 the device keeps them in, is refused in one line."""
     from train_gpt import load_eval_data, split_files
 
     folder = sidecar_folder(tiny_data, tmp_path / "caseops")
     assert [Path(f).name for f in split_files(str(folder), "val")] == sorted(p.name for p in Path(tiny_data["data_path"]).glob("*_val_*.bin"))
     plain = load_eval_data(tiny_data["data_path"], tiny_data["tokenizer_path"], 1024, 64, "cpu")
     tokens, token_bytes, _, kind = load_eval_data(str(folder), tiny_data["tokenizer_path"], 1024, 64, "cpu")
-    assert torch.equal(tokens, plain[0]) and torch.equal(token_bytes, 2 * plain[1]) and (plain[3], kind) == ("sentencepiece", "sentencepiece bytes:sidecar")
+    assert torch.equal(tokens, plain[0]) and torch.equal(token_bytes, 2 * plain[1]) and token_bytes.dtype == torch.int16 and (plain[3], kind) == ("sentencepiece", "sentencepiece bytes:sidecar")
     short = sidecar_folder(tiny_data, tmp_path / "short", drop=3)
-    with pytest.raises(DataError, match=rf"^DATA_PATH={short}: its byte sidecar \(\*_val_bytes_\*\.bin\) holds {tokens.numel() - 3} counts for "
-                                        rf"{tokens.numel()} validation tokens; accepted: one a token$"):
-        load_eval_data(str(short), tiny_data["tokenizer_path"], 1024, 64, "cpu")
+    for bad, count in ((short, tokens.numel() - 3), (sidecar_folder(tiny_data, tmp_path / "huge", scale=20_000), tokens.numel())):
+        with pytest.raises(DataError, match=rf"^DATA_PATH={bad}: the byte sidecar \*_val_bytes_\*\.bin holds {count} counts for {tokens.numel()} "
+                                            "tokens; accepted: one a token, each below 32768$"):
+            load_eval_data(str(bad), tiny_data["tokenizer_path"], 1024, 64, "cpu")
 
 
 @pytest.mark.slow

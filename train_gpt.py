@@ -889,8 +889,7 @@ def make_projection(cfg, layer: int, name: str, in_features: int, out_features: 
             "lowrank": lambda: LowRankLinear(*dims, rank, zero_init=zero), "mask": lambda: MaskedRandomLinear(*dims, seed, init, cfg.mask_init_score),
             "none": lambda: nn.Embedding(out_features, in_features) if name == "emb" else CastedLinear(*dims, zero_init=zero)}[mode]()
 
-def regenerated_checksums(model: nn.Module) -> dict[str, str]:
-    """sha256 of every regenerated base, keyed by module name (recorded in the artifact)."""
+def regenerated_checksums(model: nn.Module) -> dict[str, str]:  # sha256 of every regenerated base, by module name (recorded in the artifact)
     return {name: hashlib.sha256(m.base.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
             for name, m in model.named_modules() if isinstance(m, FrozenFC)}
 
@@ -1162,8 +1161,9 @@ def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len
     refuse_first((n != vocab_size, f"{where}: vocabulary of {n} tokens, but VOCAB_SIZE={vocab_size}"), error=DataError)
     tokens = load_validation_tokens(data_path, seq_len, vocab_size)  # a transformed tokenizer's (CaseOps) export writes each token's bytes:
     sidecar = sorted(glob.glob(os.path.join(glob.escape(data_path), "*_val_bytes_*.bin")))  # its added symbols are not in the text
-    token_bytes = torch.from_numpy(np.concatenate([load_data_shard(f) for f in sidecar]).astype(np.int32)) if sidecar else \
-        target_bytes(range(first, first + 256) if kind == "pure_byte" else tok, tokens, vocab_size)
+    with refused_as(f"{where}: not a {what} (a piece that is not UTF-8)", UnicodeDecodeError, error=DataError):  # read only here
+        token_bytes = torch.from_numpy(np.concatenate([load_data_shard(f) for f in sidecar]).astype(np.int32)) if sidecar else \
+            target_bytes(range(first, first + 256) if kind == "pure_byte" else tok, tokens, vocab_size)
     refuse_first((token_bytes.numel() != tokens.numel() or token_bytes.max() > 32767, f"DATA_PATH={data_path}: the byte sidecar *_val_bytes_*.bin "
                   f"holds {token_bytes.numel()} counts for {tokens.numel()} tokens; accepted: one a token, each below 32768"), error=DataError)
     return tokens.to(device), token_bytes.to(device, torch.int16), hashlib.sha256(proto).hexdigest(), kind + (" bytes:sidecar" if sidecar else "")

@@ -303,3 +303,17 @@ def test_a_run_on_an_export_with_a_byte_sidecar_scores_by_it(tiny_data, tmp_path
         assert plain[line]["val_loss"] == side[line]["val_loss"]
         printed = 1e-8 if line.endswith("_exact") else 1e-4  # the lines' rounding: 8 decimals, or 4
         assert abs(float(side[line]["val_bpb"]) - float(plain[line]["val_bpb"]) / 2) <= printed, line
+
+
+def test_a_tokenizer_with_a_piece_that_is_not_utf8_is_refused_in_one_line(tiny_data, tmp_path):
+    """Found by mutating a real model file: SentencePiece loads a model whose piece bytes are not UTF-8, and reading the piece (to count
+    its bytes) was a traceback; it is refused as the tokenizer that it is, in one line."""
+    from train_gpt import load_eval_data
+
+    sp = spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"])
+    proto, piece = Path(tiny_data["tokenizer_path"]).read_bytes(), sp.id_to_piece(sp.vocab_size() - 1).encode()  # the last piece learned
+    at = proto.index(b"\x0a" + bytes([len(piece)]) + piece) + 2  # the piece's own field (tag 1, its length, its bytes), not another string
+    (tmp_path / "bad.model").write_bytes(proto[:at] + b"\xff" + proto[at + 1:])
+    with pytest.raises(DataError, match=rf"^TOKENIZER_PATH={tmp_path / 'bad.model'}: not a SentencePiece model \(a piece that is not UTF-8\) "
+                                        r"\(UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff"):
+        load_eval_data(tiny_data["data_path"], str(tmp_path / "bad.model"), 1024, 64, "cpu")

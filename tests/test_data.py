@@ -249,9 +249,10 @@ def test_a_data_path_with_glob_characters_is_a_name(tiny_data, tmp_path):
     assert all(Path(f).parent == odd for f in split_files(str(odd), "train"))
 
 
-def sidecar_folder(tiny_data, folder: Path, scale: int = 2, drop: int = 0) -> Path:
+def sidecar_folder(tiny_data, folder: Path, scale: int = 2, drop: int = 0, first: int | None = None) -> Path:
     """The tiny shards (linked) and a byte sidecar as the CaseOps exports write one, fineweb_val_bytes_000000.bin: each validation
-    token's bytes, here `scale` times what its piece spells (so the score it gives is known exactly), `drop` counts short."""
+    token's bytes, here `scale` times what its piece spells (so the score it gives is known exactly), `drop` counts short, the first
+    count `first` if given."""
     from train_gpt import target_bytes
 
     folder.mkdir()
@@ -259,6 +260,7 @@ def sidecar_folder(tiny_data, folder: Path, scale: int = 2, drop: int = 0) -> Pa
         (folder / shard.name).symlink_to(shard)
     tokens = load_validation_tokens(tiny_data["data_path"], 64, 1024)
     counts = target_bytes(spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"]), tokens, 1024).numpy() * scale
+    counts[0] = counts[0] if first is None else first
     write_shard(folder / "fineweb_val_bytes_000000.bin", counts[:counts.size - drop].astype(np.uint16))
     return folder
 
@@ -274,9 +276,10 @@ def test_a_byte_sidecar_is_never_tokens_and_gives_each_tokens_bytes(tiny_data, t
     assert [Path(f).name for f in split_files(str(folder), "val")] == sorted(p.name for p in Path(tiny_data["data_path"]).glob("*_val_*.bin"))
     plain = load_eval_data(tiny_data["data_path"], tiny_data["tokenizer_path"], 1024, 64, "cpu")
     tokens, token_bytes, _, kind = load_eval_data(str(folder), tiny_data["tokenizer_path"], 1024, 64, "cpu")
-    assert torch.equal(tokens, plain[0]) and torch.equal(token_bytes, 2 * plain[1]) and token_bytes.dtype == torch.int16 and (plain[3], kind) == ("sentencepiece", "sentencepiece bytes:sidecar")
-    short = sidecar_folder(tiny_data, tmp_path / "short", drop=3)
-    for bad, count in ((short, tokens.numel() - 3), (sidecar_folder(tiny_data, tmp_path / "huge", scale=20_000), tokens.numel())):
+    assert torch.equal(tokens, plain[0]) and torch.equal(token_bytes, 2 * plain[1]) and token_bytes.dtype == torch.int16
+    assert (plain[3], kind) == ("sentencepiece", "sentencepiece bytes:sidecar")
+    short, huge = sidecar_folder(tiny_data, tmp_path / "short", drop=3), sidecar_folder(tiny_data, tmp_path / "huge", first=40_000)
+    for bad, count in ((short, tokens.numel() - 3), (huge, tokens.numel())):
         with pytest.raises(DataError, match=rf"^DATA_PATH={bad}: the byte sidecar \*_val_bytes_\*\.bin holds {count} counts for {tokens.numel()} "
                                             "tokens; accepted: one a token, each below 32768$"):
             load_eval_data(str(bad), tiny_data["tokenizer_path"], 1024, 64, "cpu")

@@ -61,8 +61,8 @@ quantized_sliding_window val_loss:1.9200 val_bpb:1.1370 eval_time:90000ms
 quantized_ttt_lora val_loss: 1.8975 val_bpb: 1.1238
 """
 
-# The later records' script (from about PR #1493 on): spaces after the colons of stopping_early, diagnostic lines named by
-# several words before the first key:value, the compressed code size beside the uncompressed one, phased TTT last.
+# The later records' script (GPTQ and phased TTT, in public logs of April 2026): spaces after the colons of stopping_early,
+# diagnostic lines named by several words before the first key:value, the compressed code size beside the uncompressed one, phased TTT last.
 DIAGNOSTIC_LOG = """Hyperparameters:
   seed: 42
   num_layers: 11

@@ -92,9 +92,11 @@ def parse_log(path: Path) -> dict:
         raw = path.read_bytes()
     except OSError as e:
         raise NotALog(f"{path}: unreadable ({e.strerror or e})") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its byte-order mark: what Windows PowerShell's `>` writes
+        raw = raw.decode("utf-16", errors="replace").encode("utf-8")
     if b"\0" in raw[:4096]:
         raise NotALog(f"{path}: a binary file, not a log")
-    text = raw.decode("utf-8", errors="replace")
+    text = raw.decode("utf-8-sig", errors="replace")  # -sig: an editor's byte-order mark is not part of the first line
     source, body = text.split(SEPARATOR, 1) if SEPARATOR in text else (None, text)
     lines = body.splitlines()
 

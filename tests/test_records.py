@@ -189,6 +189,18 @@ def test_the_lines_the_challenges_own_script_logged_are_read_as_it_meant_them(tm
         (2.6113, 60, 60, 209.40, 88356, 177)
 
 
+def test_a_log_saved_as_utf16_or_with_a_byte_order_mark_reads_as_the_same_log(tmp_path):
+    """Windows PowerShell's `>` writes UTF-16 with a byte-order mark (it was skipped as a binary file), and an editor may put a
+    UTF-8 byte-order mark before the first line (whose model_params then went unread): both read as the plain text does."""
+    text = "\n".join(json.loads((ROOT / "tests/fixtures/peer_artifact/reference.json").read_text())["log_lines"]) + "\n"
+    forms = {"plain": text.encode(), "powershell": text.replace("\n", "\r\n").encode("utf-16"), "bom": b"\xef\xbb\xbf" + text.encode()}
+    read = {}
+    for name, data in forms.items():
+        (tmp_path / f"{name}.txt").write_bytes(data)
+        read[name] = {k: v for k, v in tools.parse_log(tmp_path / f"{name}.txt").items() if k not in ("path", "run_id")}
+    assert read["plain"]["model_params"] == 88356 and read["powershell"] == read["plain"] == read["bom"]
+
+
 def test_summary_skips_what_is_not_a_log_in_every_format(public_tree):
     r = subprocess.run(TOOLS + ["summary", str(public_tree)], capture_output=True, text=True)
     assert r.returncode == 0 and "Traceback" not in r.stderr

@@ -144,7 +144,7 @@ def jsonl_lines(path: Path):
 
 def document_text(n: int, line: bytes, source: str) -> str:
     try:
-        obj = json.loads(line.decode("utf-8"))
+        obj = json.loads(line.decode("utf-8-sig"))  # -sig: a byte-order mark (a Windows editor's, before line 1) is not JSON, nor text
     except UnicodeDecodeError:
         raise ExportError(f"--input {source}: line {n} is not UTF-8") from None
     except json.JSONDecodeError:
@@ -169,7 +169,7 @@ def iter_documents(source: Path):
             raise ExportError(f"--input {source}: no .txt files below this folder")
         for p in files:
             try:
-                yield str(p), p.read_text(encoding="utf-8")
+                yield str(p), p.read_text(encoding="utf-8-sig")
             except UnicodeDecodeError:
                 raise ExportError(f"--input {source}: {p} is not UTF-8") from None
     elif source.is_file():

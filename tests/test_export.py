@@ -299,3 +299,21 @@ def test_a_full_disk_is_one_line_and_keeps_the_earlier_export(docs_file, tmp_pat
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "No space left on device" in lines[0], r.stderr
         assert [p.name for p in disk.iterdir()] == ["manifest.json"] and (disk / "manifest.json").read_text() == "earlier"
+
+
+def test_a_byte_order_mark_is_neither_json_nor_text(tmp_path):
+    """A JSONL saved by a Windows editor starts with a UTF-8 byte-order mark: its first line was refused as `not a JSON object with a
+    "text" field`. A .txt file's mark became the document's first three bytes. Both now export exactly as the same files without it."""
+    docs = synthetic_documents(12, seed=3)
+    for form, bom in (("plain", b""), ("bom", b"\xef\xbb\xbf")):
+        (tmp_path / f"{form}.jsonl").write_bytes(bom + "".join(json.dumps({"text": d}) + "\n" for d in docs).encode())
+        (tmp_path / f"{form}_txt").mkdir()
+        for i, d in enumerate(docs):
+            (tmp_path / f"{form}_txt" / f"{i:02d}.txt").write_bytes(bom + d.encode())
+        for source in (f"{form}.jsonl", f"{form}_txt"):
+            r = subprocess.run(CLI + ["--input", str(tmp_path / source), "--name", "c", "--byte260", "--out", str(tmp_path / f"out_{source}")],
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+    shards = lambda out: [f.read_bytes() for f in sorted((tmp_path / out / "datasets/c_byte260").glob("*.bin"))]
+    assert shards("out_bom.jsonl") == shards("out_plain.jsonl") and shards("out_bom_txt") == shards("out_plain_txt")
+    assert len(shards("out_plain.jsonl")) == 2

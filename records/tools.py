@@ -366,7 +366,7 @@ def read_against(spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
     Every value must be a finite number above 0: a hand-edited, diverged or placeholder (0.0) entry is refused, not tested against."""
     if Path(spec).is_file():
         try:
-            sub = json.loads(Path(spec).read_text(encoding="utf-8"))
+            sub = json.loads(Path(spec).read_text(encoding="utf-8-sig"))  # -sig: as a Windows editor may save it
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ToolError(f"--against {spec}: not a submission.json ({e})") from None
         try:

@@ -201,6 +201,14 @@ def test_a_log_saved_as_utf16_or_with_a_byte_order_mark_reads_as_the_same_log(tm
     assert read["plain"]["model_params"] == 88356 and read["powershell"] == read["plain"] == read["bom"]
 
 
+def test_a_submission_json_with_a_byte_order_mark_is_read_as_the_record_to_beat(tmp_path):
+    """json refuses a UTF-8 byte-order mark (`Unexpected UTF-8 BOM`), which a Windows editor writes: `--against` read such a file as
+    not a submission.json."""
+    sub = {"name": "A", "seed_results": {"42": {"val_loss": 2.05}, "314": {"val_loss": 2.06}}}
+    (tmp_path / "submission.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(sub).encode())
+    assert tools.read_against(str(tmp_path / "submission.json"), 2.4) == ([2.05, 2.06], "A: per-seed val_loss")
+
+
 def test_summary_skips_what_is_not_a_log_in_every_format(public_tree):
     r = subprocess.run(TOOLS + ["summary", str(public_tree)], capture_output=True, text=True)
     assert r.returncode == 0 and "Traceback" not in r.stderr

@@ -196,7 +196,8 @@ def _parse_var(name: str, raw: str, kind: str, accepted):
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: not {'an integer' if kind == 'int' else 'a number'}") from None
     ranged, chosen = isinstance(accepted, tuple) and kind != "str", isinstance(accepted, tuple) and kind == "str"
-    refuse_first((kind == "float" and not math.isfinite(value), f"{name}={raw!r}: not a finite number"),
+    refuse_first((not raw.isprintable(), f"{name}={raw!r}: holds a control character (a line ending from a Windows file?); remove it"),
+                 (kind == "float" and not math.isfinite(value), f"{name}={raw!r}: not a finite number"),
                  (ranged and not accepted[0] <= value <= accepted[1],
                   ranged and f"{name}={raw}: out of range; accepted {' to '.join(map(str, accepted))}"),
                  (chosen and value not in accepted, chosen and f"{name}={raw!r}: unknown value; accepted: {', '.join(accepted)}"))
@@ -817,8 +818,7 @@ def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> 
             c, s = (1 - t * t) / (1 + t * t), 2 * t / (1 + t * t)
             ra, rb = m[a], m[b]
             m[a], m[b] = c * ra - s * rb, s * ra + c * rb
-        w = m.to(torch.float32)
-        return (w if out_features >= in_features else w.T).contiguous()
+        return (m if out_features >= in_features else m.T).to(torch.float32).contiguous()
     return w.view(out_features, in_features)
 
 class CastedLinear(nn.Linear):

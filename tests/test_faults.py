@@ -538,6 +538,8 @@ SPECIAL_CASES = [  # class 4 and 5: processes and single values
     ("value:ranks_empty_item", {"FREEZE_MODE": "adapter", "LORA_RANKS": "4,,4"}, "LORA_RANKS='4,,4': not a comma list", "LORA_RANKS"),
     ("value:arabic_digits", {"ITERATIONS": "\u0661\u0662"}, "not an integer", "ITERATIONS"),
     ("value:underscore_number", {"ITERATIONS": "1_000"}, "not an integer", "ITERATIONS"),
+    ("value:windows_line_ending", {"ITERATIONS": "20\r"}, "ITERATIONS='20\\r': holds a control character (a line ending from a Windows", "ITERATIONS"),
+    ("value:windows_line_ending_path", {"DATA_PATH": "/data/fineweb\r"}, "DATA_PATH='/data/fineweb\\r': holds a control character", "DATA_PATH"),
     ("value:model_past_memory", {"NUM_LAYERS": "1024", "MODEL_DIM": "16384", "NUM_HEADS": "128", "NUM_KV_HEADS": "64"},
      "NUM_LAYERS=1024 MODEL_DIM=16384: the model needs", "GiB of weights and regenerated matrices; this machine has"),
 ]

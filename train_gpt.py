@@ -58,8 +58,7 @@ def refused_as(what: str, *kinds, error=ConfigError):
         why = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {next((ln for ln in lines if 'nsupported' in ln), lines[0])[:160]}"
         raise error(f"{what} ({why})") from None
 
-def refuse_first(*checks, error=ConfigError) -> None:
-    """Raise the message of the first (condition, message) whose condition holds."""
+def refuse_first(*checks, error=ConfigError) -> None:  # raises the message of the first (condition, message) whose condition holds
     for failed, message in checks:
         if failed:
             raise error(message)
@@ -263,8 +262,7 @@ class Hyperparameters:
         refuse_first((blocks and max(blocks) >= self.num_layers, f"INT6_LAYERS={text!r}: {accepted}"))
         self.int6_blocks, self.checkpoint_path = tuple(sorted(set(blocks))), self.checkpoint_path or f"checkpoints/{self.run_id}.pt"
         zstandard() if self.artifact_codec == "zstd" else None  # a missing package is refused before any work, not after training
-    def check_world(self, world_size: int) -> None:
-        """Checks that need the number of processes; sets grad_accum_steps."""
+    def check_world(self, world_size: int) -> None:  # the checks that need the number of processes; sets grad_accum_steps
         refuse_first((not self.grad_accum_steps and 8 % world_size,
                       f"WORLD_SIZE={world_size}: must divide 8 (1, 2, 4 or 8 processes), or set GRAD_ACCUM_STEPS"))
         self.grad_accum_steps = self.grad_accum_steps or 8 // world_size
@@ -273,8 +271,7 @@ class Hyperparameters:
                       f"world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = {per_step}"),
                      (training and self.val_batch_size < world_size * self.train_seq_len, f"VAL_BATCH_SIZE={self.val_batch_size}: must hold "
                       f"at least one TRAIN_SEQ_LEN window per rank ({world_size * self.train_seq_len})"))
-    def model_config(self) -> dict:
-        """What is needed to rebuild the model: stored in the artifact."""
+    def model_config(self) -> dict:  # what is needed to rebuild the model: stored in the artifact
         return {k: list(v) if isinstance(v, (list, tuple)) else v for k in MODEL_KEYS for v in [getattr(self, k)]}
 
 MODEL_KEYS = ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_hidden", "tie_embeddings", "tied_embed_init_std",
@@ -303,8 +300,7 @@ def rank_schedule(name: str, text: str, layers: int) -> list[int]:
 PROJECTIONS = ("q", "k", "v", "o", "fc", "proj")  # the block projections; "emb" (the tied embedding) can be a target too, in mask mode
 TARGET_GROUPS = {"attn": ("q", "k", "v", "o"), "mlp": ("fc", "proj"), "all": PROJECTIONS}
 
-def parse_targets(text: str) -> tuple[str, ...]:
-    """'attn,fc' -> ('q', 'k', 'v', 'o', 'fc'), in the order of PROJECTIONS."""
+def parse_targets(text: str) -> tuple[str, ...]:  # 'attn,fc' -> ('q', 'k', 'v', 'o', 'fc'), in the order of PROJECTIONS
     items, accepted = [t.strip() for t in text.split(",")] if text else [], PROJECTIONS + ("emb",) + tuple(TARGET_GROUPS)
     bad = next((t for t in items if t not in accepted), None)
     refuse_first((bad is not None, f"FREEZE_TARGETS={text!r}: " + ("an empty item; accepted a comma list of " if bad == "" else
@@ -771,8 +767,7 @@ def mul32(x, c: int):
     """(x * c) mod 2^32 for 0 <= x < 2^32, through 16-bit halves of c so int64 never overflows."""
     return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & MASK32
 
-def mix32(x):
-    """murmur3's 32-bit finalizer: a bijection on 0..2^32-1 (Python ints or int64 tensors)."""
+def mix32(x):  # murmur3's 32-bit finalizer: a bijection on 0..2^32-1 (Python ints or int64 tensors)
     for shift, factor in ((16, 0x85EBCA6B), (13, 0xC2B2AE35)):
         x = mul32(x ^ (x >> shift), factor)
     return x ^ (x >> 16)
@@ -1083,9 +1078,13 @@ class Logger:
                 self.path.write_text(code + "\n" + "=" * 100 + "\n", encoding="utf-8")
     def __call__(self, msg: str) -> None:
         if self.path:
-            print(msg, flush=True)
             with refused_as(f"{self.path}: could not be written", OSError), self.path.open("a", encoding="utf-8") as f:
                 f.write(msg + "\n")
+            try:  # the file first: a console whose reader went (`| head`, a tee killed) costs the console, never the run or a line
+                print(msg, flush=True)
+            except BrokenPipeError:  # what stdout still buffers goes to /dev/null, at exit too (no "Exception ignored" on stderr)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                self(f"console: stdout closed (broken pipe); the run goes on, logging to {self.path} only")
 
 RSS_PER_MIB = 1 << 20 if sys.platform == "darwin" else 1 << 10  # getrusage's ru_maxrss: bytes on macOS, KiB on Linux
 HELD_LOCKS: list[int] = []  # lock files of this run's outputs, open until it ends (the OS releases them on any exit, kill -9 too)
@@ -1108,11 +1107,12 @@ def claim_outputs(outputs: dict[str, str]) -> None:
         os.pwrite(fd, f"{os.getpid()}\n".ljust(16).encode(), 0)  # the holder's pid, read by a refused run (16 bytes over any older one)
 
 def stop_on_signals(log, where) -> None:
-    """SIGTERM (a scheduler's stop; torchrun forwards it to every rank) and SIGINT (Ctrl-C): log where the run was, exit 128 + signal."""
+    """SIGTERM (a scheduler's stop; torchrun forwards it to every rank), SIGINT (Ctrl-C), SIGHUP (a closed terminal or SSH session):
+    log where the run was, exit 128 + signal."""
     def on_signal(signum, frame):
         log(f"stopping: {signal.Signals(signum).name} {where()}")
         sys.exit(128 + signum)
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
 
 def keep_freed_memory() -> None:
@@ -1486,12 +1486,12 @@ def cli(argv: list[str]) -> int:
     try:
         status = main()
     except (ConfigError, OSError) as e:  # bad input, or a file no check above named: one line that names it, no traceback
-        print(f"error: {e if isinstance(e, ConfigError) else f'{e.filename or str()}: {e.strerror or e}'}", file=sys.stderr, flush=True)
+        print(f"error: {e if isinstance(e, ConfigError) else f'{e.filename}: {e.strerror or e}' if e.filename else e}", file=sys.stderr, flush=True)
         status = 2
     finally:  # an in-process caller (the tests' harness) runs again with fresh locks and signals
         while HELD_LOCKS:
             os.close(HELD_LOCKS.pop())
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL), signal.signal(signal.SIGHUP, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     leave_process_group(clean=status == 0)
     return status

@@ -644,14 +644,35 @@ def test_a_full_disk_keeps_the_earlier_pair_and_leaves_no_temporary(tiny_data, t
 
 
 @pytest.mark.slow
-def test_ctrl_c_logs_where_the_run_stopped(tiny_data, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["ctrl_c", "closed_terminal"])
+def test_ctrl_c_or_a_closed_terminal_logs_where_the_run_stopped(tiny_data, tmp_path, signum):
+    """SIGHUP is what a run started in an SSH session without nohup gets when the connection drops: it was a silent death."""
     proc = subprocess.Popen([sys.executable, str(SCRIPT)], cwd=tmp_path, env=tiny_env(tiny_data, "int", ITERATIONS="100000", VAL_LOSS_EVERY="0"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for_line(tmp_path / "logs" / "int.txt", "step:3/", proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGINT and "Traceback" not in err, err[-2000:]
-    assert any(l.startswith("stopping: SIGINT at step:") and l.endswith("/100000; no artifact written") for l in log_lines(tmp_path, "int"))
+    assert proc.returncode == 128 + signum and "Traceback" not in err, err[-2000:]
+    name = signal.Signals(signum).name
+    assert any(l.startswith(f"stopping: {name} at step:") and l.endswith("/100000; no artifact written") for l in log_lines(tmp_path, "int"))
+    assert not (tmp_path / "final_model.int8.ptz").exists()
+
+
+@pytest.mark.slow
+def test_a_console_closed_early_costs_neither_the_run_nor_a_log_line(tiny_data, tmp_path):
+    """`python3 train_gpt.py | head -3`, or a tee that dies: the console's reader goes while the run lives. The run used to end
+    at its next line with `error: : Broken pipe` and that line lost; now it finishes, and the log file holds every line."""
+    proc = subprocess.Popen([sys.executable, str(SCRIPT)], cwd=tmp_path, env=tiny_env(tiny_data, "pipe", ITERATIONS="6"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = [proc.stdout.readline() for _ in range(3)]
+    proc.stdout.close()  # the reader goes, as head's does after its lines
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and err == "", err[-2000:]
+    lines = log_lines(tmp_path, "pipe")
+    assert [l.rstrip("\n") for l in seen] == lines[:3]
+    closed = [i for i, l in enumerate(lines) if l == "console: stdout closed (broken pipe); the run goes on, logging to logs/pipe.txt only"]
+    assert len(closed) == 1 and closed[0] >= 3, lines  # once, after the line whose print found the pipe closed
+    assert any(l.startswith("final_int8_zlib_roundtrip_sliding_exact ") for l in lines) and (tmp_path / "final_model.int8.ptz").exists()
 
 
 @pytest.mark.slow

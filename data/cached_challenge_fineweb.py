@@ -44,6 +44,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from export_corpus import say  # noqa: E402
+
 DATA_DIR = Path(__file__).resolve().parent
 DEFAULT_REPO_ID, DEFAULT_REMOTE_ROOT = "willdepueoai/parameter-golf", "datasets"
 DOCS_FILES = ("docs_selected.jsonl", "docs_selected.source_manifest.json")
@@ -156,7 +159,7 @@ class Hub:
             pointer.unlink(missing_ok=True)
             return False
         place(pointer, destination)
-        print(f"linked {rel} from the Hugging Face cache", flush=True)
+        say(f"linked {rel} from the Hugging Face cache")
         return True
 
     def fetch(self, rel: str, destination: Path, is_shard: bool = False, meta=None) -> None:
@@ -190,7 +193,7 @@ class Hub:
             raise DownloadError(f"{e}; the bad download was deleted, rerun the same command to fetch it again") from None
         os.replace(part, destination)
         tag.unlink(missing_ok=True)
-        print(f"fetched {rel} ({destination.stat().st_size:,} bytes)", flush=True)
+        say(f"fetched {rel} ({destination.stat().st_size:,} bytes)")
 
     def transfer(self, meta, part: Path) -> None:
         """GET the file's bytes onto the end of part, asking only for what is missing."""
@@ -276,7 +279,7 @@ def download(variant: str, train_shards: int, data_dir: Path = DATA_DIR, skip_ma
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
         raise DownloadError(f"MATCHED_FINEWEB_REPO_ID={repo_id!r}: expected owner/name")
     hub = Hub(repo_id, remote_root)
-    print(f"source: {repo_id}:{hub.remote('')} (dataset repo)", flush=True)
+    say(f"source: {repo_id}:{hub.remote('')} (dataset repo)")
     manifest_file = data_dir / "manifest.json"
     if skip_manifest:
         if not manifest_file.is_file():
@@ -352,7 +355,7 @@ def main(argv=None) -> int:
     except OSError as e:
         print(f"error: {e.filename or a.data_dir}: {e.strerror or e}; free space or fix permissions and rerun", file=sys.stderr)
         return 2
-    print(f"{r['dataset']}: {r['train_shards']} train shards ({r['tokens']['train']:,} tokens), {r['val_shards']} val shards "
+    say(f"{r['dataset']}: {r['train_shards']} train shards ({r['tokens']['train']:,} tokens), {r['val_shards']} val shards "
           f"({r['tokens']['val']:,} tokens); {r['fetched']} files fetched this run, {r['bytes']:,} bytes transferred")
     return 0
 

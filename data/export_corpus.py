@@ -543,6 +543,14 @@ def export_corpus(source: Path, out: Path, name: str, vocab_size: int | None, va
                                                           "seed": seed, "val_docs": val_docs}})
 
 
+def say(msg: str) -> None:
+    """stdout, for a console that may go (`| head`, a tee killed): its loss costs the console, never the work (the data scripts')."""
+    try:
+        print(msg, flush=True)
+    except BrokenPipeError:  # what stdout still buffers goes to /dev/null, at exit too (no "Exception ignored" on stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--input", type=Path, required=True, help="docs_selected.jsonl (--challenge), a folder of .txt files, or a .jsonl")
@@ -569,7 +577,7 @@ def main(argv=None) -> int:
             d = export_challenge(a.input, a.out, a.vocab_size, a.num_val_docs, a.tokenizer_train_docs, a.shard_tokens,
                                  a.reuse_tokenizer, a.workers, a.byte260)
             s = d["stats"]
-            print(f"wrote {a.out / d['path']}: {s['tokens_train']} train tokens in {s['files_train']} shards, "
+            say(f"wrote {a.out / d['path']}: {s['tokens_train']} train tokens in {s['files_train']} shards, "
                   f"{s['tokens_val']} val tokens in {s['files_val']} shards ({s['docs_val']} of {s['docs_total']} documents held out)")
             return 0
         if not a.name or not a.name.replace("_", "").replace("-", "").isalnum():
@@ -583,7 +591,7 @@ def main(argv=None) -> int:
         print(f"error: {e.filename or a.out}: {e.strerror or e}", file=sys.stderr)
         return 2
     stats = json.loads((folder / "manifest.json").read_text())["datasets"][0]["stats"]
-    print(f"wrote {folder}: {stats['tokens_train']} train tokens in {stats['files_train']} shards, "
+    say(f"wrote {folder}: {stats['tokens_train']} train tokens in {stats['files_train']} shards, "
           f"{stats['tokens_val']} val tokens in {stats['files_val']} shards")
     return 0
 

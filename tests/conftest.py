@@ -101,6 +101,17 @@ def run_train(cwd: Path, env: dict, nproc: int = 0, timeout: int = 600) -> subpr
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def run_with_closed_console(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """cmd as a real process whose stdout is a pipe with no reader left (`| head` after its lines, a killed tee): every
+    write to it fails with EPIPE. stderr is captured as text."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(cmd, stdout=write, stderr=subprocess.PIPE, text=True, **kwargs)
+    finally:
+        os.close(write)
+
+
 def log_lines(cwd: Path, run_id: str) -> list[str]:
     text = (Path(cwd) / "logs" / f"{run_id}.txt").read_text()
     return text.split("=" * 100 + "\n", 1)[1].splitlines()

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, small_disk
+from conftest import ROOT, run_with_closed_console, small_disk
 from export_corpus import write_shard
 
 pytest.importorskip("huggingface_hub")
@@ -64,12 +64,15 @@ def hub(tmp_path):
     server.stop()
 
 
-def run(hub_or_endpoint, tmp_path, *args, **env):
+def run(hub_or_endpoint, tmp_path, *args, closed_console=False, **env):
     endpoint = hub_or_endpoint if isinstance(hub_or_endpoint, str) else hub_or_endpoint.endpoint
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MATCHED_FINEWEB_"))}
     e.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1")
     e.update({"MATCHED_FINEWEB_REPO_ID": REPO, **env})
-    return subprocess.run(CLI + ["--data-dir", str(tmp_path / "data"), *args], env=e, capture_output=True, text=True, timeout=120)
+    cmd = CLI + ["--data-dir", str(tmp_path / "data"), *args]
+    if closed_console:
+        return run_with_closed_console(cmd, env=e, timeout=120)
+    return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=120)
 
 
 def test_fetches_a_variant_checks_it_and_a_rerun_transfers_nothing(hub, tmp_path):
@@ -89,6 +92,15 @@ def test_fetches_a_variant_checks_it_and_a_rerun_transfers_nothing(hub, tmp_path
     assert [m for m, *_ in hub.requests[before:]] == ["HEAD"]  # only the manifest's metadata was asked for
     offline = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "2", "--skip-manifest")
     assert offline.returncode == 0 and len(hub.requests) == before + 1  # --skip-manifest: no request at all
+
+
+def test_a_console_that_closes_costs_the_download_nothing(hub, tmp_path):
+    """`... | head -3`, or a tee killed: the first progress line found no reader and the download ended with
+    `error: <data dir>: Broken pipe; free space or fix permissions` (neither was the cause); now every file comes."""
+    r = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "2", closed_console=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    shards = tmp_path / "data/datasets/fineweb10B_sp1024"
+    assert sorted(p.name for p in shards.iterdir()) == ["fineweb_train_000000.bin", "fineweb_train_000001.bin", "fineweb_val_000000.bin"]
 
 
 def test_any_variant_the_manifest_has_byte260_and_docs(hub, tmp_path):

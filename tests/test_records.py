@@ -15,7 +15,7 @@ import zlib
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, clean_env, run_train
+from conftest import ROOT, TINY_MODEL, clean_env, log_lines, run_train, run_with_closed_console
 
 sys.path.insert(0, str(ROOT / "records"))
 import tools  # noqa: E402
@@ -322,6 +322,28 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         shutil.rmtree(ROOT / "sweeps" / name, ignore_errors=True)
         shutil.rmtree(ROOT / "sweeps" / (name + "_bad"), ignore_errors=True)
         shutil.rmtree(ROOT / "sweeps" / (name + "_rel"), ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_console_that_closes_costs_a_sweep_nothing_and_a_summary_no_traceback(tiny_data, tmp_path):
+    """`bash run.sh sweep ... | tee sweep.txt` with the tee killed: the sweep stopped at its next progress line with a traceback
+    (and the runs after it never ran); `summary | head` ended in a BrokenPipeError traceback. Both now go on quietly."""
+    env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"],
+                       "ITERATIONS": "2", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0", "WARMUP_STEPS": "0"})
+    name = f"test_{tmp_path.name}"
+    folder = ROOT / "sweeps" / name
+    try:
+        r = run_with_closed_console(TOOLS + ["sweep", "--name", name, "SEED=1,2"], env=env, timeout=600)
+        assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
+        for seed in (1, 2):  # the runs after the first progress line ran too, to the end
+            assert any(l.startswith("final_int8_zlib_roundtrip_exact ") for l in log_lines(folder / f"{name}_SEED-{seed}", f"{name}_SEED-{seed}"))
+        log = (folder / f"{name}_SEED-1" / "logs" / f"{name}_SEED-1.txt").read_text()
+        for i in range(800):  # a table past a pipe's 64 KiB buffer
+            (tmp_path / f"run{i}.txt").write_text(log)
+        r = run_with_closed_console(TOOLS + ["summary", str(tmp_path)], timeout=600)
+        assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_record_has_the_leaderboard_shape_and_its_command_runs_inside(two_seeds, tmp_path):

@@ -10,6 +10,7 @@ import collections
 import contextlib
 import copy
 import ctypes
+import difflib
 import fcntl
 import gc
 import glob
@@ -174,6 +175,7 @@ ENV_VARS = [
     ("COMPILE", "auto", "str", ("auto", "0", "1"), "torch.compile(fullgraph=True); auto = on for CUDA, off for CPU"),
     ("COMPILE_BACKEND", "inductor", "str", ("inductor", "eager", "aot_eager"), "backend of torch.compile"),
 ]
+ENV_NAMES = [name for name, *_ in ENV_VARS]
 TORCH_ENV = ("TORCHINDUCTOR_", "TORCHDYNAMO_", "PYTORCH_")  # torch's own knobs (CUDA graphs, autotune, allocator): logged on env: like ours
 # (variables, whether they act in this run, what they need): one the environment sets where it cannot act gets a warning that says what it
 NO_EFFECT_UNLESS = [  # needs and this run's value of that; not an error, since a sweep over modes may set it for all of them
@@ -221,6 +223,8 @@ class Hyperparameters:
         now = lambda needs: ", ".join(f"{v}={shlex.quote(str(getattr(self, v.lower())))}" for v in re.findall("[A-Z_]{4,}", needs))
         self.no_effect = [f"{n}={shlex.quote(environ[n])} has no effect: it needs {needs}; this run has {now(needs)}" for names, acts, needs in
                           NO_EFFECT_UNLESS for n in names.split() if environ.get(n) and not acts(self)]  # set by the environment, not the recipe
+        self.misspelt = [f"{k}={shlex.quote(v)} is not a variable of train_gpt.py, so this run ignores it; did you mean {m[0]}?" for k, v in
+                         environ.items() if k not in ENV_NAMES and (m := difflib.get_close_matches(k.upper(), ENV_NAMES, 1, 0.85))]  # NUM_LAYER=12
     def check_shapes(self) -> None:
         refuse_first((self.model_dim % self.num_heads, f"MODEL_DIM={self.model_dim}: not divisible by NUM_HEADS={self.num_heads}"),
                      ((self.model_dim // self.num_heads) % 2, f"NUM_HEADS={self.num_heads}: head dim MODEL_DIM/NUM_HEADS="
@@ -488,8 +492,7 @@ def dequantize_state_dict(blob: dict) -> dict[str, Tensor]:
         state[name] = torch.from_numpy(kept.astype(np.float32) * 2 - 1)
     return state
 
-def storage_summary(stats: dict) -> str:
-    """Which tensors went where, per kind: 'int8: mlp.fc.weight x9, tok_emb.weight | ...'."""
+def storage_summary(stats: dict) -> str:  # which tensors went where, per kind: 'int8: mlp.fc.weight x9, tok_emb.weight | ...'
     counts = {kind: collections.Counter(re.sub(r"blocks\.\d+\.", "", n) for n in stats[kind]) for kind in ("int8", "int6", "kept", "bits")}
     return " | ".join(f"{kind}: " + (", ".join(f"{k} x{n}" if n > 1 else k for k, n in c.items()) or "-") for kind, c in counts.items())
 
@@ -763,8 +766,7 @@ def rms_norm(x: Tensor) -> Tensor:
 
 MASK32 = 0xFFFFFFFF
 
-def mul32(x, c: int):
-    """(x * c) mod 2^32 for 0 <= x < 2^32, through 16-bit halves of c so int64 never overflows."""
+def mul32(x, c: int):  # (x * c) mod 2^32 for 0 <= x < 2^32, through 16-bit halves of c so int64 never overflows
     return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & MASK32
 
 def mix32(x):  # murmur3's 32-bit finalizer: a bijection on 0..2^32-1 (Python ints or int64 tensors)
@@ -781,8 +783,7 @@ def projection_seed(base_seed: int, layer: int, name: str) -> int:
     """seed = mix32(mix32(mix32(BASE_SEED) ^ layer) ^ k), k = 1..7 for q, k, v, o, fc, proj, emb (the embedding: layer 0)."""
     return mix32(mix32(mix32(base_seed & MASK32) ^ layer) ^ ((*PROJECTIONS, "emb").index(name) + 1))
 
-def symmetric_unit(h: Tensor) -> Tensor:
-    """Top 23 bits of a hash as an exact float32 in (-1, 1): (2u + 1 - 2^23) / 2^23."""
+def symmetric_unit(h: Tensor) -> Tensor:  # the top 23 bits of a hash as an exact float32 in (-1, 1): (2u + 1 - 2^23) / 2^23
     return ((h >> 9) * 2 + 1 - 2**23).to(torch.float32) * 2.0**-23
 
 def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> Tensor:
@@ -1121,8 +1122,7 @@ def keep_freed_memory() -> None:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 1 << 30), libc.mallopt(-1, (1 << 31) - 1)  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
 
-def setup_runtime(args) -> SimpleNamespace:
-    """Processes (torchrun's RANK / WORLD_SIZE / LOCAL_RANK), device, autocast, compile."""
+def setup_runtime(args) -> SimpleNamespace:  # processes (torchrun's RANK / WORLD_SIZE / LOCAL_RANK), device, autocast, compile
     keep_freed_memory()
     torch.set_flush_denormal(True)  # early Newton-Schulz grams of tiny gradients underflow; denormal arithmetic is 10x slower on CPU
     world_size, rank, local_rank = (_parse_var(k, os.environ.get(k, d), "int", (0, 1 << 20)) for k, d in
@@ -1276,12 +1276,12 @@ def main() -> int:
     device_name = torch.cuda.get_device_name(rt.device) if rt.use_cuda else f"CPU ({os.cpu_count()} cores)"
     log(f"Running Python {sys.version.split()[0]}, PyTorch {torch.__version__}, device:{device_name}")
     log(f"pytorch_version:{torch.__version__} hardware:{rt.world_size}x{device_name}")  # read by records/tools.py
-    logged = [name for name, *_ in ENV_VARS if os.environ.get(name)] + sorted(n for n in os.environ if n.startswith(TORCH_ENV))
+    logged = [name for name in ENV_NAMES if os.environ.get(name)] + sorted(n for n in os.environ if n.startswith(TORCH_ENV))
     log("env: " + " ".join(f"{name}={shlex.quote(os.environ[name])}" for name in logged))
     if args.recipe:  # what the recipe set, as resolved: a variable set in the environment wins (marked *)
         log(f"recipe:{args.recipe} " + " ".join(f"{k}={shlex.quote(os.environ[k]) + '*' if os.environ.get(k) else v}"
                                                  for k, v in args.recipe_vars.items()))
-    for warning in [] if args.eval_only else args.no_effect:  # EVAL_ONLY refuses what it cannot use
+    for warning in ([] if args.eval_only else args.no_effect) + args.misspelt:  # EVAL_ONLY refuses what it cannot use
         log(f"warning: {warning}")
     step = 0
     stop_on_signals(log, lambda: "during EVAL_ONLY evaluation" if args.eval_only else f"at step:{step}/{args.iterations}; no artifact written")

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import train_gpt
-from conftest import ROOT, SCRIPT, clean_env
+from conftest import ROOT, SCRIPT, TINY_MODEL, clean_env
 from train_gpt import ConfigError, Hyperparameters
 
 
@@ -120,6 +120,25 @@ def test_a_variable_that_cannot_act_is_named_in_a_warning():
     assert Hyperparameters({"LORA_RANK": "8", "MASK_LR": "0.2"}).no_effect == [
         "LORA_RANK=8 has no effect: it needs FREEZE_MODE=adapter or lowrank; this run has FREEZE_MODE=none",
         "MASK_LR=0.2 has no effect: it needs FREEZE_MODE=mask; this run has FREEZE_MODE=none"]
+
+
+def test_a_misspelt_variable_is_named_in_a_warning_with_the_variable_meant(tiny_data, tmp_path):
+    """`NUM_LAYER=12 torchrun ... train_gpt.py` trained the 9-layer default without a word: a name that is nearly one of ours
+    (a letter off, another case, an underscore dropped) gets a warning naming the variable meant, and the run goes on (SEEDS
+    may be a wrapper's own). What a shell, torchrun, CUDA or the other scripts set is no near miss."""
+    for name in train_gpt.ENV_NAMES:
+        for typo in {name.lower(), name[:-1] if name.endswith("S") else name + "S", name.replace("_", "", 1)} - set(train_gpt.ENV_NAMES):
+            assert Hyperparameters({typo: "1"}).misspelt == [f"{typo}=1 is not a variable of train_gpt.py, so this run ignores it; "
+                                                              f"did you mean {name}?"]
+    theirs = {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500",
+              "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "0", "NCCL_DEBUG": "INFO", "HF_HOME": "/tmp/hf", "PATH": "/bin",
+              "MATCHED_FINEWEB_REPO_ID": "a/b", "TORCHINDUCTOR_CUDAGRAPHS": "1", "TTT_ENABLED": "1", "EVAL_SEQ_LEN": "2048"}
+    assert Hyperparameters(theirs).misspelt == []
+    r = subprocess.run([sys.executable, str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True,
+                       env=clean_env(**{**TINY_MODEL, "ITERATIONS": "1", "NUM_LAYER": "3", "DATA_PATH": tiny_data["data_path"],
+                                        "TOKENIZER_PATH": tiny_data["tokenizer_path"]}))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "warning: NUM_LAYER=3 is not a variable of train_gpt.py, so this run ignores it; did you mean NUM_LAYERS?" in r.stdout.splitlines()
 
 
 def test_bad_variable_stops_the_script_with_one_line(tmp_path):

@@ -232,8 +232,7 @@ class Hyperparameters:
                      (self.num_heads % self.num_kv_heads, f"NUM_KV_HEADS={self.num_kv_heads}: must divide NUM_HEADS={self.num_heads}"),
                      (self.eval_stride > self.train_seq_len and not self.eval_only,  # EVAL_ONLY: against the artifact's context
                       f"EVAL_STRIDE={self.eval_stride}: larger than TRAIN_SEQ_LEN={self.train_seq_len}; accepted 0 to TRAIN_SEQ_LEN"))
-    def check_random_maps(self) -> None:
-        """FREEZE_* and LORA_* together: parsed target set, per-layer ranks of each group, compatible settings."""
+    def check_random_maps(self) -> None:  # FREEZE_* and LORA_* together: parsed target set, per-layer ranks of each group, compatible settings
         mode, progressive, layers = self.freeze_mode, self.progressive_freeze_frac > 0, self.num_layers
         ranked = mode in ("adapter", "lowrank")
         self.targets = parse_targets(self.freeze_targets or ("fc" if mode == "frozen" or progressive else "" if mode == "none" else "all"))
@@ -545,8 +544,7 @@ def read_input(path, var: str, what: str = "file", limit: int = 1 << 40) -> byte
         why = f"no such {what}" if isinstance(e, FileNotFoundError) else f"cannot be read ({e.strerror or e})"
         raise ConfigError(f"{var}={path}: {why}") from None
 
-def config_env(config: dict) -> dict[str, str]:
-    """A stored model configuration as the variables that make it, to be checked by the environment's own rules."""
+def config_env(config: dict) -> dict[str, str]:  # a stored model configuration as the variables that make it, checked by their own rules
     env = {k.upper(): str(v) for k, v in config.items() if k not in ("mlp_hidden", "targets", "attn_ranks", "mlp_ranks")}
     env.update(MLP_MULT=repr(config["mlp_hidden"] / config["model_dim"]), FREEZE_TARGETS=",".join(config["targets"]))
     if config["freeze_mode"] == "none" and config["targets"]:
@@ -652,8 +650,7 @@ SHARD_MAGIC, SHARD_VERSION, HEADER_INTS = 20240520, 1, 256
 class DataError(ConfigError):
     """A shard, split or tokenizer that cannot be used."""
 
-def check_shard_header(path: str) -> int:
-    """The token count of a shard whose header (magic, version) and size agree; else a DataError."""
+def check_shard_header(path: str) -> int:  # the token count of a shard whose header (magic, version) and size agree; else a DataError
     refuse_first((not os.path.isfile(path), f"{path}: not a regular file (a folder, a broken link or a link loop); accepted: a shard file"),
                  error=DataError)
     size = os.path.getsize(path)
@@ -774,8 +771,7 @@ def mix32(x):  # murmur3's 32-bit finalizer: a bijection on 0..2^32-1 (Python in
         x = mul32(x ^ (x >> shift), factor)
     return x ^ (x >> 16)
 
-def hash_stream(seed: int, stream: int, n: int, start: int = 0) -> Tensor:
-    """Distinct 32-bit hashes (int64) of element indices start..n-1 under (seed, stream)."""
+def hash_stream(seed: int, stream: int, n: int, start: int = 0) -> Tensor:  # distinct 32-bit hashes (int64) of indices start..n-1
     key = mix32(mix32(seed & MASK32) ^ mix32(mul32(stream + 1, 0x9E3779B9)))
     return mix32(mul32(torch.arange(start, n, dtype=torch.int64), 0x9E3779B1) ^ key)
 
@@ -1164,6 +1160,10 @@ def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len
     with refused_as(f"{where}: not a {what} (a piece that is not UTF-8)", UnicodeDecodeError, error=DataError):  # read only here
         token_bytes = torch.from_numpy(np.concatenate([load_data_shard(f) for f in sidecar]).astype(np.int32)) if sidecar else \
             target_bytes(range(first, first + 256) if kind == "pure_byte" else tok, tokens, vocab_size)
+    docs = np.split(t := tokens[:1 << 18].numpy(), np.flatnonzero(t == tok.bos_id()))[1:-1][:32] if kind == "sentencepiece" and not sidecar else []
+    same = sum(tok.encode(tok.decode(d[1:].tolist())) == d[1:].tolist() for d in docs)  # whole documents (the last may be cut); a sidecar: no bytes
+    refuse_first((same < len(docs) / 2, f"{where}: not the tokenizer of the shards in DATA_PATH={data_path}: {same} of their first {len(docs)} "
+                  "validation documents re-encode to their own tokens (another tokenizer counts val_bpb's bytes wrongly)"), error=DataError)
     refuse_first((token_bytes.numel() != tokens.numel() or token_bytes.max() > 32767, f"DATA_PATH={data_path}: the byte sidecar *_val_bytes_*.bin "
                   f"holds {token_bytes.numel()} counts for {tokens.numel()} tokens; accepted: one a token, each below 32768"), error=DataError)
     return tokens.to(device), token_bytes.to(device, torch.int16), hashlib.sha256(proto).hexdigest(), kind + (" bytes:sidecar" if sidecar else "")

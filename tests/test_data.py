@@ -320,3 +320,25 @@ def test_a_tokenizer_with_a_piece_that_is_not_utf8_is_refused_in_one_line(tiny_d
     with pytest.raises(DataError, match=rf"^TOKENIZER_PATH={tmp_path / 'bad.model'}: not a SentencePiece model \(a piece that is not UTF-8\) "
                                         r"\(UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff"):
         load_eval_data(tiny_data["data_path"], str(tmp_path / "bad.model"), 1024, 64, "cpu")
+
+
+def test_a_tokenizer_that_is_not_the_shards_is_refused_unless_a_sidecar_gives_the_bytes(tiny_data, tmp_path):
+    """Shards of one export and the tokenizer of another with the same vocabulary (an sp1024 download beside a tokenizer of one's
+    own): every id is in range, so the run went on and counted val_bpb's bytes by the wrong pieces, silently. The validation
+    documents are read back (decoded, re-encoded): the shards' own tokenizer gives every one back, another none, and it is refused
+    in one line. With a byte sidecar the bytes are the export's own, the tokenizer counts none, and nothing is refused."""
+    from conftest import synthetic_documents
+    from export_corpus import export
+    from train_gpt import load_eval_data
+
+    docs = synthetic_documents(120, seed=9)
+    export(docs[20:], docs[:20], tmp_path / "other", "other", 1024, 50_000)
+    other = str(tmp_path / "other" / "tokenizers" / "other_1024_bpe.model")
+    with pytest.raises(DataError, match=rf"^TOKENIZER_PATH={re.escape(other)}: not the tokenizer of the shards in DATA_PATH="
+                                        rf"{re.escape(tiny_data['data_path'])}: 0 of their first 32 validation documents re-encode"):
+        load_eval_data(tiny_data["data_path"], other, 1024, 64, "cpu")
+    own = spm.SentencePieceProcessor(model_file=tiny_data["tokenizer_path"])
+    tokens = load_validation_tokens(tiny_data["data_path"], 64, 1024).numpy()
+    starts = np.flatnonzero(tokens == own.bos_id())
+    assert len(starts) == 40 and all(own.encode(own.decode(d[1:].tolist())) == d[1:].tolist() for d in np.split(tokens, starts)[1:])
+    assert load_eval_data(str(sidecar_folder(tiny_data, tmp_path / "caseops")), other, 1024, 64, "cpu")[3] == "sentencepiece bytes:sidecar"

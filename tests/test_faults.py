@@ -171,6 +171,8 @@ def tokenizer_and_artifact_cases(root: Path, tiny_data: dict, good: dict):
         ("tokenizer:garbage", {"TOKENIZER_PATH": str(garbage_tok)}, "not a SentencePiece model", str(garbage_tok)),
         ("tokenizer:other_json", {"TOKENIZER_PATH": str(root / "other_kind.json")}, "not a pure_byte tokenizer (the kinds read: SentencePiece, "
          "and byte260's JSON) (tokenizer_type 'wordpiece'", str(root / "other_kind.json")),
+        ("tokenizer:not_the_shards", {"TOKENIZER_PATH": good["other_tokenizer"]}, "not the tokenizer of the shards in DATA_PATH="
+         f"{tiny_data['data_path']}: 0 of their first 32 validation documents re-encode to their own tokens", good["other_tokenizer"]),
         ("artifact:truncated", a("truncated.ptz"), "not a zlib-compressed artifact (truncated or corrupted)", str(root / "truncated.ptz")),
         ("artifact:flipped_byte", a("flipped.ptz"), "not a zlib-compressed artifact (truncated or corrupted)", str(root / "flipped.ptz")),
         ("artifact:not_an_artifact", a("text.ptz"), "not a compressed artifact (none of zlib, lzma, zstd", str(root / "text.ptz")),
@@ -179,7 +181,8 @@ def tokenizer_and_artifact_cases(root: Path, tiny_data: dict, good: dict):
         ("artifact:pickle_with_code", a("code.ptz"), "refused by weights-only loading (UnpicklingError: Trying to load unsupported GLOBAL posix.system", str(root / "code.ptz")),
         ("artifact:other_config", {**a("good.ptz"), "MODEL_DIM": "128"}, "built with MODEL_DIM=64, this run has MODEL_DIM=128", ""),
         ("artifact:other_base_seed", {**a("good.ptz"), "BASE_SEED": "11"}, "built with BASE_SEED=0, this run has BASE_SEED=11", ""),
-        ("artifact:other_tokenizer", {**a("good.ptz"), "TOKENIZER_PATH": good["other_tokenizer"]}, "not the tokenizer the artifact", ""),
+        ("artifact:other_tokenizer", {**a("good.ptz"), "TOKENIZER_PATH": good["other_tokenizer"], "DATA_PATH": good["other_data"]},
+         "not the tokenizer the artifact", ""),  # the shards of that tokenizer: they agree with it, not with the artifact
         ("teacher:corrupted", {"DISTILL_TEACHER": str(root / "flipped.ptz")}, "not a zlib-compressed artifact", str(root / "flipped.ptz")),
         ("resume:artifact_not_checkpoint", {"RESUME": str(root / "good.ptz")}, "not a readable checkpoint", ""),
         ("resume:other_config", {"RESUME": str(good["checkpoint"]), "NUM_LAYERS": "3"}, "written with NUM_LAYERS=2, this run has NUM_LAYERS=3", ""),
@@ -244,7 +247,7 @@ def matrix(tiny_data, tmp_path_factory):
     from conftest import synthetic_documents
     export(synthetic_documents(120, seed=9)[20:], synthetic_documents(120, seed=9)[:20], root / "other", "other", 1024, 50_000)
     good = {"artifact": root / "good.ptz", "checkpoint": work / "good.pt",
-            "other_tokenizer": str(root / "other" / "tokenizers" / "other_1024_bpe.model")}
+            "other_tokenizer": str(root / "other" / "tokenizers" / "other_1024_bpe.model"), "other_data": str(root / "other" / "datasets" / "other_sp1024")}
     survivors = [work / "final_model.int8.ptz", work / "final_model.pt", work / "good.pt", root / "good.ptz"]
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in survivors}
     cases = [(cid, env, text, cid.split(":")[0]) for cid, env, text in variable_cases() + FREE_TEXT_CASES]
@@ -261,7 +264,7 @@ def matrix(tiny_data, tmp_path_factory):
 ALL_IDS = [cid for cid, *_ in variable_cases() + FREE_TEXT_CASES + COMBINATION_CASES] + \
           [f"shards:{n}" for n in ("missing", "no_val", "no_train", "val_empty_file", "val_truncated", "val_magic", "val_version",
                                    "val_odd_size", "val_token_range", "train_magic", "train_token_range", "val_too_short", "val_is_folder")] + \
-          ["tokenizer:garbage", "tokenizer:other_json", "artifact:truncated", "artifact:flipped_byte", "artifact:not_an_artifact", "artifact:empty",
+          ["tokenizer:garbage", "tokenizer:other_json", "tokenizer:not_the_shards", "artifact:truncated", "artifact:flipped_byte", "artifact:not_an_artifact", "artifact:empty",
            "artifact:foreign_format", "artifact:pickle_with_code", "artifact:other_config", "artifact:other_base_seed",
            "artifact:other_tokenizer", "teacher:corrupted", "resume:artifact_not_checkpoint", "resume:other_config", "resume:other_mode"]
 

@@ -258,8 +258,7 @@ class Hyperparameters:
                       f"FREEZE_TARGETS (got {mode}, {','.join(self.targets)})"),
                      (self.mask_temp_end > self.mask_temp_start, f"MASK_TEMP_END={self.mask_temp_end}: must not exceed MASK_TEMP_START="
                       f"{self.mask_temp_start} (the temperature anneals down)"))
-    def check_export(self) -> None:
-        """INT6_LAYERS as block indices; the default checkpoint path (checked writable with the other outputs, claim_outputs)."""
+    def check_export(self) -> None:  # INT6_LAYERS as block indices; the default checkpoint path (checked writable in claim_outputs)
         accepted, text = f"accepted 'all' or a comma list of block indices 0 to {self.num_layers - 1}", self.int6_layers
         blocks = [] if not text else range(self.num_layers) if text.strip() == "all" else int_list("INT6_LAYERS", text, accepted)
         refuse_first((blocks and max(blocks) >= self.num_layers, f"INT6_LAYERS={text!r}: {accepted}"))
@@ -666,14 +665,15 @@ def load_data_shard(path: str, vocab_size: int | None = None) -> np.ndarray:
     count = check_shard_header(path)
     tokens = np.fromfile(path, dtype="<u2", count=count, offset=HEADER_INTS * 4)
     if vocab_size is not None and count and int(tokens.max()) >= vocab_size:
-        raise DataError(f"{path}: token id {int(tokens.max())} is not below VOCAB_SIZE={vocab_size}")
+        raise DataError(f"{path}: token id {int(tokens.max())} is not below VOCAB_SIZE={vocab_size}; shards of another vocabulary need its "
+                        "VOCAB_SIZE and TOKENIZER_PATH (fineweb10B_sp8192: VOCAB_SIZE=8192, fineweb_8192_bpe.model)")
     return tokens
 
 def split_files(data_path: str, split: str) -> list[str]:  # 'run[1]' is a folder name, not a pattern; a byte sidecar is never tokens
     files = sorted(f for f in glob.glob(os.path.join(glob.escape(data_path), f"*_{split}_*.bin")) if "_val_bytes_" not in os.path.basename(f))
     if not files:
-        raise DataError(f"DATA_PATH={data_path}: no {split} shards match {os.path.join(data_path, f'*_{split}_*.bin')}; fetch FineWeb with "
-                        "`python3 data/cached_challenge_fineweb.py --variant sp1024` or build the embedded corpus with `bash run.sh data`")
+        raise DataError(f"DATA_PATH={data_path}: no {split} shards match {os.path.abspath(os.path.join(data_path, f'*_{split}_*.bin'))}; fetch "
+                        "FineWeb with `python3 data/cached_challenge_fineweb.py --variant sp1024` or build the embedded corpus: `bash run.sh data`")
     return files
 
 def load_validation_tokens(data_path: str, seq_len: int, vocab_size: int) -> Tensor:
@@ -1142,10 +1142,10 @@ def setup_runtime(args) -> SimpleNamespace:  # processes (torchrun's RANK / WORL
                            autocast=torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False))
 
 def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len: int, device) -> tuple[Tensor, Tensor, str, str]:
-    """Validation tokens, each one's bytes as a target (target_bytes, or the export's byte sidecar), the tokenizer's sha256 and kind
-    (SentencePiece, or byte260's JSON: byte b is id byte_offset + b)."""
+    """Validation tokens, each one's bytes as a target (target_bytes, or the export's byte sidecar), the tokenizer's sha256 and kind."""
     where = f"TOKENIZER_PATH={tokenizer_path}"
-    refuse_first((not os.path.lexists(tokenizer_path), f"{where}: no such file; build or fetch the data first (`bash run.sh data`)"), error=DataError)
+    refuse_first((not os.path.lexists(tokenizer_path), f"{where}: no such file (relative paths are to {os.getcwd()}); build or fetch the data "
+                  "first (`bash run.sh data`)"), error=DataError)
     proto = read_input(tokenizer_path, "TOKENIZER_PATH", "tokenizer", 1 << 30)
     kind, what = ("pure_byte", "pure_byte tokenizer") if proto.lstrip().startswith(b"{") else ("sentencepiece", "SentencePiece model")
     with refused_as(f"{where}: not a {what} (the kinds read: SentencePiece, and byte260's JSON)", Exception, error=DataError):

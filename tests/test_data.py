@@ -48,11 +48,19 @@ def test_reader_names_the_broken_file(tmp_path, content, message):
     assert str(e.value).startswith(str(p)) and message in str(e.value)
 
 
-def test_missing_split_says_what_matched_nothing_and_how_to_fetch(tmp_path):
+def test_missing_split_says_what_matched_nothing_and_how_to_fetch(tmp_path, monkeypatch):
+    """A relative path is named as it resolved: the script copied into records/<run>/ and started there reads ./data below that."""
     with pytest.raises(DataError) as e:
         load_validation_tokens(str(tmp_path), 16, 1024)
     msg = str(e.value)
     assert f"no val shards match {tmp_path}/*_val_*.bin" in msg and "cached_challenge_fineweb.py --variant sp1024" in msg and "run.sh data" in msg
+    monkeypatch.chdir(tmp_path)
+    from train_gpt import load_eval_data
+
+    with pytest.raises(DataError, match=rf"^DATA_PATH=\./data/x: no val shards match {tmp_path}/data/x/\*_val_\*\.bin; "):
+        load_validation_tokens("./data/x", 16, 1024)
+    with pytest.raises(DataError, match=rf"^TOKENIZER_PATH=t\.model: no such file \(relative paths are to {tmp_path}\); build or fetch"):
+        load_eval_data("./data/x", "t.model", 1024, 16, "cpu")
 
 
 def test_stream_crosses_shards_skips_empty_ones_and_wraps(tmp_path):

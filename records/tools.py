@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import difflib
 import io
 import itertools
 import json
@@ -265,8 +266,10 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
         known = key in ours or key.startswith(train_gpt.TORCH_ENV)  # torch's own knobs too: TORCHINDUCTOR_CUDAGRAPHS=0,1
         items = values.split(",")
         twice = next((v for i, v in enumerate(items) if v in items[:i]), None)
+        meant = difflib.get_close_matches(key, train_gpt.ENV_NAMES, 1, 0.85)  # train_gpt.py's own rule for a near miss
         problem = next((message for bad, message in (
-            (not known, f"{key} is not a train_gpt.py variable, nor one of torch's ({', '.join(p + '*' for p in train_gpt.TORCH_ENV)})"),
+            (not known, f"{key} is not a train_gpt.py variable{''.join(f' (did you mean {m}?)' for m in meant)}, nor one of torch's "
+                        f"({', '.join(p + '*' for p in train_gpt.TORCH_ENV)})"),
             (key == "RUN_ID", "the sweep names each run itself (<sweep name>_<NAME>-<value>...)"),
             ("" in items, "an empty value in the list"), (twice is not None, f"the value {twice!r} twice"),
             (key in {column[0][0] for column in grid}, f"{key} is swept twice; give its values in one list")) if bad), None)

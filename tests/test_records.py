@@ -293,7 +293,7 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         # The whole grid is validated by the script's rules before the first run: nothing runs.
         for grid, text in ((["TORCHINDUCTOR_CUDAGRAPHS=0,1", "NUM_LAYERS=2,x"], "sweep TORCHINDUCTOR_CUDAGRAPHS=0 NUM_LAYERS=x: NUM_LAYERS='x': "
                             "not an integer; nothing was run"),  # torch's knob is a name the sweep takes
-                           (["SEED=1,,2"], "'SEED=1,,2': an empty value in the list"), (["NUM_LAYRES=2"], "NUM_LAYRES is not a train_gpt.py variable"),
+                           (["SEED=1,,2"], "'SEED=1,,2': an empty value in the list"), (["NUM_LAYRES=2"], "NUM_LAYRES is not a train_gpt.py variable (did you mean NUM_LAYERS?), nor"),
                            (["SEED=1,2,1"], "'SEED=1,2,1': the value '1' twice"), (["SEED=1", "SEED=2"], "'SEED=2': SEED is swept twice"),
                            (["RUN_ID=a,b"], "'RUN_ID=a,b': the sweep names each run itself"),
                            (["FREEZE_MODE=none,adapter", "LORA_RANK=4,64"], "LORA_RANK=64: above the smallest targeted projection dimension"),

@@ -108,9 +108,12 @@ class Hub:
 
     def __init__(self, repo_id: str, remote_root: str):
         try:
-            import huggingface_hub  # noqa: F401
+            from huggingface_hub import constants  # reads its HF_* variables now (a lazy import read them mid-download, a traceback)
         except ImportError:
             raise DownloadError("huggingface_hub is not installed: pip install huggingface_hub") from None
+        except Exception as e:  # noqa: BLE001 - HF_HUB_ETAG_TIMEOUT=x, say
+            raise DownloadError(f"huggingface_hub refused its settings ({type(e).__name__}: {e}); check the HF_* variables") from None
+        self.offline = constants.HF_HUB_OFFLINE  # HF_HUB_OFFLINE=1 (a cluster's compute nodes): the files here, nothing fetched
         self.repo_id, self.remote_root = repo_id, remote_root.strip("/")
         self.transferred = 0  # bytes received in this run
 
@@ -281,9 +284,11 @@ def download(variant: str, train_shards: int, data_dir: Path = DATA_DIR, skip_ma
     hub = Hub(repo_id, remote_root)
     say(f"source: {repo_id}:{hub.remote('')} (dataset repo)")
     manifest_file = data_dir / "manifest.json"
-    if skip_manifest:
+    offline = "HF_HUB_OFFLINE=1: offline, " * hub.offline
+    if skip_manifest or offline:
         if not manifest_file.is_file():
-            raise DownloadError(f"--skip-manifest: {manifest_file} does not exist; run once without --skip-manifest")
+            raise DownloadError(f"{offline or '--skip-manifest: '}{manifest_file} does not exist; run once without "
+                                f"{'HF_HUB_OFFLINE' if offline else '--skip-manifest'} where the network is")
     else:
         meta = hub.metadata("manifest.json")
         if not (manifest_file.is_file() and file_digest(manifest_file, etag_kind(meta.etag)) == meta.etag):
@@ -304,6 +309,9 @@ def download(variant: str, train_shards: int, data_dir: Path = DATA_DIR, skip_ma
                     check_shard(destination)
             except DownloadError:
                 destination.unlink()
+        if not destination.is_file() and offline:
+            raise DownloadError(f"{offline}{destination} is missing and nothing can be fetched; run the same command without "
+                                "HF_HUB_OFFLINE where the network is, then again here")
         if not destination.is_file():
             hub.fetch(rel, destination, is_shard)
             fetched += 1

@@ -103,6 +103,27 @@ def test_a_console_that_closes_costs_the_download_nothing(hub, tmp_path):
     assert sorted(p.name for p in shards.iterdir()) == ["fineweb_train_000000.bin", "fineweb_train_000001.bin", "fineweb_val_000000.bin"]
 
 
+def test_offline_mode_uses_the_files_here_and_names_a_missing_one(hub, tmp_path):
+    """HF_HUB_OFFLINE=1, as a cluster sets it on compute nodes whose data came from the login node: the rerun asked the Hub for the
+    manifest and stopped with a network error, everything being here; now it checks the files here and fetches nothing, and a
+    missing one is named in one line. A bad HF_* value of the library's own was a traceback from inside it; now one line."""
+    assert run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "1").returncode == 0
+    before = len(hub.requests)
+    r = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "1", HF_HUB_OFFLINE="1")
+    assert r.returncode == 0 and "0 files fetched this run" in r.stdout and len(hub.requests) == before, r.stderr
+    shard = tmp_path / "data/datasets/fineweb10B_sp1024/fineweb_train_000000.bin"
+    shard.unlink()
+    r = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "1", HF_HUB_OFFLINE="1")
+    assert r.returncode == 2 and r.stderr == (f"error: HF_HUB_OFFLINE=1: offline, {shard} is missing and nothing can be fetched; run the "
+                                              "same command without HF_HUB_OFFLINE where the network is, then again here\n")
+    assert len(hub.requests) == before
+    r = run(hub, tmp_path / "elsewhere", "--variant", "sp1024", HF_HUB_OFFLINE="1")
+    assert r.returncode == 2 and r.stderr.endswith("manifest.json does not exist; run once without HF_HUB_OFFLINE where the network is\n")
+    r = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "1", HF_HUB_ETAG_TIMEOUT="x")
+    assert r.returncode == 2 and r.stderr == ("error: huggingface_hub refused its settings (ValueError: invalid literal for int() with base "
+                                              "10: 'x'); check the HF_* variables\n"), r.stderr
+
+
 def test_any_variant_the_manifest_has_byte260_and_docs(hub, tmp_path):
     r = run(hub, tmp_path, "--variant", "sp8192", "--train-shards", "1")
     assert r.returncode == 0, r.stderr

@@ -204,8 +204,7 @@ def _parse_var(name: str, raw: str, kind: str, accepted):
                  (chosen and value not in accepted, chosen and f"{name}={raw!r}: unknown value; accepted: {', '.join(accepted)}"))
     return value
 
-class Hyperparameters:
-    """Every knob of the run, read from the environment and validated before any work."""
+class Hyperparameters:  # every knob of the run, read from the environment and validated before any work
     def __init__(self, environ=os.environ):
         recipe = _parse_var("RECIPE", environ["RECIPE"], "str", tuple(RECIPES)) if environ.get("RECIPE") else ""
         self.recipe_vars = dict(item.split("=", 1) for item in RECIPES[recipe].split()) if recipe else {}
@@ -336,8 +335,7 @@ def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> 
     return x.mT if tall else x
 
 class Muon(torch.optim.Optimizer):
-    """Momentum, then orthogonalised updates (same RMS for tall matrices) of 2-D matrices, on a GPU each shape's as one stack (not launch-bound).
-    Each rank takes every world_size-th matrix of a shape and one all-reduce shares them; every rank keeps every momentum buffer."""
+    """Momentum, then orthogonalised updates of 2-D matrices; each rank does every world-th matrix of a shape and one all-reduce shares them."""
     def __init__(self, params, lr: float, momentum: float, backend_steps: int, nesterov: bool = True, weight_decay: float = 0.0,
                  orthogonalize=newton_schulz_orthogonalize):
         super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov, weight_decay=weight_decay))
@@ -682,8 +680,7 @@ def load_validation_tokens(data_path: str, seq_len: int, vocab_size: int) -> Ten
                   f"{seq_len + 1}"), error=DataError)
     return torch.from_numpy(tokens.astype(np.int32))
 
-class TokenStream:
-    """The training shards read in order as one endless stream (wrapping at the end)."""
+class TokenStream:  # the training shards read in order as one endless stream (wrapping at the end)
     def __init__(self, data_path: str, vocab_size: int):
         self.files, self.vocab_size = split_files(data_path, "train"), vocab_size
         for f in self.files:  # every header now (cheap); each shard's token ids when it is read
@@ -813,8 +810,7 @@ def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> 
         return (m if out_features >= in_features else m.T).to(torch.float32).contiguous()
     return w.view(out_features, in_features)
 
-class CastedLinear(nn.Linear):
-    """A dense learned projection without bias; fp32 master weight, computed in the autocast dtype."""
+class CastedLinear(nn.Linear):  # a dense learned projection without bias; fp32 master weight, computed in the autocast dtype
     def __init__(self, in_features: int, out_features: int, zero_init: bool = False):
         super().__init__(in_features, out_features, bias=False)
         if zero_init:
@@ -1064,8 +1060,7 @@ def windowed_logits(model, x: Tensor, context: int) -> Tensor:
     starts, score_from = window_plan(x.size(1), context, max(1, context // 2))
     return torch.cat([model.logits(x[:, s:s + context])[:, f:] for s, f in zip(starts, score_from)], dim=1)
 
-class Logger:
-    """Rank 0 prints and appends to logs/<RUN_ID>.txt, which starts with this file's source."""
+class Logger:  # rank 0 prints and appends to logs/<RUN_ID>.txt, which starts with this file's source; other ranks say nothing
     def __init__(self, run_id: str, rank: int, code: str):
         self.path = Path("logs") / f"{run_id}.txt" if rank == 0 else None
         if self.path:
@@ -1085,10 +1080,10 @@ class Logger:
 
 RSS_PER_MIB = 1 << 20 if sys.platform == "darwin" else 1 << 10  # getrusage's ru_maxrss: bytes on macOS, KiB on Linux
 HELD_LOCKS: list[int] = []  # lock files of this run's outputs, open until it ends (the OS releases them on any exit, kill -9 too)
+RUNNING: list = []  # [say, where] of the run in progress: a stop it did not choose (a signal; memory, in cli) says where it was
 
 def claim_outputs(outputs: dict[str, str]) -> None:
-    """Before any work every output ({'VAR=value': path}) is made writable (its folder made, a lock file created beside it) and
-    locked: a second live run with the same outputs is refused rather than overwriting them, or reading the other's artifact."""
+    """Before any work each output ({'VAR=value': path}) gets its folder and a held lock beside it: a second live run on them is refused."""
     for label, path in ((label, Path(p)) for label, p in outputs.items()):
         try:
             refuse_first((path.is_dir(), f"{label}: {path} is a folder; accepted: a file path"))
@@ -1103,17 +1098,15 @@ def claim_outputs(outputs: dict[str, str]) -> None:
                               "give this run another RUN_ID, ARTIFACT or working folder") from None
         os.pwrite(fd, f"{os.getpid()}\n".ljust(16).encode(), 0)  # the holder's pid, read by a refused run (16 bytes over any older one)
 
-def stop_on_signals(log, where) -> None:
-    """SIGTERM (a scheduler's stop; torchrun forwards it to every rank), SIGINT (Ctrl-C), SIGHUP (a closed terminal or SSH session):
-    log where the run was, exit 128 + signal."""
+def stop_on_signals(log, where) -> None:  # SIGTERM (a scheduler; torchrun forwards it), SIGINT (Ctrl-C), SIGHUP (a closed session): exit 128+n
+    RUNNING[:] = [lambda line: log(line) if log.path else print(line, file=sys.stderr, flush=True), where]  # rank 0 in the log, others on stderr
     def on_signal(signum, frame):
         log(f"stopping: {signal.Signals(signum).name} {where()}")
         sys.exit(128 + signum)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
 
-def keep_freed_memory() -> None:
-    """glibc returned every freed block above 32 MB (a batch's logits) to the OS and faulted it in again: EVAL_ONLY took 15 s, not 9."""
+def keep_freed_memory() -> None:  # glibc gave freed blocks over 32 MB (a batch's logits) back to the OS to fault in again: EVAL_ONLY 15 s, not 9
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 1 << 30), libc.mallopt(-1, (1 << 31) - 1)  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
@@ -1234,8 +1227,7 @@ CHECKPOINT_FIELDS = {"format": str, "config": dict, "model": dict, "optimizers":
                      "frozen": bool, "rng": dict, "ema": (dict, type(None))}
 
 def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tuple[int, float, bool]:
-    """Continue from a checkpoint: checked whole (fields, configuration, step below ITERATIONS, one state per optimizer, finite weights)
-    before anything of this run is touched; returns (step, training ms, whether the progressive freeze had happened)."""
+    """Continue from a checkpoint checked whole before this run's state is touched: (step, training ms, whether the progressive freeze happened)."""
     where, raw = f"RESUME={path}", read_input(path, "RESUME", "checkpoint")
     with refused_as(f"{where}: not a readable checkpoint", Exception):
         state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
@@ -1488,7 +1480,15 @@ def cli(argv: list[str]) -> int:
     except (ConfigError, OSError) as e:  # bad input, or a file no check above named: one line that names it, no traceback
         print(f"error: {e if isinstance(e, ConfigError) else f'{e.filename}: {e.strerror or e}' if e.filename else e}", file=sys.stderr, flush=True)
         status = 2
-    finally:  # an in-process caller (the tests' harness) runs again with fresh locks and signals
+    except RuntimeError as e:  # out of memory (torch.OutOfMemoryError on a GPU, the allocator's error on a CPU): where, and what to lower
+        if not RUNNING or not (memory := re.search("out of memory|can't allocate memory|ALLOC_FAILED", str(e))):
+            raise
+        tried = re.search(r"[Tt]ried to allocate [\d.]+ ?\w+", str(e))
+        RUNNING[0](f"stopping: out of memory ({tried[0].lower() if tried else memory[0]}) {RUNNING[1]()}; lower TRAIN_BATCH_TOKENS or raise "
+                   "GRAD_ACCUM_STEPS (a training micro-step), VAL_BATCH_SIZE or EVAL_BATCH_SEQS (an evaluation batch), or the model's size")
+        status = 3
+    finally:  # an in-process caller (the tests' harness) runs again with fresh locks, signals and state
+        RUNNING.clear()
         while HELD_LOCKS:
             os.close(HELD_LOCKS.pop())
         signal.signal(signal.SIGTERM, signal.SIG_DFL), signal.signal(signal.SIGHUP, signal.SIG_DFL)

@@ -230,3 +230,15 @@ def test_more_processes_than_gpus_is_refused_in_one_line(tiny_data, tmp_path):
     r = run_train(tmp_path, cuda_env(tiny_data, "over", CUDA_VISIBLE_DEVICES=",".join(map(str, range(n - 1)))), nproc=n)
     assert r.returncode != 0
     assert "error: LOCAL_RANK=" in r.stderr and "GPU(s) visible" in r.stderr
+
+
+@pytest.mark.slow
+def test_a_batch_too_large_for_the_gpu_stops_in_one_logged_line(tiny_data, tmp_path):
+    """torch.OutOfMemoryError (compiled, bf16): 64M tokens in one micro-step want far more than any GPU holds (256 GiB of fp32 logits
+    alone). The run logs where it was and what to lower, exits 3, and writes nothing; the CPU twin is in test_faults."""
+    r = run_train(tmp_path, cuda_env(tiny_data, "oom", TRAIN_BATCH_TOKENS=str(1 << 26), GRAD_ACCUM_STEPS="1"))
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    last = log_lines(tmp_path, "oom")[-1]
+    assert re.fullmatch(r"stopping: out of memory \(tried to allocate [\d.]+ [KMGT]iB\) at step:0/12; no artifact written; lower "
+                        r"TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS .*", last), last
+    assert not (tmp_path / "final_model.int8.ptz").exists() and not (tmp_path / "final_model.pt").exists()

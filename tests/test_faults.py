@@ -6,7 +6,7 @@ that holds good files which must survive.
 
 Sections: every variable (wrong type, out of range, unknown choice), incompatible
 combinations, shards, tokenizers, artifacts and checkpoints; then whole runs: a non-finite
-loss, SIGKILL while a checkpoint is written, SIGTERM under torchrun.
+loss, running out of memory, SIGKILL while a checkpoint is written, signals, a closed console.
 """
 
 import copy
@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -659,6 +660,34 @@ def test_ctrl_c_or_a_closed_terminal_logs_where_the_run_stopped(tiny_data, tmp_p
     name = signal.Signals(signum).name
     assert any(l.startswith(f"stopping: {name} at step:") and l.endswith("/100000; no artifact written") for l in log_lines(tmp_path, "int"))
     assert not (tmp_path / "final_model.int8.ptz").exists()
+
+
+OUT_OF_MEMORY = {  # (variables, where the run says it was): each asks for far more than the limit below allows at once
+    "training": ({"TRAIN_BATCH_TOKENS": "4194304", "GRAD_ACCUM_STEPS": "1"}, r"at step:0/12; no artifact written"),  # 16 GiB of logits
+    "final_evaluation": ({"TRAIN_SEQ_LEN": "512", "TRAIN_BATCH_TOKENS": "2048", "GRAD_ACCUM_STEPS": "1", "ITERATIONS": "2", "EVAL_STRIDE": "1",
+                          "EVAL_BATCH_SEQS": "1048576"}, r"during the final evaluation; the artifact final_model\.int8\.ptz is complete")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", OUT_OF_MEMORY)
+def test_out_of_memory_says_where_the_run_was_and_what_to_lower(tiny_data, tmp_path, phase):
+    """A batch too large for the machine ended in the allocator's traceback (CUDA's OutOfMemoryError on a GPU; here the CPU allocator's
+    error under a real address-space limit, set on the process as `ulimit -v` would): now one logged line, exit 3, nothing good replaced."""
+    extra, where = OUT_OF_MEMORY[phase]
+    (tmp_path / "final_model.int8.ptz").write_bytes(b"an earlier good artifact")
+    limit = 6 << 30  # ample for the interpreter, torch and a tiny run; far below each phase's one allocation
+    proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=tmp_path, env=tiny_env(tiny_data, "oom", **extra), capture_output=True, text=True,
+                          timeout=300, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    assert proc.returncode == 3 and proc.stderr == "", proc.stderr[-2000:]
+    last = log_lines(tmp_path, "oom")[-1]
+    assert re.fullmatch(rf"stopping: out of memory \(tried to allocate \d+ bytes\) {where}; lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS "
+                        r"\(a training micro-step\), VAL_BATCH_SIZE or EVAL_BATCH_SEQS \(an evaluation batch\), or the model's size", last), last
+    assert proc.stdout.splitlines()[-1] == last
+    if phase == "training":
+        assert (tmp_path / "final_model.int8.ptz").read_bytes() == b"an earlier good artifact"
+    else:  # written before the evaluation that failed, and whole: EVAL_ONLY can score it with a smaller EVAL_BATCH_SEQS
+        model, meta = train_gpt.model_from_artifact(tmp_path / "final_model.int8.ptz")
+        assert meta["config"]["train_seq_len"] == 512
 
 
 @pytest.mark.slow

@@ -683,8 +683,7 @@ def load_validation_tokens(data_path: str, seq_len: int, vocab_size: int) -> Ten
 class TokenStream:  # the training shards read in order as one endless stream (wrapping at the end)
     def __init__(self, data_path: str, vocab_size: int):
         self.files, self.vocab_size = split_files(data_path, "train"), vocab_size
-        for f in self.files:  # every header now (cheap); each shard's token ids when it is read
-            check_shard_header(f)
+        self.total = sum(check_shard_header(f) for f in self.files)  # every header now (cheap); each shard's token ids when it is read
         self.file_index, self.pos, self.tokens = -1, 0, np.zeros(0, dtype=np.uint16)
     def _next_file(self) -> None:
         for _ in range(len(self.files)):
@@ -1419,6 +1418,7 @@ def main() -> int:
                             args.progressive_freeze_frac > 0 and not progressive)
             log(f"checkpoint:{args.checkpoint_path} step:{step}")
         next_check = step + (1 if not rt.use_cuda else max(1, int(min(2000.0, (cap_ms - elapsed_ms) / 2 if cap_ms else 2000.0) * step / elapsed_ms)))
+    log(f"train_data: {(seen := step * args.train_batch_tokens)} tokens trained, {seen / train_loader.stream.total:.2f} passes over the train shards")
     log(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB"
         if rt.use_cuda else f"peak memory rss: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // RSS_PER_MIB} MiB")
     # Artifact: the raw state dict, then int8 + zlib (or ARTIFACT_CODEC), read back on every rank before anything is written, evaluated again.

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,6 +54,16 @@ def test_end_to_end_run_logs_the_house_lines(single_run):
     rss = int(re.fullmatch(r"peak memory rss: (\d+) MiB", next(l for l in lines if l.startswith("peak memory rss:"))).group(1))
     # in MiB whatever getrusage's unit (KiB on Linux, bytes on macOS): more than torch alone, less than the machine
     assert 100 < rss < os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+
+
+def test_the_log_says_how_many_times_training_went_over_its_shards(single_run, tiny_data):
+    """12 steps of 2,048 tokens over shards of about 60k tokens: 0.40 passes. A long run over few shards (`--train-shards 1`, a
+    non-record run of hours) sees data again without a word otherwise: the line says so in its number of passes."""
+    _, lines, _ = single_run
+    total = sum(int(np.fromfile(f, dtype="<i4", count=3)[2]) for f in Path(tiny_data["data_path"]).glob("*_train_*.bin"))
+    line = next(l for l in lines if l.startswith("train_data:"))
+    assert line == f"train_data: {12 * 2048} tokens trained, {12 * 2048 / total:.2f} passes over the train shards"
+    assert lines.index(line) == next(i for i, l in enumerate(lines) if l.startswith("peak memory")) - 1  # after training, before the export
 
 
 def test_end_to_end_run_learns_and_round_trips(single_run, tiny_data):

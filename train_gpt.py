@@ -1297,7 +1297,8 @@ def main() -> int:
             f" alpha:{args.distill_alpha} temp:{args.distill_temp}")
     base_model = build_model(args).to(device)
     model_fwd = torch.compile(base_model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else base_model
-    model = DDP(model_fwd, device_ids=[rt.local_rank] if rt.use_cuda else None, broadcast_buffers=False) if distributed else model_fwd
+    sync = "forward_sync_buffers" if "forward_sync_buffers" in DDP.__init__.__code__.co_varnames else "broadcast_buffers"  # torch 2.13's name
+    model = DDP(model_fwd, device_ids=[rt.local_rank] if rt.use_cuda else None, **{sync: False}) if distributed else model_fwd  # buffers: all equal
     members = list(base_model.members) if isinstance(base_model, Ensemble) else [base_model]
     optimizers = [opt for m in members for opt in build_optimizers(m, args, compile_muon=rt.compile)]
     log(f"model_params:{sum(p.numel() for p in base_model.parameters())}")
@@ -1463,8 +1464,7 @@ def main() -> int:
     return 0
 
 def leave_process_group(clean: bool) -> None:
-    """Every exit ends here. Garbage first: DDP's reducer sits in cycles that outlive main(), and freed at shutdown after the group is gone
-    it made gloo abort the rank (1 run in 7 on 2 cores; 0 in 40 with this). After a clean finish the ranks leave together."""
+    """Every exit: garbage first (DDP's reducer, in cycles, freed after the group was gone, made gloo abort 1 run in 7), then the group."""
     if dist.is_available() and dist.is_initialized():
         gc.collect()
         if clean:

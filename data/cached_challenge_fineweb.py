@@ -113,6 +113,8 @@ class Hub:
             raise DownloadError("huggingface_hub is not installed: pip install huggingface_hub") from None
         except Exception as e:  # noqa: BLE001 - HF_HUB_ETAG_TIMEOUT=x, say
             raise DownloadError(f"huggingface_hub refused its settings ({type(e).__name__}: {e}); check the HF_* variables") from None
+        from huggingface_hub.utils import logging as hub_logging
+        hub_logging.set_verbosity_error()  # 0.x logs each of its own retries ('Retrying in 4s [Retry 3/5]'); a failure here is one line
         self.offline = constants.HF_HUB_OFFLINE  # HF_HUB_OFFLINE=1 (a cluster's compute nodes): the files here, nothing fetched
         self.repo_id, self.remote_root = repo_id, remote_root.strip("/")
         self.transferred = 0  # bytes received in this run
@@ -123,7 +125,7 @@ class Hub:
     def explain(self, e: Exception, rel: str) -> DownloadError:
         """One line for anything the network or the Hub can throw."""
         from huggingface_hub import constants
-        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+        from huggingface_hub.utils import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError  # 0.24 to 2.x
         where = f"{self.repo_id}:{self.remote(rel)}"
         if isinstance(e, DownloadError):
             return e
@@ -207,11 +209,17 @@ class Hub:
         headers = {**build_hf_headers(), "Accept-Encoding": "identity"}  # byte ranges are offsets in the file itself
         if have:
             headers["Range"] = f"bytes={have}-"
-        with get_session().stream("GET", meta.location, headers=headers, follow_redirects=True, timeout=60) as response:
+        session = get_session()
+        if callable(getattr(session, "stream", None)):  # httpx: huggingface_hub 1.0 and later
+            request = session.stream("GET", meta.location, headers=headers, follow_redirects=True, timeout=60)
+        else:  # requests: huggingface_hub 0.x, which transformers 4 and other packages still pin (its session's .stream is a flag)
+            request = session.get(meta.location, headers=headers, stream=True, allow_redirects=True, timeout=60)
+        with request as response:
             hf_raise_for_status(response)
             mode = "ab" if have and response.status_code == 206 else "wb"  # 200: the server sent it all again
+            raw = response.iter_raw() if hasattr(response, "iter_raw") else response.raw.stream(1 << 16, decode_content=False)
             with open(part, mode) as f:
-                for block in response.iter_raw():  # as it arrives: what came before a drop is kept
+                for block in raw:  # as it arrives, undecoded: what came before a drop is kept
                     f.write(block)
                     self.transferred += len(block)
 

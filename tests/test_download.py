@@ -56,6 +56,29 @@ def published_tree(root):
     return base
 
 
+# The last 0.x client. transformers 4 and other packages pin huggingface_hub below 1.0, so many participants' machines have it, and it
+# speaks requests where 1.0 and later speak httpx: the downloader took its session for httpx's and failed every file as a network error.
+OLD_CLIENT = "0.36.2"
+
+
+@pytest.fixture(scope="session")
+def old_client(tmp_path_factory) -> str:
+    """An interpreter with huggingface_hub 0.36.2 from PyPI: a venv over this one's packages (torch, numpy), the client shadowed."""
+    venv = tmp_path_factory.mktemp("old_client") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, capture_output=True)
+    r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"huggingface_hub=={OLD_CLIENT}"],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:  # offline (a lent GPU box); CI reaches PyPI and must run it
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"could not install huggingface_hub=={OLD_CLIENT}: {r.stderr.strip()[-300:]}")
+    return str(venv / "bin" / "python")
+
+
+@pytest.fixture(params=["installed", OLD_CLIENT])
+def python(request) -> str:
+    """The downloader's interpreter: this one (its huggingface_hub, the newest) and one with the last 0.x client."""
+    return sys.executable if request.param == "installed" else request.getfixturevalue("old_client")
+
+
 @pytest.fixture
 def hub(tmp_path):
     published_tree(tmp_path / "remote")
@@ -64,19 +87,19 @@ def hub(tmp_path):
     server.stop()
 
 
-def run(hub_or_endpoint, tmp_path, *args, closed_console=False, **env):
+def run(hub_or_endpoint, tmp_path, *args, python=sys.executable, closed_console=False, **env):
     endpoint = hub_or_endpoint if isinstance(hub_or_endpoint, str) else hub_or_endpoint.endpoint
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MATCHED_FINEWEB_"))}
     e.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1")
     e.update({"MATCHED_FINEWEB_REPO_ID": REPO, **env})
-    cmd = CLI + ["--data-dir", str(tmp_path / "data"), *args]
+    cmd = [python, *CLI[1:], "--data-dir", str(tmp_path / "data"), *args]
     if closed_console:
         return run_with_closed_console(cmd, env=e, timeout=120)
     return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=120)
 
 
-def test_fetches_a_variant_checks_it_and_a_rerun_transfers_nothing(hub, tmp_path):
-    r = run(hub, tmp_path, "--variant", "sp1024", "2")  # positional shard count
+def test_fetches_a_variant_checks_it_and_a_rerun_transfers_nothing(hub, tmp_path, python):
+    r = run(hub, tmp_path, "--variant", "sp1024", "2", python=python)  # positional shard count
     assert r.returncode == 0, r.stderr
     data = tmp_path / "data"
     got = sorted(p.name for p in (data / "datasets/fineweb10B_sp1024").iterdir())
@@ -86,11 +109,11 @@ def test_fetches_a_variant_checks_it_and_a_rerun_transfers_nothing(hub, tmp_path
     assert "12,001 tokens" in r.stdout and "6,000 tokens" in r.stdout
     assert any(p.startswith("/blob/") for p in hub.gets())  # shards came through the CDN redirect, as from the Hub
     before = len(hub.requests)
-    again = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "2")
+    again = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "2", python=python)
     assert again.returncode == 0, again.stderr
     assert "0 files fetched this run, 0 bytes transferred" in again.stdout
     assert [m for m, *_ in hub.requests[before:]] == ["HEAD"]  # only the manifest's metadata was asked for
-    offline = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "2", "--skip-manifest")
+    offline = run(hub, tmp_path, "--variant", "sp1024", "--train-shards", "2", "--skip-manifest", python=python)
     assert offline.returncode == 0 and len(hub.requests) == before + 1  # --skip-manifest: no request at all
 
 
@@ -201,11 +224,11 @@ def test_a_bad_copy_in_the_hugging_face_cache_is_removed_and_fetched_again(hub, 
     assert len(hub.gets("/blob/" + hashlib.sha256((tmp_path / "remote/datasets" / rel.replace("000000", "000001")).read_bytes()).hexdigest())) == before
 
 
-def test_a_server_that_dies_mid_download_leaves_a_part_that_the_next_run_resumes(hub, tmp_path):
+def test_a_server_that_dies_mid_download_leaves_a_part_that_the_next_run_resumes(hub, tmp_path, python):
     rel = "datasets/datasets/fineweb10B_sp1024/fineweb_val_000000.bin"
     size = (tmp_path / "remote" / rel).stat().st_size
     hub.die_after[rel] = 5000
-    r = run(hub, tmp_path, "--variant", "sp1024", "0")
+    r = run(hub, tmp_path, "--variant", "sp1024", "0", python=python)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: ") and "network error" in r.stderr and "rerun the same command" in r.stderr
     part = tmp_path / "data/datasets/fineweb10B_sp1024/fineweb_val_000000.bin.part"
@@ -213,7 +236,7 @@ def test_a_server_that_dies_mid_download_leaves_a_part_that_the_next_run_resumes
     assert not (tmp_path / "data/datasets/fineweb10B_sp1024/fineweb_val_000000.bin").exists()
     revived = LocalHub(tmp_path / "remote", REPO)
     try:
-        r = run(revived, tmp_path, "--variant", "sp1024", "0")
+        r = run(revived, tmp_path, "--variant", "sp1024", "0", python=python)
         assert r.returncode == 0, r.stderr
         sha = hashlib.sha256((tmp_path / "remote" / rel).read_bytes()).hexdigest()
         ranges = [rng for m, p, rng in revived.requests if m == "GET" and p == f"/blob/{sha}"]
@@ -226,18 +249,18 @@ def test_a_server_that_dies_mid_download_leaves_a_part_that_the_next_run_resumes
         revived.stop()
 
 
-def test_a_dropped_connection_resumes_within_the_run(hub, tmp_path):
+def test_a_dropped_connection_resumes_within_the_run(hub, tmp_path, python):
     rel = "datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin"
     hub.drop_after[rel] = 3000
-    r = run(hub, tmp_path, "--variant", "sp1024", "1")
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", python=python)
     assert r.returncode == 0, r.stderr
     sha = hashlib.sha256((tmp_path / "remote" / rel).read_bytes()).hexdigest()
     assert [rng for m, p, rng in hub.requests if p == f"/blob/{sha}"] == [None, "bytes=3000-"]
 
 
-def test_no_server_and_bad_arguments_are_one_line_errors(tmp_path):
-    r = run("http://127.0.0.1:9", tmp_path, "--variant", "sp1024", "1")  # nothing listens on the discard port
-    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "network error" in r.stderr
+def test_no_server_and_bad_arguments_are_one_line_errors(tmp_path, python):
+    r = run("http://127.0.0.1:9", tmp_path, "--variant", "sp1024", "1", python=python)  # nothing listens on the discard port
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "network error" in r.stderr, r.stderr  # 0.x: no retry lines
     r = run("http://127.0.0.1:9", tmp_path, "--variant", "sp1024", "--skip-manifest")
     assert r.returncode == 2 and "--skip-manifest:" in r.stderr and "run once without --skip-manifest" in r.stderr
     r = run("http://127.0.0.1:9", tmp_path, "--variant", "gpt2")

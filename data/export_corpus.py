@@ -274,7 +274,7 @@ def train_tokenizer(sentences, vocab_size: int, model_prefix: Path, **overrides)
     try:
         spm.SentencePieceTrainer.train(sentence_iterator=guarded(), model_prefix=str(model_prefix), vocab_size=vocab_size,
                                        minloglevel=2, **TOKENIZER_OPTIONS, **overrides)
-    except (RuntimeError, ExportError) as e:
+    except (RuntimeError, SystemError, ExportError) as e:  # sentencepiece 0.1.99 reports an iterator's error as a SystemError
         if bad_input:
             raise bad_input[0] from None
         raise ExportError(f"SentencePiece could not train a {vocab_size}-piece tokenizer: {str(e).strip().splitlines()[-1]}") from None

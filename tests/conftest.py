@@ -33,6 +33,25 @@ def small_disk(folder: Path, size: str):
         subprocess.run(["umount", str(folder)])
 
 
+@pytest.fixture(scope="session")
+def interpreter_with(tmp_path_factory):
+    """interpreter_with("pkg==v"): a Python that imports that version of a package and this one's for the rest (a venv over this
+    interpreter's packages, the package installed from PyPI inside it), made once a session: the versions participants' machines
+    have beside the newest the suite runs on. Offline it skips; under CI (which reaches PyPI and must run every test) it fails."""
+    made: dict[str, str] = {}
+
+    def make(spec: str) -> str:
+        if spec not in made:
+            venv = tmp_path_factory.mktemp("venv") / spec.replace("=", "_")
+            subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, capture_output=True)
+            r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", spec], capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                (pytest.fail if os.environ.get("CI") else pytest.skip)(f"could not install {spec} (offline?): {r.stderr.strip()[-300:]}")
+            made[spec] = str(venv / "bin" / "python")
+        return made[spec]
+    return make
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end runs of train_gpt.py (seconds to a minute each)")
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU (tests/test_cuda.py); skipped where none is visible")

@@ -61,22 +61,10 @@ def published_tree(root):
 OLD_CLIENT = "0.36.2"
 
 
-@pytest.fixture(scope="session")
-def old_client(tmp_path_factory) -> str:
-    """An interpreter with huggingface_hub 0.36.2 from PyPI: a venv over this one's packages (torch, numpy), the client shadowed."""
-    venv = tmp_path_factory.mktemp("old_client") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, capture_output=True)
-    r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", f"huggingface_hub=={OLD_CLIENT}"],
-                       capture_output=True, text=True, timeout=600)
-    if r.returncode != 0:  # offline (a lent GPU box); CI reaches PyPI and must run it
-        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"could not install huggingface_hub=={OLD_CLIENT}: {r.stderr.strip()[-300:]}")
-    return str(venv / "bin" / "python")
-
-
 @pytest.fixture(params=["installed", OLD_CLIENT])
 def python(request) -> str:
     """The downloader's interpreter: this one (its huggingface_hub, the newest) and one with the last 0.x client."""
-    return sys.executable if request.param == "installed" else request.getfixturevalue("old_client")
+    return sys.executable if request.param == "installed" else request.getfixturevalue("interpreter_with")(f"huggingface_hub=={OLD_CLIENT}")
 
 
 @pytest.fixture

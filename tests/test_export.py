@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
+import train_gpt
 from conftest import ROOT, small_disk, synthetic_documents
 from export_corpus import TOKENIZER_OPTIONS
 
@@ -181,15 +182,35 @@ def test_variants_exported_into_one_folder_are_all_listed_as_in_the_published_ma
     ([b'{"text": "a"}'], ["--vocab-size", "100"], "--vocab-size 100: accepted 260 to 65536"),
     ([b'{"text": "a"}'], ["--reuse-tokenizer", "/nonexistent.model"], "--reuse-tokenizer /nonexistent.model: no such file"),
 ])
-def test_bad_input_is_one_line_and_replaces_nothing(tmp_path, lines, args, message):
+def test_bad_input_is_one_line_and_replaces_nothing(tmp_path, lines, args, message, python=sys.executable):
     src = tmp_path / "docs.jsonl"
     src.write_bytes(b"\n".join(lines) + b"\n")
     (tmp_path / "out").mkdir()
     (tmp_path / "out/manifest.json").write_text("earlier")
     sized = args if {"--vocab-size", "--reuse-tokenizer", "--byte260"} & set(args) else args + ["--vocab-size", "300"]
-    r = subprocess.run(CLI + ["--input", str(src), "--challenge", "--out", str(tmp_path / "out"), *sized], capture_output=True, text=True)
+    r = subprocess.run([python, *CLI[1:], "--input", str(src), "--challenge", "--out", str(tmp_path / "out"), *sized], capture_output=True, text=True)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert (tmp_path / "out/manifest.json").read_text() == "earlier" and [p.name for p in (tmp_path / "out").iterdir()] == ["manifest.json"]
+
+
+def test_an_older_sentencepiece_exports_and_names_bad_input_in_one_line(tmp_path, interpreter_with):
+    """sentencepiece 0.1.99 (2023, still pinned by some projects) reports an error raised by the documents it is fed as a SystemError,
+    not the RuntimeError of 0.2: a line that is not UTF-8 was a traceback there. Its tokenizer, trained here, reads back as ours."""
+    python = interpreter_with("sentencepiece==0.1.99")
+    (tmp_path / "bad").mkdir()
+    test_bad_input_is_one_line_and_replaces_nothing(tmp_path / "bad", [b'{"text": "ok"}', b'{"text": "caf\xe9"}'], [], "line 2 is not UTF-8",
+                                                     python)
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps({"text": f"document {i}: the quick brown fox, {i * 7} times"}) + "\n" for i in range(60)))
+    r = subprocess.run([python, *CLI[1:], "--input", str(src), "--challenge", "--out", str(tmp_path / "out"), "--vocab-size", "300",
+                        "--num-val-docs", "10"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    version = subprocess.run([python, "-c", "import sentencepiece; print(sentencepiece.__version__)"], capture_output=True, text=True)
+    assert version.stdout.strip() == "0.1.99"
+    data, tok = tmp_path / "out/datasets/fineweb10B_sp300", tmp_path / "out/tokenizers/fineweb_300_bpe.model"
+    tokens, token_bytes, _, kind = train_gpt.load_eval_data(str(data), str(tok), 300, 16, "cpu")  # the read-back check passes
+    assert kind == "sentencepiece" and token_bytes.sum() == sum(len(f"document {i}: the quick brown fox, {i * 7} times".encode())
+                                                                 for i in range(10))
 
 
 @pytest.mark.parametrize("docs, said", [([], "0 non-empty documents;"), (["one", "  "], "1 non-empty document;")])

@@ -514,8 +514,7 @@ def artifact_bytes(state: dict[str, Tensor], meta: dict, int6_blocks=(), embed_f
     return CODECS[codec][1](raw), stats
 
 def inflate(data: bytes, limit: int, where: str) -> tuple[bytes, str]:
-    """An artifact's compressed bytes, inflated to at most limit bytes; the codec is known by its first bytes. A truncated or corrupted
-    stream, or bytes after its end, is refused (zstd frames carry their size and a checksum)."""
+    """Inflate at most limit bytes, the codec known by its first bytes; a truncated or corrupted stream, or bytes after its end, is refused."""
     codec = next((name for name, (magic, _) in CODECS.items() if data.startswith(magic)), None)
     refuse_first((codec is None, f"{where}: not a compressed artifact (none of {', '.join(CODECS)}: truncated, empty or another file)"),
                  error=ArtifactError)
@@ -1085,7 +1084,8 @@ def claim_outputs(outputs: dict[str, str]) -> None:
     """Before any work each output ({'VAR=value': path}) gets its folder and a held lock beside it: a second live run on them is refused."""
     for label, path in ((label, Path(p)) for label, p in outputs.items()):
         try:
-            refuse_first((path.is_dir(), f"{label}: {path} is a folder; accepted: a file path"))
+            odd = "a folder" if path.is_dir() else "not a regular file (a device, pipe or socket)" if path.exists() and not path.is_file() else ""
+            refuse_first((odd, f"{label}: {path} is {odd}; accepted: a file path (a regular file, which the run replaces, or a new one)"))
             path.parent.mkdir(parents=True, exist_ok=True)
             HELD_LOCKS.append(fd := os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644))
         except OSError as e:

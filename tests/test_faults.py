@@ -529,6 +529,12 @@ def output_cases(root: Path):
     cases = [(f"output:{var}:folder", env, f"{var}={root / 'outdir'}: ", "is a folder") for var, env in outs.items()]
     cases += [(f"output:{var}:under_a_file", {**env, var: str(root / "plainfile" / "x.bin")}, f"{var}={root / 'plainfile' / 'x.bin'}: ",
                "cannot be written") for var, env in outs.items()]
+    # ARTIFACT=/dev/null (to discard it in a sweep, say) run as root, as on a rented GPU box, replaced the system's /dev/null with
+    # the artifact file: a path that exists must be a regular file. A named pipe, and a link to /dev/null (neither needs root)
+    os.mkfifo(root / "fifo")
+    (root / "null_link").symlink_to("/dev/null")
+    cases += [(f"output:{var}:{name}", {**env, var: str(root / name)}, f"{var}={root / name}: ", "is not a regular file (a device, pipe or socket)")
+              for var, env in outs.items() for name in ("fifo", "null_link")]
     return cases
 
 

@@ -1483,9 +1483,9 @@ def cli(argv: list[str]) -> int:
     except RuntimeError as e:  # out of memory (torch.OutOfMemoryError on a GPU, the allocator's error on a CPU): where, and what to lower
         if not RUNNING or not (memory := re.search("out of memory|can't allocate memory|ALLOC_FAILED", str(e))):
             raise
-        tried = re.search(r"[Tt]ried to allocate [\d.]+ ?\w+", str(e))
-        RUNNING[0](f"stopping: out of memory ({tried[0].lower() if tried else memory[0]}) {RUNNING[1]()}; lower TRAIN_BATCH_TOKENS or raise "
-                   "GRAD_ACCUM_STEPS (a training micro-step), VAL_BATCH_SIZE or EVAL_BATCH_SEQS (an evaluation batch), or the model's size")
+        tried = re.search(r"[Tt]ried to allocate ([\d.]+ ?\w+)", str(e))  # CUDA: '2.00 GiB', the CPU allocator: '268435456 bytes'
+        RUNNING[0](f"stopping: out of memory ({f'tried to allocate {tried[1]}' if tried else memory[0]}) {RUNNING[1]()}; lower "
+                   "TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS (training), VAL_BATCH_SIZE or EVAL_BATCH_SEQS (evaluation), or the model")
         status = 3
     finally:  # an in-process caller (the tests' harness) runs again with fresh locks, signals and state
         RUNNING.clear()

@@ -687,7 +687,7 @@ def test_out_of_memory_says_where_the_run_was_and_what_to_lower(tiny_data, tmp_p
     assert proc.returncode == 3 and proc.stderr == "", proc.stderr[-2000:]
     last = log_lines(tmp_path, "oom")[-1]
     assert re.fullmatch(rf"stopping: out of memory \(tried to allocate \d+ bytes\) {where}; lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS "
-                        r"\(a training micro-step\), VAL_BATCH_SIZE or EVAL_BATCH_SEQS \(an evaluation batch\), or the model's size", last), last
+                        r"\(training\), VAL_BATCH_SIZE or EVAL_BATCH_SEQS \(evaluation\), or the model", last), last
     assert proc.stdout.splitlines()[-1] == last
     if phase == "training":
         assert (tmp_path / "final_model.int8.ptz").read_bytes() == b"an earlier good artifact"

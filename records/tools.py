@@ -141,6 +141,7 @@ def parse_log(path: Path) -> dict:
                 break
             config[m.group(1)] = m.group(2).strip()
     stop = last(r"^stopping_early:")
+    stopped = last(r"^stopping: ")  # ours: a signal, a non-finite loss, memory, weights no artifact could hold (the wallclock cap is not one)
     step_src = stop or (steps[-1][2] if steps else None)
     total_rx, code_rx = r"Total submission size[^:]*:\s*(\d[\d,]*)", r"^Code size(?: \(compressed\))?:\s*(\d+)"
     total, code = last(total_rx), last(code_rx)
@@ -161,7 +162,8 @@ def parse_log(path: Path) -> dict:
         "iterations": steps[-1][1] if steps else None,
         "step_avg_ms": duration_ms(trains[-1][2] if trains else (steps[-1][2] if steps else None), "step_avg"),
         "train_time_ms": duration_ms(step_src, "train_time"),
-        "score_line": final_kind, "val_bpb": number(final_line, "val_bpb"), "val_loss": number(final_line, "val_loss"),
+        "score_line": final_kind, "stopped": stopped.removeprefix("stopping: ").split(";")[0] if stopped else None,
+        "val_bpb": number(final_line, "val_bpb"), "val_loss": number(final_line, "val_loss"),
         "roundtrip_val_bpb": number(roundtrip, "val_bpb"), "roundtrip_val_loss": number(roundtrip, "val_loss"),
         "sliding_val_bpb": number(sliding, "val_bpb"), "sliding_val_loss": number(sliding, "val_loss"), "pre_quant_val_bpb": number(pre, "val_bpb"),
         "bytes_total": int(re.search(total_rx, total).group(1).replace(",", "")) if total else None,
@@ -226,12 +228,15 @@ def summary_rows(logs: list[dict]) -> tuple[list[str], list[dict]]:
 def summary_table(logs: list[dict], form: str = "md") -> str:
     swept, rows = summary_rows(logs)
     if form == "json":
-        keep = [k for _, k, _ in SUMMARY_COLUMNS] + ["val_loss", "train_time_ms", "eval_time_ms", "hardware", "path", "traceback", "no_effect"]
+        keep = [k for _, k, _ in SUMMARY_COLUMNS] + ["stopped", "val_loss", "train_time_ms", "eval_time_ms", "hardware", "path", "traceback",
+                                                     "no_effect"]
         plain = lambda v: str(v) if isinstance(v, float) and not math.isfinite(v) else v  # a diverged run's "nan": NaN is not JSON
         return json.dumps([{**{k: plain(r.get(k)) for k in keep}, "env": {k: r["env"].get(k) for k in swept}} for r in rows], indent=2)
     head = [SUMMARY_COLUMNS[0][0]] + swept + [c for c, _, _ in SUMMARY_COLUMNS[1:]]
     cell = lambda r, k: r["env"].get(k, "") + (" (no effect)" if k in r["no_effect"] else "")  # the run's warning: said where it is read
-    body = [[r["run"]] + [cell(r, k) for k in swept] + [fmt(r[k], spec) for _, k, spec in SUMMARY_COLUMNS[1:]] for r in rows]
+    end = lambda r: " ".join(filter(None, [r["score_line"], r.get("stopped") and f"(stopped: {r['stopped']})"])) or None  # why a sweep's run ended
+    body = [[r["run"]] + [cell(r, k) for k in swept] + [fmt(end(r) if k == "score_line" else r[k], spec) for _, k, spec in SUMMARY_COLUMNS[1:]]
+            for r in rows]
     if form == "csv":
         out = io.StringIO()
         w = csv.writer(out, lineterminator="\n")

@@ -468,6 +468,23 @@ def test_a_diverged_score_sorts_last_and_is_never_a_record_or_a_record_to_beat(t
     assert not (tmp_path / "track_non_record_16mb").exists()
 
 
+def test_summary_says_why_a_run_stopped(two_seeds, tiny_data, tmp_path):
+    """A sweep's run that stopped (a non-finite loss here; out of memory, a signal) showed only dashes in the summary: its final-line
+    cell now says why, from the run's own `stopping:` line, and the JSON has it as `stopped`."""
+    env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"], "RUN_ID": "nan",
+                       "TIED_EMBED_LR": "1e30", "WARMUP_STEPS": "0"})
+    assert run_train(tmp_path, env).returncode == 3
+    shutil.copy(two_seeds / "logs/seed2.txt", tmp_path / "logs" / "seed2.txt")
+    r = subprocess.run(TOOLS + ["summary", str(tmp_path / "logs")], capture_output=True, text=True)
+    head, _, *rows = [[c.strip() for c in row.strip("|").split("|")] for row in r.stdout.splitlines()]
+    assert r.returncode == 0 and [row[0] for row in rows] == ["seed2", "nan"], r.stdout
+    ended = [row[head.index("final line")] for row in rows]
+    assert ended[0] == "final_int8_zlib_roundtrip_sliding_exact"
+    assert re.fullmatch(r"step \(stopped: non-finite train_loss:nan at step:\d+/12\)", ended[1]), ended[1]  # its score: step 0's validation
+    r = subprocess.run(TOOLS + ["summary", "--format", "json", str(tmp_path / "logs")], capture_output=True, text=True)
+    assert [row["stopped"] for row in json.loads(r.stdout)] == [None, ended[1][len("step (stopped: "):-1]]
+
+
 def test_a_run_over_the_size_cap_says_so_in_its_log(tiny_data, tmp_path):
     # A 131,072 x 256 hashed bigram table: stored, barely compressible, and cheap to run.
     env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"], "RUN_ID": "big",

@@ -92,7 +92,7 @@ LR_MAX = 1e30  # far beyond any useful rate; above ~1e37 Adam's bias-corrected s
 ENV_VARS = [
     # data and run
     ("DATA_PATH", "./data/datasets/fineweb10B_sp1024", "str", None, "folder holding the `*_train_*.bin` and `*_val_*.bin` shards"),
-    ("TOKENIZER_PATH", "./data/tokenizers/fineweb_1024_bpe.model", "str", None, "shards' tokenizer (val_bpb's bytes): SentencePiece or byte260 JSON"),
+    ("TOKENIZER_PATH", "./data/tokenizers/fineweb_1024_bpe.model", "str", None, "the shards' tokenizer (val_bpb's bytes): SentencePiece or JSON"),
     ("RUN_ID", "", "str", None, "log file `logs/<RUN_ID>.txt`; empty = a random id"),
     ("SEED", 1337, "int", (0, 2**31 - 1), "seed of the initialisation"),
     ("RECIPE", "", "str", tuple(RECIPES), "a published configuration by name (README \"Recipes\"); variables set in the environment win"),
@@ -378,13 +378,25 @@ class Muon(torch.optim.Optimizer):
 # EVALUATION (tokenizer-agnostic bits per byte)
 # -----------------------------------------------------------------------------
 
+def json_token_bytes(tok: dict) -> dict[int, int]:
+    """{id: UTF-8 bytes} of the text ids of the challenge's JSON tokenizers: pure_byte (byte b is id byte_offset + b) and char (the i-th of its
+    `chars` is id unk_id + 1 + i, and vocab_size = unk_id + 1 + len(chars)); their other ids (pad, bos, eos, unk) are boundaries."""
+    kind, n, cfg = tok["tokenizer_type"], tok["vocab_size"], tok.get("config", {})
+    first, chars = (cfg.get("byte_offset", 4), None) if kind == "pure_byte" else (cfg.get("unk_id", 3) + 1, cfg.get("chars"))
+    ok = type(chars) is list and all(type(c) is str and len(c) == 1 for c in chars) and len(set(chars)) == len(chars)  # one character each, once
+    sizes = [1] * 256 if kind == "pure_byte" else [len(c.encode()) for c in chars] if ok else None
+    refuse_first((kind not in ("pure_byte", "char") or sizes is None or not type(first) is type(n) is int or not 0 <= first <= n - len(sizes)
+                  or kind == "char" and first + len(sizes) != n, f"tokenizer_type {kind!r}, vocab_size {n!r}; accepted: pure_byte with 256 byte "
+                  "ids within the vocabulary, or char with its chars each one character, once, and vocab_size = unk_id + 1 + their number"))
+    return dict(enumerate(sizes, first))
+
 def target_bytes(sp, tokens: Tensor, vocab_size: int) -> Tensor:
     """Each position's UTF-8 bytes as a target: its piece's without a leading '▁', and the '▁' unless the token before is a boundary (control,
-    unknown, unused). sp: a SentencePiece model, or (byte260's pure_byte tokenizer) the range of its 256 byte ids, the other ids boundaries."""
+    unknown, unused). sp: a SentencePiece model, or a JSON tokenizer's {id: bytes} of its text ids (json_token_bytes), the rest boundaries."""
     base, space, boundary = np.zeros(vocab_size, dtype=np.int16), np.zeros(vocab_size, dtype=np.bool_), np.ones(vocab_size, dtype=np.bool_)
-    byte_ids = list(sp) if isinstance(sp, range) else []
-    base[byte_ids], boundary[byte_ids] = 1, False
-    for i in range(0 if byte_ids else sp.get_piece_size()):
+    table = sp if isinstance(sp, dict) else {}
+    base[list(table)], boundary[list(table)] = list(table.values()), False
+    for i in range(0 if isinstance(sp, dict) else sp.get_piece_size()):
         if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i)):  # a byte piece (<0x41>) is one byte and never starts with '▁'
             piece = sp.id_to_piece(i)
             boundary[i], space[i] = False, piece.startswith("\u2581")
@@ -443,8 +455,7 @@ class ArtifactError(ConfigError):
     """An artifact that cannot be used: truncated, corrupted, or from another configuration."""
 
 def quantize_rows_int8(w: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
-    """Per-row int8: clip each row at the INT8_CLIP_PERCENTILE of |w|, `levels` a side (127; 31 for int6), fp16 scales no smaller than the
-    house's 1/127 (values are rounded with the stored fp16 scale, so dequantization is exact)."""
+    """Per row: clip at INT8_CLIP_PERCENTILE of |w|, `levels` a side (int6: 31), fp16 scales >= 1/127, rounded with the stored fp16 scale."""
     w = w.float()
     clip = torch.quantile(w.abs(), INT8_CLIP_PERCENTILE / 100.0, dim=1) if w.numel() else w.new_zeros(w.size(0))
     scale = (clip / levels).clamp_min(1.0 / 127.0).to(torch.float16)
@@ -452,9 +463,8 @@ def quantize_rows_int8(w: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
     return q.clamp(-levels, levels).to(torch.int8), scale
 
 def quantize_state_dict(state: dict[str, Tensor], int6_blocks=(), embed_fp16: bool = False) -> tuple[dict, dict]:
-    """The house export: 2-D float tensors above KEEP_FLOAT_MAX_NUMEL to int8 per row, other large float tensors to int8 with one scale, small ones
-    kept (fp16, control tensors fp32). Mask scores (names ending in .scores) are stored as their mask, 1 bit a weight; matrices of the blocks in
-    int6_blocks take 31 levels a side (int6 values in int8 storage, which zlib then packs tighter); embed_fp16 keeps the token embedding in fp16."""
+    """The house export: float tensors above KEEP_FLOAT_MAX_NUMEL to int8 per row (one row if not 2-D), small ones kept (fp16, control tensors
+    fp32); mask scores as their mask, 1 bit a weight; int6_blocks' matrices at 31 levels a side (int6 values in int8 storage, packed tighter)."""
     out = {"q": {}, "scale": {}, "keep": {}, "dtype": {}, "bits": {}, "shape": {}}
     stats = {"float_bytes": 0, "payload_bytes": 0, "int8": [], "int6": [], "kept": [], "bits": []}
     int6 = re.compile(r"(^|\.)blocks\.(" + "|".join(map(str, int6_blocks)) + r")\.") if int6_blocks else None
@@ -549,9 +559,7 @@ def config_env(config: dict) -> dict[str, str]:  # a stored model configuration 
     return {**env, **({"LORA_RANK": attn.split(",")[0]} if len(set(config["attn_ranks"] + config["mlp_ranks"])) == 1 else
                       {"LORA_RANKS_ATTN": attn, "LORA_RANKS_MLP": mlp})}
 
-def model_that_fits(cfg, what: str, error=ConfigError) -> nn.Module:
-    """The model cfg describes, built on the meta device (shapes, no memory); refused when its weights and regenerated matrices
-    would not fit in this machine's memory (a careless NUM_LAYERS, or an artifact's stored one), rather than dying inside an allocation."""
+def model_that_fits(cfg, what: str, error=ConfigError) -> nn.Module:  # on the meta device; refused if it would not fit in memory (NUM_LAYERS=900)
     with torch.device("meta"):
         model = build_model(cfg)
     need, have = 4 * sum(t.numel() for t in (*model.parameters(), *model.buffers())), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -560,8 +568,7 @@ def model_that_fits(cfg, what: str, error=ConfigError) -> nn.Module:
     return model
 
 def check_blob(blob, where: str) -> None:
-    """The stored configuration validated like the environment (ENV_VARS, Hyperparameters); then every stored tensor against
-    the model it describes, built on the meta device (no memory): the same names, shapes and storage dtypes."""
+    """The stored configuration validated as the environment is; then every tensor against the model it describes: names, shapes, dtypes."""
     with refused_as(f"{where}: its stored configuration is not one this script makes", error=ArtifactError):
         ranks = blob["meta"]["config"].pop("ranks", None)  # written before 2026-11-23's per-group ranks: one list served both groups
         blob["meta"]["config"].update({} if ranks is None else {"attn_ranks": ranks, "mlp_ranks": ranks})
@@ -609,8 +616,7 @@ def first_difference(ours: dict, theirs: dict, what: str, error=ArtifactError) -
                   + (f" (and {len(diff) - 1} more differences)" if len(diff) > 1 else "")), error=error)
 
 def model_from_artifact(path, expect: dict | None = None, var: str = "ARTIFACT", data: bytes | None = None) -> tuple[nn.Module, dict]:
-    """Rebuild the model an artifact describes and load its weights; `expect` is a configuration it must match, and its
-    regenerated matrices must match the recorded checksums (the same BASE_SEED and BASE_INIT, and an unchanged generator)."""
+    """The model an artifact describes, with its weights; its configuration must match `expect`, its regenerated matrices their checksums."""
     state, meta = read_artifact(path, data, var)
     first_difference(expect or meta["config"], meta["config"], f"{var}={path}: built")
     model = build_model(SimpleNamespace(**meta["config"]))
@@ -863,8 +869,7 @@ class LowRankLinear(nn.Module):
         return F.linear(F.linear(x, self.A), self.B)
 
 def make_projection(cfg, layer: int, name: str, in_features: int, out_features: int) -> nn.Module:
-    """The one place that builds a projection (q, k, v, o, fc, proj; the frozen MLP's correction 'corr'; the tied embedding 'emb'). One in
-    FREEZE_TARGETS becomes what FREEZE_MODE says; the others stay dense and learned. o and proj start at zero as in the baseline."""
+    """The one place that builds a projection (q k v o fc proj, the correction corr, emb): a target as FREEZE_MODE says, others dense."""
     if name == "corr":
         return LowRankLinear(in_features, out_features, cfg.frozen_correction_rank, zero_init=True)
     mode, seed, dims, zero = cfg.freeze_mode if name in cfg.targets else "none", projection_seed(cfg.base_seed, layer, name), \
@@ -935,8 +940,7 @@ class Block(nn.Module):
         return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x))
 
 def bigram_buckets(input_ids: Tensor, buckets: int) -> Tensor:
-    """Bucket of each position's (previous, current) token pair: mix32(prev * 65536 + cur) mod buckets. The first position of a window has
-    no previous token; it takes id 0 (pad, never in the data), in training and evaluation alike."""
+    """mix32(prev * 65536 + cur) mod buckets for each position's token pair; a window's first position pairs with id 0 (pad, never data)."""
     return mix32(F.pad(input_ids[:, :-1], (1, 0)) * 65536 + input_ids) % buckets
 
 class GPT(nn.Module):
@@ -981,8 +985,7 @@ class GPT(nn.Module):
         return (1.0 - alpha) * nll + alpha * temp * temp * kl
 
 class Ensemble(nn.Module):
-    """NUM_MODELS members trained side by side on the same batches (the loss is their mean); evaluation scores the average of their
-    probabilities. Member i regenerates its random matrices from BASE_SEED + i."""
+    """NUM_MODELS members trained on the same batches (the loss their mean), member i from BASE_SEED + i; evaluation averages probabilities."""
     def __init__(self, cfg):
         super().__init__()
         self.members = nn.ModuleList(GPT(SimpleNamespace(**{**vars(cfg), "base_seed": cfg.base_seed + i})) for i in range(cfg.num_models))
@@ -997,8 +1000,7 @@ def build_model(cfg) -> nn.Module:
     return Ensemble(cfg) if cfg.num_models > 1 else GPT(cfg)
 
 def build_optimizers(model: nn.Module, args, compile_muon: bool = False) -> list[torch.optim.Optimizer]:
-    """Muon for 2-D matrices (block projections, adapters, low-rank factors, the bigram projection); Adam for the embeddings and head (with
-    ADAM_WD), for every vector or scalar (control tensors, mask scales) and, at MASK_LR, for the mask scores."""
+    """Muon for 2-D matrices (projections, adapters, factors); Adam for the embeddings and head (ADAM_WD), vectors, scalars and mask scores."""
     groups = {"embed": [], "head": [], "scalar": [], "mask": [], "muon": []}
     for name, p in model.named_parameters():
         leaf = name.split(".")[-2] if name.endswith(".weight") else name.split(".")[-1]
@@ -1139,19 +1141,17 @@ def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len
     refuse_first((not os.path.lexists(tokenizer_path), f"{where}: no such file (relative paths are to {os.getcwd()}); build or fetch the data "
                   "first (`bash run.sh data`)"), error=DataError)
     proto = read_input(tokenizer_path, "TOKENIZER_PATH", "tokenizer", 1 << 30)
-    kind, what = ("pure_byte", "pure_byte tokenizer") if proto.lstrip().startswith(b"{") else ("sentencepiece", "SentencePiece model")
-    with refused_as(f"{where}: not a {what} (the kinds read: SentencePiece, and byte260's JSON)", Exception, error=DataError):
-        tok = json.loads(proto) if kind == "pure_byte" else spm.SentencePieceProcessor(model_proto=proto)
-        n, first = (tok["vocab_size"], tok.get("config", {}).get("byte_offset", 4)) if kind == "pure_byte" else (tok.vocab_size(), 0)
-        bad = kind == "pure_byte" and (tok["tokenizer_type"] != "pure_byte" or not type(first) is type(n) is int or not 0 <= first <= n - 256)
-        refuse_first((bad, bad and f"tokenizer_type {tok['tokenizer_type']!r}, byte_offset {first!r}, vocab_size {n!r}; accepted: pure_byte, "
-                      "256 byte ids within the vocabulary"))
+    is_json = proto.lstrip().startswith(b"{")
+    with refused_as(f"{where}: not a {'JSON tokenizer' if is_json else 'SentencePiece model'} (the kinds read: SentencePiece, and the challenge's "
+                    "JSON pure_byte and char)", Exception, error=DataError):
+        tok = json.loads(proto) if is_json else spm.SentencePieceProcessor(model_proto=proto)
+        kind, n, table = (tok["tokenizer_type"], tok["vocab_size"], json_token_bytes(tok)) if is_json else ("sentencepiece", tok.vocab_size(), tok)
     refuse_first((n != vocab_size, f"{where}: vocabulary of {n} tokens, but VOCAB_SIZE={vocab_size}"), error=DataError)
     tokens = load_validation_tokens(data_path, seq_len, vocab_size)  # a transformed tokenizer's (CaseOps) export writes each token's bytes:
     sidecar = sorted(glob.glob(os.path.join(glob.escape(data_path), "*_val_bytes_*.bin")))  # its added symbols are not in the text
-    with refused_as(f"{where}: not a {what} (a piece that is not UTF-8)", UnicodeDecodeError, error=DataError):  # read only here
+    with refused_as(f"{where}: not a SentencePiece model (a piece that is not UTF-8)", UnicodeDecodeError, error=DataError):  # read only here
         token_bytes = torch.from_numpy(np.concatenate([load_data_shard(f) for f in sidecar]).astype(np.int32)) if sidecar else \
-            target_bytes(range(first, first + 256) if kind == "pure_byte" else tok, tokens, vocab_size)
+            target_bytes(table, tokens, vocab_size)
     docs = np.split(t := tokens[:1 << 18].numpy(), np.flatnonzero(t == tok.bos_id()))[1:-1][:32] if kind == "sentencepiece" and not sidecar else []
     same = sum(tok.encode(tok.decode(d[1:].tolist())) == d[1:].tolist() for d in docs)  # whole documents (the last may be cut); a sidecar: no bytes
     refuse_first((same < len(docs) / 2, f"{where}: not the tokenizer of the shards in DATA_PATH={data_path}: {same} of their first {len(docs)} "

@@ -35,6 +35,50 @@ def test_target_bytes_match_a_direct_decode(tiny_data):
         len(sp.decode(sp.encode(docs[0])).encode()) + len(sp.decode(sp.encode(docs[1])).encode())
 
 
+# The challenge's character-level tokenizer (its data README's char workflow): ids 0-3 pad, bos, eos, unk, then one a character.
+CHAR = {"tokenizer_type": "char", "config": {"pad_id": 0, "bos_id": 1, "eos_id": 2, "unk_id": 3, "chars": [" ", "é", "中", "😀"]},
+        "vocab_size": 8}
+
+
+def with_config(**changes):
+    return {**CHAR, "config": {**CHAR["config"], **changes}}
+
+
+@pytest.mark.parametrize("tok, why", [
+    (CHAR, None),
+    ({"tokenizer_type": "pure_byte", "config": {"byte_offset": 4}, "vocab_size": 260}, None),
+    (with_config(chars=[" ", "é", " ", "😀"]), "tokenizer_type 'char', vocab_size 8; accepted: pure_byte with 256 byte ids within the "
+     "vocabulary, or char with its chars each one character, once, and vocab_size = unk_id + 1 + their number"),  # a character twice
+    (with_config(chars=[" ", "é", "ab", "😀"]), "tokenizer_type 'char', vocab_size 8; accepted"),  # two characters in one id
+    (with_config(chars=" é中😀"), "tokenizer_type 'char', vocab_size 8; accepted"),  # a string, not a list
+    ({**CHAR, "vocab_size": 9}, "tokenizer_type 'char', vocab_size 9; accepted"),  # one id without a character
+    (with_config(chars=[" ", "é", "中", "\ud83d"]), "(UnicodeEncodeError: 'utf-8' codec can't encode character '\\ud83d'"),  # half a pair
+    (with_config(unk_id="3"), "(TypeError: can only concatenate str"),
+    ({"tokenizer_type": "pure_byte", "config": {"byte_offset": 5}, "vocab_size": 260}, "tokenizer_type 'pure_byte', vocab_size 260; accepted"),
+    ({"tokenizer_type": "wordpiece", "vocab_size": 8}, "tokenizer_type 'wordpiece', vocab_size 8; accepted"),
+])
+def test_the_challenges_json_tokenizers_count_utf8_bytes_and_a_malformed_one_is_one_line(tmp_path, tok, why):
+    """A char tokenizer's i-th character is id unk_id + 1 + i and counts its UTF-8 bytes (1 to 4); pad, BOS, EOS and unk count none.
+    What the challenge's format cannot hold (a character twice, two in one id, a vocabulary that is not unk_id + 1 + their number, half a
+    surrogate pair, an unk_id that is text) is refused in one line that names the file and what is accepted."""
+    from export_corpus import write_shard
+    from train_gpt import DataError, load_eval_data
+
+    (tmp_path / "d").mkdir()
+    write_shard(tmp_path / "d/x_val_000000.bin", np.array([1, 4, 5, 6, 7, 3, 2, 0, 1, 7, 7, 4], dtype=np.uint16))
+    (tmp_path / "t.json").write_text(json.dumps(tok), encoding="utf-8")
+    if why is None:
+        _, token_bytes, _, kind = load_eval_data(str(tmp_path / "d"), str(tmp_path / "t.json"), tok["vocab_size"], 4, "cpu")
+        expected = [0, 1, 2, 3, 4, 0, 0, 0, 0, 4, 4, 1] if kind == "char" else [0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1]
+        assert token_bytes.tolist() == expected
+        return
+    with pytest.raises(DataError) as e:
+        load_eval_data(str(tmp_path / "d"), str(tmp_path / "t.json"), tok["vocab_size"], 4, "cpu")
+    message = str(e.value)
+    assert message.startswith(f"TOKENIZER_PATH={tmp_path / 't.json'}: not a JSON tokenizer (the kinds read: SentencePiece, and the "
+                              "challenge's JSON pure_byte and char) (") and why in message and "\n" not in message, message
+
+
 @pytest.mark.parametrize("n, seq, stride", [(64, 16, 16), (64, 16, 4), (70, 16, 5), (64, 16, 1), (17, 16, 3), (16, 16, 7), (1000, 64, 48)])
 def test_window_plan_scores_every_target_exactly_once(n, seq, stride):
     starts, score_from = window_plan(n, seq, stride)

@@ -164,14 +164,14 @@ def tokenizer_and_artifact_cases(root: Path, tiny_data: dict, good: dict):
             return (os.system, (f"touch {marker}",))
 
     files["code.ptz"] = zlib.compress(pickle.dumps({"meta": {"format": train_gpt.ARTIFACT_FORMAT}, "q": Payload()}, protocol=2))
-    files["other_kind.json"] = json.dumps({"tokenizer_type": "wordpiece", "vocab_size": 1024}).encode()  # JSON, but not byte260's kind
+    files["other_kind.json"] = json.dumps({"tokenizer_type": "wordpiece", "vocab_size": 1024}).encode()  # JSON, but not a kind the challenge makes
     for name, blob in files.items():
         (root / name).write_bytes(blob)
     a = lambda name: {"EVAL_ONLY": "1", "ARTIFACT": str(root / name)}
     cases = [
         ("tokenizer:garbage", {"TOKENIZER_PATH": str(garbage_tok)}, "not a SentencePiece model", str(garbage_tok)),
-        ("tokenizer:other_json", {"TOKENIZER_PATH": str(root / "other_kind.json")}, "not a pure_byte tokenizer (the kinds read: SentencePiece, "
-         "and byte260's JSON) (tokenizer_type 'wordpiece'", str(root / "other_kind.json")),
+        ("tokenizer:other_json", {"TOKENIZER_PATH": str(root / "other_kind.json")}, "not a JSON tokenizer (the kinds read: SentencePiece, "
+         "and the challenge's JSON pure_byte and char) (tokenizer_type 'wordpiece', vocab_size 1024; accepted: pure_byte", str(root / "other_kind.json")),
         ("tokenizer:not_the_shards", {"TOKENIZER_PATH": good["other_tokenizer"]}, "not the tokenizer of the shards in DATA_PATH="
          f"{tiny_data['data_path']}: 0 of their first 32 validation documents re-encode to their own tokens", good["other_tokenizer"]),
         ("artifact:truncated", a("truncated.ptz"), "not a zlib-compressed artifact (truncated or corrupted)", str(root / "truncated.ptz")),

@@ -4,8 +4,9 @@
     python3 data/cached_challenge_fineweb.py --variant sp1024 10        # 10 train shards
     python3 data/cached_challenge_fineweb.py --variant byte260 --skip-manifest --with-docs
 
-The same interface as the challenge's own downloader: `--variant byte260|sp<N>` (any
-variant the manifest lists), the train shard count as `--train-shards N` or a positional
+The same interface as the challenge's own downloader: `--variant byte260|char|sp<N>` (any
+variant the manifest lists; the published one has no char, which its data README builds
+locally, but an export of one's own may: data/export_corpus.py --char), the train shard count as `--train-shards N` or a positional
 N (default 80), `--skip-manifest` (use the local data/manifest.json), `--with-docs` (also
 fetch docs_selected.jsonl and its source manifest, to re-export with
 data/export_corpus.py --challenge). The source is `MATCHED_FINEWEB_REPO_ID` (default
@@ -14,7 +15,7 @@ willdepueoai/parameter-golf) under `MATCHED_FINEWEB_REMOTE_ROOT_PREFIX` (default
 
     data/manifest.json
     data/datasets/fineweb10B_<variant>/fineweb_{train,val}_NNNNNN.bin   (every val shard)
-    data/tokenizers/...   (as the manifest names them: .model + .vocab, or byte260's .json)
+    data/tokenizers/...   (as the manifest names them: .model + .vocab, or byte260's or char's .json)
     data/docs_selected.jsonl, data/docs_selected.source_manifest.json  (--with-docs)
 
 What it adds to that interface:
@@ -285,8 +286,8 @@ def download(variant: str, train_shards: int, data_dir: Path = DATA_DIR, skip_ma
              with_docs: bool = False, repo_id: str | None = None, remote_root: str | None = None) -> dict:
     repo_id = repo_id or os.environ.get("MATCHED_FINEWEB_REPO_ID") or DEFAULT_REPO_ID
     remote_root = os.environ.get("MATCHED_FINEWEB_REMOTE_ROOT_PREFIX", DEFAULT_REMOTE_ROOT) if remote_root is None else remote_root
-    if not re.fullmatch(r"byte260|sp[1-9][0-9]*", variant):
-        raise DownloadError(f"--variant {variant!r}: accepted byte260 or sp<N> (sp1024, sp8192, ...)")
+    if not re.fullmatch(r"byte260|char|sp[1-9][0-9]*", variant):
+        raise DownloadError(f"--variant {variant!r}: accepted byte260, char or sp<N> (sp1024, sp8192, ...)")
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
         raise DownloadError(f"MATCHED_FINEWEB_REPO_ID={repo_id!r}: expected owner/name")
     hub = Hub(repo_id, remote_root)
@@ -348,7 +349,7 @@ def check_docs(data_dir: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Download the challenge's published FineWeb export (checked, resumable)")
     p.add_argument("train_shards_positional", nargs="?", type=int, metavar="TRAIN_SHARDS", help="alias of --train-shards")
-    p.add_argument("--variant", default="sp1024", help="byte260 or sp<N>, as the manifest lists them (default sp1024)")
+    p.add_argument("--variant", default="sp1024", help="byte260, char or sp<N>, as the manifest lists them (default sp1024)")
     p.add_argument("--train-shards", type=int, default=None, help="prefix of train shards to fetch (default 80)")
     p.add_argument("--skip-manifest", action="store_true", help="use the local data/manifest.json instead of fetching it")
     p.add_argument("--with-docs", action="store_true", help="also fetch docs_selected.jsonl and its source manifest")

@@ -1,4 +1,4 @@
-"""Export text in the challenge's format: SentencePiece (or byte260) tokenizer + uint16 shards + manifest.
+"""Export text in the challenge's format: SentencePiece (or byte260, or char) tokenizer + uint16 shards + manifest.
 
 The challenge's own protocol, from its docs_selected.jsonl (FACTS.md):
 
@@ -29,6 +29,14 @@ trained, tokenizers/fineweb_pure_byte_260.json (or <name>_pure_byte_260.json) ho
 each document is BOS + (4 + b for each byte b of its UTF-8) in datasets/fineweb10B_byte260/
 (or <name>_byte260/).
 
+--char, in either mode, makes the challenge's character-level tokenizer (the char workflow of
+its data README): every character of every document (validation included, NUL counted as a
+space), most frequent first, ties by code point, is id 4, 5, ...; tokenizers/fineweb_char.json
+(or <name>_char.json) holds them in the challenge's JSON, and each document is BOS + the id of
+each of its characters (3, unknown, for one not in the list: a NUL) in datasets/fineweb10B_char/
+(or <name>_char/). Both JSON files are written as the challenge writes them (2-space indent,
+sorted keys, characters as themselves), so the same documents give the same bytes.
+
 Both modes stream: documents are read, encoded (on every core) and written shard by shard,
 so memory does not grow with the input (SentencePiece's trainer holds its own training
 sentences: bound them with --tokenizer-train-docs, or reuse a tokenizer). Both are
@@ -55,11 +63,11 @@ from pathlib import Path
 import numpy as np
 
 SHARD_MAGIC, SHARD_VERSION, HEADER_INTS = 20240520, 1, 256
-BOS_ID, EOS_ID = 1, 2
+BOS_ID, EOS_ID, UNK_ID = 1, 2, 3
 BATCH_DOCS = 512
 # byte260, the challenge's pure-byte tokenizer (FACTS.md): nothing to train; byte b of a document's UTF-8 is id BYTE_OFFSET + b.
 BYTE_OFFSET = 4
-BYTE260 = {"tokenizer_type": "pure_byte", "config": {"pad_id": 0, "bos_id": BOS_ID, "eos_id": EOS_ID, "unk_id": 3, "byte_offset": BYTE_OFFSET,
+BYTE260 = {"tokenizer_type": "pure_byte", "config": {"pad_id": 0, "bos_id": BOS_ID, "eos_id": EOS_ID, "unk_id": UNK_ID, "byte_offset": BYTE_OFFSET,
                                                      "byte_count": 256}, "vocab_size": 256 + BYTE_OFFSET}
 
 
@@ -181,38 +189,44 @@ def iter_documents(source: Path):
 
 # ---- encoding on every core, in order, with a bounded number of batches in flight ----
 
-_worker_sp = None
+_worker_encoder = None
 
 
-def _init_worker(model_file: str | None) -> None:
-    """The SentencePiece model that encodes; None: byte260."""
-    global _worker_sp
+def _init_worker(encoder) -> None:
+    """What encodes: a SentencePiece model's path; None, byte260; a list of characters, char: the i-th is id UNK_ID + 1 + i, through a
+    table indexed by code point (any other is UNK_ID), so that a document is encoded as one array, not character by character."""
+    global _worker_encoder
     import sentencepiece as spm
-    _worker_sp = spm.SentencePieceProcessor(model_file=model_file) if model_file else None
+    _worker_encoder = spm.SentencePieceProcessor(model_file=encoder) if isinstance(encoder, str) else encoder
+    if isinstance(encoder, list):
+        _worker_encoder = np.full(sys.maxunicode + 1, UNK_ID, dtype=np.uint16)
+        _worker_encoder[[ord(c) for c in encoder]] = np.arange(UNK_ID + 1, UNK_ID + 1 + len(encoder))
 
 
 def _encode_batch(texts: list) -> np.ndarray:
     """BOS + tokens of each document, concatenated. A text given as (n, bytes, source) is a
     raw JSONL line, parsed here so that parsing too runs on every core."""
     texts = [document_text(*t) if isinstance(t, tuple) else t for t in texts]
-    if _worker_sp is None:
+    if _worker_encoder is None:
         pieces = [np.concatenate(([BOS_ID], np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.uint16) + BYTE_OFFSET)).astype(np.uint16)
                   for t in texts]
+    elif isinstance(_worker_encoder, np.ndarray):  # code points, 4 bytes each, through the table
+        pieces = [np.concatenate(([BOS_ID], _worker_encoder[np.frombuffer(t.encode("utf-32-le"), dtype="<u4")])).astype(np.uint16) for t in texts]
     else:
-        pieces = [np.array([BOS_ID] + ids, dtype=np.uint16) for ids in _worker_sp.encode(texts)]
+        pieces = [np.array([BOS_ID] + ids, dtype=np.uint16) for ids in _worker_encoder.encode(texts)]
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint16)
 
 
-def encode_stream(model_file: Path | None, batches, workers: int):
-    """(tag, tokens, docs) for each (tag, texts) batch, in order; model_file None: byte260."""
-    model_file = str(model_file) if model_file else None
+def encode_stream(encoder, batches, workers: int):
+    """(tag, tokens, docs) for each (tag, texts) batch, in order; encoder as _init_worker takes it (a Path becomes its string)."""
+    encoder = str(encoder) if isinstance(encoder, Path) else encoder
     if workers <= 1:
-        _init_worker(model_file)
+        _init_worker(encoder)
         for tag, texts in batches:
             yield tag, _encode_batch(texts), len(texts)
         return
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(model_file,)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(encoder,)) as pool:
         pending = collections.deque()
         for tag, texts in batches:
             pending.append((tag, len(texts), pool.apply_async(_encode_batch, (texts,))))
@@ -244,11 +258,11 @@ def check_counts(**counts) -> None:
             raise ExportError(f"--{name.replace('_', '-')} {value}: must be at least 1")
 
 
-def write_dataset(model_file: Path | None, tagged_texts, folder: Path, prefix: str, shard_tokens: int, workers: int) -> dict:
+def write_dataset(encoder, tagged_texts, folder: Path, prefix: str, shard_tokens: int, workers: int) -> dict:
     """Shards of each split from (split, text) pairs; each split has its own files, so a split
-    change never continues another split's shard."""
+    change never continues another split's shard. encoder: as encode_stream takes it."""
     writers: dict[str, SplitWriter] = {}
-    for split, tokens, docs in encode_stream(model_file, batched(tagged_texts), workers):
+    for split, tokens, docs in encode_stream(encoder, batched(tagged_texts), workers):
         writers.setdefault(split, SplitWriter(folder, prefix, split, shard_tokens)).add(tokens, docs)
     for w in writers.values():
         w.close()
@@ -286,12 +300,44 @@ def document_lines(docs):
     return (line.strip() for d in docs for line in d.replace("\x00", " ").splitlines() if line.strip())
 
 
-def check_byte260(vocab_size: int | None, **options) -> None:
-    """--byte260's tokenizer is fixed: a vocabulary other than 260, or an option that would train or choose a tokenizer, is refused."""
-    given = {"--vocab-size": vocab_size if vocab_size != 260 else None, **{f"--{k.replace('_', '-')}": v for k, v in options.items()}}
+def check_json_tokenizer(tokenizer: str, vocab_size: int | None, **options) -> None:
+    """--byte260's and --char's vocabularies are not trained by SentencePiece: a vocabulary size (but byte260's 260), or an option that would
+    train or choose a tokenizer, is refused."""
+    why = "its tokenizer is fixed: 260 ids, nothing to train" if tokenizer == "byte260" else "its vocabulary is the documents' characters"
+    given = {"--vocab-size": vocab_size if vocab_size != 260 or tokenizer == "char" else None,
+             **{f"--{k.replace('_', '-')}": v for k, v in options.items()}}
     flag, value = next(((f, v) for f, v in given.items() if v is not None), (None, None))
     if flag:
-        raise ExportError(f"{flag} {value}: not with --byte260 (its tokenizer is fixed: 260 ids, nothing to train)")
+        raise ExportError(f"{flag} {value}: not with --{tokenizer} ({why})")
+
+
+def json_tokenizer(tokenizer: str, texts=()) -> dict:
+    """byte260's tokenizer, or the char tokenizer of these texts: every character (NUL counted as a space, as the challenge counts them),
+    most frequent first, ties by code point; the i-th is id UNK_ID + 1 + i."""
+    if tokenizer == "byte260":
+        return BYTE260
+    counts = collections.Counter()
+    for text in texts:
+        counts.update(text.replace("\x00", " "))
+    chars = [c for c, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+    if UNK_ID + 1 + len(chars) > 65536:
+        raise ExportError(f"--char: the documents hold {len(chars)} distinct characters; a char vocabulary holds at most {65535 - UNK_ID} "
+                          "(ids fit uint16)")
+    return {"tokenizer_type": "char", "config": {"pad_id": 0, "bos_id": BOS_ID, "eos_id": EOS_ID, "unk_id": UNK_ID, "chars": chars},
+            "vocab_size": UNK_ID + 1 + len(chars)}
+
+
+def json_tokenizer_text(tok: dict) -> str:  # as the challenge writes its JSON tokenizers, so that the same vocabulary is the same bytes
+    return json.dumps(tok, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def encoder_of(tok: dict):  # a JSON tokenizer as encode_stream takes it
+    return tok["config"]["chars"] if tok["tokenizer_type"] == "char" else None
+
+
+def tokenizer_names(tokenizer: str, vocab_size: int | None) -> tuple[str, str]:
+    """(what follows fineweb_ or <name>_ in the tokenizer's file name, what follows fineweb10B_ or <name>_ in the dataset's)."""
+    return {"byte260": ("pure_byte_260", "byte260"), "char": ("char", "char")}.get(tokenizer, (f"{vocab_size}_bpe", f"sp{vocab_size}"))
 
 
 def check_vocab_size(vocab_size: int) -> None:
@@ -354,7 +400,7 @@ def merged_manifest(path: Path, manifest: dict) -> dict:
 
 def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_docs: int | None = None,
                      tokenizer_train_docs: int | None = None, shard_tokens: int = 100_000_000,
-                     reuse_tokenizer: Path | None = None, workers: int | None = None, byte260: bool = False) -> dict:
+                     reuse_tokenizer: Path | None = None, workers: int | None = None, tokenizer: str = "sp") -> dict:
     """The challenge's protocol into out/ (tokenizer, shards, manifest.json merged as merged_manifest says); returns the dataset's entry."""
     import sentencepiece as spm
 
@@ -374,9 +420,9 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
             raise ExportError(f"{sidecar_of(source)}: docs_val {num_val_docs!r} is not a count of documents (give --num-val-docs)")
     if num_val_docs < 0:
         raise ExportError(f"--num-val-docs {num_val_docs}: must be at least 0")
-    if byte260:
-        check_byte260(vocab_size, reuse_tokenizer=reuse_tokenizer, tokenizer_train_docs=tokenizer_train_docs)
-        vocab_size = 260
+    if tokenizer != "sp":
+        check_json_tokenizer(tokenizer, vocab_size, reuse_tokenizer=reuse_tokenizer, tokenizer_train_docs=tokenizer_train_docs)
+        vocab_size = 260  # char's: its characters', once counted
     elif reuse_tokenizer is not None:
         if not reuse_tokenizer.is_file():
             raise ExportError(f"--reuse-tokenizer {reuse_tokenizer}: no such file")
@@ -391,15 +437,16 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
         raise ExportError("--vocab-size: required with --challenge (unless --reuse-tokenizer gives it)")
     check_vocab_size(vocab_size)
     out.mkdir(parents=True, exist_ok=True)
-    tok_rel, ds_name = f"tokenizers/fineweb_{vocab_size}_bpe", f"fineweb10B_sp{vocab_size}"
-    if byte260:
-        tok_rel, ds_name = "tokenizers/fineweb_pure_byte_260", "fineweb10B_byte260"
-    tok_files = [f"{tok_rel}.json"] if byte260 else [f"{tok_rel}.model", f"{tok_rel}.vocab"]
+    stem, suffix = tokenizer_names(tokenizer, vocab_size)
+    tok_rel, ds_name = f"tokenizers/fineweb_{stem}", f"fineweb10B_{suffix}"
+    tok_files = [f"{tok_rel}.json"] if tokenizer != "sp" else [f"{tok_rel}.model", f"{tok_rel}.vocab"]
     tmp = Path(tempfile.mkdtemp(prefix=".challenge_export_", dir=out))
     try:
         (tmp / "tokenizers").mkdir()
-        if byte260:
-            (tmp / tok_files[0]).write_text(json.dumps(BYTE260) + "\n", encoding="utf-8")
+        if tokenizer != "sp":  # char: every document's characters, validation included, as the challenge counts them
+            tok_json = json_tokenizer(tokenizer, (document_text(n, line, str(source)) for n, line in jsonl_lines(source)))
+            (tmp / tok_files[0]).write_text(json_tokenizer_text(tok_json), encoding="utf-8")
+            vocab_size = tok_json["vocab_size"]
         elif reuse_tokenizer is not None:
             shutil.copyfile(reuse_tokenizer, tmp / f"{tok_rel}.model")
             vocab = reuse_tokenizer.with_suffix(".vocab")
@@ -425,16 +472,21 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
 
         ds = tmp / "datasets" / ds_name
         ds.mkdir(parents=True)
-        stats = write_dataset(None if byte260 else tmp / tok_files[0], tagged(), ds, "fineweb", shard_tokens, workers or default_workers())
+        encoder = encoder_of(tok_json) if tokenizer != "sp" else tmp / tok_files[0]
+        stats = write_dataset(encoder, tagged(), ds, "fineweb", shard_tokens, workers or default_workers())
         num_docs = count[0]
         if num_docs < num_val_docs:
             raise ExportError(f"--num-val-docs {num_val_docs}: the input has only {num_docs} documents")
         val, train = stats.get("val", {"files": 0, "tokens": 0, "docs": 0}), stats.get("train", {"files": 0, "tokens": 0, "docs": 0})
-        tok_name, kind = ("pure_byte_260", "pure_byte") if byte260 else (f"sp_bpe_{vocab_size}", "sentencepiece_bpe")
-        spec = {"name": tok_name, "kind": kind, "vocab_size": vocab_size, **({"config": BYTE260["config"]} if byte260 else {
-                "trained_on_docs": tokenizer_train_docs if tokenizer_train_docs is not None else num_docs,
-                "reused_from": str(reuse_tokenizer) if reuse_tokenizer else None, "options": TOKENIZER_OPTIONS})}
-        paths = {"path": tok_files[0]} if byte260 else {"model_path": tok_files[0], "vocab_path": tok_files[1]}
+        tok_name, kind = {"byte260": ("pure_byte_260", "pure_byte"), "char": ("char_utf8", "char")}.get(
+            tokenizer, (f"sp_bpe_{vocab_size}", "sentencepiece_bpe"))
+        trained = {"trained_on_docs": tokenizer_train_docs if tokenizer_train_docs is not None else num_docs}
+        spec = {"name": tok_name, "kind": kind, "vocab_size": vocab_size, **(
+            {"config": BYTE260["config"]} if tokenizer == "byte260" else trained if tokenizer == "char" else {
+                **trained, "reused_from": str(reuse_tokenizer) if reuse_tokenizer else None, "options": TOKENIZER_OPTIONS})}
+        paths = {"path": tok_files[0]} if tokenizer != "sp" else {"model_path": tok_files[0], "vocab_path": tok_files[1]}
+        if tokenizer == "char":  # as the challenge's manifest lists a char tokenizer
+            paths.update(pad_id=0, unk_id=UNK_ID, chars=tok_json["config"]["chars"])
         manifest = {
             "version": "10B", "num_docs": num_docs, "num_val_docs": num_val_docs,
             "shuffle_seed": (sidecar or {}).get("shuffle_seed"), "shard_size": shard_tokens, "append_eos": False,
@@ -461,38 +513,43 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
 # ---- any other corpus ----
 
 def export(train_docs, val_docs, out: Path, name: str, vocab_size: int | None = None, shard_tokens: int = 100_000_000,
-           extra: dict | None = None, workers: int = 1, tokenizer_sentences=None, tagged_docs=None, byte260: bool = False) -> Path:
+           extra: dict | None = None, workers: int = 1, tokenizer_sentences=None, tagged_docs=None, tokenizer: str = "sp") -> Path:
     """Tokenizer + shards + manifest under out/ from lists of documents (or, streamed, from
     `tokenizer_sentences` and `tagged_docs` = (split, text) pairs); returns the dataset folder.
-    vocab_size: SentencePiece's (default 1024); byte260: the challenge's pure-byte tokenizer (a JSON file, nothing trained) instead."""
+    tokenizer: sp, SentencePiece of vocab_size (default 1024) trained on tokenizer_sentences; byte260, the challenge's pure-byte tokenizer;
+    char, the challenge's character-level one, whose characters are counted over tokenizer_sentences (the whole documents, both splits)."""
     import sentencepiece as spm
 
-    if byte260:
-        check_byte260(vocab_size)
-    vocab_size = 260 if byte260 else vocab_size or 1024
+    if tokenizer != "sp":
+        check_json_tokenizer(tokenizer, vocab_size)
+    vocab_size = 260 if tokenizer != "sp" else vocab_size or 1024  # char's: its characters', once counted
     check_vocab_size(vocab_size)
     if tagged_docs is None:
         if not train_docs or not val_docs:
             raise ExportError(f"need documents in both splits, got {len(train_docs)} train and {len(val_docs)} val")
         tagged_docs = [("train", d) for d in train_docs] + [("val", d) for d in val_docs]
-        tokenizer_sentences = document_lines(train_docs)
+        tokenizer_sentences = train_docs + val_docs if tokenizer == "char" else document_lines(train_docs)
     out.mkdir(parents=True, exist_ok=True)
-    tok_name, ds_name = (f"{name}_pure_byte_260", f"{name}_byte260") if byte260 else (f"{name}_{vocab_size}_bpe", f"{name}_sp{vocab_size}")
-    tok_files = [f"tokenizers/{tok_name}.json"] if byte260 else [f"tokenizers/{tok_name}.model", f"tokenizers/{tok_name}.vocab"]
+    stem, suffix = tokenizer_names(tokenizer, vocab_size)
+    tok_name, ds_name = f"{name}_{stem}", f"{name}_{suffix}"
+    tok_files = [f"tokenizers/{tok_name}.json"] if tokenizer != "sp" else [f"tokenizers/{tok_name}.model", f"tokenizers/{tok_name}.vocab"]
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}_export_", dir=out))
     try:
         (tmp / "tokenizers").mkdir()
-        if byte260:
-            (tmp / tok_files[0]).write_text(json.dumps(BYTE260) + "\n", encoding="utf-8")
-            tokenizer = {"kind": "pure_byte", "path": tok_files[0], "config": BYTE260["config"]}
+        if tokenizer != "sp":
+            tok_json = json_tokenizer(tokenizer, tokenizer_sentences)
+            (tmp / tok_files[0]).write_text(json_tokenizer_text(tok_json), encoding="utf-8")
+            vocab_size, encoder = tok_json["vocab_size"], encoder_of(tok_json)
+            entry = {"kind": tok_json["tokenizer_type"], "path": tok_files[0], "config": tok_json["config"]}
         else:
             train_tokenizer(tokenizer_sentences, vocab_size, tmp / "tokenizers" / tok_name,
                             input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=default_workers())
             vocab_size = spm.SentencePieceProcessor(model_file=str(tmp / tok_files[0])).vocab_size()  # hard_vocab_limit=False: maybe fewer
-            tokenizer = {"kind": "sentencepiece", "model_path": tok_files[0], "vocab_path": tok_files[1], "options": TOKENIZER_OPTIONS}
+            entry = {"kind": "sentencepiece", "model_path": tok_files[0], "vocab_path": tok_files[1], "options": TOKENIZER_OPTIONS}
+            encoder = tmp / tok_files[0]
         ds = tmp / "datasets" / ds_name
         ds.mkdir(parents=True)
-        stats = write_dataset(None if byte260 else tmp / tok_files[0], tagged_docs, ds, name, shard_tokens, workers)
+        stats = write_dataset(encoder, tagged_docs, ds, name, shard_tokens, workers)
         tr, va = stats.get("train"), stats.get("val")
         if not tr or not va:
             raise ExportError(f"need documents in both splits, got {(tr or {}).get('docs', 0)} train and {(va or {}).get('docs', 0)} val")
@@ -504,7 +561,7 @@ def export(train_docs, val_docs, out: Path, name: str, vocab_size: int | None = 
                           "docs_train": tr["docs"], "docs_val": va["docs"], "shard_tokens": shard_tokens},
                 **(extra or {}),
             }],
-            "tokenizers": [{"name": tok_name, "vocab_size": vocab_size, **tokenizer}],
+            "tokenizers": [{"name": tok_name, "vocab_size": vocab_size, **entry}],
         }
         (ds / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         move_into_place(tmp, out, [f"datasets/{ds_name}", *tok_files])
@@ -521,7 +578,7 @@ def choose_val_docs(n: int, val_docs: int, seed: int) -> set[int]:
 
 
 def export_corpus(source: Path, out: Path, name: str, vocab_size: int | None, val_docs: int | None, val_fraction: float,
-                  shard_tokens: int, seed: int, workers: int | None = None, byte260: bool = False) -> Path:
+                  shard_tokens: int, seed: int, workers: int | None = None, tokenizer: str = "sp") -> Path:
     """Two streamed passes over the input: count, then tokenizer and shards."""
     n = sum(1 for _, text in iter_documents(source) if text.strip())
     if n < 2:  # one document held out and one to train on, at the least
@@ -535,10 +592,10 @@ def export_corpus(source: Path, out: Path, name: str, vocab_size: int | None, va
     def nonempty():
         return (text for _, text in iter_documents(source) if text.strip())
 
-    sentences = document_lines(d for i, d in enumerate(nonempty()) if i not in held)
+    sentences = nonempty() if tokenizer == "char" else document_lines(d for i, d in enumerate(nonempty()) if i not in held)
     tagged = (("val" if i in held else "train", d) for i, d in enumerate(nonempty()))
     return export(None, None, out, name, vocab_size, shard_tokens, workers=workers or default_workers(),
-                  tokenizer_sentences=sentences, tagged_docs=tagged, byte260=byte260,
+                  tokenizer_sentences=sentences, tagged_docs=tagged, tokenizer=tokenizer,
                   extra={"source": str(source), "split": {"rule": "whole documents drawn with the seed, file order kept",
                                                           "seed": seed, "val_docs": val_docs}})
 
@@ -560,6 +617,8 @@ def main(argv=None) -> int:
     p.add_argument("--vocab-size", type=int, default=None, help="tokenizer size (default 1024; with --challenge required)")
     p.add_argument("--byte260", action="store_true", help="the challenge's pure-byte tokenizer (byte b is id 4 + b; a JSON file, nothing "
                    "trained) instead of SentencePiece: datasets/<name>_byte260/, or fineweb10B_byte260/ with --challenge")
+    p.add_argument("--char", action="store_true", help="the challenge's character-level tokenizer (every character of the documents, most "
+                   "frequent first, is id 4, 5, ...; a JSON file): datasets/<name>_char/, or fineweb10B_char/ with --challenge")
     p.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard (default 100,000,000)")
     p.add_argument("--workers", type=int, default=None, help="encoding processes (default: every core)")
     c = p.add_argument_group("--challenge")
@@ -571,11 +630,14 @@ def main(argv=None) -> int:
     o.add_argument("--val-fraction", type=float, default=0.05, help="fraction of documents held out (default 0.05)")
     o.add_argument("--seed", type=int, default=1337)
     a = p.parse_args(argv)
+    tokenizer = "byte260" if a.byte260 else "char" if a.char else "sp"
     try:
+        if a.byte260 and a.char:
+            raise ExportError("--byte260 and --char: two tokenizers; accepted one of them, or neither (SentencePiece)")
         check_counts(shard_tokens=a.shard_tokens, workers=a.workers, tokenizer_train_docs=a.tokenizer_train_docs)
         if a.challenge:
             d = export_challenge(a.input, a.out, a.vocab_size, a.num_val_docs, a.tokenizer_train_docs, a.shard_tokens,
-                                 a.reuse_tokenizer, a.workers, a.byte260)
+                                 a.reuse_tokenizer, a.workers, tokenizer)
             s = d["stats"]
             say(f"wrote {a.out / d['path']}: {s['tokens_train']} train tokens in {s['files_train']} shards, "
                   f"{s['tokens_val']} val tokens in {s['files_val']} shards ({s['docs_val']} of {s['docs_total']} documents held out)")
@@ -583,7 +645,7 @@ def main(argv=None) -> int:
         if not a.name or not a.name.replace("_", "").replace("-", "").isalnum():
             raise ExportError(f"--name {a.name!r}: accepted letters, digits, _ and - (or give --challenge)")
         folder = export_corpus(a.input, a.out, a.name, a.vocab_size, a.val_docs, a.val_fraction, a.shard_tokens, a.seed, a.workers,
-                               a.byte260)
+                               tokenizer)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

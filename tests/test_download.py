@@ -160,6 +160,41 @@ def test_any_variant_the_manifest_has_byte260_and_docs(hub, tmp_path):
     assert len(hub.requests) == asked
 
 
+def test_an_export_of_ones_own_with_char_and_sp_is_fetched_by_its_variant(tmp_path):
+    """The published repo has no char variant (the challenge's data README builds it locally), but a mirror of one's own may: an export
+    that data/export_corpus.py --challenge made, sp and char into one manifest, served under MATCHED_FINEWEB_REPO_ID, fetched with
+    --variant char: the same files, which train_gpt.py reads with the manifest's vocabulary."""
+    from conftest import synthetic_documents
+
+    import train_gpt
+
+    docs = synthetic_documents(60, seed=9) + ["déjà vu — 中文 😀"]
+    src = tmp_path / "docs/docs_selected.jsonl"
+    src.parent.mkdir()
+    src.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    remote = tmp_path / "remote/datasets"
+    for variant in (["--vocab-size", "512"], ["--char"]):
+        r = subprocess.run([sys.executable, str(ROOT / "data/export_corpus.py"), "--input", str(src), "--challenge", "--num-val-docs", "6",
+                            "--shard-tokens", "4000", "--out", str(remote), *variant], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+    server = LocalHub(tmp_path / "remote", REPO)
+    try:
+        r = run(server, tmp_path, "--variant", "char", "--train-shards", "2")
+    finally:
+        server.stop()
+    assert r.returncode == 0, r.stderr
+    data = tmp_path / "data"
+    fetched = sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file())
+    shards = {split: sorted(p.relative_to(remote).as_posix() for p in (remote / "datasets/fineweb10B_char").glob(f"*_{split}_*.bin"))
+              for split in ("val", "train")}
+    assert len(shards["train"]) > 2 and fetched == sorted(["manifest.json", "tokenizers/fineweb_char.json", *shards["val"], *shards["train"][:2]])
+    assert all((data / f).read_bytes() == (remote / f).read_bytes() for f in fetched)
+    vocab = next(t for t in json.loads((data / "manifest.json").read_text())["tokenizers"] if t["kind"] == "char")["vocab_size"]
+    val, token_bytes, _, kind = train_gpt.load_eval_data(str(data / "datasets/fineweb10B_char"), str(data / "tokenizers/fineweb_char.json"),
+                                                         vocab, 64, "cpu")
+    assert kind == "char" and int(token_bytes.sum()) == sum(len(d.encode()) for d in docs[:6])
+
+
 def test_repo_and_root_come_from_the_matched_fineweb_variables(hub, tmp_path):
     r = run(hub, tmp_path, "--variant", "sp1024", "1", MATCHED_FINEWEB_REPO_ID="nobody/elsewhere")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
@@ -252,7 +287,7 @@ def test_no_server_and_bad_arguments_are_one_line_errors(tmp_path, python):
     r = run("http://127.0.0.1:9", tmp_path, "--variant", "sp1024", "--skip-manifest")
     assert r.returncode == 2 and "--skip-manifest:" in r.stderr and "run once without --skip-manifest" in r.stderr
     r = run("http://127.0.0.1:9", tmp_path, "--variant", "gpt2")
-    assert r.returncode == 2 and "--variant 'gpt2': accepted byte260 or sp<N>" in r.stderr
+    assert r.returncode == 2 and "--variant 'gpt2': accepted byte260, char or sp<N>" in r.stderr
 
 
 @pytest.mark.parametrize("change, message", [

@@ -178,6 +178,9 @@ def test_variants_exported_into_one_folder_are_all_listed_as_in_the_published_ma
     ([b'{"text": "ok"}', b'{"text": "half a pair \\ud83d here"}'], [], 'line 2: "text" holds a lone surrogate \'\\ud83d\' at character 12'),
     ([b'{"text": "a"}'], ["--byte260", "--vocab-size", "1024"], "--vocab-size 1024: not with --byte260 (its tokenizer is fixed: 260 ids"),
     ([b'{"text": "a"}'], ["--byte260", "--tokenizer-train-docs", "5"], "--tokenizer-train-docs 5: not with --byte260"),
+    ([b'{"text": "a"}'], ["--char", "--vocab-size", "260"], "--vocab-size 260: not with --char (its vocabulary is the documents' characters)"),
+    ([b'{"text": "a"}'], ["--char", "--reuse-tokenizer", "x.model"], "--reuse-tokenizer x.model: not with --char"),
+    ([b'{"text": "a"}'], ["--char", "--byte260"], "--byte260 and --char: two tokenizers; accepted one of them"),
     ([b'{"text": "a b c"}'] * 3, ["--num-val-docs", "9"], "--num-val-docs 9: the input has only 3 documents"),
     ([b'{"text": "a"}'], ["--vocab-size", "100"], "--vocab-size 100: accepted 260 to 65536"),
     ([b'{"text": "a"}'], ["--reuse-tokenizer", "/nonexistent.model"], "--reuse-tokenizer /nonexistent.model: no such file"),
@@ -187,7 +190,7 @@ def test_bad_input_is_one_line_and_replaces_nothing(tmp_path, lines, args, messa
     src.write_bytes(b"\n".join(lines) + b"\n")
     (tmp_path / "out").mkdir()
     (tmp_path / "out/manifest.json").write_text("earlier")
-    sized = args if {"--vocab-size", "--reuse-tokenizer", "--byte260"} & set(args) else args + ["--vocab-size", "300"]
+    sized = args if {"--vocab-size", "--reuse-tokenizer", "--byte260", "--char"} & set(args) else args + ["--vocab-size", "300"]
     r = subprocess.run([python, *CLI[1:], "--input", str(src), "--challenge", "--out", str(tmp_path / "out"), *sized], capture_output=True, text=True)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert (tmp_path / "out/manifest.json").read_text() == "earlier" and [p.name for p in (tmp_path / "out").iterdir()] == ["manifest.json"]
@@ -280,7 +283,7 @@ def test_byte260_challenge_export_is_each_documents_utf8_and_train_gpt_counts_ea
         assert len(files) == -(-byte260_stream(part).size // 2000) and np.array_equal(np.concatenate([read_shard(f) for f in files]),
                                                                                      byte260_stream(part))
         assert all(f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes() for f in files)
-    assert json.loads(tok_file.read_text()) == PUBLIC_BYTE260 and not list(tok_file.parent.glob("*.model"))
+    assert tok_file.read_text() == challenge_json(PUBLIC_BYTE260) and not list(tok_file.parent.glob("*.model"))
     tok, ds = m["tokenizers"][0], m["datasets"][0]
     assert (tok["kind"], ds["tokenizer_kind"], tok["path"], tok["vocab_size"], ds["vocab_size"]) == (
         "pure_byte", "pure_byte", "tokenizers/fineweb_pure_byte_260.json", 260, 260)
@@ -293,14 +296,89 @@ def test_byte260_challenge_export_is_each_documents_utf8_and_train_gpt_counts_ea
     assert token_bytes.tolist() == [int(t >= 4) for t in val.tolist()]  # one byte a byte id, none for BOS (and no leading spaces)
 
 
-def test_other_corpora_export_byte260_too(tmp_path):
-    docs = synthetic_documents(20, seed=6) + ["ünïcödé ✓ 😀"]
+def challenge_json(tok: dict) -> str:
+    """A JSON tokenizer as the challenge's exporter writes it (2-space indent, sorted keys, characters as themselves, a final newline)."""
+    return json.dumps(tok, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def char_tokenizer_of(docs):
+    """The challenge's char tokenizer of these documents, from its protocol: every character of every document, NUL counted as a space,
+    most frequent first and ties by code point; the i-th is id 4 + i (ids 0-3 pad, bos, eos, unk)."""
+    counts = {}
+    for d in docs:
+        for c in d.replace("\x00", " "):
+            counts[c] = counts.get(c, 0) + 1
+    chars = sorted(counts, key=lambda c: (-counts[c], c))
+    return {"tokenizer_type": "char", "config": {"pad_id": 0, "bos_id": 1, "eos_id": 2, "unk_id": 3, "chars": chars}, "vocab_size": 4 + len(chars)}
+
+
+def test_char_challenge_export_is_the_challenges_tokenizer_and_train_gpt_counts_each_characters_bytes(tmp_path):
+    """--challenge --char: the tokenizer file is byte for byte the one the challenge's char workflow writes for these documents (so its
+    sha256, which an artifact records, is the same), each document is BOS + its characters' ids (a NUL, never counted as itself, is unk),
+    and train_gpt.py counts each validation character's UTF-8 bytes once: 1 to 4 a character, none for BOS and unk."""
+    docs = synthetic_documents(40, seed=4)
+    docs[2:2] = ["", "café, naïve — 中文 😀 ∑", "nul\x00inside", "  spaced  \n", "ZZZ"]
+    src = tmp_path / "docs_selected.jsonl"
+    src.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    (tmp_path / "docs_selected.source_manifest.json").write_text(json.dumps({"docs_val": 9}))
+    m = export_challenge(src, tmp_path / "a", "--char", "--shard-tokens", "3000")
+    assert export_challenge(src, tmp_path / "b", "--char", "--shard-tokens", "3000", "--workers", "1") == m
+    tok = char_tokenizer_of(docs)
+    tok_file, folder = tmp_path / "a/tokenizers/fineweb_char.json", tmp_path / "a/datasets/fineweb10B_char"
+    assert tok_file.read_text(encoding="utf-8") == challenge_json(tok) and "\x00" not in tok["config"]["chars"]
+    ids = {c: 4 + i for i, c in enumerate(tok["config"]["chars"])}
+    stream = lambda part: np.array([t for d in part for t in [1] + [ids.get(c, 3) for c in d]], dtype=np.uint16)
+    for split, part in (("val", docs[:9]), ("train", docs[9:])):
+        files = sorted(folder.glob(f"fineweb_{split}_*.bin"))
+        assert np.array_equal(np.concatenate([read_shard(f) for f in files]), stream(part)) and len(files) == -(-stream(part).size // 3000)
+        assert all(f.read_bytes() == (tmp_path / "b" / f.relative_to(tmp_path / "a")).read_bytes() for f in files)
+    entry, ds = m["tokenizers"][0], m["datasets"][0]
+    assert (entry["name"], entry["kind"], entry["path"], entry["vocab_size"], entry["chars"], entry["unk_id"]) == (
+        "char_utf8", "char", "tokenizers/fineweb_char.json", tok["vocab_size"], tok["config"]["chars"], 3)
+    assert (ds["name"], ds["tokenizer_kind"], ds["vocab_size"], ds["stats"]["tokens_val"]) == ("fineweb10B_char", "char", tok["vocab_size"],
+                                                                                             stream(docs[:9]).size)
+    val, token_bytes, sha, kind = train_gpt.load_eval_data(str(folder), str(tok_file), tok["vocab_size"], 16, "cpu")
+    assert kind == "char" and sha == hashlib.sha256(challenge_json(tok).encode()).hexdigest()
+    assert int(token_bytes.sum()) == sum(len(c.encode()) for d in docs[:9] for c in d if c != "\x00") and int(token_bytes.max()) == 4
+    back = {i: c for c, i in ids.items()}
+    assert token_bytes.tolist() == [0] + [len(back[t].encode()) if t in back else 0 for t in val[1:].tolist()]
+
+
+def export_text_folder(tmp_path, docs, flag: str):
+    """The documents as a folder of .txt files, exported as corpus c under tmp_path/out with --byte260 or --char, 3 held out."""
     (tmp_path / "txt").mkdir()
     for i, d in enumerate(docs):
         (tmp_path / f"txt/{i:03d}.txt").write_text(d, encoding="utf-8")
-    r = subprocess.run(CLI + ["--input", str(tmp_path / "txt"), "--name", "c", "--byte260", "--val-docs", "3", "--out", str(tmp_path / "out")],
+    r = subprocess.run(CLI + ["--input", str(tmp_path / "txt"), "--name", "c", flag, "--val-docs", "3", "--out", str(tmp_path / "out")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_other_corpora_and_the_embedded_corpus_export_char_too(tmp_path):
+    """<name>_char from a folder of .txt files: its characters counted over both splits (so validation holds no unknown one); and
+    `bash run.sh data --char` (data/shakespeare.py) builds shakespeare_char, which train_gpt.py reads with its VOCAB_SIZE."""
+    docs = synthetic_documents(20, seed=6) + ["ünïcödé ✓ 😀"]
+    export_text_folder(tmp_path, docs, "--char")
+    tok = char_tokenizer_of(docs)
+    assert (tmp_path / "out/tokenizers/c_char.json").read_text(encoding="utf-8") == challenge_json(tok)
+    folder = tmp_path / "out/datasets/c_char"
+    entry = json.loads((folder / "manifest.json").read_text())["tokenizers"][0]
+    assert (entry["kind"], entry["vocab_size"], entry["path"]) == ("char", tok["vocab_size"], "tokenizers/c_char.json")
+    tokens = np.concatenate([read_shard(f) for f in sorted(folder.glob("*.bin"))])  # every document back, whole, from its characters
+    chars, starts = tok["config"]["chars"], list(np.flatnonzero(tokens == 1)) + [tokens.size]
+    assert sorted("".join(chars[t - 4] for t in tokens[s + 1:e]) for s, e in zip(starts, starts[1:])) == sorted(docs)
+    r = subprocess.run([sys.executable, str(ROOT / "data/shakespeare.py"), "--char", "--out", str(tmp_path / "shk")], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    n = json.loads((tmp_path / "shk/tokenizers/shakespeare_char.json").read_text())["vocab_size"]
+    val, token_bytes, _, kind = train_gpt.load_eval_data(str(tmp_path / "shk/datasets/shakespeare_char"),
+                                                         str(tmp_path / "shk/tokenizers/shakespeare_char.json"), n, 256, "cpu")
+    assert kind == "char" and 60 < n < 120 and int(token_bytes.sum()) == int((val >= 4).sum())  # the plays are ASCII: a byte a character
+
+
+def test_other_corpora_export_byte260_too(tmp_path):
+    docs = synthetic_documents(20, seed=6) + ["ünïcödé ✓ 😀"]
+    export_text_folder(tmp_path, docs, "--byte260")
     assert sorted(p.name for p in (tmp_path / "out/tokenizers").iterdir()) == ["c_pure_byte_260.json"]
     assert json.loads((tmp_path / "out/tokenizers/c_pure_byte_260.json").read_text()) == PUBLIC_BYTE260
     folder = tmp_path / "out/datasets/c_byte260"

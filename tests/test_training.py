@@ -256,33 +256,40 @@ def test_ensemble_int6_and_bigram_end_to_end(tiny_data, tmp_path):
     assert "int6: members.0.mlp.proj.weight x2, members.1.mlp.proj.weight x2" in storage and "members.0.bigram.weight" in storage
 
 
-def test_byte260_data_trains_and_scores_each_utf8_byte_once(tiny_data, tmp_path):
-    """The challenge's byte260 variant (its JSON tokenizer, VOCAB_SIZE=260) end to end: val_bpb is the loss over the scored targets'
-    bytes, one per byte id; BOS counts none. EVAL_ONLY gives the same lines; the SentencePiece VOCAB_SIZE is refused in one line."""
+@pytest.mark.parametrize("tokenizer", ["byte260", "char"])
+def test_the_challenges_json_tokenizers_train_and_score_each_utf8_byte_once(tiny_data, tmp_path, tokenizer):
+    """The challenge's byte260 variant and its character-level one (JSON tokenizers; VOCAB_SIZE=260, or 4 + the characters) end to end:
+    val_bpb is the loss over the scored targets' UTF-8 bytes, one a byte id, 1 to 4 a character id; BOS counts none. EVAL_ONLY gives the
+    same lines; another VOCAB_SIZE is refused in one line."""
+    import json
     import math
 
     import numpy as np
     from export_corpus import export
     from train_gpt import load_validation_tokens
 
-    folder = export(tiny_data["train_docs"][:150], tiny_data["val_docs"][:12] + ["café — 中文 😀"], tmp_path / "data", "tiny", shard_tokens=40_000,
-                    byte260=True)
-    tok = tmp_path / "data/tokenizers/tiny_pure_byte_260.json"
-    env = env_for(tiny_data, "b260", DATA_PATH=str(folder), TOKENIZER_PATH=str(tok), VOCAB_SIZE="260", TRAIN_SEQ_LEN="128", VAL_LOSS_EVERY="0")
+    val_docs = ["café — 中文 😀"] + tiny_data["val_docs"][:12]  # first: the split's end is cut to whole contexts
+    folder = export(tiny_data["train_docs"][:150], val_docs, tmp_path / "data", "tiny", shard_tokens=40_000, tokenizer=tokenizer)
+    tok = tmp_path / f"data/tokenizers/tiny_{'pure_byte_260' if tokenizer == 'byte260' else 'char'}.json"
+    spec = json.loads(tok.read_text(encoding="utf-8"))
+    n, chars = spec["vocab_size"], spec["config"].get("chars")
+    sizes = np.array([0] * 4 + ([1] * 256 if chars is None else [len(c.encode()) for c in chars]))  # each id's bytes, by the format alone
+    env = env_for(tiny_data, "json", DATA_PATH=str(folder), TOKENIZER_PATH=str(tok), VOCAB_SIZE=str(n), TRAIN_SEQ_LEN="128", VAL_LOSS_EVERY="0")
     r = run_train(tmp_path, env)
     assert r.returncode == 0, r.stderr[-3000:]
-    lines = log_lines(tmp_path, "b260")
-    assert f"val_bpb:enabled tokenizer_kind=pure_byte tokenizer_path={tok}" in lines
+    lines = log_lines(tmp_path, "json")
+    assert f"val_bpb:enabled tokenizer_kind={spec['tokenizer_type']} tokenizer_path={tok}" in lines
     exact = next(l for l in lines if l.startswith("final_int8_zlib_roundtrip_exact"))
     loss, bpb, scored = (float(field(exact, k)) for k in ("val_loss", "val_bpb", "scored_tokens"))
-    targets = load_validation_tokens(str(folder), 128, 260).numpy()[1:int(scored) + 1]
-    assert int(scored) == (targets.size // 128) * 128 and bpb == pytest.approx(loss / math.log(2) * scored / np.count_nonzero(targets >= 4), rel=1e-7)
-    r = run_train(tmp_path, clean_env(EVAL_ONLY="1", ARTIFACT=str(tmp_path / "final_model.int8.ptz"), RUN_ID="b260_eval"))
+    targets = load_validation_tokens(str(folder), 128, n).numpy()[1:int(scored) + 1]
+    assert int(scored) == (targets.size // 128) * 128 and bpb == pytest.approx(loss / math.log(2) * scored / sizes[targets].sum(), rel=1e-7)
+    assert (sizes[targets] > 1).any() == (tokenizer == "char")  # the multi-byte characters are scored as such
+    r = run_train(tmp_path, clean_env(EVAL_ONLY="1", ARTIFACT=str(tmp_path / "final_model.int8.ptz"), RUN_ID="json_eval"))
     assert r.returncode == 0, r.stderr[-3000:]
     keys = ("final_int8_zlib_roundtrip_exact ", "final_int8_zlib_roundtrip_sliding_exact ")
-    assert [l for l in log_lines(tmp_path, "b260_eval") if l.startswith(keys)] == [l for l in lines if l.startswith(keys)]
-    r = run_train(tmp_path, {**env, "VOCAB_SIZE": "1024", "RUN_ID": "b260_1024"})
-    assert r.returncode == 2 and r.stderr.strip() == f"error: TOKENIZER_PATH={tok}: vocabulary of 260 tokens, but VOCAB_SIZE=1024"
+    assert [l for l in log_lines(tmp_path, "json_eval") if l.startswith(keys)] == [l for l in lines if l.startswith(keys)]
+    r = run_train(tmp_path, {**env, "VOCAB_SIZE": "1024", "RUN_ID": "json_1024"})
+    assert r.returncode == 2 and r.stderr.strip() == f"error: TOKENIZER_PATH={tok}: vocabulary of {n} tokens, but VOCAB_SIZE=1024"
 
 
 def test_resume_under_torchrun_equals_an_uninterrupted_torchrun_run(tiny_data, tmp_path):

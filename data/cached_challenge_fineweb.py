@@ -5,8 +5,8 @@
     python3 data/cached_challenge_fineweb.py --variant byte260 --skip-manifest --with-docs
 
 The same interface as the challenge's own downloader: `--variant byte260|char|sp<N>` (any
-variant the manifest lists; the published one has no char, which its data README builds
-locally, but an export of one's own may: data/export_corpus.py --char), the train shard count as `--train-shards N` or a positional
+variant the manifest lists; char, which the challenge's data README builds locally, where a mirror of
+one's own export holds it: data/export_corpus.py --char), the train shard count as `--train-shards N` or a positional
 N (default 80), `--skip-manifest` (use the local data/manifest.json), `--with-docs` (also
 fetch docs_selected.jsonl and its source manifest, to re-export with
 data/export_corpus.py --challenge). The source is `MATCHED_FINEWEB_REPO_ID` (default

@@ -161,7 +161,7 @@ def test_any_variant_the_manifest_has_byte260_and_docs(hub, tmp_path):
 
 
 def test_an_export_of_ones_own_with_char_and_sp_is_fetched_by_its_variant(tmp_path):
-    """The published repo has no char variant (the challenge's data README builds it locally), but a mirror of one's own may: an export
+    """The challenge's data README builds its char variant locally, but a mirror of one's own export may hold it: an export
     that data/export_corpus.py --challenge made, sp and char into one manifest, served under MATCHED_FINEWEB_REPO_ID, fetched with
     --variant char: the same files, which train_gpt.py reads with the manifest's vocabulary."""
     from conftest import synthetic_documents

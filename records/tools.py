@@ -387,8 +387,8 @@ def read_against(spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
             raise ToolError(f"--against {spec}: not a submission.json ({e})") from None
         try:
             values, source = submission_losses(sub, spec, nats_per_bpb)
-        except (AttributeError, TypeError, ValueError):  # a list where an object belongs, a score that is text
-            raise ToolError(f"--against {spec}: not a submission.json (seed_results and val_loss / val_bpb of an unexpected shape)") from None
+        except (AttributeError, TypeError, ValueError) as e:  # a list where an object belongs, a score that is text ("pending")
+            raise ToolError(f"--against {spec}: not a submission.json (seed_results and val_loss / val_bpb of an unexpected shape: {e})") from None
     else:
         unit, _, text = spec.rpartition(":")
         try:

@@ -457,7 +457,8 @@ def test_a_diverged_score_sorts_last_and_is_never_a_record_or_a_record_to_beat(t
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "a_nan.txt: its final score is val_loss " in r.stderr and r.stderr.strip().endswith(" val_bpb nan, not a finite number")
     bad_json = ({"seed_results": {"1": {"val_loss": "NaN"}}, "name": "A"}, {"seed_results": [1.2, 1.3]}, {"val_bpb": "1.2x"}, [1, 2],
-                {"name": "WIP Placeholder Submission", "val_loss": 0.0, "val_bpb": 0.0})  # the template's zeros, as a public one holds them
+                {"name": "WIP Placeholder Submission", "val_loss": 0.0, "val_bpb": 0.0},  # the template's zeros, as a public one holds them
+                {"date": "2026-03-20", "val_bpb": "pending"})  # a score to come, as another public one holds it
     for i, against in enumerate(["1.2,nan", "loss:2.0,inf", "1.2,-1.1"] + [json.dumps(b) for b in bad_json]):
         if against.startswith(("{", "[")):
             (tmp_path / f"sub{i}.json").write_text(against)
@@ -465,6 +466,7 @@ def test_a_diverged_score_sorts_last_and_is_never_a_record_or_a_record_to_beat(t
         r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), "--against", against, str(two_seeds / "logs/seed1.txt")],
                            capture_output=True, text=True)
         assert r.returncode == 2 and r.stderr.startswith(f"error: --against {against}") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.strip().endswith("of an unexpected shape: could not convert string to float: 'pending')")  # the last: what it holds
     assert not (tmp_path / "track_non_record_16mb").exists()
 
 

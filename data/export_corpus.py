@@ -335,9 +335,11 @@ def encoder_of(tok: dict):  # a JSON tokenizer as encode_stream takes it
     return tok["config"]["chars"] if tok["tokenizer_type"] == "char" else None
 
 
-def tokenizer_names(tokenizer: str, vocab_size: int | None) -> tuple[str, str]:
-    """(what follows fineweb_ or <name>_ in the tokenizer's file name, what follows fineweb10B_ or <name>_ in the dataset's)."""
-    return {"byte260": ("pure_byte_260", "byte260"), "char": ("char", "char")}.get(tokenizer, (f"{vocab_size}_bpe", f"sp{vocab_size}"))
+def tokenizer_names(tokenizer: str, vocab_size: int | None) -> tuple[str, str, str, str]:
+    """(what follows fineweb_ or <name>_ in the tokenizer's file name, what follows fineweb10B_ or <name>_ in the dataset's, the
+    tokenizer's name and kind in the challenge's manifest)."""
+    return {"byte260": ("pure_byte_260", "byte260", "pure_byte_260", "pure_byte"), "char": ("char", "char", "char_utf8", "char")}.get(
+        tokenizer, (f"{vocab_size}_bpe", f"sp{vocab_size}", f"sp_bpe_{vocab_size}", "sentencepiece_bpe"))
 
 
 def check_vocab_size(vocab_size: int) -> None:
@@ -437,7 +439,7 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
         raise ExportError("--vocab-size: required with --challenge (unless --reuse-tokenizer gives it)")
     check_vocab_size(vocab_size)
     out.mkdir(parents=True, exist_ok=True)
-    stem, suffix = tokenizer_names(tokenizer, vocab_size)
+    stem, suffix, _, _ = tokenizer_names(tokenizer, vocab_size)
     tok_rel, ds_name = f"tokenizers/fineweb_{stem}", f"fineweb10B_{suffix}"
     tok_files = [f"{tok_rel}.json"] if tokenizer != "sp" else [f"{tok_rel}.model", f"{tok_rel}.vocab"]
     tmp = Path(tempfile.mkdtemp(prefix=".challenge_export_", dir=out))
@@ -478,8 +480,7 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
         if num_docs < num_val_docs:
             raise ExportError(f"--num-val-docs {num_val_docs}: the input has only {num_docs} documents")
         val, train = stats.get("val", {"files": 0, "tokens": 0, "docs": 0}), stats.get("train", {"files": 0, "tokens": 0, "docs": 0})
-        tok_name, kind = {"byte260": ("pure_byte_260", "pure_byte"), "char": ("char_utf8", "char")}.get(
-            tokenizer, (f"sp_bpe_{vocab_size}", "sentencepiece_bpe"))
+        *_, tok_name, kind = tokenizer_names(tokenizer, vocab_size)  # vocab_size as read back: SentencePiece's, or char's count
         trained = {"trained_on_docs": tokenizer_train_docs if tokenizer_train_docs is not None else num_docs}
         spec = {"name": tok_name, "kind": kind, "vocab_size": vocab_size, **(
             {"config": BYTE260["config"]} if tokenizer == "byte260" else trained if tokenizer == "char" else {
@@ -530,7 +531,7 @@ def export(train_docs, val_docs, out: Path, name: str, vocab_size: int | None = 
         tagged_docs = [("train", d) for d in train_docs] + [("val", d) for d in val_docs]
         tokenizer_sentences = train_docs + val_docs if tokenizer == "char" else document_lines(train_docs)
     out.mkdir(parents=True, exist_ok=True)
-    stem, suffix = tokenizer_names(tokenizer, vocab_size)
+    stem, suffix, _, _ = tokenizer_names(tokenizer, vocab_size)
     tok_name, ds_name = f"{name}_{stem}", f"{name}_{suffix}"
     tok_files = [f"tokenizers/{tok_name}.json"] if tokenizer != "sp" else [f"tokenizers/{tok_name}.model", f"tokenizers/{tok_name}.vocab"]
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}_export_", dir=out))

@@ -64,6 +64,10 @@ def refuse_first(*checks, error=ConfigError) -> None:  # raises the message of t
         if failed:
             raise error(message)
 
+def check_torch(version: str, floor=(2, 5)) -> None:  # attention's enable_gqa (grouped KV heads) is 2.5's: older fails late, as a TypeError
+    refuse_first((tuple(int(n) for n in re.findall(r"\d+", version)[:2]) < floor, f"PyTorch {version}: too old for train_gpt.py; accepted "
+                  f"{'.'.join(map(str, floor))} or newer (pip install -U torch; a CPU-only machine: torch==2.13.0, as run.sh installs)"))
+
 def check_finite(tensors: dict, where: str) -> None:
     bad = [name for name, t in tensors.items() if isinstance(t, Tensor) and t.is_floating_point() and not torch.isfinite(t).all()]
     refuse_first((bad, f"{where}: tensor {bad[:1] and bad[0]} holds non-finite values (NaN or infinity)"))
@@ -379,8 +383,7 @@ class Muon(torch.optim.Optimizer):
 # -----------------------------------------------------------------------------
 
 def json_token_bytes(tok: dict) -> dict[int, int]:
-    """{id: UTF-8 bytes} of the text ids of the challenge's JSON tokenizers: pure_byte (byte b is id byte_offset + b) and char (the i-th of its
-    `chars` is id unk_id + 1 + i, and vocab_size = unk_id + 1 + len(chars)); their other ids (pad, bos, eos, unk) are boundaries."""
+    """{id: UTF-8 bytes} of a JSON tokenizer's text ids: pure_byte (byte b: id byte_offset + b), char (chars[i]: id unk_id + 1 + i)."""
     kind, n, cfg = tok["tokenizer_type"], tok["vocab_size"], tok.get("config", {})
     first, chars = (cfg.get("byte_offset", 4), None) if kind == "pure_byte" else (cfg.get("unk_id", 3) + 1, cfg.get("chars"))
     ok = type(chars) is list and all(type(c) is str and len(c) == 1 for c in chars) and len(set(chars)) == len(chars)  # one character each, once
@@ -391,8 +394,7 @@ def json_token_bytes(tok: dict) -> dict[int, int]:
     return dict(enumerate(sizes, first))
 
 def target_bytes(sp, tokens: Tensor, vocab_size: int) -> Tensor:
-    """Each position's UTF-8 bytes as a target: its piece's without a leading '▁', and the '▁' unless the token before is a boundary (control,
-    unknown, unused). sp: a SentencePiece model, or a JSON tokenizer's {id: bytes} of its text ids (json_token_bytes), the rest boundaries."""
+    """A target's UTF-8 bytes: its piece's without a leading '▁', plus the '▁' unless after a boundary. sp: SentencePiece or json_token_bytes."""
     base, space, boundary = np.zeros(vocab_size, dtype=np.int16), np.zeros(vocab_size, dtype=np.bool_), np.ones(vocab_size, dtype=np.bool_)
     table = sp if isinstance(sp, dict) else {}
     base[list(table)], boundary[list(table)] = list(table.values()), False
@@ -405,8 +407,7 @@ def target_bytes(sp, tokens: Tensor, vocab_size: int) -> Tensor:
     return torch.from_numpy(np.concatenate([[0], base[t] + (space[t] & ~boundary[prev])]).astype(np.int32))
 
 def window_plan(num_targets: int, seq_len: int, stride: int) -> tuple[list[int], list[int]]:
-    """Window starts and the first position each scores, so every target is scored once: the first window all, later ones their last
-    `stride`, a last window aligned with the end what the one before left. stride == seq_len: the plain evaluation."""
+    """Window starts and each one's first scored position: the first window all, later ones their last `stride`, the last what is left."""
     refuse_first((not 1 <= stride <= seq_len, f"EVAL_STRIDE={stride}: accepted 1 to the context length {seq_len}"))  # more would skip targets
     starts = [*range(0, num_targets - seq_len, stride), num_targets - seq_len]  # every stride, then the window that ends at the end
     score_from = [0] + [prev + seq_len - s for prev, s in zip(starts, starts[1:])]
@@ -463,8 +464,7 @@ def quantize_rows_int8(w: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
     return q.clamp(-levels, levels).to(torch.int8), scale
 
 def quantize_state_dict(state: dict[str, Tensor], int6_blocks=(), embed_fp16: bool = False) -> tuple[dict, dict]:
-    """The house export: float tensors above KEEP_FLOAT_MAX_NUMEL to int8 per row (one row if not 2-D), small ones kept (fp16, control tensors
-    fp32); mask scores as their mask, 1 bit a weight; int6_blocks' matrices at 31 levels a side (int6 values in int8 storage, packed tighter)."""
+    """The house export (int8 per row, small tensors kept as fp16 or fp32), mask scores at 1 bit a weight, int6_blocks at 31 levels a side."""
     out = {"q": {}, "scale": {}, "keep": {}, "dtype": {}, "bits": {}, "shape": {}}
     stats = {"float_bytes": 0, "payload_bytes": 0, "int8": [], "int6": [], "kept": [], "bits": []}
     int6 = re.compile(r"(^|\.)blocks\.(" + "|".join(map(str, int6_blocks)) + r")\.") if int6_blocks else None
@@ -592,8 +592,7 @@ def check_blob(blob, where: str) -> None:
                      error=ArtifactError)
 
 def read_artifact(path, data: bytes | None = None, var: str = "ARTIFACT") -> tuple[dict[str, Tensor], dict]:
-    """Nothing is trusted before it is checked: a regular file, inflated with a bound (a bomb is refused), unpickled weights-only (a pickle
-    with code is refused, not run), check_blob, finite weights. Errors name the variable (ARTIFACT, DISTILL_TEACHER)."""
+    """Checked before trusted: a regular file, inflated with a bound, unpickled weights-only, check_blob, finite; errors name `var`."""
     where = f"{var}={path}"
     data = read_input(path, var, "artifact", ARTIFACT_FILE_LIMIT) if data is None else data
     raw, codec = inflate(data, ARTIFACT_INFLATE_LIMIT + 16 * len(data), where)
@@ -1257,6 +1256,7 @@ def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tupl
     return state["step"], state["training_ms"], state["frozen"]
 
 def main() -> int:
+    check_torch(torch.__version__)
     code, args = Path(__file__).read_text(encoding="utf-8"), Hyperparameters(os.environ)
     rt = setup_runtime(args)
     if rt.rank == 0:  # only rank 0 writes; torchrun ends the other ranks if it refuses

@@ -148,6 +148,26 @@ def test_bad_variable_stops_the_script_with_one_line(tmp_path):
     assert r.stdout == "" and not (tmp_path / "logs").exists()  # stopped before any work
 
 
+@pytest.mark.parametrize("version, refused", [
+    ("2.4.1+cu121", True), ("1.13.1", True), ("2.4", True),  # 2.4.1's CUDA build failed at the first attention, a TypeError (README)
+    ("2.5.0", False), ("2.5.1+cu124", False), ("2.13.0+cpu", False), ("2.6.0a0+git1234", False),
+    ("2.10.0.dev20251201", False),  # as text "2.10" < "2.5": the comparison must be by numbers
+])
+def test_a_torch_older_than_the_floor_is_one_line(version, refused):
+    if refused:
+        with pytest.raises(ConfigError) as e:
+            train_gpt.check_torch(version)
+        assert str(e.value).startswith(f"PyTorch {version}: too old for train_gpt.py; accepted 2.5 or newer (pip install -U torch")
+    else:
+        train_gpt.check_torch(version)
+    train_gpt.check_torch(train_gpt.torch.__version__)  # the torch the suite runs on
+
+
+def test_requirements_name_the_torch_floor_the_script_checks():
+    floor = re.search(r"^torch>=(\d+)\.(\d+)$", (ROOT / "requirements.txt").read_text(), flags=re.M)
+    assert floor and tuple(map(int, floor.groups())) == train_gpt.check_torch.__defaults__[0]
+
+
 def test_readme_documents_every_variable():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name, *_ in train_gpt.ENV_VARS if f"`{name}`" not in readme]

@@ -77,6 +77,14 @@ def synthetic_documents(n_docs: int, seed: int = 0) -> list[str]:
     return docs
 
 
+@pytest.fixture
+def cxx() -> None:
+    """For inductor on a CPU, which compiles C++ kernels: skipped where no C++ compiler is found."""
+    import shutil
+    if not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")):
+        pytest.skip("inductor on a CPU needs a C++ compiler (g++); none here")
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict:
     """A 1,024-token BPE tokenizer and shards: about 60k train tokens in several shards and

@@ -174,6 +174,19 @@ def test_bigram_buckets_are_deterministic_in_range_and_mixed():
     assert counts.min() > 64 and counts.max() < 200  # all 1M pairs spread evenly (mean 128)
 
 
+@pytest.mark.parametrize("simdlen", [None, 256])
+def test_bigram_buckets_compiled_by_inductor_are_eagers(cxx, simdlen):
+    """Inductor's C++ kernels at this CPU's widest vectors and at AVX2's 256 bits (an AMD EPYC's): there torch 2.5's int64 % gave
+    r + buckets for every r > 0, so a compiled run read other buckets than eager did (or failed the embedding's index check)."""
+    from train_gpt import bigram_buckets
+    ids = torch.randint(0, 1024, (4, 64), generator=torch.Generator().manual_seed(0))
+    torch._dynamo.reset()
+    with torch._inductor.config.patch({"cpp.simdlen": simdlen}):
+        compiled = torch.compile(bigram_buckets, fullgraph=True, dynamic=False)
+        assert all(torch.equal(compiled(ids, n), bigram_buckets(ids, n)) for n in (64, 100))
+    torch._dynamo.reset()
+
+
 def test_bigram_starts_as_a_no_op_and_learns():
     torch.manual_seed(0)
     model = GPT(small(BIGRAM_BUCKETS="512", BIGRAM_DIM="16"))

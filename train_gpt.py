@@ -940,7 +940,7 @@ class Block(nn.Module):
 
 def bigram_buckets(input_ids: Tensor, buckets: int) -> Tensor:
     """mix32(prev * 65536 + cur) mod buckets for each position's token pair; a window's first position pairs with id 0 (pad, never data)."""
-    return torch.fmod(mix32(F.pad(input_ids[:, :-1], (1, 0)) * 65536 + input_ids), buckets)  # = %, both >= 0; inductor 2.5's AVX2 % adds buckets
+    return torch.fmod(mix32(F.pad(input_ids[:, :-1], (1, 0)) * 65536 + input_ids), buckets)  # = %, both >= 0; inductor 2.5-2.12's AVX2 % adds buckets
 
 class GPT(nn.Module):
     """The baseline: blocks in a U shape (the first half's outputs added back to the second half in reverse, through learned skip weights)."""

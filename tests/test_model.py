@@ -176,7 +176,7 @@ def test_bigram_buckets_are_deterministic_in_range_and_mixed():
 
 @pytest.mark.parametrize("simdlen", [None, 256])
 def test_bigram_buckets_compiled_by_inductor_are_eagers(cxx, simdlen):
-    """Inductor's C++ kernels at this CPU's widest vectors and at AVX2's 256 bits (an AMD EPYC's): there torch 2.5's int64 % gave
+    """Inductor's C++ kernels at this CPU's widest vectors and at AVX2's 256 bits (an AMD EPYC's): there the int64 % of torch 2.5 to 2.12 gave
     r + buckets for every r > 0, so a compiled run read other buckets than eager did (or failed the embedding's index check)."""
     from train_gpt import bigram_buckets
     ids = torch.randint(0, 1024, (4, 64), generator=torch.Generator().manual_seed(0))

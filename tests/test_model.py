@@ -174,6 +174,7 @@ def test_bigram_buckets_are_deterministic_in_range_and_mixed():
     assert counts.min() > 64 and counts.max() < 200  # all 1M pairs spread evenly (mean 128)
 
 
+@pytest.mark.filterwarnings("ignore:.*script_method.*:DeprecationWarning")  # torch's own, as inductor's passes import
 @pytest.mark.parametrize("simdlen", [None, 256])
 def test_bigram_buckets_compiled_by_inductor_are_eagers(cxx, simdlen):
     """Inductor's C++ kernels at this CPU's widest vectors and at AVX2's 256 bits (an AMD EPYC's): there the int64 % of torch 2.5 to 2.12 gave

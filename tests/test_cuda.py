@@ -17,7 +17,7 @@ import torch
 from conftest import SCRIPT, TINY_MODEL, clean_env, field, log_lines, run_train
 from test_faults import blow_up_after_a_checkpoint
 from test_random_maps import GOLDEN, INITS, sha
-from train_gpt import (GPT, DistributedTokenLoader, FrozenFC, Hyperparameters, build_optimizers, evaluate, load_validation_tokens,
+from train_gpt import (GPT, DistributedTokenLoader, bigram_buckets, FrozenFC, Hyperparameters, build_optimizers, evaluate, load_validation_tokens,
                        newton_schulz_orthogonalize, random_matrix, regenerated_checksums, target_bytes)
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")]
@@ -45,6 +45,15 @@ def test_regenerated_bases_on_cuda_are_the_cpu_golden_bits(init):
     """The generator runs on the host; what lands on the GPU and comes back is the golden bits."""
     on_gpu = random_matrix(96, 200, 2024, init).cuda()
     assert sha(on_gpu.cpu()) == GOLDEN[init]
+
+
+def test_compiled_bigram_buckets_on_cuda_are_the_cpu_ones():
+    """Triton's int64 kernels (the mix32 hash, the fmod) give every token pair the bucket eager gives on the CPU (inductor's C++
+    kernels of 2.5 to 2.12 did not, with 256-bit vectors: test_model)."""
+    ids = torch.randint(0, 65536, (4, 64), generator=torch.Generator().manual_seed(0))
+    torch._dynamo.reset()
+    compiled = torch.compile(bigram_buckets, fullgraph=True, dynamic=False)
+    assert all(torch.equal(compiled(ids.cuda(), n).cpu(), bigram_buckets(ids, n)) for n in (64, 100, 8192))
 
 
 @pytest.mark.parametrize("label, env", MODES, ids=[m[0] for m in MODES])

@@ -17,7 +17,7 @@ import torch
 from conftest import SCRIPT, TINY_MODEL, clean_env, field, log_lines, run_train
 from test_faults import blow_up_after_a_checkpoint
 from test_random_maps import GOLDEN, INITS, sha
-from train_gpt import (GPT, DistributedTokenLoader, bigram_buckets, FrozenFC, Hyperparameters, build_optimizers, evaluate, load_validation_tokens,
+from train_gpt import (GPT, DistributedTokenLoader, FrozenFC, Hyperparameters, bigram_buckets, build_optimizers, evaluate, load_validation_tokens,
                        newton_schulz_orthogonalize, random_matrix, regenerated_checksums, target_bytes)
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible")]

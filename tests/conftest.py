@@ -37,13 +37,19 @@ def small_disk(folder: Path, size: str):
 def interpreter_with(tmp_path_factory):
     """interpreter_with("pkg==v"): a Python that imports that version of a package and this one's for the rest (a venv over this
     interpreter's packages, the package installed from PyPI inside it), made once a session: the versions participants' machines
-    have beside the newest the suite runs on. Offline it skips; under CI (which reaches PyPI and must run every test) it fails."""
+    have beside the newest the suite runs on. Offline it skips; under CI (which reaches PyPI and must run every test) it fails.
+    This interpreter's packages are its own site folders, named in a .pth file: `venv --system-site-packages` gives the base
+    Python's instead, and where this one is itself a venv (run.sh's .venv on a PEP 668 system) those lack numpy and torch."""
     made: dict[str, str] = {}
+    ours = [p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)]
 
     def make(spec: str) -> str:
         if spec not in made:
             venv = tmp_path_factory.mktemp("venv") / spec.replace("=", "_")
-            subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+            purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                     check=True, capture_output=True, text=True).stdout.strip()
+            Path(purelib, "this_interpreters_packages.pth").write_text("".join(f"{p}\n" for p in ours))  # after the venv's own
             r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", spec], capture_output=True, text=True, timeout=600)
             if r.returncode != 0:
                 (pytest.fail if os.environ.get("CI") else pytest.skip)(f"could not install {spec} (offline?): {r.stderr.strip()[-300:]}")

@@ -113,12 +113,14 @@ TINY_MODEL = dict(VOCAB_SIZE="1024", NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="
 def clean_env(**overrides) -> dict:
     """The current environment without any train_gpt.py variable, plus the overrides. The
     process runs on CPU even on a GPU machine (the tests' numbers are fp32 CPU facts: bit-exact
-    resume, gloo agreement) unless the overrides name CUDA_VISIBLE_DEVICES (tests/test_cuda.py)."""
+    resume, gloo agreement) unless the overrides name CUDA_VISIBLE_DEVICES (tests/test_cuda.py). A `bash run.sh` inside a test
+    runs this interpreter (PYTHON), not the one the suite was started with: `PYTHON=/usr/bin/python3 bash run.sh test` on Debian
+    runs the suite in .venv, and the inner run.sh, given the system's python3 again, said so in a line the tests did not expect."""
     import train_gpt
 
     ours = {name for name, *_ in train_gpt.ENV_VARS}
     env = {k: v for k, v in os.environ.items() if k not in ours and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["CUDA_VISIBLE_DEVICES"] = ""
+    env["CUDA_VISIBLE_DEVICES"], env["PYTHON"] = "", sys.executable
     env.update({k: str(v) for k, v in overrides.items()})
     env.setdefault("OMP_NUM_THREADS", "1")
     return env

@@ -414,7 +414,8 @@ def test_the_readme_first_command_installs_into_a_venv_where_the_system_python_r
     venv = tmp_path / ".venv" / "bin" / "python"
     assert subprocess.run([str(venv), "-c", "import torch, numpy, sentencepiece"]).returncode == 0
     path = os.pathsep.join(d for d in ("/usr/bin", "/bin") if Path(d).is_dir())  # python3 here is the system's, without torch
-    second = subprocess.run(["bash", "run.sh"], cwd=tmp_path, env={**clean_env(**tiny, RUN_ID="second"), "PATH": path},
+    bare = {k: v for k, v in clean_env(**tiny, RUN_ID="second").items() if k != "PYTHON"}  # no PYTHON: run.sh picks .venv itself
+    second = subprocess.run(["bash", "run.sh"], cwd=tmp_path, env={**bare, "PATH": path},
                             capture_output=True, text=True, timeout=600)
     assert second.returncode == 0 and not [l for l in second.stderr.splitlines() if l.startswith("run.sh:")], second.stderr[-3000:]
     assert "final_int8_zlib_roundtrip_exact" in (tmp_path / "logs" / "second.txt").read_text()

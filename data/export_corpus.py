@@ -273,10 +273,13 @@ def write_dataset(encoder, tagged_texts, folder: Path, prefix: str, shard_tokens
 
 def train_tokenizer(sentences, vocab_size: int, model_prefix: Path, **overrides) -> None:
     """SentencePiece BPE with the challenge's options; its random generator is seeded so that
-    the same input always gives the same tokenizer."""
+    the same input always gives the same tokenizer file, byte for byte (and so the same sha256,
+    which an artifact records and EVAL_ONLY compares): the trainer writes its options into the
+    file, model_prefix among them, so it runs in the prefix's folder and is given the bare name
+    (the export's temporary folder has a random name)."""
     import sentencepiece as spm
     spm.set_random_generator_seed(overrides.pop("seed", 1))
-    bad_input = []
+    bad_input, here = [], os.getcwd()
 
     def guarded():  # an error in the input reaches the trainer as its own failure: keep ours
         try:
@@ -286,12 +289,15 @@ def train_tokenizer(sentences, vocab_size: int, model_prefix: Path, **overrides)
             raise
 
     try:
-        spm.SentencePieceTrainer.train(sentence_iterator=guarded(), model_prefix=str(model_prefix), vocab_size=vocab_size,
+        os.chdir(model_prefix.parent)
+        spm.SentencePieceTrainer.train(sentence_iterator=guarded(), model_prefix=model_prefix.name, vocab_size=vocab_size,
                                        minloglevel=2, **TOKENIZER_OPTIONS, **overrides)
     except (RuntimeError, SystemError, ExportError) as e:  # sentencepiece 0.1.99 reports an iterator's error as a SystemError
         if bad_input:
             raise bad_input[0] from None
         raise ExportError(f"SentencePiece could not train a {vocab_size}-piece tokenizer: {str(e).strip().splitlines()[-1]}") from None
+    finally:
+        os.chdir(here)
 
 
 def document_lines(docs):
@@ -456,8 +462,8 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
             (tmp / f"{tok_rel}.vocab").write_text(vocab.read_text(encoding="utf-8") if vocab.is_file() else "".join(
                 f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.vocab_size())), encoding="utf-8")
         else:
-            def sentences():
-                for i, (n, line) in enumerate(jsonl_lines(source)):
+            def sentences(absolute=source.resolve()):  # read while the trainer runs in the tokenizer's folder
+                for i, (n, line) in enumerate(jsonl_lines(absolute)):
                     if tokenizer_train_docs is not None and i >= tokenizer_train_docs:
                         return
                     text = document_text(n, line, str(source)).replace("\x00", " ").strip()
@@ -543,8 +549,10 @@ def export(train_docs, val_docs, out: Path, name: str, vocab_size: int | None = 
             vocab_size, encoder = tok_json["vocab_size"], encoder_of(tok_json)
             entry = {"kind": tok_json["tokenizer_type"], "path": tok_files[0], "config": tok_json["config"]}
         else:
+            # num_threads is written into the file too: SentencePiece's own default (16) on every machine, not its core count,
+            # so that the same documents give the same tokenizer file everywhere (the pieces do not depend on it)
             train_tokenizer(tokenizer_sentences, vocab_size, tmp / "tokenizers" / tok_name,
-                            input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=default_workers())
+                            input_sentence_size=2_000_000, shuffle_input_sentence=True, num_threads=16)
             vocab_size = spm.SentencePieceProcessor(model_file=str(tmp / tok_files[0])).vocab_size()  # hard_vocab_limit=False: maybe fewer
             entry = {"kind": "sentencepiece", "model_path": tok_files[0], "vocab_path": tok_files[1], "options": TOKENIZER_OPTIONS}
             encoder = tmp / tok_files[0]
@@ -590,8 +598,8 @@ def export_corpus(source: Path, out: Path, name: str, vocab_size: int | None, va
         val_docs = max(1, round(val_fraction * n))
     held = choose_val_docs(n, val_docs, seed)
 
-    def nonempty():
-        return (text for _, text in iter_documents(source) if text.strip())
+    def nonempty():  # an absolute path: the tokenizer's sentences are read while its trainer runs in the tokenizer's folder
+        return (text for _, text in iter_documents(source.resolve()) if text.strip())
 
     sentences = nonempty() if tokenizer == "char" else document_lines(d for i, d in enumerate(nonempty()) if i not in held)
     tagged = (("val" if i in held else "train", d) for i, d in enumerate(nonempty()))

@@ -16,9 +16,10 @@ SentencePiece's defaults for the rest. Each document is BOS + the encoding of it
 already in DIR of the same documents keeps its other variants' entries (one manifest lists them
 all, as the published one does); one of other documents is replaced, with a note on stderr.
 
-Any other corpus (a folder whose .txt files are documents, or a JSONL with a "text" field):
+Any other corpus (JSON lines with a "text" field, Parquet with a "text" column, or a folder of .txt
+files, one document each, and .jsonl and .parquet files):
 
-    python3 data/export_corpus.py --input DIR_OR_JSONL --name mycorpus [--vocab-size 1024]
+    python3 data/export_corpus.py --input DIR_OR_FILE --name mycorpus [--vocab-size 1024]
 
 holds out --val-docs (or --val-fraction) non-empty documents drawn with --seed, kept in file
 order, trains the tokenizer on the training documents' lines, and writes
@@ -43,21 +44,31 @@ sentences: bound them with --tokenizer-train-docs, or reuse a tokenizer). Both a
 deterministic: the same input gives byte-identical shards and the same tokenizer. Output
 is assembled in a temporary folder and moved into place at the end, so a failed export
 leaves any earlier one untouched.
+
+JSON lines and .txt files may be compressed (gzip, bzip2, xz; zstd with the zstandard package),
+known by their first bytes; --challenge reads docs_selected.jsonl.gz and the like as the plain
+file. Parquet is read through pyarrow (only then needed).
 """
 
 from __future__ import annotations
 
 import argparse
+import bz2
 import collections
+import contextlib
 import hashlib
+import importlib
 import json
+import lzma
 import math
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -142,12 +153,106 @@ class SplitWriter:
 
 # ---- reading documents, streamed ----
 
-def jsonl_lines(path: Path):
-    """(line number, raw bytes) of every non-blank line."""
+# Compressed input is known by its first bytes, not its name: (magic, codec, a new decompressor with .eof and .unused_data). Each
+# stream ends in a marker, so a file cut short is refused (a streaming reader of zstd ends quietly at the cut: hence decompressors).
+CODECS = [(b"\x1f\x8b", "gzip", lambda: zlib.decompressobj(wbits=31)), (b"BZh", "bzip2", bz2.BZ2Decompressor),
+          (b"\xfd7zXZ\x00", "xz", lzma.LZMADecompressor),
+          (b"\x28\xb5\x2f\xfd", "zstd", lambda: optional_module("zstandard", "zstd input").ZstdDecompressor().decompressobj())]
+PARQUET_MAGIC = b"PAR1"
+READ_CHUNK = 1 << 20
+
+
+def optional_module(name: str, what: str, package: str | None = None):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ExportError(f"{what} needs the {package or name} package; install it with `python3 -m pip install {package or name}`") from None
+
+
+def first_bytes(path: Path) -> bytes:
     with open(path, "rb") as f:
-        for n, line in enumerate(f, 1):
+        return f.read(8)
+
+
+def decompressed_chunks(path: Path):
+    """The bytes of a file, decompressed as its first bytes say (gzip, bzip2, xz, zstd; several streams one after another too), in
+    chunks; a stream cut short or corrupted is one line that names the file."""
+    head = first_bytes(path)
+    codec = next((c for c in CODECS if head.startswith(c[0])), None)
+    with open(path, "rb") as f:
+        chunks = iter(lambda: f.read(READ_CHUNK), b"")
+        if codec is None:
+            yield from chunks
+            return
+        _, name, new = codec
+        inflater = new()
+        for chunk in chunks:
+            while chunk:
+                inflater = new() if inflater.eof else inflater  # the next stream of a concatenation (cat a.gz b.gz)
+                with refused(f"--input {path}: not a valid {name} stream"):  # zlib.error, OSError, LZMAError, ZstdError: corrupted
+                    out = inflater.decompress(chunk)
+                yield out
+                chunk = inflater.unused_data if inflater.eof else b""
+        if not inflater.eof:
+            raise ExportError(f"--input {path}: its {name} stream ends early (a file cut short?)")
+
+
+def jsonl_lines(path: Path):
+    """(line number, raw bytes) of every non-blank line, through decompressed_chunks (a line may span chunks)."""
+    if first_bytes(path).startswith(PARQUET_MAGIC):
+        raise ExportError(f"--input {path}: a Parquet file, where JSON lines are read (plain, or compressed by gzip, bzip2, xz or zstd)")
+    n, parts = 0, []
+    for chunk in decompressed_chunks(path):
+        *done, rest = chunk.split(b"\n")
+        for line in done:
+            n, line = n + 1, b"".join(parts) + line if parts else line
+            parts = []
             if line.strip():
-                yield n, line
+                yield n, line + b"\n"
+        parts.append(rest)
+    if (last := b"".join(parts)).strip():
+        yield n + 1, last
+
+
+def parquet_texts(path: Path):
+    """(row number, text) of the "text" column of a Parquet file (FineWeb's own format), read through pyarrow a batch at a time."""
+    pq = optional_module("pyarrow.parquet", f"--input {path}: a Parquet file", "pyarrow")
+    reading = lambda: refused(f"--input {path}: not a readable Parquet file")
+    with reading():
+        f = pq.ParquetFile(path)
+    with contextlib.closing(f):
+        if "text" not in (columns := f.schema_arrow.names):
+            raise ExportError(f"--input {path}: no \"text\" column (it has: {', '.join(columns)})")
+        with reading():
+            batches, n = f.iter_batches(batch_size=1024, columns=["text"]), 0
+        while True:
+            with reading():
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield from row_texts(path, n, batch.column(0).to_pylist())
+            n += batch.num_rows
+
+
+def row_texts(path: Path, n: int, values: list):  # (row, text) of a batch's values after row n: a binary column's as UTF-8; a null refused
+    for n, value in enumerate(values, n + 1):
+        if isinstance(value, bytes):
+            with refused(f"--input {path}: row {n} is not UTF-8", UnicodeDecodeError):
+                value = value.decode("utf-8")
+        if not isinstance(value, str):
+            raise ExportError(f"--input {path}: row {n}: \"text\" is {'null' if value is None else type(value).__name__}, not a string")
+        yield n, value
+
+
+@contextlib.contextmanager
+def refused(message: str, kinds=Exception):
+    """An error of a library reading the input, as one line: the message, then the library's reason."""
+    try:
+        yield
+    except ExportError:
+        raise
+    except kinds as e:
+        raise ExportError(f"{message} ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})") from None
 
 
 def document_text(n: int, line: bytes, source: str) -> str:
@@ -169,22 +274,37 @@ def document_text(n: int, line: bytes, source: str) -> str:
     return obj["text"]
 
 
-def iter_documents(source: Path):
-    """(where, text) of each document: a folder's .txt files sorted by path, or a JSONL's lines."""
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*.txt") if p.is_file())
-        if not files:
-            raise ExportError(f"--input {source}: no .txt files below this folder")
-        for p in files:
-            try:
-                yield str(p), p.read_text(encoding="utf-8-sig")
-            except UnicodeDecodeError:
-                raise ExportError(f"--input {source}: {p} is not UTF-8") from None
-    elif source.is_file():
-        for n, line in jsonl_lines(source):
-            yield f"line {n}", document_text(n, line, str(source))
+# A folder's files by name: a .txt file is one document, a .jsonl one a document a line (each may be compressed), a .parquet one a
+# document a row; other files are left out (a README.md, say).
+DOCUMENT_FILE = re.compile(r"\.(txt|jsonl)(\.(gz|bz2|xz|zst))?$|\.parquet$")
+
+
+def file_documents(path: Path):
+    """(where, text) of each document of one file: a Parquet file's rows (by its first bytes), else JSON lines, compressed or not."""
+    if first_bytes(path).startswith(PARQUET_MAGIC):
+        yield from ((f"{path} row {n}", text) for n, text in parquet_texts(path))
     else:
-        raise ExportError(f"--input {source}: no such file or folder (accepted: a folder of .txt files or a .jsonl file)")
+        yield from ((f"{path} line {n}", document_text(n, line, str(path))) for n, line in jsonl_lines(path))
+
+
+def iter_documents(source: Path):
+    """(where, text) of each document: a folder's files sorted by path (DOCUMENT_FILE), or one file's (file_documents)."""
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and DOCUMENT_FILE.search(p.name))
+        if not files:
+            raise ExportError(f"--input {source}: no .txt, .jsonl or .parquet files below this folder")
+        for p in files:
+            if ".txt" in p.suffixes[-2:]:
+                with refused(f"--input {source}: {p} is not UTF-8", UnicodeDecodeError):
+                    text = b"".join(decompressed_chunks(p)).decode("utf-8-sig")
+                yield str(p), text
+            else:
+                yield from file_documents(p)
+    elif source.is_file():
+        yield from file_documents(source)
+    else:
+        raise ExportError(f"--input {source}: no such file or folder (accepted: a folder of .txt, .jsonl or .parquet files, or one .jsonl or "
+                          ".parquet file)")
 
 
 # ---- encoding on every core, in order, with a bounded number of batches in flight ----
@@ -369,8 +489,8 @@ def move_into_place(tmp: Path, out: Path, names: list[str]) -> None:
 
 # ---- the challenge's protocol ----
 
-def sidecar_of(jsonl: Path) -> Path:
-    return jsonl.with_name(jsonl.name.removesuffix(".jsonl") + ".source_manifest.json")
+def sidecar_of(jsonl: Path) -> Path:  # docs_selected.jsonl (or .jsonl.gz, ...) -> docs_selected.source_manifest.json
+    return jsonl.with_name(re.sub(r"\.jsonl(\.(gz|bz2|xz|zst))?$", "", jsonl.name) + ".source_manifest.json")
 
 
 SAME_EXPORT = ("num_docs", "num_val_docs", "shard_size")  # what one manifest states for all its datasets
@@ -619,7 +739,8 @@ def say(msg: str) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--input", type=Path, required=True, help="docs_selected.jsonl (--challenge), a folder of .txt files, or a .jsonl")
+    p.add_argument("--input", type=Path, required=True, help="docs_selected.jsonl (--challenge; compressed too), or JSON lines, Parquet, or a folder "
+                   "of .txt, .jsonl and .parquet files (JSON lines and .txt plain or .gz, .bz2, .xz, .zst)")
     p.add_argument("--challenge", action="store_true", help="the challenge's export protocol (FACTS.md)")
     p.add_argument("--name", help="dataset name for other corpora (letters, digits, _ and -)")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="output root (default: data/)")

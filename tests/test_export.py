@@ -423,3 +423,115 @@ def test_a_byte_order_mark_is_neither_json_nor_text(tmp_path):
     shards = lambda out: [f.read_bytes() for f in sorted((tmp_path / out / "datasets/c_byte260").glob("*.bin"))]
     assert shards("out_bom.jsonl") == shards("out_plain.jsonl") and shards("out_bom_txt") == shards("out_plain_txt")
     assert len(shards("out_plain.jsonl")) == 2
+
+
+# ---- compressed and Parquet input, written by the libraries that write them elsewhere ----
+
+def compressed(raw: bytes, codec: str) -> bytes:
+    """raw as each tool writes it: gzip in two members (as `cat a.gz b.gz` makes), the others one stream each."""
+    import bz2
+    import gzip
+    import lzma
+    half = len(raw) // 2 + 7  # mid-line
+    return {"gz": lambda: gzip.compress(raw[:half]) + gzip.compress(raw[half:]), "bz2": lambda: bz2.compress(raw),
+            "xz": lambda: lzma.compress(raw), "zst": lambda: __import__("zstandard").ZstdCompressor(level=3).compress(raw)}[codec]()
+
+
+def write_parquet(path: Path, docs: list, **options) -> None:
+    """FineWeb's own layout: a "text" column among others, in row groups (pyarrow, as Hugging Face's datasets writes Parquet)."""
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.table({"id": [f"<urn:{i}>" for i in range(len(docs))], "text": docs, "token_count": [len(d) for d in docs]}),
+                   path, **options)
+
+
+def test_other_corpora_read_compressed_jsonl_parquet_and_folders_of_them_as_the_same_documents(tmp_path):
+    """The same documents as a plain JSONL, as JSONL compressed by gzip (two members), bzip2, xz and zstd, as Parquet (pyarrow, row
+    groups of 7, zstd pages inside), and as a folder holding a Parquet part, a zstd JSONL part and a README: every export writes the
+    same shards and tokenizer, byte for byte."""
+    from export_corpus import export_corpus
+    pytest.importorskip("zstandard")
+    docs = synthetic_documents(60, seed=21)
+    raw = "".join(json.dumps({"text": d, "id": i}) + "\n" for i, d in enumerate(docs)).encode()
+    (tmp_path / "c.jsonl").write_bytes(raw)
+    for codec in ("gz", "bz2", "xz", "zst"):
+        (tmp_path / f"c.jsonl.{codec}").write_bytes(compressed(raw, codec))
+    write_parquet(tmp_path / "c.parquet", docs, row_group_size=7, compression="zstd")
+    folder = tmp_path / "parts"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    write_parquet(folder / "a" / "000_00000.parquet", docs[:25])
+    (folder / "b" / "rest.jsonl.zst").write_bytes(compressed("".join(json.dumps({"text": d}) + "\n" for d in docs[25:]).encode(), "zst"))
+    (folder / "README.md").write_text("# not a document\n")
+    outs = {}
+    for source in ("c.jsonl", "c.jsonl.gz", "c.jsonl.bz2", "c.jsonl.xz", "c.jsonl.zst", "c.parquet", "parts"):
+        outs[source] = export_corpus(tmp_path / source, tmp_path / f"out_{source}", "c", 400, 6, 0.05, 5000, 1337, workers=1).parent.parent
+    files = sorted(p.relative_to(outs["c.jsonl"]) for p in outs["c.jsonl"].rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert len([f for f in files if f.suffix == ".bin"]) > 3 and any(f.suffix == ".model" for f in files)
+    for source, out in outs.items():
+        assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file() and p.name != "manifest.json") == files, source
+        assert all((out / f).read_bytes() == (outs["c.jsonl"] / f).read_bytes() for f in files), source
+        m = json.loads((out / "datasets/c_sp400/manifest.json").read_text())["datasets"][0]
+        assert (m["stats"]["docs_val"], m["stats"]["docs_train"], m["source"]) == (6, 54, str(tmp_path / source))
+    # A folder of .txt documents, some of them compressed (.txt.gz, .txt.xz), is the folder of the same plain ones.
+    for form in ("plain", "mixed"):
+        (tmp_path / form).mkdir()
+        for i, d in enumerate(docs[:20]):
+            codec = {1: "gz", 2: "xz"}.get(i % 3) if form == "mixed" else None
+            (tmp_path / form / (f"{i:02d}.txt" + (f".{codec}" if codec else ""))).write_bytes(compressed(d.encode(), codec) if codec else d.encode())
+        export_corpus(tmp_path / form, tmp_path / f"out_{form}", "t", None, 3, 0.05, 100_000, 1337, workers=1, tokenizer="byte260")
+    shards = lambda form: [f.read_bytes() for f in sorted((tmp_path / f"out_{form}/datasets/t_byte260").glob("*.bin"))]
+    assert len(shards("plain")) == 2 and shards("mixed") == shards("plain")
+
+
+def test_a_compressed_docs_selected_exports_as_the_plain_one_with_its_sidecar(docs_file, exported, tmp_path):
+    """--challenge reads docs_selected.jsonl.gz (or .bz2, .xz, .zst) as the plain file: its sidecar docs_selected.source_manifest.json
+    is found beside it (docs_val 30), and shards, tokenizer and manifest are the plain export's, the documents' sha256 included."""
+    path, _ = docs_file
+    out, manifest = exported
+    src = tmp_path / "docs_selected.jsonl.gz"
+    src.write_bytes(compressed(path.read_bytes(), "gz"))
+    (tmp_path / "docs_selected.source_manifest.json").write_bytes(path.with_name("docs_selected.source_manifest.json").read_bytes())
+    again = export_challenge(src, tmp_path / "out", "--vocab-size", str(VOCAB), "--shard-tokens", "9000")
+    assert again["docs_meta"].pop("path") == "docs_selected.jsonl.gz" and manifest["docs_meta"]["path"] == "docs_selected.jsonl"
+    assert again == {**manifest, "docs_meta": {k: v for k, v in manifest["docs_meta"].items() if k != "path"}}
+    made = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert made and all((tmp_path / "out" / f).read_bytes() == (out / f).read_bytes() for f in made)
+
+
+def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replaces_nothing(tmp_path):
+    """A stream cut short (gzip, zstd: zstd's streaming reader would have ended quietly at the cut), a corrupted xz, a Parquet file
+    without a "text" column, with a null text or cut short, a Parquet file given to --challenge, and Parquet where pyarrow is missing:
+    each one line that names the file, exit 2, and the earlier export untouched."""
+    import lzma
+    pytest.importorskip("zstandard")
+    docs = synthetic_documents(30, seed=4)
+    raw = "".join(json.dumps({"text": d}) + "\n" for d in docs).encode()
+    (tmp_path / "cut.jsonl.gz").write_bytes(compressed(raw, "gz")[:-30])
+    (tmp_path / "cut.jsonl.zst").write_bytes(compressed(raw, "zst")[:-30])
+    xz = bytearray(lzma.compress(raw))
+    xz[len(xz) // 2] ^= 0xFF
+    (tmp_path / "bad.jsonl.xz").write_bytes(bytes(xz))
+    write_parquet(tmp_path / "ok.parquet", docs)
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.table({"content": docs}), tmp_path / "other.parquet")
+    pq.write_table(pa.table({"text": docs[:3] + [None]}), tmp_path / "null.parquet")
+    (tmp_path / "cut.parquet").write_bytes((tmp_path / "ok.parquet").read_bytes()[:-40])
+    no_pyarrow = [sys.executable, "-c", "import sys; sys.modules['pyarrow'] = None; sys.path.insert(0, %r); import export_corpus; "
+                  "sys.exit(export_corpus.main(sys.argv[1:]))" % str(ROOT / "data")]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text("earlier")
+    cases = [(CLI, "cut.jsonl.gz", [], "cut.jsonl.gz: its gzip stream ends early (a file cut short?)"),
+             (CLI, "cut.jsonl.zst", [], "cut.jsonl.zst: its zstd stream ends early (a file cut short?)"),
+             (CLI, "bad.jsonl.xz", [], "bad.jsonl.xz: not a valid xz stream (LZMAError: "),
+             (CLI, "other.parquet", [], 'other.parquet: no "text" column (it has: content)'),
+             (CLI, "null.parquet", [], 'null.parquet: row 4: "text" is null, not a string'),
+             (CLI, "cut.parquet", [], "cut.parquet: not a readable Parquet file ("),
+             (CLI, "ok.parquet", ["--challenge", "--vocab-size", "300"], "ok.parquet: a Parquet file, where JSON lines are read"),
+             (no_pyarrow, "ok.parquet", [], "ok.parquet: a Parquet file needs the pyarrow package; install it with `python3 -m pip install pyarrow`")]
+    for cli, name, args, message in cases:
+        r = subprocess.run(cli + ["--input", str(tmp_path / name), *(args or ["--name", "c"]), "--out", str(out)], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: --input {tmp_path / name}: ") and message in r.stderr, (name, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert [p.name for p in out.iterdir()] == ["manifest.json"] and (out / "manifest.json").read_text() == "earlier"

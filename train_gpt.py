@@ -506,6 +506,11 @@ def saved_bytes(obj) -> bytes:
     torch.save(obj, buf := io.BytesIO())
     return buf.getvalue()
 
+def load_weights_only(raw: bytes, what: str, error=ConfigError):  # untrusted bytes (an artifact, a checkpoint): tensors and plain data only
+    with warnings.catch_warnings(), refused_as(what, Exception, error=error):
+        warnings.simplefilter("ignore")  # torch warns about some pickle protocols before refusing them itself: its refusal is the one line
+        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+
 def zstandard(var: str = "ARTIFACT_CODEC=zstd"):
     with refused_as(f"{var}: needs the zstandard package; install it with `python3 -m pip install zstandard`", ImportError):
         import zstandard as zstd
@@ -596,9 +601,7 @@ def read_artifact(path, data: bytes | None = None, var: str = "ARTIFACT") -> tup
     where = f"{var}={path}"
     data = read_input(path, var, "artifact", ARTIFACT_FILE_LIMIT) if data is None else data
     raw, codec = inflate(data, ARTIFACT_INFLATE_LIMIT + 16 * len(data), where)
-    with warnings.catch_warnings(), refused_as(f"{where}: refused by weights-only loading", Exception, error=ArtifactError):
-        warnings.simplefilter("ignore")  # torch warns about some pickle protocols before refusing them itself (anything but tensors and data)
-        blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    blob = load_weights_only(raw, f"{where}: refused by weights-only loading", ArtifactError)
     refuse_first((not isinstance(blob, dict) or not isinstance(blob.get("meta"), dict) or blob["meta"].get("format") != ARTIFACT_FORMAT,
                   f"{where}: not an artifact of format {ARTIFACT_FORMAT}" + (f" but {blob['__quant_format__']}, the challenge script's: convert it "
                   "with `bash run.sh import FILE --out NEW` (records/tools.py)" if isinstance(blob, dict) and "__quant_format__" in blob else "")),
@@ -1226,9 +1229,7 @@ CHECKPOINT_FIELDS = {"format": str, "config": dict, "model": dict, "optimizers":
 
 def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tuple[int, float, bool]:
     """Continue from a checkpoint checked whole before this run's state is touched: (step, training ms, whether the progressive freeze happened)."""
-    where, raw = f"RESUME={path}", read_input(path, "RESUME", "checkpoint")
-    with refused_as(f"{where}: not a readable checkpoint", Exception):
-        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    where, state = f"RESUME={path}", load_weights_only(read_input(path, "RESUME", "checkpoint"), f"RESUME={path}: not a readable checkpoint")
     refuse_first((not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT,
                   f"{where}: not a checkpoint of format {CHECKPOINT_FORMAT}"))
     bad = next((k for k, kind in CHECKPOINT_FIELDS.items() if k not in state or not isinstance(state[k], kind)), None)
@@ -1467,8 +1468,7 @@ def leave_process_group(clean: bool) -> None:
     """Every exit: garbage first (DDP's reducer, in cycles, freed after the group was gone, made gloo abort 1 run in 7), then the group."""
     if dist.is_available() and dist.is_initialized():
         gc.collect()
-        if clean:
-            dist.barrier()
+        dist.barrier() if clean else None
         dist.destroy_process_group()
 
 def cli(argv: list[str]) -> int:

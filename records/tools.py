@@ -616,8 +616,7 @@ def import_house_artifact(src: Path, out: Path, environ) -> str:
         cfg = train_gpt.Hyperparameters(environ)
         data = train_gpt.read_input(src, "import", "artifact", train_gpt.ARTIFACT_FILE_LIMIT)
         raw, codec = train_gpt.inflate(data, train_gpt.ARTIFACT_INFLATE_LIMIT + 16 * len(data), str(src))
-        with train_gpt.refused_as(f"{src}: refused by weights-only loading", Exception):
-            blob = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        blob = train_gpt.load_weights_only(raw, f"{src}: refused by weights-only loading")
     except train_gpt.ConfigError as e:
         raise ToolError(str(e).replace(f"import={src}", str(src), 1)) from None
     kind = blob.get("__quant_format__", (blob.get("meta") or {}).get("format")) if isinstance(blob, dict) else None

@@ -517,6 +517,16 @@ def checkpoint_cases(root: Path, checkpoint: Path):
         path = root / f"ckpt_{name}.pt"
         torch.save(s, path)
         cases.append((f"resume:{name}", {"RESUME": str(path), "ITERATIONS": "5" if name != "step_past_iterations" else "2"}, f"RESUME={path}: ", text))
+
+    class Payload:  # run by a plain unpickler: what a hostile file would hold
+        def __reduce__(self):
+            return os.system, (f"touch {root / 'CHECKPOINT_CODE_RAN'}",)
+
+    # Pickle's protocol 4 (pickle.dump's default, not torch.save's 2): torch printed a two-line warning about it before its refusal
+    path = root / "ckpt_code_protocol_4.pt"
+    path.write_bytes(pickle.dumps({"format": train_gpt.CHECKPOINT_FORMAT, "model": Payload()}, protocol=4))
+    cases.append(("resume:pickle_with_code_protocol_4", {"RESUME": str(path), "ITERATIONS": "5"}, f"RESUME={path}: ",
+                  "not a readable checkpoint (UnpicklingError: "))
     return cases
 
 
@@ -578,7 +588,7 @@ def classes(tiny_data, tmp_path_factory):
     cases = file_kind_cases(root) + artifact_cases(root, made["none"], made["mask"]) + eval_only_cases(good, stored)
     cases += checkpoint_cases(root, root / "good.pt") + output_cases(root) + SPECIAL_CASES + empty_value_cases()
     print(f"\nfault classes: {len(cases)} cases")
-    return {"cases": cases, "results": run_harness(root, work, cases, base)}
+    return {"cases": cases, "results": run_harness(root, work, cases, base), "root": root}
 
 
 @pytest.mark.slow
@@ -596,7 +606,7 @@ def test_every_class_case_is_one_clear_line(classes):
         per_class[cid.split(":")[0]] = per_class.get(cid.split(":")[0], 0) + 1
     print(f"\nfault classes: {per_class}")
     assert not bad, f"{len(bad)} of {len(classes['cases'])} cases went badly:\n" + "\n".join(bad[:40])
-    assert len(classes["cases"]) > 150
+    assert len(classes["cases"]) > 150 and not (classes["root"] / "CHECKPOINT_CODE_RAN").exists()
 
 
 # ---- whole runs: concurrency, a full disk, Ctrl-C, a teacher of another context ----

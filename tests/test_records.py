@@ -5,6 +5,7 @@ import io
 import json
 import math
 import os
+import pickle
 import random
 import re
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -505,6 +507,14 @@ def test_a_run_over_the_size_cap_says_so_in_its_log(tiny_data, tmp_path):
 PEER_FIXTURE = ROOT / "tests" / "fixtures" / "peer_artifact"  # made by the challenge's own script (make.py there)
 
 
+class RunsCommand:  # unpickled by a plain loader, it runs its command: what a hostile artifact would hold
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
 def test_import_turns_the_challenge_scripts_artifact_into_one_eval_only_scores_as_the_house_logged_it(tmp_path):
     """`records/tools.py import`: the house's final_model.int8.ptz becomes an artifact of ours with the same int8 values, scales and
     kept tensors under our names, for the model the environment describes; EVAL_ONLY=1 in a real process scores it as the house's
@@ -529,15 +539,19 @@ def test_import_turns_the_challenge_scripts_artifact_into_one_eval_only_scores_a
     logged = reference["final_int8_zlib_roundtrip_exact"]
     assert abs(loss - logged["val_loss"]) < 1e-6 and abs(bpb - logged["val_bpb"]) < 1e-6, (loss, bpb, logged)
     assert re.search(r"^final_int8_zlib_roundtrip_sliding_exact val_loss:\S+ val_bpb:\S+ scored_tokens:16384$", scored.stdout, re.M)
-    before, other = out.read_bytes(), tmp_path / "other.ptz"
+    before, other, code_pickle = out.read_bytes(), tmp_path / "other.ptz", tmp_path / "code.ptz"
+    # A pickle (protocol 4) that would run a command when loaded: refused by weights-only loading, in one line (torch's warning about
+    # the protocol came first, two more lines), and the command never runs.
+    code_pickle.write_bytes(zlib.compress(pickle.dumps(SimpleNamespace(x=RunsCommand(f"touch {tmp_path / 'ran'}")), protocol=4)))
     for args, env, said in (((house, "--out", out), shape, f"error: --out {out}: exists; give a new path"),
                             ((house, "--out", other), {**shape, "NUM_LAYERS": "3"},
                              f"error: {house}: not the model this environment describes (VOCAB_SIZE=2304 NUM_LAYERS=3 "),
                             ((out, "--out", other), shape, f"error: {out}: not an artifact of the challenge's script"),
-                            ((PEER_FIXTURE / "tokenizer.model", "--out", other), shape, f"error: {PEER_FIXTURE / 'tokenizer.model'}: not a compressed")):
+                            ((PEER_FIXTURE / "tokenizer.model", "--out", other), shape, f"error: {PEER_FIXTURE / 'tokenizer.model'}: not a compressed"),
+                            ((code_pickle, "--out", other), shape, f"error: {code_pickle}: refused by weights-only loading (UnpicklingError: ")):
         r = tool(*args, **env)
         assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith(said) and r.stderr.count("\n") == 1, r.stderr
-    assert out.read_bytes() == before and not other.exists()
+    assert out.read_bytes() == before and not other.exists() and not (tmp_path / "ran").exists()
     for name, change, said in (("no_scales", lambda blob: blob.pop("scales"), "not an artifact of the challenge's script"),
                                ("odd_name", lambda blob: blob["passthrough"].update({7: torch.zeros(1)}), "its tensors do not match its config")):
         odd = dict(theirs)

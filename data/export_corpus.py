@@ -47,7 +47,8 @@ leaves any earlier one untouched.
 
 JSON lines and .txt files may be compressed (gzip, bzip2, xz; zstd with the zstandard package),
 known by their first bytes; --challenge reads docs_selected.jsonl.gz and the like as the plain
-file. Parquet is read through pyarrow (only then needed).
+file. Parquet is read through pyarrow (only then needed). --text-field names another field or
+column than "text" (other corpora only).
 """
 
 from __future__ import annotations
@@ -214,33 +215,33 @@ def jsonl_lines(path: Path):
         yield n + 1, last
 
 
-def parquet_texts(path: Path):
-    """(row number, text) of the "text" column of a Parquet file (FineWeb's own format), read through pyarrow a batch at a time."""
+def parquet_texts(path: Path, field: str = "text"):
+    """(row number, text) of a Parquet file's text column (FineWeb's own format: "text"), read through pyarrow a batch at a time."""
     pq = optional_module("pyarrow.parquet", f"--input {path}: a Parquet file", "pyarrow")
     reading = lambda: refused(f"--input {path}: not a readable Parquet file")
     with reading():
         f = pq.ParquetFile(path)
     with contextlib.closing(f):
-        if "text" not in (columns := f.schema_arrow.names):
-            raise ExportError(f"--input {path}: no \"text\" column (it has: {', '.join(columns)})")
+        if field not in (columns := f.schema_arrow.names):
+            raise ExportError(f"--input {path}: no {json.dumps(field)} column (its columns: {', '.join(columns[:8])}; --text-field names another)")
         with reading():
-            batches, n = f.iter_batches(batch_size=1024, columns=["text"]), 0
+            batches, n = f.iter_batches(batch_size=1024, columns=[field]), 0
         while True:
             with reading():
                 batch = next(batches, None)
             if batch is None:
                 return
-            yield from row_texts(path, n, batch.column(0).to_pylist())
+            yield from row_texts(path, n, batch.column(0).to_pylist(), field)
             n += batch.num_rows
 
 
-def row_texts(path: Path, n: int, values: list):  # (row, text) of a batch's values after row n: a binary column's as UTF-8; a null refused
+def row_texts(path: Path, n: int, values: list, field: str):  # (row, text) of values after row n: binary ones as UTF-8; a null refused
     for n, value in enumerate(values, n + 1):
         if isinstance(value, bytes):
             with refused(f"--input {path}: row {n} is not UTF-8", UnicodeDecodeError):
                 value = value.decode("utf-8")
         if not isinstance(value, str):
-            raise ExportError(f"--input {path}: row {n}: \"text\" is {'null' if value is None else type(value).__name__}, not a string")
+            raise ExportError(f"--input {path}: row {n}: {json.dumps(field)} is {'null' if value is None else type(value).__name__}, not a string")
         yield n, value
 
 
@@ -255,23 +256,27 @@ def refused(message: str, kinds=Exception):
         raise ExportError(f"{message} ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})") from None
 
 
-def document_text(n: int, line: bytes, source: str) -> str:
+def document_text(n: int, line: bytes, source: str, field: str = "text") -> str:
+    """The text of one JSON line: its object's `field` ("text" in the challenge's documents)."""
+    what = f"a JSON object with a {json.dumps(field)} field"
     try:
         obj = json.loads(line.decode("utf-8-sig"))  # -sig: a byte-order mark (a Windows editor's, before line 1) is not JSON, nor text
     except UnicodeDecodeError:
         raise ExportError(f"--input {source}: line {n} is not UTF-8") from None
     except json.JSONDecodeError:
-        raise ExportError(f"--input {source}: line {n} is not a JSON object with a \"text\" field") from None
-    if not isinstance(obj, dict) or "text" not in obj:
-        raise ExportError(f"--input {source}: line {n} is not a JSON object with a \"text\" field")
-    if not isinstance(obj["text"], str):
-        raise ExportError(f"--input {source}: line {n}: \"text\" is not a string")
+        raise ExportError(f"--input {source}: line {n} is not {what}") from None
+    if not isinstance(obj, dict) or field not in obj:
+        raise ExportError(f"--input {source}: line {n} is not {what}" + (f" (its fields: {', '.join(list(obj)[:8])})"
+                                                                         if isinstance(obj, dict) and obj else ""))
+    text = obj[field]
+    if not isinstance(text, str):
+        raise ExportError(f"--input {source}: line {n}: {json.dumps(field)} is not a string")
     try:  # JSON may escape a lone surrogate (\\ud800), which no encoder takes
-        obj["text"].encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise ExportError(f"--input {source}: line {n}: \"text\" holds a lone surrogate {obj['text'][e.start]!r} at character {e.start}, "
+        raise ExportError(f"--input {source}: line {n}: {json.dumps(field)} holds a lone surrogate {text[e.start]!r} at character {e.start}, "
                           "which is not UTF-8 text") from None
-    return obj["text"]
+    return text
 
 
 # A folder's files by name: a .txt file is one document, a .jsonl one a document a line (each may be compressed), a .parquet one a
@@ -279,16 +284,16 @@ def document_text(n: int, line: bytes, source: str) -> str:
 DOCUMENT_FILE = re.compile(r"\.(txt|jsonl)(\.(gz|bz2|xz|zst))?$|\.parquet$")
 
 
-def file_documents(path: Path):
+def file_documents(path: Path, field: str = "text"):
     """(where, text) of each document of one file: a Parquet file's rows (by its first bytes), else JSON lines, compressed or not."""
     if first_bytes(path).startswith(PARQUET_MAGIC):
-        yield from ((f"{path} row {n}", text) for n, text in parquet_texts(path))
+        yield from ((f"{path} row {n}", text) for n, text in parquet_texts(path, field))
     else:
-        yield from ((f"{path} line {n}", document_text(n, line, str(path))) for n, line in jsonl_lines(path))
+        yield from ((f"{path} line {n}", document_text(n, line, str(path), field)) for n, line in jsonl_lines(path))
 
 
-def iter_documents(source: Path):
-    """(where, text) of each document: a folder's files sorted by path (DOCUMENT_FILE), or one file's (file_documents)."""
+def iter_documents(source: Path, field: str = "text"):
+    """(where, text) of each document: a folder's files sorted by path (DOCUMENT_FILE), or one file's (file_documents: `field`)."""
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.is_file() and DOCUMENT_FILE.search(p.name))
         if not files:
@@ -299,9 +304,9 @@ def iter_documents(source: Path):
                     text = b"".join(decompressed_chunks(p)).decode("utf-8-sig")
                 yield str(p), text
             else:
-                yield from file_documents(p)
+                yield from file_documents(p, field)
     elif source.is_file():
-        yield from file_documents(source)
+        yield from file_documents(source, field)
     else:
         raise ExportError(f"--input {source}: no such file or folder (accepted: a folder of .txt, .jsonl or .parquet files, or one .jsonl or "
                           ".parquet file)")
@@ -707,9 +712,9 @@ def choose_val_docs(n: int, val_docs: int, seed: int) -> set[int]:
 
 
 def export_corpus(source: Path, out: Path, name: str, vocab_size: int | None, val_docs: int | None, val_fraction: float,
-                  shard_tokens: int, seed: int, workers: int | None = None, tokenizer: str = "sp") -> Path:
+                  shard_tokens: int, seed: int, workers: int | None = None, tokenizer: str = "sp", text_field: str = "text") -> Path:
     """Two streamed passes over the input: count, then tokenizer and shards."""
-    n = sum(1 for _, text in iter_documents(source) if text.strip())
+    n = sum(1 for _, text in iter_documents(source, text_field) if text.strip())
     if n < 2:  # one document held out and one to train on, at the least
         raise ExportError(f"--input {source}: {n} non-empty document{'s' * (n != 1)}; accepted at least 2 (one held out for validation)")
     if val_docs is None:
@@ -719,14 +724,14 @@ def export_corpus(source: Path, out: Path, name: str, vocab_size: int | None, va
     held = choose_val_docs(n, val_docs, seed)
 
     def nonempty():  # an absolute path: the tokenizer's sentences are read while its trainer runs in the tokenizer's folder
-        return (text for _, text in iter_documents(source.resolve()) if text.strip())
+        return (text for _, text in iter_documents(source.resolve(), text_field) if text.strip())
 
     sentences = nonempty() if tokenizer == "char" else document_lines(d for i, d in enumerate(nonempty()) if i not in held)
     tagged = (("val" if i in held else "train", d) for i, d in enumerate(nonempty()))
     return export(None, None, out, name, vocab_size, shard_tokens, workers=workers or default_workers(),
                   tokenizer_sentences=sentences, tagged_docs=tagged, tokenizer=tokenizer,
-                  extra={"source": str(source), "split": {"rule": "whole documents drawn with the seed, file order kept",
-                                                          "seed": seed, "val_docs": val_docs}})
+                  extra={"source": str(source), **({"text_field": text_field} if text_field != "text" else {}),
+                         "split": {"rule": "whole documents drawn with the seed, file order kept", "seed": seed, "val_docs": val_docs}})
 
 
 def say(msg: str) -> None:
@@ -759,12 +764,18 @@ def main(argv=None) -> int:
     o.add_argument("--val-docs", type=int, help="documents held out for validation")
     o.add_argument("--val-fraction", type=float, default=0.05, help="fraction of documents held out (default 0.05)")
     o.add_argument("--seed", type=int, default=1337)
+    o.add_argument("--text-field", default="text", help="the JSON field or Parquet column that holds a document (default text; The Stack's: "
+                   "content)")
     a = p.parse_args(argv)
     tokenizer = "byte260" if a.byte260 else "char" if a.char else "sp"
     try:
         if a.byte260 and a.char:
             raise ExportError("--byte260 and --char: two tokenizers; accepted one of them, or neither (SentencePiece)")
         check_counts(shard_tokens=a.shard_tokens, workers=a.workers, tokenizer_train_docs=a.tokenizer_train_docs)
+        if a.challenge and a.text_field != "text":
+            raise ExportError(f"--text-field {a.text_field}: the challenge's documents are in \"text\"; accepted without --challenge")
+        if not a.text_field:
+            raise ExportError("--text-field '': empty; accepted the name of a JSON field or Parquet column")
         if a.challenge:
             d = export_challenge(a.input, a.out, a.vocab_size, a.num_val_docs, a.tokenizer_train_docs, a.shard_tokens,
                                  a.reuse_tokenizer, a.workers, tokenizer)
@@ -775,7 +786,7 @@ def main(argv=None) -> int:
         if not a.name or not a.name.replace("_", "").replace("-", "").isalnum():
             raise ExportError(f"--name {a.name!r}: accepted letters, digits, _ and - (or give --challenge)")
         folder = export_corpus(a.input, a.out, a.name, a.vocab_size, a.val_docs, a.val_fraction, a.shard_tokens, a.seed, a.workers,
-                               tokenizer)
+                               tokenizer, a.text_field)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

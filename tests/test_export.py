@@ -524,7 +524,7 @@ def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replace
     cases = [(CLI, "cut.jsonl.gz", [], "cut.jsonl.gz: its gzip stream ends early (a file cut short?)"),
              (CLI, "cut.jsonl.zst", [], "cut.jsonl.zst: its zstd stream ends early (a file cut short?)"),
              (CLI, "bad.jsonl.xz", [], "bad.jsonl.xz: not a valid xz stream (LZMAError: "),
-             (CLI, "other.parquet", [], 'other.parquet: no "text" column (it has: content)'),
+             (CLI, "other.parquet", [], 'other.parquet: no "text" column (its columns: content; --text-field names another)'),
              (CLI, "null.parquet", [], 'null.parquet: row 4: "text" is null, not a string'),
              (CLI, "cut.parquet", [], "cut.parquet: not a readable Parquet file ("),
              (CLI, "ok.parquet", ["--challenge", "--vocab-size", "300"], "ok.parquet: a Parquet file, where JSON lines are read"),
@@ -535,3 +535,35 @@ def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replace
         assert r.returncode == 2 and r.stderr.startswith(f"error: --input {tmp_path / name}: ") and message in r.stderr, (name, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert [p.name for p in out.iterdir()] == ["manifest.json"] and (out / "manifest.json").read_text() == "earlier"
+
+
+def test_other_corpora_take_the_document_from_the_field_text_field_names(tmp_path):
+    """Corpora that keep the document elsewhere (The Stack: "content"): --text-field content reads JSON lines and Parquet as the same
+    documents under "text" (byte-identical shards and tokenizer; the manifest says which field). Without it, the line or file names
+    the fields it has; with --challenge, whose documents are in "text", it is refused. Each refusal one line, exit 2."""
+    docs = synthetic_documents(40, seed=8)
+    (tmp_path / "text.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    (tmp_path / "content.jsonl").write_text("".join(json.dumps({"content": d, "lang": "en", "text": 7}) + "\n" for d in docs))
+    (tmp_path / "lines").mkdir()
+    (tmp_path / "lines" / "content.jsonl").write_text("".join(json.dumps({"content": d, "lang": "en"}) + "\n" for d in docs))
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    pq.write_table(pa.table({"content": docs, "stars": list(range(len(docs)))}), tmp_path / "content.parquet", row_group_size=9)
+    export = lambda src, out, *more: subprocess.run(CLI + ["--input", str(tmp_path / src), "--name", "c", "--vocab-size", "320", "--val-docs", "4",
+                                                           "--out", str(tmp_path / out), *more], capture_output=True, text=True, timeout=120)
+    for src, out, more in (("text.jsonl", "ref", []), ("content.jsonl", "jl", ["--text-field", "content"]),
+                           ("content.parquet", "pq", ["--text-field", "content"])):
+        r = export(src, out, *more)
+        assert r.returncode == 0, r.stderr
+    files = sorted(p.relative_to(tmp_path / "ref") for p in (tmp_path / "ref").rglob("*") if p.is_file() and p.name != "manifest.json")
+    for out in ("jl", "pq"):
+        assert all((tmp_path / out / f).read_bytes() == (tmp_path / "ref" / f).read_bytes() for f in files), out
+        assert json.loads((tmp_path / out / "datasets/c_sp320/manifest.json").read_text())["datasets"][0]["text_field"] == "content"
+    assert "text_field" not in json.loads((tmp_path / "ref/datasets/c_sp320/manifest.json").read_text())["datasets"][0]
+    for src, more, said in (("lines", [], 'content.jsonl: line 1 is not a JSON object with a "text" field (its fields: content, lang)'),
+                            ("content.jsonl", [], 'content.jsonl: line 1: "text" is not a string'),
+                            ("content.parquet", [], 'content.parquet: no "text" column (its columns: content, stars; --text-field names another)'),
+                            ("content.jsonl", ["--challenge", "--text-field", "content"], "--text-field content: the challenge's documents are in"),
+                            ("text.jsonl", ["--text-field", ""], "--text-field '': empty")):
+        r = export(src, "bad", *more)
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and said in r.stderr and r.stderr.count("\n") == 1, (src, r.stderr)
+        assert not (tmp_path / "bad").exists()

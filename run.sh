@@ -17,7 +17,7 @@
 #   bash run.sh bench profile [--peer P] [--clock] [--shape 9x512]   where a step's time goes (tests/bench_profile.py)
 #   bash run.sh bench gpu-session --out DIR [STAGE ...]   a lent GPU's session, prepared: the GPU benchmarks and CUDA tests
 #                               in order of importance under one deadline, their raw output under DIR (tests/gpu_session.py)
-#   bash run.sh sweep NAME=v1,v2 [NAME2=a,b ...]   the grid, one run after another, then a summary
+#   bash run.sh sweep NAME=v1,v2 [NAME2=a,b ...]   the grid, one run after another, then a summary ('NAME=a,b;c' for values with commas)
 #   bash run.sh summary [DIRS or LOGS]            markdown table of finished runs, best first
 #   bash run.sh record --name NAME [--smoke] LOGS  a records/ submission folder from finished runs
 #   bash run.sh import FILE --out OUT             the challenge script's final_model.int8.ptz as this script's artifact,

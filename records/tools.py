@@ -258,8 +258,8 @@ def say(msg: str) -> None:
 
 
 def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Path, list[str]]:
-    """Every combination of NAME=v1,v2 ..., one run after another, each in its own folder; the whole
-    grid is validated by train_gpt.py's own rules before the first run. Returns (folder, failed runs)."""
+    """Every combination of NAME=v1,v2 ... (NAME='v1;v2' where a value holds commas), one run after another, each in its own
+    folder; the whole grid is validated by train_gpt.py's own rules before the first run. Returns (folder, failed runs)."""
     sys.path.insert(0, str(ROOT))
     import train_gpt
 
@@ -267,9 +267,9 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
     for a in assignments:
         key, sep, values = a.partition("=")
         if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", key) or not values:
-            raise ToolError(f"{a!r}: expected NAME=v1,v2 with an upper-case variable name")
+            raise ToolError(f"{a!r}: expected NAME=v1,v2 (or NAME='v1;v2' for values that hold commas) with an upper-case variable name")
         known = key in ours or key.startswith(train_gpt.TORCH_ENV)  # torch's own knobs too: TORCHINDUCTOR_CUDAGRAPHS=0,1
-        items = values.split(",")
+        items = values.split(";" if ";" in values else ",")  # values that hold commas are given apart by ';': 'FREEZE_TARGETS=fc;fc,k,v'
         twice = next((v for i, v in enumerate(items) if v in items[:i]), None)
         meant = difflib.get_close_matches(key, train_gpt.ENV_NAMES, 1, 0.85)  # train_gpt.py's own rule for a near miss
         problem = next((message for bad, message in (

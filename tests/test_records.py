@@ -288,7 +288,14 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         dense = next(l for l in table if l.startswith(f"| {name}_FREEZE_MODE-none_"))  # its log's warning, said where the value is read
         assert dense.startswith(f"| {name}_FREEZE_MODE-none_LORA_RANK-4 | none | 4 (no effect) | ")
         bad = subprocess.run(TOOLS + ["sweep", "--name", name, "lowercase=1"], env=env, capture_output=True, text=True)
-        assert bad.returncode == 2 and "expected NAME=v1,v2" in bad.stderr
+        assert bad.returncode == 2 and "expected NAME=v1,v2 (or NAME='v1;v2' for values that hold commas)" in bad.stderr
+        # Values that hold commas (target sets, rank lists, int6 layers) are given apart by ';': one run each, the value whole.
+        r = subprocess.run(TOOLS + ["sweep", "--name", name + "_lists", "FREEZE_MODE=frozen", "FREEZE_TARGETS=fc;fc,proj,q"], env=env,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs = {p.name: tools.parse_log(p / "logs" / f"{p.name}.txt") for p in (ROOT / "sweeps" / (name + "_lists")).iterdir()}
+        assert {run: log["env"]["FREEZE_TARGETS"] for run, log in runs.items()} == {
+            f"{name}_lists_FREEZE_MODE-frozen_FREEZE_TARGETS-fc": "fc", f"{name}_lists_FREEZE_MODE-frozen_FREEZE_TARGETS-fc.proj.q": "fc,proj,q"}
         bad = subprocess.run(TOOLS + ["sweep", "--name", name + "_bad", "--launch", "torchrunn --standalone", "SEED=1"], env=env, capture_output=True,
                              text=True)
         assert bad.returncode == 2 and bad.stderr == ("error: --launch 'torchrunn --standalone': torchrunn is not a command on PATH; accepted a "
@@ -296,7 +303,8 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         # The whole grid is validated by the script's rules before the first run: nothing runs.
         for grid, text in ((["TORCHINDUCTOR_CUDAGRAPHS=0,1", "NUM_LAYERS=2,x"], "sweep TORCHINDUCTOR_CUDAGRAPHS=0 NUM_LAYERS=x: NUM_LAYERS='x': "
                             "not an integer; nothing was run"),  # torch's knob is a name the sweep takes
-                           (["SEED=1,,2"], "'SEED=1,,2': an empty value in the list"), (["NUM_LAYRES=2"], "NUM_LAYRES is not a train_gpt.py variable (did you mean NUM_LAYERS?), nor"),
+                           (["SEED=1,,2"], "'SEED=1,,2': an empty value in the list"),
+                           (["INT6_LAYERS=0;"], "'INT6_LAYERS=0;': an empty value"), (["NUM_LAYRES=2"], "NUM_LAYRES is not a train_gpt.py variable (did you mean NUM_LAYERS?), nor"),
                            (["SEED=1,2,1"], "'SEED=1,2,1': the value '1' twice"), (["SEED=1", "SEED=2"], "'SEED=2': SEED is swept twice"),
                            (["RUN_ID=a,b"], "'RUN_ID=a,b': the sweep names each run itself"),
                            (["FREEZE_MODE=none,adapter", "LORA_RANK=4,64"], "LORA_RANK=64: above the smallest targeted projection dimension"),
@@ -325,6 +333,7 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         shutil.rmtree(ROOT / "sweeps" / name, ignore_errors=True)
         shutil.rmtree(ROOT / "sweeps" / (name + "_bad"), ignore_errors=True)
         shutil.rmtree(ROOT / "sweeps" / (name + "_rel"), ignore_errors=True)
+        shutil.rmtree(ROOT / "sweeps" / (name + "_lists"), ignore_errors=True)
 
 
 @pytest.mark.slow

@@ -158,7 +158,7 @@ class SplitWriter:
 # stream ends in a marker, so a file cut short is refused (a streaming reader of zstd ends quietly at the cut: hence decompressors).
 CODECS = [(b"\x1f\x8b", "gzip", lambda: zlib.decompressobj(wbits=31)), (b"BZh", "bzip2", bz2.BZ2Decompressor),
           (b"\xfd7zXZ\x00", "xz", lzma.LZMADecompressor),
-          (b"\x28\xb5\x2f\xfd", "zstd", lambda: optional_module("zstandard", "zstd input").ZstdDecompressor().decompressobj())]
+          (b"\x28\xb5\x2f\xfd", "zstd", lambda: importlib.import_module("zstandard").ZstdDecompressor().decompressobj())]
 PARQUET_MAGIC = b"PAR1"
 READ_CHUNK = 1 << 20
 
@@ -186,6 +186,8 @@ def decompressed_chunks(path: Path):
             yield from chunks
             return
         _, name, new = codec
+        if name == "zstd":  # an optional package: its absence named with the file
+            optional_module("zstandard", f"--input {path}: zstd-compressed input")
         inflater = new()
         for chunk in chunks:
             while chunk:
@@ -281,7 +283,8 @@ def document_text(n: int, line: bytes, source: str, field: str = "text") -> str:
 
 # A folder's files by name: a .txt file is one document, a .jsonl one a document a line (each may be compressed), a .parquet one a
 # document a row; other files are left out (a README.md, say).
-DOCUMENT_FILE = re.compile(r"\.(txt|jsonl)(\.(gz|bz2|xz|zst))?$|\.parquet$")
+COMPRESSED_SUFFIX = r"(\.(gz|bz2|xz|zst))?$"  # names only: reading goes by the first bytes
+DOCUMENT_FILE = re.compile(r"\.(txt|jsonl)" + COMPRESSED_SUFFIX + r"|\.parquet$")
 
 
 def file_documents(path: Path, field: str = "text"):
@@ -299,7 +302,7 @@ def iter_documents(source: Path, field: str = "text"):
         if not files:
             raise ExportError(f"--input {source}: no .txt, .jsonl or .parquet files below this folder")
         for p in files:
-            if ".txt" in p.suffixes[-2:]:
+            if DOCUMENT_FILE.search(p.name)[1] == "txt":
                 with refused(f"--input {source}: {p} is not UTF-8", UnicodeDecodeError):
                     text = b"".join(decompressed_chunks(p)).decode("utf-8-sig")
                 yield str(p), text
@@ -495,7 +498,7 @@ def move_into_place(tmp: Path, out: Path, names: list[str]) -> None:
 # ---- the challenge's protocol ----
 
 def sidecar_of(jsonl: Path) -> Path:  # docs_selected.jsonl (or .jsonl.gz, ...) -> docs_selected.source_manifest.json
-    return jsonl.with_name(re.sub(r"\.jsonl(\.(gz|bz2|xz|zst))?$", "", jsonl.name) + ".source_manifest.json")
+    return jsonl.with_name(re.sub(r"\.jsonl" + COMPRESSED_SUFFIX, "", jsonl.name) + ".source_manifest.json")
 
 
 SAME_EXPORT = ("num_docs", "num_val_docs", "shard_size")  # what one manifest states for all its datasets

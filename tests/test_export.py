@@ -500,8 +500,8 @@ def test_a_compressed_docs_selected_exports_as_the_plain_one_with_its_sidecar(do
 
 def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replaces_nothing(tmp_path):
     """A stream cut short (gzip, zstd: zstd's streaming reader would have ended quietly at the cut), a corrupted xz, a Parquet file
-    without a "text" column, with a null text or cut short, a Parquet file given to --challenge, and Parquet where pyarrow is missing:
-    each one line that names the file, exit 2, and the earlier export untouched."""
+    without a "text" column, with a null text or cut short, a Parquet file given to --challenge, Parquet without pyarrow and zstd without
+    zstandard: each one line that names the file, exit 2, and the earlier export untouched."""
     import lzma
     pytest.importorskip("zstandard")
     docs = synthetic_documents(30, seed=4)
@@ -516,8 +516,9 @@ def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replace
     pq.write_table(pa.table({"content": docs}), tmp_path / "other.parquet")
     pq.write_table(pa.table({"text": docs[:3] + [None]}), tmp_path / "null.parquet")
     (tmp_path / "cut.parquet").write_bytes((tmp_path / "ok.parquet").read_bytes()[:-40])
-    no_pyarrow = [sys.executable, "-c", "import sys; sys.modules['pyarrow'] = None; sys.path.insert(0, %r); import export_corpus; "
-                  "sys.exit(export_corpus.main(sys.argv[1:]))" % str(ROOT / "data")]
+    without = lambda module: [sys.executable, "-c", f"import sys; sys.modules[{module!r}] = None; sys.path.insert(0, {str(ROOT / 'data')!r}); "
+                              "import export_corpus; sys.exit(export_corpus.main(sys.argv[1:]))"]
+    (tmp_path / "ok.jsonl.zst").write_bytes(compressed(raw, "zst"))
     out = tmp_path / "out"
     out.mkdir()
     (out / "manifest.json").write_text("earlier")
@@ -528,7 +529,9 @@ def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replace
              (CLI, "null.parquet", [], 'null.parquet: row 4: "text" is null, not a string'),
              (CLI, "cut.parquet", [], "cut.parquet: not a readable Parquet file ("),
              (CLI, "ok.parquet", ["--challenge", "--vocab-size", "300"], "ok.parquet: a Parquet file, where JSON lines are read"),
-             (no_pyarrow, "ok.parquet", [], "ok.parquet: a Parquet file needs the pyarrow package; install it with `python3 -m pip install pyarrow`")]
+             (without("pyarrow"), "ok.parquet", [], "ok.parquet: a Parquet file needs the pyarrow package; install it with `python3 -m pip install "
+              "pyarrow`"),
+             (without("zstandard"), "ok.jsonl.zst", [], "ok.jsonl.zst: zstd-compressed input needs the zstandard package; install it with")]
     for cli, name, args, message in cases:
         r = subprocess.run(cli + ["--input", str(tmp_path / name), *(args or ["--name", "c"]), "--out", str(out)], capture_output=True, text=True,
                            timeout=120)

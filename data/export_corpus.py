@@ -159,7 +159,10 @@ class SplitWriter:
 CODECS = [(b"\x1f\x8b", "gzip", lambda: zlib.decompressobj(wbits=31)), (b"BZh", "bzip2", bz2.BZ2Decompressor),
           (b"\xfd7zXZ\x00", "xz", lzma.LZMADecompressor),
           (b"\x28\xb5\x2f\xfd", "zstd", lambda: importlib.import_module("zstandard").ZstdDecompressor().decompressobj())]
-PARQUET_MAGIC = b"PAR1"
+# Tables of documents, one a row, known by their first bytes too: Parquet (FineWeb's own files), Arrow IPC as a file, and as a stream
+# (what Hugging Face's datasets caches and save_to_disk writes, data-00000-of-00003.arrow).
+TABLE_MAGIC = {b"PAR1": "a Parquet file", b"ARROW1": "an Arrow file", b"\xff\xff\xff\xff": "an Arrow file"}
+ARROW_STREAM_END = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 READ_CHUNK = 1 << 20
 
 
@@ -173,6 +176,12 @@ def optional_module(name: str, what: str, package: str | None = None):
 def first_bytes(path: Path) -> bytes:
     with open(path, "rb") as f:
         return f.read(8)
+
+
+def last_bytes(path: Path, n: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - n))
+        return f.read()
 
 
 def decompressed_chunks(path: Path):
@@ -200,10 +209,15 @@ def decompressed_chunks(path: Path):
             raise ExportError(f"--input {path}: its {name} stream ends early (a file cut short?)")
 
 
+def table_kind(path: Path) -> str | None:  # 'a Parquet file', 'an Arrow file' or None (JSON lines or text, compressed or not)
+    head = first_bytes(path)
+    return next((kind for magic, kind in TABLE_MAGIC.items() if head.startswith(magic)), None)
+
+
 def jsonl_lines(path: Path):
     """(line number, raw bytes) of every non-blank line, through decompressed_chunks (a line may span chunks)."""
-    if first_bytes(path).startswith(PARQUET_MAGIC):
-        raise ExportError(f"--input {path}: a Parquet file, where JSON lines are read (plain, or compressed by gzip, bzip2, xz or zstd)")
+    if kind := table_kind(path):
+        raise ExportError(f"--input {path}: {kind}, where JSON lines are read (plain, or compressed by gzip, bzip2, xz or zstd)")
     n, parts = 0, []
     for chunk in decompressed_chunks(path):
         *done, rest = chunk.split(b"\n")
@@ -217,23 +231,34 @@ def jsonl_lines(path: Path):
         yield n + 1, last
 
 
-def parquet_texts(path: Path, field: str = "text"):
-    """(row number, text) of a Parquet file's text column (FineWeb's own format: "text"), read through pyarrow a batch at a time."""
-    pq = optional_module("pyarrow.parquet", f"--input {path}: a Parquet file", "pyarrow")
-    reading = lambda: refused(f"--input {path}: not a readable Parquet file")
+def table_texts(path: Path, field: str = "text"):
+    """(row number, text) of a table's text column (FineWeb's Parquet: "text"), read through pyarrow a batch at a time (Arrow: mapped)."""
+    kind = table_kind(path)
+    pa = optional_module("pyarrow", f"--input {path}: {kind}", "pyarrow")
+    reading = lambda: refused(f"--input {path}: not a readable {kind.split(' ', 1)[1]}")  # not a readable Parquet file
     with reading():
-        f = pq.ParquetFile(path)
-    with contextlib.closing(f):
-        if field not in (columns := f.schema_arrow.names):
+        if kind == "a Parquet file":
+            opened = f = optional_module("pyarrow.parquet", f"--input {path}: a Parquet file", "pyarrow").ParquetFile(path)
+            columns = f.schema_arrow.names
+            batches = f.iter_batches(batch_size=1024, columns=[field]) if field in columns else None
+        else:  # the map is what holds the file open; a stream cut between batches would read as a shorter one, but for its end marker
+            stream = not first_bytes(path).startswith(b"ARROW1")
+            if stream and last_bytes(path, len(ARROW_STREAM_END)) != ARROW_STREAM_END:
+                raise ExportError(f"--input {path}: its Arrow stream ends early (no end-of-stream marker: a file cut short?)")
+            opened = pa.memory_map(str(path))
+            f = pa.ipc.open_stream(opened) if stream else pa.ipc.open_file(opened)
+            columns = f.schema.names
+            batches = (f.get_batch(i) for i in range(f.num_record_batches)) if hasattr(f, "num_record_batches") else iter(f)
+    with contextlib.closing(opened):
+        if field not in columns:
             raise ExportError(f"--input {path}: no {json.dumps(field)} column (its columns: {', '.join(columns[:8])}; --text-field names another)")
-        with reading():
-            batches, n = f.iter_batches(batch_size=1024, columns=[field]), 0
+        n = 0
         while True:
             with reading():
                 batch = next(batches, None)
             if batch is None:
                 return
-            yield from row_texts(path, n, batch.column(0).to_pylist(), field)
+            yield from row_texts(path, n, batch.column(batch.schema.get_field_index(field)).to_pylist(), field)
             n += batch.num_rows
 
 
@@ -281,16 +306,16 @@ def document_text(n: int, line: bytes, source: str, field: str = "text") -> str:
     return text
 
 
-# A folder's files by name: a .txt file is one document, a .jsonl one a document a line (each may be compressed), a .parquet one a
-# document a row; other files are left out (a README.md, say).
+# A folder's files by name: a .txt file is one document, a .jsonl one a document a line (each may be compressed), a .parquet or .arrow
+# one a document a row; other files are left out (a README.md, datasets' state.json, say).
 COMPRESSED_SUFFIX = r"(\.(gz|bz2|xz|zst))?$"  # names only: reading goes by the first bytes
-DOCUMENT_FILE = re.compile(r"\.(txt|jsonl)" + COMPRESSED_SUFFIX + r"|\.parquet$")
+DOCUMENT_FILE = re.compile(r"\.(txt|jsonl)" + COMPRESSED_SUFFIX + r"|\.(parquet|arrow)$")
 
 
 def file_documents(path: Path, field: str = "text"):
-    """(where, text) of each document of one file: a Parquet file's rows (by its first bytes), else JSON lines, compressed or not."""
-    if first_bytes(path).startswith(PARQUET_MAGIC):
-        yield from ((f"{path} row {n}", text) for n, text in parquet_texts(path, field))
+    """(where, text) of each document of one file: a table's rows (Parquet, Arrow: by its first bytes), else JSON lines, compressed or not."""
+    if table_kind(path):
+        yield from ((f"{path} row {n}", text) for n, text in table_texts(path, field))
     else:
         yield from ((f"{path} line {n}", document_text(n, line, str(path), field)) for n, line in jsonl_lines(path))
 
@@ -300,7 +325,7 @@ def iter_documents(source: Path, field: str = "text"):
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.is_file() and DOCUMENT_FILE.search(p.name))
         if not files:
-            raise ExportError(f"--input {source}: no .txt, .jsonl or .parquet files below this folder")
+            raise ExportError(f"--input {source}: no .txt, .jsonl, .parquet or .arrow files below this folder")
         for p in files:
             if DOCUMENT_FILE.search(p.name)[1] == "txt":
                 with refused(f"--input {source}: {p} is not UTF-8", UnicodeDecodeError):
@@ -311,8 +336,8 @@ def iter_documents(source: Path, field: str = "text"):
     elif source.is_file():
         yield from file_documents(source, field)
     else:
-        raise ExportError(f"--input {source}: no such file or folder (accepted: a folder of .txt, .jsonl or .parquet files, or one .jsonl or "
-                          ".parquet file)")
+        raise ExportError(f"--input {source}: no such file or folder (accepted: a folder of .txt, .jsonl, .parquet or .arrow files, or one "
+                          ".jsonl, .parquet or .arrow file)")
 
 
 # ---- encoding on every core, in order, with a bounded number of batches in flight ----

@@ -444,10 +444,18 @@ def write_parquet(path: Path, docs: list, **options) -> None:
                    path, **options)
 
 
+def write_arrow(path: Path, docs: list, stream: bool = True) -> None:
+    """Arrow IPC in batches of 7 rows: as a stream, what Hugging Face's datasets writes to its cache and save_to_disk, or as a file."""
+    pa = pytest.importorskip("pyarrow")
+    table = pa.table({"text": docs, "id": list(range(len(docs)))})
+    with (pa.ipc.new_stream if stream else pa.ipc.new_file)(str(path), table.schema) as writer:
+        writer.write_table(table, max_chunksize=7)
+
+
 def test_other_corpora_read_compressed_jsonl_parquet_and_folders_of_them_as_the_same_documents(tmp_path):
     """The same documents as a plain JSONL, as JSONL compressed by gzip (two members), bzip2, xz and zstd, as Parquet (pyarrow, row
-    groups of 7, zstd pages inside), and as a folder holding a Parquet part, a zstd JSONL part and a README: every export writes the
-    same shards and tokenizer, byte for byte."""
+    groups of 7, zstd pages inside), as Arrow (a stream, as Hugging Face's datasets caches it, and a file), and as a folder holding a
+    Parquet part, a zstd JSONL part, an Arrow part and a README: every export writes the same shards and tokenizer, byte for byte."""
     from export_corpus import export_corpus
     pytest.importorskip("zstandard")
     docs = synthetic_documents(60, seed=21)
@@ -456,14 +464,17 @@ def test_other_corpora_read_compressed_jsonl_parquet_and_folders_of_them_as_the_
     for codec in ("gz", "bz2", "xz", "zst"):
         (tmp_path / f"c.jsonl.{codec}").write_bytes(compressed(raw, codec))
     write_parquet(tmp_path / "c.parquet", docs, row_group_size=7, compression="zstd")
+    write_arrow(tmp_path / "c.arrow", docs)
+    write_arrow(tmp_path / "c_file.arrow", docs, stream=False)
     folder = tmp_path / "parts"
     (folder / "a").mkdir(parents=True)
     (folder / "b").mkdir()
     write_parquet(folder / "a" / "000_00000.parquet", docs[:25])
-    (folder / "b" / "rest.jsonl.zst").write_bytes(compressed("".join(json.dumps({"text": d}) + "\n" for d in docs[25:]).encode(), "zst"))
+    (folder / "b" / "more.jsonl.zst").write_bytes(compressed("".join(json.dumps({"text": d}) + "\n" for d in docs[25:40]).encode(), "zst"))
+    write_arrow(folder / "b" / "rest.arrow", docs[40:])
     (folder / "README.md").write_text("# not a document\n")
     outs = {}
-    for source in ("c.jsonl", "c.jsonl.gz", "c.jsonl.bz2", "c.jsonl.xz", "c.jsonl.zst", "c.parquet", "parts"):
+    for source in ("c.jsonl", "c.jsonl.gz", "c.jsonl.bz2", "c.jsonl.xz", "c.jsonl.zst", "c.parquet", "c.arrow", "c_file.arrow", "parts"):
         outs[source] = export_corpus(tmp_path / source, tmp_path / f"out_{source}", "c", 400, 6, 0.05, 5000, 1337, workers=1).parent.parent
     files = sorted(p.relative_to(outs["c.jsonl"]) for p in outs["c.jsonl"].rglob("*") if p.is_file() and p.name != "manifest.json")
     assert len([f for f in files if f.suffix == ".bin"]) > 3 and any(f.suffix == ".model" for f in files)
@@ -499,9 +510,10 @@ def test_a_compressed_docs_selected_exports_as_the_plain_one_with_its_sidecar(do
 
 
 def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replaces_nothing(tmp_path):
-    """A stream cut short (gzip, zstd: zstd's streaming reader would have ended quietly at the cut), a corrupted xz, a Parquet file
-    without a "text" column, with a null text or cut short, a Parquet file given to --challenge, Parquet without pyarrow and zstd without
-    zstandard: each one line that names the file, exit 2, and the earlier export untouched."""
+    """A stream cut short (gzip, zstd, Arrow: zstd's streaming reader, and pyarrow given an Arrow stream cut between batches, would have
+    ended quietly at the cut), a corrupted xz, a Parquet file without a "text" column, with a null text or cut short, an Arrow file cut
+    short, a table given to --challenge, Parquet without pyarrow and zstd without zstandard: each one line that names the file, exit 2,
+    and the earlier export untouched."""
     import lzma
     pytest.importorskip("zstandard")
     docs = synthetic_documents(30, seed=4)
@@ -516,6 +528,11 @@ def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replace
     pq.write_table(pa.table({"content": docs}), tmp_path / "other.parquet")
     pq.write_table(pa.table({"text": docs[:3] + [None]}), tmp_path / "null.parquet")
     (tmp_path / "cut.parquet").write_bytes((tmp_path / "ok.parquet").read_bytes()[:-40])
+    write_arrow(tmp_path / "ok.arrow", docs)
+    (tmp_path / "cut.arrow").write_bytes((tmp_path / "ok.arrow").read_bytes()[:-200])
+    (tmp_path / "unended.arrow").write_bytes((tmp_path / "ok.arrow").read_bytes()[:-8])  # cut between batches: pyarrow reads it as whole
+    write_arrow(tmp_path / "file.arrow", docs, stream=False)
+    (tmp_path / "cut_file.arrow").write_bytes((tmp_path / "file.arrow").read_bytes()[:-100])
     without = lambda module: [sys.executable, "-c", f"import sys; sys.modules[{module!r}] = None; sys.path.insert(0, {str(ROOT / 'data')!r}); "
                               "import export_corpus; sys.exit(export_corpus.main(sys.argv[1:]))"]
     (tmp_path / "ok.jsonl.zst").write_bytes(compressed(raw, "zst"))
@@ -528,6 +545,10 @@ def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replace
              (CLI, "other.parquet", [], 'other.parquet: no "text" column (its columns: content; --text-field names another)'),
              (CLI, "null.parquet", [], 'null.parquet: row 4: "text" is null, not a string'),
              (CLI, "cut.parquet", [], "cut.parquet: not a readable Parquet file ("),
+             (CLI, "cut.arrow", [], "cut.arrow: its Arrow stream ends early (no end-of-stream marker: a file cut short?)"),
+             (CLI, "unended.arrow", [], "unended.arrow: its Arrow stream ends early"),
+             (CLI, "cut_file.arrow", [], "cut_file.arrow: not a readable Arrow file ("),
+             (CLI, "ok.arrow", ["--challenge", "--vocab-size", "300"], "ok.arrow: an Arrow file, where JSON lines are read"),
              (CLI, "ok.parquet", ["--challenge", "--vocab-size", "300"], "ok.parquet: a Parquet file, where JSON lines are read"),
              (without("pyarrow"), "ok.parquet", [], "ok.parquet: a Parquet file needs the pyarrow package; install it with `python3 -m pip install "
               "pyarrow`"),

@@ -166,7 +166,7 @@ case "$cmd" in
     ;;
   test)
     ensure_deps pytest
-    ensure_optional huggingface_hub zstandard pyarrow
+    ensure_optional huggingface_hub zstandard pyarrow datasets
     ensure_shakespeare
     suite=tests  # a test file or folder among ARGS runs instead of the whole suite (pytest would run both)
     for arg in "$@"; do case "$arg" in tests|tests/*|*.py|*.py::*) suite= ;; esac; done

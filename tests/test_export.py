@@ -591,3 +591,30 @@ def test_other_corpora_take_the_document_from_the_field_text_field_names(tmp_pat
         r = export(src, "bad", *more)
         assert r.returncode == 2 and r.stderr.startswith("error: ") and said in r.stderr and r.stderr.count("\n") == 1, (src, r.stderr)
         assert not (tmp_path / "bad").exists()
+
+
+def test_what_hugging_faces_datasets_writes_exports_as_the_same_documents(tmp_path, monkeypatch):
+    """The files of a corpus as Hugging Face's `datasets` library leaves them: save_to_disk's folder (two Arrow shards beside
+    dataset_info.json and state.json), the Arrow file of its cache after load_dataset("json", ...), and its to_parquet and to_json
+    files. Each exports byte for byte as our own JSONL of the same documents."""
+    from export_corpus import export_corpus
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    docs = synthetic_documents(50, seed=31)
+    (tmp_path / "ours.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    ds = datasets.Dataset.from_dict({"text": docs, "id": list(range(len(docs)))})
+    ds.save_to_disk(str(tmp_path / "saved"), num_shards=2)
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["data-00000-of-00002.arrow", "data-00001-of-00002.arrow",
+                                                                       "dataset_info.json", "state.json"]
+    loaded = datasets.load_dataset("json", data_files=str(tmp_path / "ours.jsonl"), cache_dir=str(tmp_path / "cache"), split="train")
+    (cached,) = [Path(f["filename"]) for f in loaded.cache_files]
+    ds.to_parquet(str(tmp_path / "hf.parquet"))
+    ds.to_json(str(tmp_path / "hf.jsonl"))
+    outs = {src: export_corpus(path, tmp_path / f"out_{src}", "c", 400, 5, 0.05, 6000, 1337, workers=1).parent.parent
+            for src, path in (("ours", tmp_path / "ours.jsonl"), ("saved", tmp_path / "saved"), ("cache", cached),
+                              ("parquet", tmp_path / "hf.parquet"), ("json", tmp_path / "hf.jsonl"))}
+    files = sorted(p.relative_to(outs["ours"]) for p in outs["ours"].rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert len([f for f in files if f.suffix == ".bin"]) > 2
+    for src, out in outs.items():
+        assert all((out / f).read_bytes() == (outs["ours"] / f).read_bytes() for f in files), src

@@ -214,12 +214,15 @@ def table_kind(path: Path) -> str | None:  # 'a Parquet file', 'an Arrow file' o
     return next((kind for magic, kind in TABLE_MAGIC.items() if head.startswith(magic)), None)
 
 
-def jsonl_lines(path: Path):
-    """(line number, raw bytes) of every non-blank line, through decompressed_chunks (a line may span chunks)."""
+def jsonl_lines(path: Path, whole=None):
+    """(line number, raw bytes) of every non-blank line, through decompressed_chunks (a line may span chunks); whole, a hash, takes
+    every byte (the sha256 a source manifest gives for the plain file)."""
     if kind := table_kind(path):
         raise ExportError(f"--input {path}: {kind}, where JSON lines are read (plain, or compressed by gzip, bzip2, xz or zstd)")
     n, parts = 0, []
     for chunk in decompressed_chunks(path):
+        if whole is not None:
+            whole.update(chunk)
         *done, rest = chunk.split(b"\n")
         for line in done:
             n, line = n + 1, b"".join(parts) + line if parts else line
@@ -623,10 +626,10 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
                     if text:
                         yield text
             train_tokenizer(sentences(), vocab_size, tmp / tok_rel)
-        digest, count = hashlib.sha256(), [0]
+        digest, whole, count = hashlib.sha256(), hashlib.sha256(), [0]
 
         def tagged():
-            for i, (n, line) in enumerate(jsonl_lines(source)):
+            for i, (n, line) in enumerate(jsonl_lines(source, whole)):
                 digest.update(line)
                 count[0] += 1
                 yield ("val" if i < num_val_docs else "train"), (n, line, str(source))
@@ -636,6 +639,11 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
         encoder = encoder_of(tok_json) if tokenizer != "sp" else tmp / tok_files[0]
         stats = write_dataset(encoder, tagged(), ds, "fineweb", shard_tokens, workers or default_workers())
         num_docs = count[0]
+        described = [f"{k} {theirs}, the input {ours}" for k, ours in (("num_docs", num_docs), ("docs_sha256", whole.hexdigest()))
+                     if (theirs := (sidecar or {}).get(k)) is not None and theirs != ours]
+        if described:  # the manifest would give their sidecar for other documents
+            raise ExportError(f"{sidecar_of(source)}: describes other documents than --input {source} ({described[0]}): a partial or "
+                              "changed copy? Fetch it again, or move the sidecar away to export these documents as they are")
         if num_docs < num_val_docs:
             raise ExportError(f"--num-val-docs {num_val_docs}: the input has only {num_docs} documents")
         val, train = stats.get("val", {"files": 0, "tokens": 0, "docs": 0}), stats.get("train", {"files": 0, "tokens": 0, "docs": 0})

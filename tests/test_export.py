@@ -618,3 +618,31 @@ def test_what_hugging_faces_datasets_writes_exports_as_the_same_documents(tmp_pa
     assert len([f for f in files if f.suffix == ".bin"]) > 2
     for src, out in outs.items():
         assert all((out / f).read_bytes() == (outs["ours"] / f).read_bytes() for f in files), src
+
+
+def test_a_docs_selected_its_sidecar_does_not_describe_is_one_line_and_replaces_nothing(docs_file, tmp_path):
+    """docs_selected.jsonl cut short in a copy (a full disk on the way, `head -n`), or changed, beside the sidecar of the whole file:
+    the export used to go on, and its manifest gave the sidecar (num_docs 241, the published sha256) for other documents. Now the
+    sidecar's num_docs and docs_sha256 (of the plain file's bytes, a compressed copy's too) are checked: one line, nothing written;
+    with the sidecar moved away the same documents export as they are."""
+    path, docs = docs_file
+    sidecar = path.with_name("docs_selected.source_manifest.json")
+    lines = path.read_bytes().splitlines(keepends=True)
+    forms = {"cut": b"".join(lines[:100]), "changed": path.read_bytes().replace(b'"id": 7}', b'"id": 8}', 1)}
+    said = {"cut": f"(num_docs {len(docs)}, the input 100)", "changed": f"(docs_sha256 {json.loads(sidecar.read_text())['docs_sha256']}, the input "}
+    for form, data in forms.items():
+        folder = tmp_path / form
+        folder.mkdir()
+        (folder / "docs_selected.jsonl").write_bytes(data)
+        (folder / sidecar.name).write_bytes(sidecar.read_bytes())
+        (folder / "out").mkdir()
+        (folder / "out" / "manifest.json").write_text("earlier")
+        r = subprocess.run(CLI + ["--input", str(folder / "docs_selected.jsonl"), "--challenge", "--byte260", "--out", str(folder / "out")],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+        assert r.stderr.startswith(f"error: {folder / sidecar.name}: describes other documents than --input {folder / 'docs_selected.jsonl'} "
+                                   + said[form]) and "move the sidecar away" in r.stderr, r.stderr
+        assert [p.name for p in (folder / "out").iterdir()] == ["manifest.json"] and (folder / "out/manifest.json").read_text() == "earlier"
+    (tmp_path / "cut" / sidecar.name).unlink()
+    m = export_challenge(tmp_path / "cut" / "docs_selected.jsonl", tmp_path / "cut" / "out", "--byte260", "--num-val-docs", "10")
+    assert m["num_docs"] == 100 and m["docs_meta"]["source_manifest"] is None

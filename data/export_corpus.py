@@ -310,7 +310,7 @@ def document_text(n: int, line: bytes, source: str, field: str = "text") -> str:
 
 
 # A folder's files by name: a .txt file is one document, a .jsonl one a document a line (each may be compressed), a .parquet or .arrow
-# one a document a row; other files are left out (a README.md, datasets' state.json, say).
+# one a document a row; other files are left out (a README.md, datasets' state.json, say), and hidden ones and those in hidden folders.
 COMPRESSED_SUFFIX = r"(\.(gz|bz2|xz|zst))?$"  # names only: reading goes by the first bytes
 DOCUMENT_FILE = re.compile(r"\.(txt|jsonl)" + COMPRESSED_SUFFIX + r"|\.(parquet|arrow)$")
 
@@ -326,7 +326,8 @@ def file_documents(path: Path, field: str = "text"):
 def iter_documents(source: Path, field: str = "text"):
     """(where, text) of each document: a folder's files sorted by path (DOCUMENT_FILE), or one file's (file_documents: `field`)."""
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.is_file() and DOCUMENT_FILE.search(p.name))
+        files = sorted(p for p in source.rglob("*") if p.is_file() and DOCUMENT_FILE.search(p.name)
+                       and not any(part.startswith(".") for part in p.relative_to(source).parts))  # ._x.txt (a Mac's copy), .git/
         if not files:
             raise ExportError(f"--input {source}: no .txt, .jsonl, .parquet or .arrow files below this folder")
         for p in files:

@@ -455,7 +455,8 @@ def write_arrow(path: Path, docs: list, stream: bool = True) -> None:
 def test_other_corpora_read_compressed_jsonl_parquet_and_folders_of_them_as_the_same_documents(tmp_path):
     """The same documents as a plain JSONL, as JSONL compressed by gzip (two members), bzip2, xz and zstd, as Parquet (pyarrow, row
     groups of 7, zstd pages inside), as Arrow (a stream, as Hugging Face's datasets caches it, and a file), and as a folder holding a
-    Parquet part, a zstd JSONL part, an Arrow part and a README: every export writes the same shards and tokenizer, byte for byte."""
+    Parquet part, a zstd JSONL part, an Arrow part, a README and hidden files (a Mac's ._ copy, a .git folder): every export writes
+    the same shards and tokenizer, byte for byte."""
     from export_corpus import export_corpus
     pytest.importorskip("zstandard")
     docs = synthetic_documents(60, seed=21)
@@ -473,6 +474,9 @@ def test_other_corpora_read_compressed_jsonl_parquet_and_folders_of_them_as_the_
     (folder / "b" / "more.jsonl.zst").write_bytes(compressed("".join(json.dumps({"text": d}) + "\n" for d in docs[25:40]).encode(), "zst"))
     write_arrow(folder / "b" / "rest.arrow", docs[40:])
     (folder / "README.md").write_text("# not a document\n")
+    (folder / "a" / "._000_00000.parquet").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")  # a Mac's copy: AppleDouble
+    (folder / ".git").mkdir()
+    (folder / ".git" / "stray.jsonl").write_text(json.dumps({"text": "not part of the corpus"}) + "\n")
     outs = {}
     for source in ("c.jsonl", "c.jsonl.gz", "c.jsonl.bz2", "c.jsonl.xz", "c.jsonl.zst", "c.parquet", "c.arrow", "c_file.arrow", "parts"):
         outs[source] = export_corpus(tmp_path / source, tmp_path / f"out_{source}", "c", 400, 6, 0.05, 5000, 1337, workers=1).parent.parent

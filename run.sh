@@ -13,7 +13,7 @@
 #   bash run.sh bench claims [--quick]   the public write-ups' findings, measured by small runs (tests/bench_claims.py)
 #   bash run.sh bench gpu       GPU step time per mode at the baseline shape (tests/bench_gpu.py)
 #   bash run.sh bench gpu --peer P   the same beside the challenge's CUDA script P (tests/bench_peer.py --gpu)
-#   bash run.sh bench export    time and peak memory of the challenge-protocol export at 100 and 400 MB
+#   bash run.sh bench export    time and peak memory of the challenge-protocol export at 100 and 400 MB, plain and .gz
 #   bash run.sh bench profile [--peer P] [--clock] [--shape 9x512]   where a step's time goes (tests/bench_profile.py)
 #   bash run.sh bench gpu-session --out DIR [STAGE ...]   a lent GPU's session, prepared: the GPU benchmarks and CUDA tests
 #                               in order of importance under one deadline, their raw output under DIR (tests/gpu_session.py)

@@ -11,7 +11,8 @@
 `summary` reads any log of the challenge, ours or others': with or without the script's
 source at its head, `*.txt` or `*.log`, every final-line variant (`final_int8_zlib_roundtrip_exact`,
 `final_int6_sliding_window_exact`, `final_sliding`, `quantized_ttt_*`, ...), step lines with or
-without `step:`, a `Hyperparameters:` block or our `env:` line. Its score is the last val_bpb
+without `step:`, a `Hyperparameters:` block or our `env:` line, its lines as printed or as torchrun --tee, a logger
+or a terminal passed them on (tags, timestamps, colours). Its score is the last val_bpb
 the log prints (the run's final reported number); round-trip, sliding and pre-quantization
 scores sit beside it, and bytes come from any `Total submission size ...:` line. A file that
 is not a training log is skipped with a one-line note on stderr.
@@ -83,6 +84,27 @@ def duration_ms(text: str | None, key: str) -> float | None:
 
 
 STEP_LINE = re.compile(r"^\s*(?:step:?\s*)?(\d+)\s*/\s*(\d+)\b(.*)$")
+# What tools put before each line of a log they pass on: terminal colours (anywhere in a line), torchrun's --tee tag
+# ([default0]:) and torch's on a rank's errors ([rank1]: ), timestamps (kubectl logs --timestamps, Python's logging,
+# moreutils' ts) with a level after them, and logging's default LEVEL:name: form. A prefix may follow another.
+COLOURS = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+LINE_PREFIX = re.compile(r"\[[A-Za-z_]*(?P<rank>\d+)\]:[ ]?"
+                         r"|\[?(?:\d{4}-\d\d-\d\d[T ]|[A-Z][a-z]{2} [ \d]\d )?\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]?"
+                         r"(?:\s*[-|]?\s*\[?(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\]?)?(?:\s*[-|:])?\s+"
+                         r"|(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]*:")
+
+
+def log_lines(body: str) -> list[str]:
+    """The lines of a log as its script printed them: colours and what other tools put before each line removed, and where
+    several ranks' lines are tagged (torchrun --tee), the lowest rank's alone with the untagged ones."""
+    tagged = []
+    for line in body.splitlines():
+        line, rank = COLOURS.sub("", line), None
+        while (m := LINE_PREFIX.match(line)) and m.end():
+            rank, line = rank if m["rank"] is None else int(m["rank"]), line[m.end():]
+        tagged.append((rank, line))
+    first = min((r for r, _ in tagged if r is not None), default=None)
+    return [line for rank, line in tagged if rank in (None, first)]
 
 
 def parse_log(path: Path) -> dict:
@@ -99,7 +121,7 @@ def parse_log(path: Path) -> dict:
         raise NotALog(f"{path}: a binary file, not a log")
     text = raw.decode("utf-8-sig", errors="replace")  # -sig: an editor's byte-order mark is not part of the first line
     source, body = text.split(SEPARATOR, 1) if SEPARATOR in text else (None, text)
-    lines = body.splitlines()
+    lines = log_lines(body)
 
     def last(pattern: str) -> str | None:
         rx = re.compile(pattern)

@@ -204,6 +204,34 @@ def test_a_log_saved_as_utf16_or_with_a_byte_order_mark_reads_as_the_same_log(tm
     assert read["plain"]["model_params"] == 88356 and read["powershell"] == read["plain"] == read["bom"]
 
 
+def test_a_log_passed_through_torchrun_tee_a_logger_or_a_terminal_reads_as_the_same_log(tmp_path):
+    """Lines with what other tools put before them: torchrun --tee's [default0]: (with another rank's lines between, which
+    print other numbers), torch's [rank0]: , terminal colours, timestamps (kubectl logs --timestamps, Python's logging, ts)
+    and logging's LEVEL:name:. Before, their steps, pre-quantization score and parameter count went unread and the final
+    line was named by the prefix ("[default0]:final_int8_zlib_roundtrip_exact", "2026-03-20")."""
+    lines = json.loads((ROOT / "tests/fixtures/peer_artifact/reference.json").read_text())["log_lines"]
+    other = [l.replace("val_bpb:2.6", "val_bpb:3.6").replace("model_params:", "model_params:1") for l in lines]  # rank 1: other numbers
+    forms = {
+        "plain": lines,
+        "tee": [f"[default{r}]:{l}" for pair in zip(lines, other) for r, l in enumerate(pair)] + ["[default1]:[W1203 12:00:00] a warning"],
+        "rank": [f"[rank0]: {l}" for l in lines] + ["[rank1]: Traceback (most recent call last):"],
+        "colours": [f"\x1b[1;32m{l}\x1b[0m" if "val_bpb" in l else l for l in lines],
+        "kubectl": [f"2026-03-20T12:00:{i % 60:02d}.123456789Z {l}" for i, l in enumerate(lines)],
+        "logging": [f"2026-03-20 12:00:01,123 - INFO - {l}" for l in lines],
+        "ts": [f"Mar 20 12:00:01 {l}" for l in lines],
+        "logging_default": [f"INFO:__main__:{l}" for l in lines],
+        "kubectl_tee": [f"2026-03-20T12:00:01Z [default0]:\x1b[32m{l}" for l in lines],
+    }
+    read = {}
+    for name, form in forms.items():
+        (tmp_path / f"{name}.log").write_text("\n".join(form) + "\n")
+        read[name] = {k: v for k, v in tools.parse_log(tmp_path / f"{name}.log").items() if k not in ("path", "run_id", "traceback")}
+    plain = read.pop("plain")
+    assert plain["model_params"] == 88356 and plain["steps"] == 60 and plain["score_line"] == "final_int8_zlib_roundtrip_exact"
+    assert {name: r for name, r in read.items() if r != plain} == {}
+    assert tools.parse_log(tmp_path / "rank.log")["traceback"]  # another rank's crash still counts
+
+
 def test_a_submission_json_with_a_byte_order_mark_is_read_as_the_record_to_beat(tmp_path):
     """json refuses a UTF-8 byte-order mark (`Unexpected UTF-8 BOM`), which a Windows editor writes: `--against` read such a file as
     not a submission.json."""

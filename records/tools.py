@@ -2,7 +2,7 @@
 
     python3 records/tools.py sweep NAME=v1,v2 [NAME2=a,b ...]       # the grid, one run after another
     python3 records/tools.py summary [--format md|csv|json] [DIR_OR_LOG ...]   # one row a log, best score first
-    python3 records/tools.py record --name NAME [--against SUBMISSION_OR_SCORES] LOG [LOG ...]
+    python3 records/tools.py record --name NAME [--against RECORD_OR_SCORES] LOG [LOG ...]
     python3 records/tools.py import FINAL_MODEL_INT8_PTZ --out ARTIFACT   # the challenge script's artifact, as train_gpt.py's
 
 `bash run.sh sweep|summary|record ...` calls these with the run settings of `bash run.sh`
@@ -401,8 +401,20 @@ def welch_improvement(ours: list[float], theirs: list[float], bar: float = NATS_
 def read_against(spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
     """Per-seed val_loss (nats) of the record to beat: its submission.json, or numbers:
     `1.2244,1.2251,...` (val_bpb, converted with our runs' nats per bpb) or `loss:2.06,2.07`.
+    A record's folder gives its submission.json, or without one the final val_loss of each log in it (one a seed).
     Every value must be a finite number above 0: a hand-edited, diverged or placeholder (0.0) entry is refused, not tested against."""
-    if Path(spec).is_file():
+    if Path(spec).is_dir() and not (Path(spec) / "submission.json").is_file():
+        logs = read_logs([spec], note=lambda msg: None)
+        if not logs:
+            raise ToolError(f"--against {spec}: a folder with neither a submission.json nor a training log in it")
+        missing = next((r["path"] for r in logs if r["val_loss"] is None and r["val_bpb"] is None), None)
+        if missing:
+            raise ToolError(f"--against {spec}: the log {missing} has no final val_loss or val_bpb (an unfinished run?)")
+        values = [r["val_loss"] if r["val_loss"] is not None else r["val_bpb"] * nats_per_bpb for r in logs]
+        source = f"{spec}: the final val_loss of its {len(logs)} log(s)" + (
+            ", val_bpb in nats where a log has none" if any(r["val_loss"] is None for r in logs) else "")
+    elif Path(spec).is_file() or Path(spec).is_dir():
+        spec = str(Path(spec) / "submission.json") if Path(spec).is_dir() else spec
         try:
             sub = json.loads(Path(spec).read_text(encoding="utf-8-sig"))  # -sig: as a Windows editor may save it
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -418,7 +430,7 @@ def read_against(spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
         except ValueError:
             numbers = []
         if unit not in ("", "bpb", "loss") or not numbers:
-            raise ToolError(f"--against {spec!r}: expected a submission.json, per-seed val_bpb like 1.2244,1.2251 or val_loss like loss:2.06,2.07")
+            raise ToolError(f"--against {spec!r}: expected a record's folder or submission.json, per-seed val_bpb like 1.2244,1.2251 or val_loss like loss:2.06,2.07")
         values, source = ([n * nats_per_bpb for n in numbers], "per-seed val_bpb given, in nats") if unit != "loss" else (
             numbers, "per-seed val_loss given")
     if not all(math.isfinite(v) and v > 0 for v in values):
@@ -686,7 +698,7 @@ def main(argv=None) -> int:
     r.add_argument("--github-id", default="")
     r.add_argument("--blurb", default="")
     r.add_argument("--date", default=datetime.date.today().isoformat())
-    r.add_argument("--against", help="the record to beat: its submission.json, per-seed val_bpb (1.22,1.23) or val_loss (loss:2.06,2.07)")
+    r.add_argument("--against", help="the record to beat: its folder or submission.json, per-seed val_bpb (1.22,1.23) or val_loss (loss:2.06,2.07)")
     r.add_argument("--smoke", action="store_true", help="label the folder a smoke example, not a score")
     r.add_argument("--out", type=Path, default=ROOT / "records")
     i = sub.add_parser("import", help="the challenge script's final_model.int8.ptz as a train_gpt.py artifact (EVAL_ONLY, DISTILL_TEACHER)")

@@ -240,6 +240,35 @@ def test_a_submission_json_with_a_byte_order_mark_is_read_as_the_record_to_beat(
     assert tools.read_against(str(tmp_path / "submission.json"), 2.4) == ([2.05, 2.06], "A: per-seed val_loss")
 
 
+def test_the_record_to_beat_may_be_its_folder_as_published(tmp_path):
+    """`--against records/track_10min_16mb/<record>/`: the folder's submission.json, as the file itself; a folder without one (some
+    records have only logs) gives the final val_loss of each of its logs, a seed each, in nats (val_bpb turned into nats where a
+    log has none). Before, a folder was read as a list of numbers and refused."""
+    with_json = tmp_path / "2026-03-20_WithJson"
+    with_json.mkdir()
+    (with_json / "submission.json").write_text(json.dumps({"name": "J", "seed_results": {"1": {"val_loss": 2.01}, "2": {"val_loss": 2.02}}}))
+    assert tools.read_against(str(with_json), 2.4) == tools.read_against(str(with_json / "submission.json"), 2.4) == ([2.01, 2.02],
+                                                                                                                      "J: per-seed val_loss")
+    logs_only = tmp_path / "2026-04-02_LogsOnly"
+    logs_only.mkdir()
+    (logs_only / "README.md").write_text("# a record\n")
+    (logs_only / "requirements.txt").write_text("brotli\n")
+    for seed, loss in ((42, 2.32), (314, 2.325), (999, 2.318)):
+        (logs_only / f"train_seed{seed}.log").write_text(DIAGNOSTIC_LOG.replace("val_loss:2.32000000", f"val_loss:{loss:.8f}"))
+    values, source = tools.read_against(str(logs_only), 2.4)  # the logs in path order: seed314, seed42, seed999
+    assert values == [2.325, 2.32, 2.318] and source == f"{logs_only}: the final val_loss of its 3 log(s)"
+    (logs_only / "train_seed7.log").write_text("model_params:35900000\nfinal_sliding val_bpb:1.0600\n")
+    values, source = tools.read_against(str(logs_only), 2.4)
+    assert values == [2.325, 2.32, 1.06 * 2.4, 2.318] and source.endswith("log(s), val_bpb in nats where a log has none")
+    (logs_only / "train_seed8.log").write_text("model_params:35900000\nstep:1/20000 train_loss:6.9370 train_time:43ms\n")
+    (tmp_path / "empty").mkdir()
+    for folder, said in ((logs_only, f"the log {logs_only / 'train_seed8.log'} has no final val_loss or val_bpb (an unfinished run?)"),
+                         (tmp_path / "empty", "a folder with neither a submission.json nor a training log in it")):
+        with pytest.raises(tools.ToolError) as e:
+            tools.read_against(str(folder), 2.4)
+        assert str(e.value) == f"--against {folder}: {said}"
+
+
 def test_summary_skips_what_is_not_a_log_in_every_format(public_tree):
     r = subprocess.run(TOOLS + ["summary", str(public_tree)], capture_output=True, text=True)
     assert r.returncode == 0 and "Traceback" not in r.stderr
@@ -457,7 +486,7 @@ def test_record_refuses_unfinished_mixed_or_sourceless_logs(two_seeds, tmp_path)
     assert r.returncode == 2 and "no train_gpt.py source at its head" in r.stderr
     r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), "--against", "1.2,abc", str(two_seeds / "logs/seed1.txt")],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "--against '1.2,abc': expected a submission.json" in r.stderr
+    assert r.returncode == 2 and "--against '1.2,abc': expected a record's folder or submission.json" in r.stderr
     for date in ("notadate", "2026-02-29", "../../x"):  # it begins the folder's name: '../../x' climbed out of --out
         r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), "--date", date, str(two_seeds / "logs/seed1.txt")],
                            capture_output=True, text=True)

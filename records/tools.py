@@ -44,6 +44,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -279,9 +280,10 @@ def say(msg: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Path, list[str]]:
+def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Path, list[str], tuple[int, str] | None]:
     """Every combination of NAME=v1,v2 ... (NAME='v1;v2' where a value holds commas), one run after another, each in its own
-    folder; the whole grid is validated by train_gpt.py's own rules before the first run. Returns (folder, failed runs)."""
+    folder; the whole grid is validated by train_gpt.py's own rules before the first run. Returns (folder, failed runs, and
+    where a sweep a signal stopped early: (the signal, what ran and what did not), else None)."""
     sys.path.insert(0, str(ROOT))
     import train_gpt
 
@@ -335,20 +337,47 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
     for key in SWEEP_INPUT_PATHS:  # the runs start in their own folders
         if env.get(key):
             env[key] = os.path.abspath(env[key])
-    failed = []
-    for combo, same_as, idle in runs:
-        run_id = run_name(combo)
-        if same_as:
-            say(f"sweep: {run_id} skipped: the same run as {run_name(same_as)} ({'; '.join(idle)})")
-            continue
-        cwd = folder / run_id
-        cwd.mkdir(exist_ok=True)
-        say(f"sweep: {run_id}")
-        r = subprocess.run(launch + [str(ROOT / "train_gpt.py")], cwd=cwd, env={**env, **dict(combo), "RUN_ID": run_id})
-        if r.returncode:
-            failed.append(run_id)
-            print(f"sweep: {run_id} exited with status {r.returncode}; going on", file=sys.stderr)
-    return folder, failed
+    # Ctrl-C, a closed terminal or `kill` stops the sweep: the run under way gets the signal once (it runs in a process group of
+    # its own, which the signal reaches only from here; under torchrun, torchrun passes it on to its workers) and ends as it
+    # does alone, writing its stopping line; no later run starts. Before, subprocess.run killed the run 0.25 s after a Ctrl-C
+    # and the sweep ended in a traceback; a `kill` of the sweep left its run going.
+    failed, stop, child, where = [], [], None, None
+    def on_signal(signum, frame):
+        stop.append(signum)
+        if child is not None and child.poll() is None:
+            os.killpg(child.pid, signum)
+    handlers = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        for i, (combo, same_as, idle) in enumerate(runs):
+            run_id = run_name(combo)
+            if stop:
+                where = (f"before {run_id}", i)
+                break
+            if same_as:
+                say(f"sweep: {run_id} skipped: the same run as {run_name(same_as)} ({'; '.join(idle)})")
+                continue
+            cwd = folder / run_id
+            cwd.mkdir(exist_ok=True)
+            say(f"sweep: {run_id}")
+            child = subprocess.Popen(launch + [str(ROOT / "train_gpt.py")], cwd=cwd, env={**env, **dict(combo), "RUN_ID": run_id},
+                                     start_new_session=True)
+            if stop:  # a signal between the check above and the run's start
+                os.killpg(child.pid, stop[0])
+            returncode = child.wait()
+            if returncode:
+                failed.append(run_id)
+            if stop:
+                where = (f"during {run_id} (it exited with status {returncode})", i + 1)
+                break
+            if returncode:
+                print(f"sweep: {run_id} exited with status {returncode}; going on", file=sys.stderr)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if where is None:
+        return folder, failed, None
+    not_run = [run_name(combo) for combo, same_as, _ in runs[where[1]:] if not same_as]
+    return folder, failed, (stop[0], f"stopped by {signal.Signals(stop[0]).name} {where[0]}; not run: {', '.join(not_run) or 'none'}")
 
 
 # ---- significance: a one-sided Welch t-test, numpy and math only ----
@@ -708,8 +737,11 @@ def main(argv=None) -> int:
     note = lambda msg: print(msg, file=sys.stderr)
     try:
         if a.cmd == "sweep":
-            folder, failed = run_sweep(a.grid, a.name, a.launch.split())
+            folder, failed, stopped = run_sweep(a.grid, a.name, a.launch.split())
             say(summary_table(read_logs([str(folder)], note)))
+            if stopped:  # the exit status of a process a signal ended, as the shell and torchrun read it
+                print(f"error: sweep {a.name}: {stopped[1]}", file=sys.stderr)
+                return 128 + stopped[0]
             if failed:
                 raise ToolError(f"{len(failed)} of the sweep's runs failed: {', '.join(failed)}")
         elif a.cmd == "summary":

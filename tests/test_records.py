@@ -1,6 +1,7 @@
 """Tooling around the script: sweeps, the summary of any challenge log, and records folders
 (records/tools.py), on real logs of real runs and on logs in the public formats."""
 
+import contextlib
 import io
 import json
 import math
@@ -9,8 +10,10 @@ import pickle
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -411,6 +414,40 @@ def test_a_console_that_closes_costs_a_sweep_nothing_and_a_summary_no_traceback(
             (tmp_path / f"run{i}.txt").write_text(log)
         r = run_with_closed_console(TOOLS + ["summary", str(tmp_path)], timeout=600)
         assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("target, signum", [("group", signal.SIGINT), ("sweep", signal.SIGTERM)], ids=["ctrl_c", "kill"])
+def test_a_signal_stops_a_sweep_after_its_run_has_logged_where_it_stopped(tiny_data, tmp_path, target, signum):
+    """Ctrl-C (SIGINT to the terminal's process group: the sweep and its run alike) and `kill PID` of the sweep alone: the run under
+    way gets the signal once and logs where it stopped, no later run starts, and the sweep prints its table and one line, exit
+    status 128 + the signal's number. Before, Ctrl-C ended the sweep in a KeyboardInterrupt traceback (subprocess.run killing the
+    run 0.25 s later), and `kill` ended the sweep and left its run training."""
+    env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"],
+                       "ITERATIONS": "100000", "VAL_LOSS_EVERY": "0", "WARMUP_STEPS": "0", "TRAIN_LOG_EVERY": "1"})
+    name = f"test_{tmp_path.name}"
+    folder, first = ROOT / "sweeps" / name, f"{name}_SEED-1"
+    try:
+        sweep = subprocess.Popen(TOOLS + ["sweep", "--name", name, "SEED=1,2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, start_new_session=True)
+        log = folder / first / "logs" / f"{first}.txt"
+        for _ in range(1200):  # the first run is training
+            if log.exists() and "step:3/" in log.read_text():
+                break
+            time.sleep(0.1)
+        (os.killpg if target == "group" else os.kill)(sweep.pid, signum)
+        out, err = sweep.communicate(timeout=120)
+        name_of = signal.Signals(signum).name
+        assert sweep.returncode == 128 + signum and err == (f"error: sweep {name}: stopped by {name_of} during {first} (it exited with "
+                                                             f"status {128 + signum}); not run: {name}_SEED-2\n"), err[-2000:]
+        assert log_lines(folder / first, first)[-1].startswith(f"stopping: {name_of} at step:")
+        assert f"| {first} | - | (stopped: {name_of} at step:" in out and not (folder / f"{name}_SEED-2").exists()
+        left = []  # no process of the run is left (working in its folder)
+        for proc in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):  # gone meanwhile, or another user's
+                left += [proc.name] if Path(os.readlink(proc / "cwd")) == folder / first else []
+        assert not left
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -67,6 +67,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import zlib
@@ -85,6 +86,20 @@ BYTE260 = {"tokenizer_type": "pure_byte", "config": {"pad_id": 0, "bos_id": BOS_
 
 class ExportError(Exception):
     """Bad input to an export: printed as one line, exit status 2."""
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+class Interrupted(Exception):
+    """Ctrl-C, a closed terminal or kill: the export stops, its staging folder is removed, and what --out held stays as it was."""
+
+
+def interrupt(signum, frame):
+    """The exporter's handler of the stop signals: later ones are ignored, so that the workers' teardown is not cut short."""
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 # The tokenizer options of the challenge's published tokenizers (FACTS.md).
@@ -361,6 +376,16 @@ def _init_worker(encoder) -> None:
         _worker_encoder[[ord(c) for c in encoder]] = np.arange(UNK_ID + 1, UNK_ID + 1 + len(encoder))
 
 
+def _init_pool_worker(encoder) -> None:
+    """A worker leaves the stop signals to the exporter, which closes the pool: each worker printed a KeyboardInterrupt traceback
+    of its own, and one that a signal to the process group killed while it held the pool's queue lock made the pool's teardown
+    wait forever. It starts with them blocked (see encode_stream), and ignores them before it takes them."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    _init_worker(encoder)
+
+
 def _encode_batch(texts: list) -> np.ndarray:
     """BOS + tokens of each document, concatenated. A text given as (n, bytes, source) is a
     raw JSONL line, parsed here so that parsing too runs on every core."""
@@ -384,7 +409,15 @@ def encode_stream(encoder, batches, workers: int):
             yield tag, _encode_batch(texts), len(texts)
         return
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(encoder,)) as pool:
+    # Forked with the stop signals blocked (the pool's own threads, which start replacement workers, too): a Ctrl-C while they
+    # start waits for the worker's dispositions instead of raising the exporter's Interrupted inside it (a dead worker, replaced
+    # by one that found the staged tokenizer removed: a traceback)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        pool = ctx.Pool(workers, initializer=_init_pool_worker, initargs=(encoder,))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    try:
         pending = collections.deque()
         for tag, texts in batches:
             pending.append((tag, len(texts), pool.apply_async(_encode_batch, (texts,))))
@@ -394,6 +427,9 @@ def encode_stream(encoder, batches, workers: int):
         while pending:
             tag0, n0, job = pending.popleft()
             yield tag0, job.get(), n0
+    finally:  # on every exit, a signal's too: the workers finish the batches queued (at most 2 each) and end; terminate() would
+        pool.close()  # send them the SIGTERM they ignore
+        pool.join()
 
 
 def batched(tagged, size: int = BATCH_DOCS):
@@ -442,7 +478,7 @@ def train_tokenizer(sentences, vocab_size: int, model_prefix: Path, **overrides)
     def guarded():  # an error in the input reaches the trainer as its own failure: keep ours
         try:
             yield from sentences
-        except ExportError as e:
+        except (ExportError, Interrupted) as e:  # a stop signal too: the trainer reported it as "could not train"
             bad_input.append(e)
             raise
 
@@ -806,6 +842,8 @@ def main(argv=None) -> int:
                    "content)")
     a = p.parse_args(argv)
     tokenizer = "byte260" if a.byte260 else "char" if a.char else "sp"
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
     try:
         if a.byte260 and a.char:
             raise ExportError("--byte260 and --char: two tokenizers; accepted one of them, or neither (SentencePiece)")
@@ -831,6 +869,10 @@ def main(argv=None) -> int:
     except OSError as e:
         print(f"error: {e.filename or a.out}: {e.strerror or e}", file=sys.stderr)
         return 2
+    except Interrupted as e:  # the exit status of a process the signal ended, as a shell reads it
+        print(f"error: stopped by {signal.Signals(e.args[0]).name}; nothing of this export was written to {a.out} (an earlier export "
+              "there is kept); rerun the same command", file=sys.stderr)
+        return 128 + e.args[0]
     stats = json.loads((folder / "manifest.json").read_text())["datasets"][0]["stats"]
     say(f"wrote {folder}: {stats['tokens_train']} train tokens in {stats['files_train']} shards, "
           f"{stats['tokens_val']} val tokens in {stats['files_val']} shards")

@@ -2,11 +2,14 @@
 an independent export of the same documents written here, its determinism, and the
 streaming folder/JSONL mode for other corpora."""
 
+import contextlib
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -650,3 +653,37 @@ def test_a_docs_selected_its_sidecar_does_not_describe_is_one_line_and_replaces_
     (tmp_path / "cut" / sidecar.name).unlink()
     m = export_challenge(tmp_path / "cut" / "docs_selected.jsonl", tmp_path / "cut" / "out", "--byte260", "--num-val-docs", "10")
     assert m["num_docs"] == 100 and m["docs_meta"]["source_manifest"] is None
+
+
+@pytest.mark.parametrize("target, signum", [("group", signal.SIGINT), ("exporter", signal.SIGTERM)], ids=["ctrl_c", "kill"])
+def test_a_signal_stops_an_export_with_one_line_and_keeps_the_earlier_one(tmp_path, target, signum):
+    """Ctrl-C (SIGINT to the terminal's process group: the exporter and its encoding workers) or `kill PID` of the exporter, while
+    it writes shards: one line, exit status 128 + the signal's number, the earlier export's files as they were, no staging folder
+    and no worker left. Before, Ctrl-C printed a KeyboardInterrupt traceback from every worker and the exporter."""
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(3000)])
+    source = tmp_path / "big.jsonl"
+    with open(source, "w") as f:
+        for row in rng.integers(0, 3000, size=(40000, 100)):
+            f.write(json.dumps({"text": " ".join(words[row])}) + "\n")
+    out = tmp_path / "out"
+    earlier = {out / "datasets/big_sp1024/big_val_000000.bin": b"earlier shard", out / "tokenizers/big_1024_bpe.model": b"earlier model"}
+    for path, data in earlier.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    proc = subprocess.Popen(CLI + ["--input", str(source), "--name", "big", "--out", str(out), "--workers", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for _ in range(1200):  # the tokenizer is trained: the workers are encoding
+        if list(out.glob(".big_export_*/datasets/big_sp1024")) or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    (os.killpg if target == "group" else os.kill)(proc.pid, signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum and err == (f"error: stopped by {signal.Signals(signum).name}; nothing of this export was written "
+                                                        f"to {out} (an earlier export there is kept); rerun the same command\n"), err[-3000:]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == earlier and sorted(p.name for p in out.iterdir()) == ["datasets", "tokenizers"]
+    left = []  # no worker is left (a fork of the exporter: the same command line)
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            left += [cmdline] if str(source).encode() in cmdline.read_bytes() else []
+    assert not left

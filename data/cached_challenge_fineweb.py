@@ -26,7 +26,8 @@ What it adds to that interface:
 - a file an earlier Hugging Face client left in its cache is checked and linked instead of
   fetched again, and removed from the cache if it fails the check;
 - a file already in place is not fetched again: a second run transfers nothing;
-- every failure is one `error:` line (exit status 2) that says what to do.
+- every failure is one `error:` line (exit status 2) that says what to do; Ctrl-C, a closed terminal or `kill`
+  too (exit status 128 + the signal's number), what was fetched kept for the next run.
 `huggingface_hub` is needed only here: `pip install huggingface_hub`.
 """
 
@@ -39,6 +40,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path, PurePosixPath
@@ -59,6 +61,15 @@ DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCE
 
 class DownloadError(Exception):
     """Printed as one line, exit status 2."""
+
+
+class Interrupted(BaseException):
+    """A stop signal (its number): one line, exit status 128 + it. Not an Exception, as KeyboardInterrupt is not: the retries
+    of a transfer (and any library's `except Exception`) would take it for a network error."""
+
+
+def stop_on_signal(signum, frame):
+    raise Interrupted(signum)
 
 
 def check_shard(path: Path) -> int:
@@ -361,14 +372,16 @@ def main(argv=None) -> int:
     if shards < 0:  # refused before the network is asked anything (the manifest bounds it from above)
         print(f"error: --train-shards {shards}: accepted 0 or more (0: the validation split alone)", file=sys.stderr)
         return 2
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # Ctrl-C, kill, a closed terminal: the same line (kill was silent)
+        signal.signal(signum, stop_on_signal)
     try:
         r = download(a.variant, shards, a.data_dir, skip_manifest=a.skip_manifest, with_docs=a.with_docs)
     except DownloadError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 2
+    except Interrupted as e:  # what arrived so far is kept in NAME.part; exit 128 + n, as a process the signal ended
+        print(f"error: stopped by {signal.Signals(e.args[0]).name}; what was fetched is kept, rerun the same command to resume", file=sys.stderr)
+        return 128 + e.args[0]
     except OSError as e:
         print(f"error: {e.filename or a.data_dir}: {e.strerror or e}; free space or fix permissions and rerun", file=sys.stderr)
         return 2

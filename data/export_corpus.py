@@ -91,15 +91,35 @@ class ExportError(Exception):
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
-class Interrupted(Exception):
-    """Ctrl-C, a closed terminal or kill: the export stops, its staging folder is removed, and what --out held stays as it was."""
+class Interrupted(BaseException):
+    """Ctrl-C, a closed terminal or kill: the export stops, its staging folder is removed, and what --out held stays as it was.
+    Not an Exception, as KeyboardInterrupt is not, so that no `except Exception` on its way (a library's) takes it for an error."""
+
+
+HELD: list[list[int]] = []  # the stop signals that came inside signals_held()
 
 
 def interrupt(signum, frame):
     """The exporter's handler of the stop signals: later ones are ignored, so that the workers' teardown is not cut short."""
     for other in STOP_SIGNALS:
         signal.signal(other, signal.SIG_IGN)
+    if HELD:
+        HELD[-1].append(signum)
+        return
     raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_held():
+    """A stop signal that comes inside is raised at its end. (Blocking it in this thread would not hold it: Python runs its handler
+    in the main thread whichever thread the kernel gave it to, SentencePiece's trainer threads among them.)"""
+    HELD.append([])
+    try:
+        yield
+    finally:
+        came = HELD.pop()
+    if came:
+        raise Interrupted(came[0])
 
 
 # The tokenizer options of the challenge's published tokenizers (FACTS.md).
@@ -409,15 +429,19 @@ def encode_stream(encoder, batches, workers: int):
             yield tag, _encode_batch(texts), len(texts)
         return
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-    # Forked with the stop signals blocked (the pool's own threads, which start replacement workers, too): a Ctrl-C while they
-    # start waits for the worker's dispositions instead of raising the exporter's Interrupted inside it (a dead worker, replaced
-    # by one that found the staged tokenizer removed: a traceback)
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    # The workers are forked with the stop signals blocked (the pool's own threads too, which start replacement workers): one
+    # that comes while they start waits for their own dispositions, not raising the exporter's Interrupted inside one. The pool
+    # is made and ended by close and join with them held (a signal cut Pool() short: its workers lived on, a traceback from one
+    # that found the staged tokenizer removed, and the half-made pool's teardown waited forever), on every exit: terminate()
+    # sends the SIGTERM the workers ignore.
+    pool = None
     try:
-        pool = ctx.Pool(workers, initializer=_init_pool_worker, initargs=(encoder,))
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    try:
+        with signals_held():  # a signal that came meanwhile is raised at its end, with the pool made
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            try:
+                pool = ctx.Pool(workers, initializer=_init_pool_worker, initargs=(encoder,))
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         pending = collections.deque()
         for tag, texts in batches:
             pending.append((tag, len(texts), pool.apply_async(_encode_batch, (texts,))))
@@ -427,9 +451,11 @@ def encode_stream(encoder, batches, workers: int):
         while pending:
             tag0, n0, job = pending.popleft()
             yield tag0, job.get(), n0
-    finally:  # on every exit, a signal's too: the workers finish the batches queued (at most 2 each) and end; terminate() would
-        pool.close()  # send them the SIGTERM they ignore
-        pool.join()
+    finally:  # the workers finish the batches queued (at most 2 each) and end
+        with signals_held():
+            if pool is not None:
+                pool.close()
+                pool.join()
 
 
 def batched(tagged, size: int = BATCH_DOCS):
@@ -456,8 +482,9 @@ def write_dataset(encoder, tagged_texts, folder: Path, prefix: str, shard_tokens
     """Shards of each split from (split, text) pairs; each split has its own files, so a split
     change never continues another split's shard. encoder: as encode_stream takes it."""
     writers: dict[str, SplitWriter] = {}
-    for split, tokens, docs in encode_stream(encoder, batched(tagged_texts), workers):
-        writers.setdefault(split, SplitWriter(folder, prefix, split, shard_tokens)).add(tokens, docs)
+    with contextlib.closing(encode_stream(encoder, batched(tagged_texts), workers)) as stream:  # its workers end here, whatever
+        for split, tokens, docs in stream:  # happens (left to the garbage collector, the pool could outlive the exit's own teardown)
+            writers.setdefault(split, SplitWriter(folder, prefix, split, shard_tokens)).add(tokens, docs)
     for w in writers.values():
         w.close()
     return {s: {"files": w.files, "tokens": w.tokens, "docs": w.docs} for s, w in writers.items()}

@@ -31,6 +31,8 @@ class LocalHub:
         self.corrupt: set[str] = set()
         self.die_after: dict[str, int] = {}
         self.drop_after: dict[str, int] = {}
+        self.stall_after: dict[str, int] = {}  # send that many bytes, then nothing until the server stops (a stuck transfer)
+        self.stopped = threading.Event()
         self.requests: list[tuple[str, str, str | None]] = []
         hub = self
 
@@ -58,6 +60,7 @@ class LocalHub:
     def stop(self) -> None:
         if self.alive:
             self.alive = False
+            self.stopped.set()
             for s in (self.hub_server, self.cdn_server):
                 threading.Thread(target=s.shutdown, daemon=True).start()
                 s.server_close()
@@ -117,6 +120,12 @@ class LocalHub:
             h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         h.end_headers()
         if head:
+            return
+        if self.stall_after.get(rel, len(body)) < len(body):
+            h.wfile.write(body[:self.stall_after[rel]])
+            h.wfile.flush()
+            self.stopped.wait(120)
+            h.close_connection = True
             return
         cut = self.die_after.get(rel, self.drop_after.pop(rel, None))
         if cut is not None and cut < len(body):

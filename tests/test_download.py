@@ -5,8 +5,10 @@ variants, byte260, docs, a corrupted file, a server that dies mid-download, reru
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -75,12 +77,17 @@ def hub(tmp_path):
     server.stop()
 
 
-def run(hub_or_endpoint, tmp_path, *args, python=sys.executable, closed_console=False, **env):
+def downloader(hub_or_endpoint, tmp_path, *args, python=sys.executable, **env) -> tuple[list[str], dict]:
+    """The downloader's command and environment, against the local Hub (or any endpoint)."""
     endpoint = hub_or_endpoint if isinstance(hub_or_endpoint, str) else hub_or_endpoint.endpoint
     e = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MATCHED_FINEWEB_"))}
     e.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_XET="1")
     e.update({"MATCHED_FINEWEB_REPO_ID": REPO, **env})
-    cmd = [python, *CLI[1:], "--data-dir", str(tmp_path / "data"), *args]
+    return [python, *CLI[1:], "--data-dir", str(tmp_path / "data"), *args], e
+
+
+def run(hub_or_endpoint, tmp_path, *args, python=sys.executable, closed_console=False, **env):
+    cmd, e = downloader(hub_or_endpoint, tmp_path, *args, python=python, **env)
     if closed_console:
         return run_with_closed_console(cmd, env=e, timeout=120)
     return subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=120)
@@ -270,6 +277,32 @@ def test_a_server_that_dies_mid_download_leaves_a_part_that_the_next_run_resumes
         assert not part.exists()
     finally:
         revived.stop()
+
+
+@pytest.mark.parametrize("target, signum", [("group", signal.SIGINT), ("downloader", signal.SIGTERM)], ids=["ctrl_c", "kill"])
+def test_a_signal_mid_file_is_one_line_and_the_next_run_resumes_from_what_arrived(hub, tmp_path, target, signum):
+    """A transfer that hangs, stopped by Ctrl-C or `kill`: one line, exit status 128 + the signal's number, the bytes that
+    arrived kept as .part, and the next run asks only for the rest. Before, `kill` ended it without a word."""
+    rel = "datasets/datasets/fineweb10B_sp1024/fineweb_val_000000.bin"
+    hub.stall_after[rel] = 5000
+    cmd, env = downloader(hub, tmp_path, "--variant", "sp1024", "0")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    part = tmp_path / "data/datasets/fineweb10B_sp1024/fineweb_val_000000.bin.part"
+    for _ in range(600):
+        if part.exists() and part.stat().st_size == 5000:
+            break
+        time.sleep(0.05)
+    (os.killpg if target == "group" else os.kill)(proc.pid, signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum and err == (f"error: stopped by {signal.Signals(signum).name}; what was fetched is kept, "
+                                                        "rerun the same command to resume\n"), err
+    assert part.stat().st_size == 5000
+    del hub.stall_after[rel]
+    r = run(hub, tmp_path, "--variant", "sp1024", "0")
+    assert r.returncode == 0, r.stderr
+    sha = hashlib.sha256((tmp_path / "remote" / rel).read_bytes()).hexdigest()
+    assert [rng for m, p, rng in hub.requests if m == "GET" and p == f"/blob/{sha}"] == [None, "bytes=5000-"]
+    assert (tmp_path / "data" / rel[len("datasets/"):]).read_bytes() == (tmp_path / "remote" / rel).read_bytes() and not part.exists()
 
 
 def test_a_dropped_connection_resumes_within_the_run(hub, tmp_path, python):

@@ -48,7 +48,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_corpus import say  # noqa: E402
+from export_corpus import Interrupted, say, stop_on_signals  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parent
 DEFAULT_REPO_ID, DEFAULT_REMOTE_ROOT = "willdepueoai/parameter-golf", "datasets"
@@ -61,15 +61,6 @@ DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCE
 
 class DownloadError(Exception):
     """Printed as one line, exit status 2."""
-
-
-class Interrupted(BaseException):
-    """A stop signal (its number): one line, exit status 128 + it. Not an Exception, as KeyboardInterrupt is not: the retries
-    of a transfer (and any library's `except Exception`) would take it for a network error."""
-
-
-def stop_on_signal(signum, frame):
-    raise Interrupted(signum)
 
 
 def check_shard(path: Path) -> int:
@@ -372,8 +363,7 @@ def main(argv=None) -> int:
     if shards < 0:  # refused before the network is asked anything (the manifest bounds it from above)
         print(f"error: --train-shards {shards}: accepted 0 or more (0: the validation split alone)", file=sys.stderr)
         return 2
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # Ctrl-C, kill, a closed terminal: the same line (kill was silent)
-        signal.signal(signum, stop_on_signal)
+    stop_on_signals()  # Ctrl-C, kill, a closed terminal: the same line (kill was silent)
     try:
         r = download(a.variant, shards, a.data_dir, skip_manifest=a.skip_manifest, with_docs=a.with_docs)
     except DownloadError as e:

@@ -92,8 +92,9 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
 class Interrupted(BaseException):
-    """Ctrl-C, a closed terminal or kill: the export stops, its staging folder is removed, and what --out held stays as it was.
-    Not an Exception, as KeyboardInterrupt is not, so that no `except Exception` on its way (a library's) takes it for an error."""
+    """Ctrl-C, a closed terminal or kill (the data scripts'): an export stops, its staging folder is removed, and what --out held
+    stays as it was; a download keeps what arrived. Not an Exception, as KeyboardInterrupt is not, so that no `except Exception`
+    on its way takes it for an error (the downloader's retries took it for a network error and never stopped)."""
 
 
 HELD: list[list[int]] = []  # the stop signals that came inside signals_held()
@@ -107,6 +108,12 @@ def interrupt(signum, frame):
         HELD[-1].append(signum)
         return
     raise Interrupted(signum)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C, kill and a closed terminal raise Interrupted (the data scripts' mains: one line, exit status 128 + the signal)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, interrupt)
 
 
 @contextlib.contextmanager
@@ -869,8 +876,7 @@ def main(argv=None) -> int:
                    "content)")
     a = p.parse_args(argv)
     tokenizer = "byte260" if a.byte260 else "char" if a.char else "sp"
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
+    stop_on_signals()
     try:
         if a.byte260 and a.char:
             raise ExportError("--byte260 and --char: two tokenizers; accepted one of them, or neither (SentencePiece)")

@@ -2,7 +2,6 @@
 an independent export of the same documents written here, its determinism, and the
 streaming folder/JSONL mode for other corpora."""
 
-import contextlib
 import hashlib
 import json
 import os
@@ -17,7 +16,7 @@ import pytest
 import sentencepiece as spm
 
 import train_gpt
-from conftest import ROOT, small_disk, synthetic_documents
+from conftest import ROOT, live_processes, small_disk, synthetic_documents
 from export_corpus import TOKENIZER_OPTIONS
 
 CLI = [sys.executable, str(ROOT / "data" / "export_corpus.py")]
@@ -682,8 +681,4 @@ def test_a_signal_stops_an_export_with_one_line_and_keeps_the_earlier_one(tmp_pa
     assert proc.returncode == 128 + signum and err == (f"error: stopped by {signal.Signals(signum).name}; nothing of this export was written "
                                                         f"to {out} (an earlier export there is kept); rerun the same command\n"), err[-3000:]
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == earlier and sorted(p.name for p in out.iterdir()) == ["datasets", "tokenizers"]
-    left = []  # no worker is left (a fork of the exporter: the same command line)
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        with contextlib.suppress(OSError):
-            left += [cmdline] if str(source).encode() in cmdline.read_bytes() else []
-    assert not left
+    assert not live_processes(lambda proc: str(source).encode() in (proc / "cmdline").read_bytes())  # no worker: its command line

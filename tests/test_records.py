@@ -1,7 +1,6 @@
 """Tooling around the script: sweeps, the summary of any challenge log, and records folders
 (records/tools.py), on real logs of real runs and on logs in the public formats."""
 
-import contextlib
 import io
 import json
 import math
@@ -21,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, clean_env, log_lines, run_train, run_with_closed_console
+from conftest import ROOT, TINY_MODEL, clean_env, live_processes, log_lines, run_train, run_with_closed_console
 
 sys.path.insert(0, str(ROOT / "records"))
 import tools  # noqa: E402
@@ -443,11 +442,7 @@ def test_a_signal_stops_a_sweep_after_its_run_has_logged_where_it_stopped(tiny_d
                                                              f"status {128 + signum}); not run: {name}_SEED-2\n"), err[-2000:]
         assert log_lines(folder / first, first)[-1].startswith(f"stopping: {name_of} at step:")
         assert f"| {first} | - | (stopped: {name_of} at step:" in out and not (folder / f"{name}_SEED-2").exists()
-        left = []  # no process of the run is left (working in its folder)
-        for proc in Path("/proc").glob("[0-9]*"):
-            with contextlib.suppress(OSError):  # gone meanwhile, or another user's
-                left += [proc.name] if Path(os.readlink(proc / "cwd")) == folder / first else []
-        assert not left
+        assert not live_processes(lambda proc: Path(os.readlink(proc / "cwd")) == folder / first)  # no process of the run is left
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -66,6 +66,40 @@ class NotALog(ToolError):
     """A file that holds no training run: skipped with a note."""
 
 
+class Stopped(Exception):
+    """A signal stopped the tool: one line, exit status 128 + the signal's number, as the shell and torchrun read it."""
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
+class SignalsToTheRun:
+    """Ctrl-C, a closed terminal or `kill` while a tool runs train_gpt.py: the run (started by start(), in a process group of its
+    own, which a signal reaches only from here; under torchrun, torchrun passes it on to its workers) gets the signal once and ends
+    as it does alone, logging where it stopped; `stop` holds the signals, and the tool says what it did and did not do. Before, a
+    Ctrl-C ended the tool in a traceback with its run killed 0.25 s later (subprocess.run), and a `kill` of the tool left its run
+    going (and `record` its half-made folder)."""
+    def __enter__(self):
+        self.stop, self.child = [], None
+        self.handlers = {signum: signal.signal(signum, self.on_signal) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.handlers.items():
+            signal.signal(signum, handler)
+
+    def on_signal(self, signum, frame):
+        self.stop.append(signum)
+        if self.child is not None and self.child.poll() is None:
+            os.killpg(self.child.pid, signum)
+
+    def start(self, command: list[str], **popen) -> subprocess.Popen:
+        self.child = subprocess.Popen(command, start_new_session=True, **popen)
+        if self.stop:  # a signal between the caller's last look at stop and the start
+            os.killpg(self.child.pid, self.stop[0])
+        return self.child
+
+
 def number(text: str | None, key: str, cast=float):
     """The value of `key:V`, `key: V` or `key=V` in text (the last one), or None (and None for a count that is nan or inf)."""
     found = re.findall(rf"(?<![\w.]){re.escape(key)}\s*[:=]\s*{NUM}", text or "")
@@ -337,20 +371,11 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
     for key in SWEEP_INPUT_PATHS:  # the runs start in their own folders
         if env.get(key):
             env[key] = os.path.abspath(env[key])
-    # Ctrl-C, a closed terminal or `kill` stops the sweep: the run under way gets the signal once (it runs in a process group of
-    # its own, which the signal reaches only from here; under torchrun, torchrun passes it on to its workers) and ends as it
-    # does alone, writing its stopping line; no later run starts. Before, subprocess.run killed the run 0.25 s after a Ctrl-C
-    # and the sweep ended in a traceback; a `kill` of the sweep left its run going.
-    failed, stop, child, where = [], [], None, None
-    def on_signal(signum, frame):
-        stop.append(signum)
-        if child is not None and child.poll() is None:
-            os.killpg(child.pid, signum)
-    handlers = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
+    failed, where = [], None
+    with SignalsToTheRun() as signals:  # no later run starts after a signal
         for i, (combo, same_as, idle) in enumerate(runs):
             run_id = run_name(combo)
-            if stop:
+            if signals.stop:
                 where = (f"before {run_id}", i)
                 break
             if same_as:
@@ -359,25 +384,19 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
             cwd = folder / run_id
             cwd.mkdir(exist_ok=True)
             say(f"sweep: {run_id}")
-            child = subprocess.Popen(launch + [str(ROOT / "train_gpt.py")], cwd=cwd, env={**env, **dict(combo), "RUN_ID": run_id},
-                                     start_new_session=True)
-            if stop:  # a signal between the check above and the run's start
-                os.killpg(child.pid, stop[0])
-            returncode = child.wait()
+            returncode = signals.start(launch + [str(ROOT / "train_gpt.py")], cwd=cwd, env={**env, **dict(combo), "RUN_ID": run_id}).wait()
             if returncode:
                 failed.append(run_id)
-            if stop:
+            if signals.stop:
                 where = (f"during {run_id} (it exited with status {returncode})", i + 1)
                 break
             if returncode:
                 print(f"sweep: {run_id} exited with status {returncode}; going on", file=sys.stderr)
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
     if where is None:
         return folder, failed, None
     not_run = [run_name(combo) for combo, same_as, _ in runs[where[1]:] if not same_as]
-    return folder, failed, (stop[0], f"stopped by {signal.Signals(stop[0]).name} {where[0]}; not run: {', '.join(not_run) or 'none'}")
+    first = signals.stop[0]
+    return folder, failed, (first, f"stopped by {signal.Signals(first).name} {where[0]}; not run: {', '.join(not_run) or 'none'}")
 
 
 # ---- significance: a one-sided Welch t-test, numpy and math only ----
@@ -613,40 +632,52 @@ def make_record(paths: list[str], name: str, track: str, author: str, github_id:
         theirs, source = read_against(against_spec, nats_per_bpb)
         against = {**welch_improvement([r["val_loss"] for r in logs], theirs), "source": source, "seeds": len(theirs)}
         sub["against"] = against
-    try:
-        out_root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".record_", dir=out_root))
-    except OSError as e:
-        raise ToolError(f"--out {out_root}: cannot be written ({e.strerror or e})") from None
-    try:
-        (tmp / "train_gpt.py").write_text(logs[0]["source"], encoding="utf-8")
-        for r in logs:
-            shutil.copy(r["path"], tmp / Path(r["path"]).name)
-        (tmp / "README.md").write_text(record_readme(sub, logs, reproduce_command(logs, folder), smoke, against), encoding="utf-8")
-        (tmp / "submission.json").write_text(json.dumps(sub, indent=2) + "\n", encoding="utf-8")
-        if packages := requirements(logs[0]):
-            (tmp / "requirements.txt").write_text("".join(f"{package}\n" for package in packages), encoding="utf-8")
-            check_env = {**check_env, "ARTIFACT_CODEC": "zstd"}  # (zstandard: the runs' codec) the folder is checked with it
-        paths = data_paths(logs[0])  # the check uses the runs' own data where it is still there
-        if all(os.path.exists(v) for v in paths.values()) and len(paths) == 2:
-            check_env = {**check_env, **paths, "VOCAB_SIZE": logs[0]["env"].get("VOCAB_SIZE", "1024")}
-        check_runs_inside(tmp, check_env)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # A signal while the folder is made (its check runs the script for a few seconds) stops it whole: the check's run gets the
+    # signal, the scratch copy and the half-made folder go, and nothing appears under --out. Before, a `kill` left both and the run.
+    with SignalsToTheRun() as signals:
+        try:
+            out_root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".record_", dir=out_root))
+        except OSError as e:
+            raise ToolError(f"--out {out_root}: cannot be written ({e.strerror or e})") from None
+        try:
+            (tmp / "train_gpt.py").write_text(logs[0]["source"], encoding="utf-8")
+            for r in logs:
+                shutil.copy(r["path"], tmp / Path(r["path"]).name)
+            (tmp / "README.md").write_text(record_readme(sub, logs, reproduce_command(logs, folder), smoke, against), encoding="utf-8")
+            (tmp / "submission.json").write_text(json.dumps(sub, indent=2) + "\n", encoding="utf-8")
+            if packages := requirements(logs[0]):
+                (tmp / "requirements.txt").write_text("".join(f"{package}\n" for package in packages), encoding="utf-8")
+                check_env = {**check_env, "ARTIFACT_CODEC": "zstd"}  # (zstandard: the runs' codec) the folder is checked with it
+            paths = data_paths(logs[0])  # the check uses the runs' own data where it is still there
+            if all(os.path.exists(v) for v in paths.values()) and len(paths) == 2:
+                check_env = {**check_env, **paths, "VOCAB_SIZE": logs[0]["env"].get("VOCAB_SIZE", "1024")}
+            check_runs_inside(tmp, check_env, signals)
+            if signals.stop:
+                raise Stopped(signals.stop[0], f"stopped by {signal.Signals(signals.stop[0]).name} while the folder's train_gpt.py "
+                                               f"ran its check; nothing was written to {folder} (rerun the same command)")
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
-def check_runs_inside(folder: Path, env: dict) -> None:
+def check_runs_inside(folder: Path, env: dict, signals: SignalsToTheRun) -> None:
     """Run the folder's train_gpt.py from inside a scratch copy of the folder: a few tiny
-    steps on the embedded corpus, ending with its artifact round trip."""
+    steps on the embedded corpus, ending with its artifact round trip (unless a signal stops it: signals.stop says so)."""
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / folder.name
         shutil.copytree(folder, copy)
-        r = subprocess.run([sys.executable, "train_gpt.py"], cwd=copy, env=env, capture_output=True, text=True, timeout=600)
-        if r.returncode or not re.search(r"final_int8_\w+_roundtrip_exact", r.stdout):  # any ARTIFACT_CODEC
-            raise ToolError(f"the folder's train_gpt.py did not run from inside the folder: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+        run = signals.start([sys.executable, "train_gpt.py"], cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = run.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+            raise ToolError("the folder's train_gpt.py did not finish its check (a few tiny steps) in 600 s") from None
+        if not signals.stop and (run.returncode or not re.search(r"final_int8_\w+_roundtrip_exact", out)):  # any ARTIFACT_CODEC
+            raise ToolError(f"the folder's train_gpt.py did not run from inside the folder: {(err or out).strip().splitlines()[-1:]}")
 
 
 SMOKE_CHECK = dict(NUM_LAYERS="1", MODEL_DIM="64", NUM_HEADS="2", NUM_KV_HEADS="1", TRAIN_SEQ_LEN="64", TRAIN_BATCH_TOKENS="1024",
@@ -759,6 +790,9 @@ def main(argv=None) -> int:
     except ToolError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 128 + e.signum
     return 0
 
 

@@ -526,6 +526,32 @@ def test_record_refuses_unfinished_mixed_or_sourceless_logs(two_seeds, tmp_path)
     assert not (tmp_path / "track_non_record_16mb").exists()
 
 
+@pytest.mark.parametrize("target, signum", [("group", signal.SIGINT), ("record", signal.SIGTERM)], ids=["ctrl_c", "kill"])
+def test_a_signal_during_the_records_check_leaves_nothing(two_seeds, tmp_path, target, signum):
+    """Ctrl-C (SIGINT to the terminal's process group) or `kill PID` of the tool while the folder's script runs its check from a
+    scratch copy: one line, exit status 128 + the signal's number, and nothing left: no folder or half-made folder under --out, no
+    scratch copy, no process. Before, a `kill` left the half-made `.record_*` folder under --out and the check training in a scratch
+    folder never removed; Ctrl-C ended in a traceback."""
+    out = tmp_path / "out"
+    record = subprocess.Popen(TOOLS + ["record", "--name", "X", "--out", str(out), "--date", "2026-12-03"] +
+                              [str(two_seeds / "logs" / f"seed{s}.txt") for s in (1, 2)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    parent_is_record = lambda proc: (proc / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(record.pid)
+    for _ in range(600):  # the check's train_gpt.py has started from its scratch copy
+        checks = live_processes(parent_is_record)
+        if checks:
+            break
+        time.sleep(0.05)
+    scratch = Path(os.readlink(f"/proc/{checks[0]}/cwd"))
+    (os.killpg if target == "group" else os.kill)(record.pid, signum)
+    _, err = record.communicate(timeout=120)
+    assert record.returncode == 128 + signum and err == (
+        f"error: stopped by {signal.Signals(signum).name} while the folder's train_gpt.py ran its check; nothing was written to "
+        f"{out / 'track_non_record_16mb' / '2026-12-03_X'} (rerun the same command)\n"), err[-2000:]
+    assert list(out.iterdir()) == [] and scratch.name.startswith(".record_") and not scratch.parent.exists()
+    assert not live_processes(lambda proc: os.readlink(proc / "cwd").startswith(str(scratch)))
+
+
 def test_a_record_of_zstd_runs_says_what_it_needs_and_is_checked_with_zstd(tiny_data, tmp_path):
     """ARTIFACT_CODEC=zstd needs the zstandard package to write and to read the artifact: the record folder gets the
     requirements.txt that the challenge's submissions carry when they need more than torch, numpy and sentencepiece."""

@@ -33,6 +33,7 @@ that `EVAL_ONLY=1` scores it (plain and sliding) and `DISTILL_TEACHER` can learn
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime
 import difflib
@@ -49,6 +50,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -73,31 +76,98 @@ class Stopped(Exception):
         self.signum = signum
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, `kill`, a closed terminal
+
+
 class SignalsToTheRun:
-    """Ctrl-C, a closed terminal or `kill` while a tool runs train_gpt.py: the run (started by start(), in a process group of its
-    own, which a signal reaches only from here; under torchrun, torchrun passes it on to its workers) gets the signal once and ends
-    as it does alone, logging where it stopped; `stop` holds the signals, and the tool says what it did and did not do. Before, a
-    Ctrl-C ended the tool in a traceback with its run killed 0.25 s later (subprocess.run), and a `kill` of the tool left its run
-    going (and `record` its half-made folder)."""
+    """Ctrl-C, a closed terminal or `kill` while a tool runs train_gpt.py (or a benchmark its runs): each run under way (started by
+    start(), in a process group of its own, which a signal reaches only from here; under torchrun, torchrun passes it on to its
+    workers) gets the signal once and ends as it does alone, logging where it stopped; `stop` holds the signals, and the tool says
+    what it did and did not do. interrupt=True (a benchmark, through tool_main): the first signal also raises Stopped in the main
+    thread, wherever it waits, and no run starts after it. Before, a Ctrl-C ended the tool in a traceback with its run killed
+    0.25 s later (subprocess.run), and a `kill` of the tool left its run going (and `record` its half-made folder)."""
+    def __init__(self, interrupt: bool = False):
+        self.interrupt = interrupt
+
     def __enter__(self):
-        self.stop, self.child = [], None
-        self.handlers = {signum: signal.signal(signum, self.on_signal) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        global RUNS
+        self.stop, self.children, self.starting, RUNS = [], [], False, self
+        self.handlers = {signum: signal.signal(signum, self.on_signal) for signum in STOP_SIGNALS}
         return self
 
     def __exit__(self, *exc):
+        global RUNS
         for signum, handler in self.handlers.items():
             signal.signal(signum, handler)
+        RUNS = None
+
+    def stopped(self) -> Stopped:
+        return Stopped(self.stop[0], f"stopped by {signal.Signals(self.stop[0]).name}")
 
     def on_signal(self, signum, frame):
         self.stop.append(signum)
-        if self.child is not None and self.child.poll() is None:
-            os.killpg(self.child.pid, signum)
+        for child in self.children:
+            self.signal_run(child, signum)
+        if self.interrupt and len(self.stop) == 1 and not self.starting:
+            raise self.stopped()
+
+    @staticmethod
+    def signal_run(child: subprocess.Popen, signum: int) -> None:
+        if child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                os.killpg(child.pid, signum)
 
     def start(self, command: list[str], **popen) -> subprocess.Popen:
-        self.child = subprocess.Popen(command, start_new_session=True, **popen)
-        if self.stop:  # a signal between the caller's last look at stop and the start
-            os.killpg(self.child.pid, self.stop[0])
-        return self.child
+        if self.interrupt and self.stop:  # a benchmark's worker thread, after the signal
+            raise self.stopped()
+        main = threading.current_thread() is threading.main_thread()  # where the handler runs: it raises nothing inside Popen
+        self.starting |= main  # (the signals are not blocked instead: a child inherits the mask, and a run blind to its signal never stops)
+        try:
+            child = subprocess.Popen(command, start_new_session=True, **popen)
+            self.children.append(child)
+        finally:
+            self.starting &= not main
+        if self.stop:  # a signal during the start, or between the caller's last look at stop and the start
+            self.signal_run(child, self.stop[0])
+            if self.interrupt:
+                raise self.stopped()
+        return child
+
+    def end_runs(self, grace: float = 20.0) -> int:
+        """After a signal: wait for the runs that got it to end; SIGKILL any still there after `grace` seconds. Returns how many."""
+        deadline, killed = time.time() + grace, 0
+        for child in self.children:
+            try:
+                child.wait(timeout=max(0.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                self.signal_run(child, signal.SIGKILL)
+                child.wait()
+                killed += 1
+        return killed
+
+
+RUNS: SignalsToTheRun | None = None  # the tool's, while one is in force: start_run's runs are given its signals
+
+
+def start_run(command: list[str], **popen) -> subprocess.Popen:
+    """A run (train_gpt.py, the challenge's script, a benchmark's worker) as a process in a group of its own; under a
+    SignalsToTheRun it is given the tool's signals (without one, only what the caller sends it reaches it)."""
+    return RUNS.start(command, **popen) if RUNS else subprocess.Popen(command, start_new_session=True, **popen)
+
+
+def tool_main(main, tool: str, grace: float = 20.0) -> int:
+    """A benchmark's entry point: main() with SignalsToTheRun(interrupt=True) in force; a signal ends it in one line once the runs
+    under way (which got the signal) have ended (SIGKILLed after `grace` seconds: a GPU is not left to a run nobody waits for),
+    exit status 128 + the signal's number."""
+    with SignalsToTheRun(interrupt=True) as runs:
+        try:
+            return main() or 0
+        except Stopped as e:
+            killed = runs.end_runs(grace)
+            ended = (f"{killed} run(s) under way had not ended {grace:g} s after it and were killed" if killed else
+                     "the runs under way got it and have ended")
+            print(f"error: {tool}: {e}; {ended}, no later run was started", file=sys.stderr)
+            return 128 + e.signum
 
 
 def number(text: str | None, key: str, cast=float):

@@ -35,7 +35,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "records"))
 import train_gpt as tg  # noqa: E402
+from tools import start_run, tool_main  # noqa: E402  (a signal stops the runs with the benchmark)
 
 MODES = [("dense", {}), ("adapter", {"FREEZE_MODE": "adapter"}), ("frozen fc", {"FREEZE_MODE": "frozen"}),
          ("frozen all + corr 16", {"FREEZE_MODE": "frozen", "FREEZE_TARGETS": "all", "FROZEN_CORRECTION_RANK": "16"}),
@@ -195,11 +197,12 @@ def main(argv=None) -> int:
     for _ in range(a.repeats):  # interleaved: a slow minute on a shared machine touches every mode alike
         for name, env in chosen:
             cmd = [sys.executable, __file__, "--worker", json.dumps(env)] + passed
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode:
-                print(f"{name}: failed\n{r.stderr[-2000:]}", file=sys.stderr)
+            proc = start_run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            out, err = proc.communicate()
+            if proc.returncode:
+                print(f"{name}: failed\n{err[-2000:]}", file=sys.stderr)
                 return 1
-            runs.setdefault(name, []).append(json.loads(r.stdout.strip().splitlines()[-1]))
+            runs.setdefault(name, []).append(json.loads(out.strip().splitlines()[-1]))
     median = lambda rs, k: statistics.median(x[k] for x in rs) if isinstance(rs[0][k], float) else rs[0][k]
     results = {name: {k: median(rs, k) for k in rs[0]} for name, rs in runs.items()}
     step_range = {name: (min(x["step_s"] for x in rs), max(x["step_s"] for x in rs)) for name, rs in runs.items()}
@@ -222,4 +225,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tool_main(main, "bench"))

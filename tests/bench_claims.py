@@ -34,6 +34,7 @@ import train_gpt as tg  # noqa: E402
 sys.path.insert(0, str(ROOT / "tests"))
 from bench import at_least, seeds_of  # noqa: E402
 from bench_quality import Job, estimate_bytes, machine, run_all, seeded, shape  # noqa: E402
+from tools import tool_main  # noqa: E402
 
 OUT = ROOT / "bench_claims"
 ADAPTERS, SELECTIVE, LOWRANK = "adapters write-up (5x512, rank 16)", "selective-freeze write-up", "low-rank substitution study"
@@ -374,4 +375,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tool_main(main, "bench claims"))

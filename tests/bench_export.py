@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "records"))
+from tools import start_run, tool_main  # noqa: E402  (a signal stops the export with the benchmark)
 
 
 def tree_rss(pid: int) -> int:
@@ -68,7 +69,7 @@ def write_corpus(path: Path, size_mb: int) -> int:
 
 def measure(cmd: list[str]) -> tuple[float, int, str]:
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
     while proc.poll() is None:
         peak = max(peak, tree_rss(proc.pid))
@@ -121,4 +122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(tool_main(main, "bench export"))

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "records"))
 from bench import DRY_RUN, MODES, at_least, choose  # noqa: E402  (the same modes as the CPU benchmark)
-from tools import parse_log  # noqa: E402
+from tools import parse_log, start_run, tool_main  # noqa: E402
 
 
 def mode_env(env: dict, steps: int, batch_tokens: int, run_id: str) -> dict:
@@ -44,8 +44,8 @@ def mode_env(env: dict, steps: int, batch_tokens: int, run_id: str) -> dict:
 
 def launch(env: dict, folder: Path) -> subprocess.Popen:
     folder.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([sys.executable, str(ROOT / "train_gpt.py")], cwd=folder, env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(folder / "stderr.txt", "w"))
+    return start_run([sys.executable, str(ROOT / "train_gpt.py")], cwd=folder, env=env,
+                     stdout=subprocess.DEVNULL, stderr=open(folder / "stderr.txt", "w"))
 
 
 def read_log(path: Path) -> dict:
@@ -108,4 +108,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tool_main(main, "bench gpu"))

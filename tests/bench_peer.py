@@ -93,7 +93,7 @@ def run(script: Path, env: dict, work: Path, run_id: str, stop_at: str | None, t
     log, err = work / "logs" / f"{run_id}.txt", work / "stderr.txt"
     env = {**os.environ, **env, "RUN_ID": run_id}
     with open(err, "w") as stderr:
-        proc = subprocess.Popen([sys.executable, str(script)], cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        proc = start_run([sys.executable, str(script)], cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
         started = time.time()
         while proc.poll() is None and time.time() < started + timeout:
             if stop_at and log.exists() and re.search(stop_at, log.read_text(), re.M):
@@ -132,7 +132,7 @@ def final(log: str) -> tuple[int, float]:
 
 
 sys.path.insert(0, str(ROOT / "records"))
-from tools import house_name  # noqa: E402  (the house's names of q, k, v and o as ours)
+from tools import house_name, start_run, tool_main  # noqa: E402  (the house's names of q, k, v and o as ours; runs stop with us)
 
 
 def same_weights(peer_pt: Path, ours_pt: Path) -> str:
@@ -322,4 +322,4 @@ def gpu_side_by_side(a, tmp: Path, dense: list[str], modes: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(tool_main(main, "bench_peer"))

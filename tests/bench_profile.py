@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from bench import DEMO_BATCH_TOKENS, DEMO_MICRO, DRY_RUN, MODES, choose, env_pairs, ours_with  # noqa: E402
 from bench_peer import DATA, DEMO, SHAPES, TOKENIZER, peer_data  # noqa: E402
+from tools import start_run, tool_main  # noqa: E402  (bench_peer put records/ on the path)
 
 # GEMMs (cuBLAS: sm90_xmma_gemm_*, nvjet_*, cutlass_*; inductor's matmul templates: triton_tem_*), attention (flash, fmha,
 # efficient attention, cuDNN's *sdpa*) and on a CPU the ATen operators that do that work themselves
@@ -201,8 +202,8 @@ def main(argv=None) -> int:
                    *(["--trace"] if a.trace else []), *(["--clock"] if a.clock else []), "--child", str(script), str(start), str(folder / "profile.json")]
         started = time.time()
         with open(folder / "stderr.txt", "w") as stderr:
-            status = subprocess.run(command, cwd=folder, env={**os.environ, **base, **env, "RUN_ID": "profiled"},
-                                    stdout=subprocess.DEVNULL, stderr=stderr).returncode
+            status = start_run(command, cwd=folder, env={**os.environ, **base, **env, "RUN_ID": "profiled"},
+                               stdout=subprocess.DEVNULL, stderr=stderr).wait()
         if status:
             tail = (folder / "stderr.txt").read_text().strip().splitlines()[-1:]
             print(f"error: bench profile: {name} failed: {tail[0] if tail else f'exit status {status}'}; its log and stderr are in {folder}",
@@ -230,4 +231,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tool_main(main, "bench profile"))

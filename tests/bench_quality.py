@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "records"))
 import train_gpt as tg  # noqa: E402
-from tools import parse_log  # noqa: E402
+from tools import parse_log, start_run, tool_main  # noqa: E402
 from bench import at_least, choose, seeds_of  # noqa: E402
 
 OUT = ROOT / "bench_quality"
@@ -154,9 +154,11 @@ class Job:
         if self.teacher:
             env["DISTILL_TEACHER"] = str(self.teacher.artifact)
         started = time.time()
-        r = subprocess.run([sys.executable, str(ROOT / "train_gpt.py")], cwd=self.folder, env=env, capture_output=True, text=True)
-        if r.returncode:
-            raise SystemExit(f"run failed in {self.folder}: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+        run = start_run([sys.executable, str(ROOT / "train_gpt.py")], cwd=self.folder, env=env, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, text=True)
+        out, err = run.communicate()
+        if run.returncode:
+            raise SystemExit(f"run failed in {self.folder}: {(err or out).strip().splitlines()[-1:]}")
         print(f"  {self.folder.name}: {time.time() - started:.0f} s", flush=True)
 
     def result(self) -> dict:
@@ -261,4 +263,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tool_main(main, "bench quality"))

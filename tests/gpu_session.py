@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "records"))
+from tools import start_run, tool_main  # noqa: E402  (a signal to the session reaches its stage, and the stage's runs)
 PY = sys.executable
 CUDA_TESTS = [PY, "-m", "pytest", "-v", "-p", "no:cacheprovider", "tests/test_cuda.py"]  # -v: each result as it ends (a cut stage keeps them)
 
@@ -70,7 +72,7 @@ def run_stage(cmds: list[list[str]], out: Path, name: str, deadline: float) -> s
                 stdout.write(f"({cmd[0]}: not found on this machine)\n")
                 stdout.flush()  # before the next command writes to the same file
                 continue
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=stdout, stderr=stderr, start_new_session=True)
+            proc = start_run(cmd, cwd=ROOT, stdout=stdout, stderr=stderr)  # a group of its own: the deadline stops the stage whole
             try:
                 rc = proc.wait(timeout=max(1.0, deadline - time.time()))
             except subprocess.TimeoutExpired:
@@ -135,4 +137,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tool_main(main, "gpu_session", grace=40.0))  # its stage, a benchmark, gives its runs 20 s

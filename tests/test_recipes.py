@@ -4,7 +4,9 @@ per-head and pre-logit scales, He/Xavier init), fp16 embedding and the artifact 
 import hashlib
 import json
 import lzma
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, clean_env, field, log_lines, run_train
+from conftest import ROOT, TINY_MODEL, clean_env, field, live_processes, log_lines, run_train
 from train_gpt import (CONTROL_TENSOR_NAMES, RECIPES, ArtifactError, ConfigError, Hyperparameters, MaskedRandomLinear, artifact_bytes, build_model,
                        model_that_fits, quantize_state_dict, random_matrix, read_artifact)
 
@@ -247,6 +249,29 @@ def test_run_sh_fineweb_refuses_missing_shards_and_a_bad_nproc_in_one_line(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("target, signum", [("group", signal.SIGINT), ("bench", signal.SIGTERM)], ids=["ctrl_c", "kill"])
+def test_a_signal_stops_a_benchmark_and_the_run_it_was_timing(target, signum):
+    """Ctrl-C (SIGINT to the terminal's process group) or `kill PID` of a benchmark while it times a run: the run gets the signal
+    once, the benchmark waits for it to end and says so in one line, exit status 128 + the signal's number, nothing left running
+    (every benchmark and the GPU session start their runs through records/tools.py start_run). Before, Ctrl-C ended in a traceback
+    and `kill` left the run going: on a GPU, an orphan holding the device through every later measurement."""
+    bench = subprocess.Popen([sys.executable, str(ROOT / "tests" / "bench.py"), "--steps", "100000", "--repeats", "1", "--modes", "dense",
+                              "--layers", "1", "--dim", "64", "--seq", "64", "--batch-tokens", "1024", "--micro", "1"],
+                             env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    parent_is_bench = lambda proc: (proc / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(bench.pid)
+    for _ in range(600):  # the timed run (a worker process) has started
+        runs = live_processes(parent_is_bench)
+        if runs:
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)  # and is under way
+    (os.killpg if target == "group" else os.kill)(bench.pid, signum)
+    out, err = bench.communicate(timeout=120)
+    assert bench.returncode == 128 + signum and err == (f"error: bench: stopped by {signal.Signals(signum).name}; the runs under way got "
+                                                        "it and have ended, no later run was started\n"), err[-2000:]
+    assert runs and not live_processes(lambda proc: proc.name in runs)
+
+
 def test_bench_profile_records_whole_steps_of_both_scripts_in_a_dry_run_on_cpu(tmp_path):
     """`bench profile` in its --dry-run: real processes (our script standing in for the peer, on the peer's data links), each
     profiled from outside by a global optimizer hook and stopped after the recorded steps, before any export. The window is

@@ -728,6 +728,9 @@ def make_record(paths: list[str], name: str, track: str, author: str, github_id:
                                                f"ran its check; nothing was written to {folder} (rerun the same command)")
             folder.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, folder)
+        except OSError as e:  # a full disk (under --out, or the check's scratch copy in the temporary folder), a read-only one
+            raise ToolError(f"{e.filename or out_root}: {e.strerror or e} while the record folder was made; nothing was written to "
+                            f"{folder} (free space or give another --out)") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
@@ -859,6 +862,9 @@ def main(argv=None) -> int:
             say(f"wrote {folder} (its train_gpt.py ran from inside a copy of the folder)")
     except ToolError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # what no check above names (a sweep's folder on a full or read-only disk): one line with its file
+        print(f"error: {e.filename or a.cmd}: {e.strerror or e}", file=sys.stderr)
         return 2
     except Stopped as e:
         print(f"error: {e}", file=sys.stderr)

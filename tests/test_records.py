@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, clean_env, live_processes, log_lines, run_train, run_with_closed_console
+from conftest import ROOT, TINY_MODEL, clean_env, live_processes, log_lines, run_train, run_with_closed_console, small_disk
 
 sys.path.insert(0, str(ROOT / "records"))
 import tools  # noqa: E402
@@ -550,6 +550,22 @@ def test_a_signal_during_the_records_check_leaves_nothing(two_seeds, tmp_path, t
         f"{out / 'track_non_record_16mb' / '2026-12-03_X'} (rerun the same command)\n"), err[-2000:]
     assert list(out.iterdir()) == [] and scratch.name.startswith(".record_") and not scratch.parent.exists()
     assert not live_processes(lambda proc: os.readlink(proc / "cwd").startswith(str(scratch)))
+
+
+def test_a_record_on_a_full_disk_is_one_line_and_leaves_the_earlier_record(two_seeds, tmp_path):
+    """A real full disk under --out (a 64 KB tmpfs, root only; the logs alone are larger): one line, exit 2, no half-made folder,
+    and the record already there untouched. Before: an OSError traceback."""
+    with small_disk(tmp_path / "disk", "64k") as disk:
+        earlier = disk / "track_non_record_16mb" / "2026-12-01_Earlier"
+        earlier.mkdir(parents=True)
+        (earlier / "submission.json").write_text('{"val_bpb": 1.5}')
+        r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(disk), "--date", "2026-12-03"] +
+                           [str(two_seeds / "logs" / f"seed{s}.txt") for s in (1, 2)], capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr == (f"error: {disk}: No space left on device while the record folder was made; nothing was "
+                                                  f"written to {disk / 'track_non_record_16mb' / '2026-12-03_X'} (free space or give another "
+                                                  "--out)\n"), r.stderr[-2000:]
+        assert sorted(p.name for p in disk.rglob("*")) == ["2026-12-01_Earlier", "submission.json", "track_non_record_16mb"]
+        assert (earlier / "submission.json").read_text() == '{"val_bpb": 1.5}'
 
 
 def test_a_record_of_zstd_runs_says_what_it_needs_and_is_checked_with_zstd(tiny_data, tmp_path):

@@ -336,8 +336,9 @@ def document_text(n: int, line: bytes, source: str, field: str = "text") -> str:
         obj = json.loads(line.decode("utf-8-sig"))  # -sig: a byte-order mark (a Windows editor's, before line 1) is not JSON, nor text
     except UnicodeDecodeError:
         raise ExportError(f"--input {source}: line {n} is not UTF-8") from None
-    except json.JSONDecodeError:
-        raise ExportError(f"--input {source}: line {n} is not {what}") from None
+    except (json.JSONDecodeError, RecursionError) as e:  # RecursionError: valid JSON nested deeper than Python's reader goes
+        deep = " (nested too deep to read)" if isinstance(e, RecursionError) else ""
+        raise ExportError(f"--input {source}: line {n} is not {what}{deep}") from None
     if not isinstance(obj, dict) or field not in obj:
         raise ExportError(f"--input {source}: line {n} is not {what}" + (f" (its fields: {', '.join(list(obj)[:8])})"
                                                                          if isinstance(obj, dict) and obj else ""))
@@ -612,7 +613,7 @@ def merged_manifest(path: Path, manifest: dict) -> dict:
         old = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return manifest
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         print(f"note: {path}: not a readable manifest ({e}); replaced", file=sys.stderr)
         return manifest
     lists = ("tokenizer_specs", "tokenizers", "datasets")
@@ -646,7 +647,7 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
     if sidecar_of(source).is_file():
         try:
             sidecar = json.loads(sidecar_of(source).read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise ExportError(f"{sidecar_of(source)}: not a JSON source manifest ({e})") from None
         if not isinstance(sidecar, dict):
             raise ExportError(f"{sidecar_of(source)}: not a JSON source manifest (a {type(sidecar).__name__}, not an object)")

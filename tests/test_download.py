@@ -347,12 +347,22 @@ def test_a_mirror_whose_manifest_points_outside_the_data_folder_is_refused_befor
     assert [p for m, p, _ in hub.requests if m == "GET"] == [f"/datasets/{REPO}/resolve/main/datasets/manifest.json"]
 
 
-@pytest.mark.parametrize("sidecar", ["[1, 2]", "{half", '{"docs_sha256": 5}'])
+@pytest.mark.parametrize("sidecar", ["[1, 2]", "{half", '{"docs_sha256": 5}', "[" * 100_000 + "]" * 100_000],
+                         ids=["list", "half", "digest_number", "too_deep"])  # the last: valid JSON, too deep for Python's json
 def test_a_source_manifest_of_another_shape_is_one_line(hub, tmp_path, sidecar):
     (tmp_path / "remote/datasets/docs_selected.source_manifest.json").write_text(sidecar)
     r = run(hub, tmp_path, "--variant", "sp1024", "1", "--with-docs")
     assert r.returncode == 2 and r.stderr.strip() == ("error: docs_selected.source_manifest.json: not a source manifest (a JSON object "
                                                       "with docs_sha256) as the repository serves it"), r.stderr
+
+
+def test_a_manifest_nested_past_what_json_reads_is_one_line(hub, tmp_path):
+    """Valid JSON nested 100,000 deep (a hostile or broken mirror) stops Python's json with a RecursionError: it was a traceback."""
+    (tmp_path / "remote/datasets/manifest.json").write_text('{"datasets": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    r = run(hub, tmp_path, "--variant", "sp1024", "1")
+    manifest = tmp_path / "data" / "manifest.json"
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {manifest}: not a readable JSON manifest (maximum recursion depth exceeded")
+    assert r.stderr.endswith("; delete it and rerun\n") and len(r.stderr.splitlines()) == 1, r.stderr
 
 
 def test_a_full_disk_is_one_line_that_says_so_and_the_rerun_resumes(hub, tmp_path):

@@ -181,6 +181,8 @@ def test_variants_exported_into_one_folder_are_all_listed_as_in_the_published_ma
     ([b'{"text": "ok"}', b'{"text": "caf\xe9"}'], [], "line 2 is not UTF-8"),
     ([b'{"text": "ok"}', b'{"body": "x"}'], [], 'line 2 is not a JSON object with a "text" field'),
     ([b'{"text": 5}'], [], 'line 1: "text" is not a string'),
+    ([b'{"text": "ok", "m": ' + b'[' * 100_000 + b']' * 100_000 + b'}'], [],  # valid JSON past Python's recursion limit: was a traceback
+     'line 1 is not a JSON object with a "text" field (nested too deep to read)'),
     ([b'{"text": "ok"}', b'{"text": "half a pair \\ud83d here"}'], [], 'line 2: "text" holds a lone surrogate \'\\ud83d\' at character 12'),
     ([b'{"text": "a"}'], ["--byte260", "--vocab-size", "1024"], "--vocab-size 1024: not with --byte260 (its tokenizer is fixed: 260 ids"),
     ([b'{"text": "a"}'], ["--byte260", "--tokenizer-train-docs", "5"], "--tokenizer-train-docs 5: not with --byte260"),
@@ -263,8 +265,9 @@ def test_other_corpora_stream_and_are_deterministic(tmp_path):
 
 @pytest.mark.parametrize("sidecar, message", [
     ("[1, 2]", "not a JSON source manifest (a list, not an object)"),
+    ("[" * 100_000 + "]" * 100_000, "not a JSON source manifest (maximum recursion depth exceeded"),  # was a RecursionError traceback
     ('{"docs_val": "many"}', "docs_val 'many' is not a count of documents (give --num-val-docs)"),
-])
+], ids=["list", "too_deep", "text_count"])
 def test_a_malformed_sidecar_is_one_line(tmp_path, sidecar, message):
     (tmp_path / "docs_selected.jsonl").write_text('{"text": "a"}\n')
     (tmp_path / "docs_selected.source_manifest.json").write_text(sidecar)

@@ -242,6 +242,13 @@ def test_a_submission_json_with_a_byte_order_mark_is_read_as_the_record_to_beat(
     assert tools.read_against(str(tmp_path / "submission.json"), 2.4) == ([2.05, 2.06], "A: per-seed val_loss")
 
 
+def test_a_submission_json_nested_past_what_json_reads_is_one_line(tmp_path):
+    """Valid JSON nested 100,000 deep stops Python's json with a RecursionError: `--against` ended in its traceback."""
+    (tmp_path / "submission.json").write_text('{"seed_results": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(tools.ToolError, match=r"submission.json: not a submission.json \(maximum recursion depth exceeded"):
+        tools.read_against(str(tmp_path / "submission.json"), 2.4)
+
+
 def test_the_record_to_beat_may_be_its_folder_as_published(tmp_path):
     """`--against records/track_10min_16mb/<record>/`: the folder's submission.json, as the file itself; a folder without one (some
     records have only logs) gives the final val_loss of each of its logs, a seed each, in nats (val_bpb turned into nats where a

@@ -225,6 +225,12 @@ class Hub:
                 for block in raw:  # as it arrives, undecoded: what came before a drop is kept
                     f.write(block)
                     self.transferred += len(block)
+                    if meta.size is not None and f.tell() > meta.size:  # a broken mirror or proxy sending without end fills no disk
+                        f.close()
+                        part.unlink()
+                        part.with_name(part.name + ".etag").unlink(missing_ok=True)
+                        raise DownloadError(f"{part.name.removesuffix('.part')}: the server sent more than the {meta.size:,} bytes the "
+                                            f"repository advertises for it; what came was deleted (a broken mirror or proxy? {self.repo_id})")
 
 
 def place(source: Path, destination: Path) -> None:

@@ -32,6 +32,8 @@ class LocalHub:
         self.die_after: dict[str, int] = {}
         self.drop_after: dict[str, int] = {}
         self.stall_after: dict[str, int] = {}  # send that many bytes, then nothing until the server stops (a stuck transfer)
+        self.endless: set[str] = set()  # a GET sends the file, then zeros without end (a broken mirror); HEAD says the true size
+        self.oversent: dict[str, int] = {}  # what an endless GET sent past the file before the client hung up
         self.stopped = threading.Event()
         self.requests: list[tuple[str, str, str | None]] = []
         hub = self
@@ -112,7 +114,7 @@ class LocalHub:
             start, status = int(rng.split("=")[1].split("-")[0]), 206
         body = data[start:]
         h.send_response(status)
-        h.send_header("Content-Length", str(len(body)))
+        h.send_header("Content-Length", str(1 << 40 if rel in self.endless and not head else len(body)))
         h.send_header("ETag", f'"{etag}"')
         h.send_header("X-Repo-Commit", COMMIT)
         h.send_header("Accept-Ranges", "bytes")
@@ -120,6 +122,17 @@ class LocalHub:
             h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         h.end_headers()
         if head:
+            return
+        if rel in self.endless:
+            self.oversent[rel] = 0
+            try:
+                h.wfile.write(body)
+                while self.oversent[rel] < 4 << 30 and not self.stopped.is_set():  # 4 GB at the most, should nothing stop it
+                    h.wfile.write(bytes(1 << 20))
+                    self.oversent[rel] += 1 << 20
+            except OSError:  # the client hung up
+                pass
+            h.close_connection = True
             return
         if self.stall_after.get(rel, len(body)) < len(body):
             h.wfile.write(body[:self.stall_after[rel]])

@@ -305,6 +305,24 @@ def test_a_signal_mid_file_is_one_line_and_the_next_run_resumes_from_what_arrive
     assert (tmp_path / "data" / rel[len("datasets/"):]).read_bytes() == (tmp_path / "remote" / rel).read_bytes() and not part.exists()
 
 
+def test_a_server_that_sends_without_end_fills_no_disk(hub, tmp_path, python):
+    """A broken mirror or proxy that sends a file and then zeros without end (HEAD gives the true size): the transfer stops at the
+    first block past the advertised size, one line, nothing of it kept, the finished files kept; the next run fetches it whole.
+    Before, every byte sent was written (the size was checked only at the end), until the disk was full."""
+    rel = "datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin"
+    hub.endless.add(rel)
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", python=python)  # httpx (huggingface_hub 1.x) and requests (0.x) alike
+    size = (tmp_path / "remote" / rel).stat().st_size
+    assert r.returncode == 2 and r.stderr == (f"error: fineweb_train_000000.bin: the server sent more than the {size:,} bytes the repository "
+                                              f"advertises for it; what came was deleted (a broken mirror or proxy? {REPO})\n"), r.stderr
+    assert hub.oversent[rel] < 64 << 20  # it hung up within a few blocks (the loop sends up to 4 GB)
+    shards = tmp_path / "data/datasets/fineweb10B_sp1024"
+    assert not list(shards.glob("fineweb_train_*")) and (shards / "fineweb_val_000000.bin").is_file()  # the validation shard came first
+    hub.endless.clear()
+    r = run(hub, tmp_path, "--variant", "sp1024", "1")
+    assert r.returncode == 0 and (shards / "fineweb_train_000000.bin").read_bytes() == (tmp_path / "remote" / rel).read_bytes(), r.stderr
+
+
 def test_a_dropped_connection_resumes_within_the_run(hub, tmp_path, python):
     rel = "datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin"
     hub.drop_after[rel] = 3000

@@ -465,8 +465,8 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
     if where is None:
         return folder, failed, None
     not_run = [run_name(combo) for combo, same_as, _ in runs[where[1]:] if not same_as]
-    first = signals.stop[0]
-    return folder, failed, (first, f"stopped by {signal.Signals(first).name} {where[0]}; not run: {', '.join(not_run) or 'none'}")
+    stop = signals.stopped()
+    return folder, failed, (stop.signum, f"{stop} {where[0]}; not run: {', '.join(not_run) or 'none'}")
 
 
 # ---- significance: a one-sided Welch t-test, numpy and math only ----
@@ -724,8 +724,9 @@ def make_record(paths: list[str], name: str, track: str, author: str, github_id:
                 check_env = {**check_env, **paths, "VOCAB_SIZE": logs[0]["env"].get("VOCAB_SIZE", "1024")}
             check_runs_inside(tmp, check_env, signals)
             if signals.stop:
-                raise Stopped(signals.stop[0], f"stopped by {signal.Signals(signals.stop[0]).name} while the folder's train_gpt.py "
-                                               f"ran its check; nothing was written to {folder} (rerun the same command)")
+                stop = signals.stopped()
+                raise Stopped(stop.signum, f"{stop} while the folder's train_gpt.py ran its check; nothing was written to {folder} "
+                                           "(rerun the same command)")
             folder.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, folder)
         except OSError as e:  # a full disk (under --out, or the check's scratch copy in the temporary folder), a read-only one

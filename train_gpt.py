@@ -299,8 +299,7 @@ def rank_schedule(name: str, text: str, layers: int) -> list[int]:
     if len(text.split("..")) == 2:
         a, b = int_list(name, text, "accepted one rank per layer, one for all, or A..B", sep="..")
         return [round(a + (b - a) * i / max(layers - 1, 1)) for i in range(layers)]
-    ranks = int_list(name, text)
-    return ranks * layers if len(ranks) == 1 else ranks
+    return ranks * layers if len(ranks := int_list(name, text)) == 1 else ranks
 
 PROJECTIONS = ("q", "k", "v", "o", "fc", "proj")  # the block projections; "emb" (the tied embedding) can be a target too, in mask mode
 TARGET_GROUPS = {"attn": ("q", "k", "v", "o"), "mlp": ("fc", "proj"), "all": PROJECTIONS}
@@ -331,8 +330,7 @@ def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> 
     a, b, c = 3.4445, -4.7750, 2.0315
     x = grad.to(torch.bfloat16 if grad.is_cuda else torch.float32)
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)
-    tall = x.size(-2) > x.size(-1)
-    x = x.mT if tall else x
+    x = x.mT if (tall := x.size(-2) > x.size(-1)) else x  # iterate on the wide side: its Gram matrix is the smaller one
     for _ in range(steps):
         gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
@@ -676,9 +674,11 @@ def load_data_shard(path: str, vocab_size: int | None = None) -> np.ndarray:
 
 def split_files(data_path: str, split: str) -> list[str]:  # 'run[1]' is a folder name, not a pattern; a byte sidecar is never tokens
     files = sorted(f for f in glob.glob(os.path.join(glob.escape(data_path), f"*_{split}_*.bin")) if "_val_bytes_" not in os.path.basename(f))
-    if not files:
-        raise DataError(f"DATA_PATH={data_path}: no {split} shards match {os.path.abspath(os.path.join(data_path, f'*_{split}_*.bin'))}; fetch "
-                        "FineWeb with `python3 data/cached_challenge_fineweb.py --variant sp1024` or build the embedded corpus: `bash run.sh data`")
+    if not files:  # DATA_PATH=./data/datasets, a folder above the shards, is named with the folders below it that hold them
+        below = sorted({os.path.dirname(f) for f in glob.glob(os.path.join(glob.escape(data_path), "*", f"*_{split}_*.bin"))})
+        raise DataError(f"DATA_PATH={data_path}: no {split} shards match {os.path.abspath(os.path.join(data_path, f'*_{split}_*.bin'))}; " + (
+            f"the folder below it that holds them: DATA_PATH={' or '.join(below)}" if below else "fetch FineWeb with `python3 "
+            "data/cached_challenge_fineweb.py --variant sp1024` or build the embedded corpus: `bash run.sh data`"))
     return files
 
 def load_validation_tokens(data_path: str, seq_len: int, vocab_size: int) -> Tensor:

@@ -63,6 +63,23 @@ def test_missing_split_says_what_matched_nothing_and_how_to_fetch(tmp_path, monk
         load_eval_data("./data/x", "t.model", 1024, 16, "cpu")
 
 
+def test_a_data_path_one_folder_above_the_shards_names_the_folders_that_hold_them(tmp_path):
+    """DATA_PATH=./data/datasets (the folder the downloader fills, not the variant's folder inside it) is the newcomer's mistake:
+    the error names each folder below that holds the split, and only those; with none, it says how to fetch."""
+    for folder in ("sp1024", "sp8192", "other"):
+        (tmp_path / folder).mkdir()
+    write_shard(tmp_path / "sp1024" / "fineweb_val_000000.bin", np.arange(40, dtype=np.uint16))
+    write_shard(tmp_path / "sp8192" / "fineweb_val_000000.bin", np.arange(40, dtype=np.uint16))
+    write_shard(tmp_path / "other" / "fineweb_train_000000.bin", np.arange(40, dtype=np.uint16))
+    with pytest.raises(DataError) as e:
+        load_validation_tokens(str(tmp_path), 16, 1024)
+    assert str(e.value).endswith(f"; the folder below it that holds them: DATA_PATH={tmp_path}/sp1024 or {tmp_path}/sp8192")
+    with pytest.raises(DataError, match=rf"holds them: DATA_PATH={tmp_path}/other$"):
+        TokenStream(str(tmp_path), vocab_size=1024)
+    with pytest.raises(DataError, match="no val shards match .*; fetch FineWeb with"):
+        load_validation_tokens(str(tmp_path / "sp1024" / "fineweb_val_000000.bin"), 16, 1024)  # the shard itself: nothing below
+
+
 def test_stream_crosses_shards_skips_empty_ones_and_wraps(tmp_path):
     write_shard(tmp_path / "d_train_000000.bin", np.arange(0, 5, dtype=np.uint16))
     write_shard(tmp_path / "d_train_000001.bin", np.zeros(0, dtype=np.uint16))

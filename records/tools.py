@@ -69,8 +69,10 @@ class NotALog(ToolError):
     """A file that holds no training run: skipped with a note."""
 
 
-class Stopped(Exception):
-    """A signal stopped the tool: one line, exit status 128 + the signal's number, as the shell and torchrun read it."""
+class Stopped(BaseException):
+    """A signal stopped the tool: one line, exit status 128 + the signal's number, as the shell and torchrun read it. Not an
+    Exception, as KeyboardInterrupt is not: raised wherever the main thread is, it must pass a library's `except Exception` (one in
+    `import torch` swallowed it, and `import` ran on to its end)."""
     def __init__(self, signum: int, message: str):
         super().__init__(message)
         self.signum = signum
@@ -849,10 +851,18 @@ def main(argv=None) -> int:
                 return 128 + stopped[0]
             if failed:
                 raise ToolError(f"{len(failed)} of the sweep's runs failed: {', '.join(failed)}")
-        elif a.cmd == "summary":
-            say(summary_table(read_logs(a.paths, note), a.format))
-        elif a.cmd == "import":
-            say(import_house_artifact(a.artifact, a.out, os.environ))
+        elif a.cmd in ("summary", "import"):  # a signal: one line, not a KeyboardInterrupt traceback (or for `kill`, none)
+            made = a.cmd == "import" and not (a.out.exists() or a.out.is_symlink())
+            with SignalsToTheRun(interrupt=True) as runs:
+                try:
+                    say(summary_table(read_logs(a.paths, note), a.format) if a.cmd == "summary" else
+                        import_house_artifact(a.artifact, a.out, os.environ))
+                except Stopped:
+                    if made:  # the write goes through train_gpt.py's temporary file, renamed into place when complete
+                        a.out.with_name(f".{a.out.name}.tmp{os.getpid()}").unlink(missing_ok=True)
+                    raise Stopped(runs.stop[0], f"{a.cmd}: {runs.stopped()}; " + (
+                        "nothing was written" if a.cmd == "summary" else f"{a.out} had been written whole before it"
+                        if made and a.out.exists() else f"nothing was written to {a.out}")) from None
         else:
             sys.path.insert(0, str(ROOT))
             from train_gpt import ENV_VARS

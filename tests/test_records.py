@@ -559,6 +559,37 @@ def test_a_signal_during_the_records_check_leaves_nothing(two_seeds, tmp_path, t
     assert not live_processes(lambda proc: os.readlink(proc / "cwd").startswith(str(scratch)))
 
 
+def read_bytes_of(pid: int) -> int:  # what a process has read so far (files and pipes), from /proc
+    return int(re.search(r"^rchar: (\d+)$", Path(f"/proc/{pid}/io").read_text(), re.M).group(1))
+
+
+@pytest.mark.parametrize("target, signum", [("group", signal.SIGINT), ("tool", signal.SIGTERM)], ids=["ctrl_c", "kill"])
+def test_a_signal_stops_summary_and_import_in_one_line(tmp_path, target, signum):
+    """Ctrl-C or `kill` while `summary` reads a large tree of logs (300 of 350 KB, links to one file), and while `import` loads torch:
+    one line each, exit status 128 + the signal's number, and for import, no --out and no temporary file beside it. Before, Ctrl-C
+    ended both in a KeyboardInterrupt traceback (and `kill` in no line at all)."""
+    name = signal.Signals(signum).name
+    steps = "".join(f"step:{i}/20000 train_loss:2.{i % 1000:04d} train_time:{i * 85}ms step_avg:85.00ms\n" for i in range(1, 5001))
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "run0.txt").write_text(f"model_params:17059912\n{steps}final_int8_zlib_roundtrip_exact val_loss:2.0 val_bpb:1.2\n")
+    for i in range(1, 300):
+        os.link(tmp_path / "logs" / "run0.txt", tmp_path / "logs" / f"run{i}.txt")
+    out = tmp_path / "imported.ptz"
+    for command, started in ((["summary", str(tmp_path / "logs")], lambda pid: read_bytes_of(pid) > 10_000_000),  # 20 logs read
+                             (["import", str(PEER_FIXTURE / "peer_final_model.int8.ptz"), "--out", str(out)],
+                              lambda pid: "libtorch" in Path(f"/proc/{pid}/maps").read_text())):  # inside `import torch`
+        tool = subprocess.Popen(TOOLS + command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        for _ in range(600):
+            if started(tool.pid):
+                break
+            time.sleep(0.02)
+        (os.killpg if target == "group" else os.kill)(tool.pid, signum)
+        stdout, err = tool.communicate(timeout=120)
+        said = "nothing was written" if command[0] == "summary" else f"nothing was written to {out}"
+        assert tool.returncode == 128 + signum and err == f"error: {command[0]}: stopped by {name}; {said}\n" and stdout == "", err[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
+
+
 def test_a_record_on_a_full_disk_is_one_line_and_leaves_the_earlier_record(two_seeds, tmp_path):
     """A real full disk under --out (a 64 KB tmpfs, root only; the logs alone are larger): one line, exit 2, no half-made folder,
     and the record already there untouched. Before: an OSError traceback."""

@@ -664,9 +664,11 @@ def make_record(paths: list[str], name: str, track: str, author: str, github_id:
     incomplete = [r["path"] for r in logs if r["val_bpb"] is None or r["bytes_total"] is None or r["score_line"] == "step"]
     if incomplete:
         raise ToolError(f"{incomplete[0]}: not a finished run (no final score or size line)")
-    diverged = next((r for r in logs if not all(math.isfinite(r[k]) for k in ("val_bpb", "val_loss") if r[k] is not None)), None)
+    # 0 or below is no score either (an evaluation that scored nothing, a hand-edited log); with --against it divided by zero
+    diverged = next((r for r in logs if not all(math.isfinite(r[k]) and r[k] > 0 for k in ("val_bpb", "val_loss") if r[k] is not None)), None)
     if diverged:
-        raise ToolError(f"{diverged['path']}: its final score is val_loss {diverged['val_loss']} val_bpb {diverged['val_bpb']}, not a finite number")
+        raise ToolError(f"{diverged['path']}: its final score is val_loss {diverged['val_loss']} val_bpb {diverged['val_bpb']}, "
+                        "not a finite number above 0")
     if any(r["source"] is None for r in logs):
         raise ToolError(f"{next(r['path'] for r in logs if r['source'] is None)}: no train_gpt.py source at its head, so the record cannot hold the script")
     if len({r["source"] for r in logs}) > 1:

@@ -638,7 +638,12 @@ def test_a_diverged_score_sorts_last_and_is_never_a_record_or_a_record_to_beat(t
     assert r.returncode == 0 and [row.split(" | ")[0].strip("| ") for row in r.stdout.splitlines()[2:]] == ["z_finite", "a_nan", "b_inf"]
     r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), str(logs / "a_nan.txt")], capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert "a_nan.txt: its final score is val_loss " in r.stderr and r.stderr.strip().endswith(" val_bpb nan, not a finite number")
+    assert "a_nan.txt: its final score is val_loss " in r.stderr and r.stderr.strip().endswith(" val_bpb nan, not a finite number above 0")
+    (logs / "zero.txt").write_text(text.replace(final, re.sub(r"val_bpb:\S+", "val_bpb:0.0", final)))  # it divided by zero with --against
+    r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), "--against", "1.2,1.3", str(logs / "zero.txt")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {logs / 'zero.txt'}: its final score is val_loss ") and r.stderr.endswith(
+        " val_bpb 0.0, not a finite number above 0\n") and r.stderr.count("\n") == 1, r.stderr
     bad_json = ({"seed_results": {"1": {"val_loss": "NaN"}}, "name": "A"}, {"seed_results": [1.2, 1.3]}, {"val_bpb": "1.2x"}, [1, 2],
                 {"name": "WIP Placeholder Submission", "val_loss": 0.0, "val_bpb": 0.0},  # the template's zeros, as a public one holds them
                 {"date": "2026-03-20", "val_bpb": "pending"})  # a score to come, as another public one holds it

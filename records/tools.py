@@ -343,6 +343,7 @@ def fmt(v, spec: str = "") -> str:
 SUMMARY_COLUMNS = [("run", "run", ""), ("score", "val_bpb", ".4f"), ("final line", "score_line", ""), ("round-trip", "roundtrip_val_bpb", ".4f"),
                    ("sliding", "sliding_val_bpb", ".4f"), ("pre-quant", "pre_quant_val_bpb", ".4f"), ("steps", "steps", ""),
                    ("step_avg (ms)", "step_avg_ms", ".1f"), ("artifact bytes", "bytes_total", ","), ("seed", "seed", "")]
+MD_CELL = 80  # the widest cell of a Markdown summary
 
 
 def summary_rows(logs: list[dict]) -> tuple[list[str], list[dict]]:
@@ -372,7 +373,10 @@ def summary_table(logs: list[dict], form: str = "md") -> str:
         w.writerow(head)
         w.writerows([[c.replace(",", "") if c.replace(",", "").isdigit() else c for c in row] for row in body])
         return out.getvalue().rstrip("\n")
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(row) + " |" for row in body])
+    # Markdown: a | in a cell (a run folder, an env value) would split it, and a cell has a bound (a 5 KB run of words before a
+    # val_bpb was a 5 KB "final line"); CSV and JSON keep every cell whole.
+    md = lambda c: (c if len(c) <= MD_CELL else c[:MD_CELL - 3] + "...").replace("|", "\\|")
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(map(md, row)) + " |" for row in body])
 
 
 SWEEP_INPUT_PATHS = ("DATA_PATH", "TOKENIZER_PATH", "DISTILL_TEACHER", "RESUME")  # what a run reads (its outputs stay in its folder)

@@ -180,6 +180,26 @@ def test_any_text_is_read_as_a_log_or_skipped_and_every_table_format_holds_it(tm
         assert len(rows) == len(group)
 
 
+def test_a_markdown_summary_keeps_its_columns_for_pipes_and_long_lines(tmp_path):
+    """A | in a run's folder name or in a value of its env line split a cell of the Markdown table (every later column shifted), and
+    a 5 KB run of words before a val_bpb was a 5 KB "final line" cell: the | is escaped, a cell is cut at 80 characters with "...";
+    CSV and JSON keep both whole."""
+    for folder in ("a|b", "c"):
+        (tmp_path / folder).mkdir()
+    words = " ".join(["word"] * 1000)
+    for folder, env in (("a|b", "X=1|2"), ("c", "X=3")):
+        (tmp_path / folder / "run.txt").write_text(f"env: {env}\nstep:10/10 train_loss:2.0 train_time:100ms step_avg:10.00ms\n"
+                                                   f"{words} val_loss:2.0 val_bpb:1.2\n")
+    r = subprocess.run(TOOLS + ["summary", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    head, _, *rows = r.stdout.splitlines()
+    columns = len(re.findall(r"(?<!\\)\|", head))
+    assert [len(re.findall(r"(?<!\\)\|", row)) for row in rows] == [columns, columns] and head.startswith("| run | X | score | final line |")
+    assert rows[0].startswith(f"| a\\|b/run | 1\\|2 | 1.2000 | {'word_' * 15}wo... |") and all(len(c) <= 82 for c in re.split(r"(?<!\\)\|", rows[0]))
+    as_json = json.loads(subprocess.run(TOOLS + ["summary", "--format", "json", str(tmp_path)], capture_output=True, text=True).stdout)
+    assert as_json[0]["score_line"] == "_".join(["word"] * 1000) and as_json[0]["env"] == {"X": "1|2"}
+
+
 def test_the_lines_the_challenges_own_script_logged_are_read_as_it_meant_them(tmp_path):
     """tests/fixtures/peer_artifact/reference.json keeps lines the challenge's script itself printed (run as a process by that folder's
     make.py), not lines written for this test: read as a log, they give its round trip as the score, its last validation as the

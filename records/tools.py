@@ -312,6 +312,8 @@ def find_logs(paths: list[str]) -> list[Path]:
             found += sorted(f for f in p.rglob("*") if f.suffix in (".txt", ".log") and f.is_file())
         elif p.is_file():
             found.append(p)
+        elif p.exists():  # read, a named pipe would wait for a writer
+            raise ToolError(f"{p}: not a regular file or a folder (a named pipe, a device or a socket); accepted a log or a folder of logs")
         else:
             raise ToolError(f"{p}: no such log or folder")
     return list(dict.fromkeys(found))

@@ -313,6 +313,16 @@ def test_summary_skips_what_is_not_a_log_in_every_format(public_tree):
     assert [row["val_bpb"] for row in js] == [1.1238, 1.14901234, 1.17312345, 1.84] and js[2]["bytes_total"] == 15580000
 
 
+def test_summary_given_a_path_that_is_no_log_says_what_it_is_in_one_line(tmp_path):
+    """A missing path, a named pipe and a device given by name: one line each, exit 2, nothing read (a named pipe was called
+    missing: 'no such log or folder')."""
+    os.mkfifo(tmp_path / "pipe.txt")
+    for path, said in ((tmp_path / "gone.txt", "no such log or folder"), (tmp_path / "pipe.txt", "not a regular file or a folder (a named pipe, "),
+                       (Path("/dev/null"), "not a regular file or a folder (a named pipe, ")):
+        r = subprocess.run(TOOLS + ["summary", str(path)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith(f"error: {path}: {said}") and r.stderr.count("\n") == 1, r.stderr
+
+
 def test_welch_p_values_match_the_t_distribution():
     assert math.isclose(tools.t_upper_tail(2.0, 10), 0.036694017385370, rel_tol=1e-9)  # Student t, 10 degrees of freedom
     assert math.isclose(tools.t_upper_tail(2.228138851986, 10), 0.025, rel_tol=1e-9)

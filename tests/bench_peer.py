@@ -17,9 +17,10 @@ temporary folder, named on stderr): the raw output behind each figure.
 First, the same arithmetic: both scripts train `--exact-steps` steps at the demo's shape with 8
 micro-steps (ours with GRAD_ACCUM_STEPS=8) and write final_model.pt; the two state dicts are
 compared tensor by tensor (the peer's c_q, c_k, c_v and attn.proj are our q, k, v and o). Where
-they differ, a second pair runs, and each script's two runs are compared too: on 2026-12-03 one
-run of the peer in about twenty on the Intel Xeon ended a few last bits away from its others (its
-round-trip val_loss 6.40534891 against 6.40534892), while every run of ours was bit-identical.
+they differ, a second pair runs, and each script's two runs are compared too: on 2026-12-03 4 of
+52 runs of the peer on the Intel Xeon ended a few last bits away from its others, each time on the
+same other weights (round-trip val_loss 6.40534891 against 6.40534892), while every run of ours
+(over 40) was bit-identical.
 
 Last, the equal-time pair: the peer with the CPU demo's settings and `bash run.sh`'s own
 configuration, each trained for `--equal-time` seconds and evaluated by its own round trip;

@@ -545,8 +545,8 @@ def read_input(path, var: str, what: str = "file", limit: int = 1 << 40) -> byte
     """The bytes of a file a variable names: a regular file only (a named pipe would block, a device never end), at most limit bytes."""
     try:
         st = os.stat(path)
-        bad = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file" if not stat.S_ISREG(st.st_mode) else \
-            f"{st.st_size} bytes, over the limit of {limit}" if st.st_size > limit else None
+        bad = f"a folder (holding {', '.join(sorted(os.listdir(path))[:4]) or 'nothing'})" if stat.S_ISDIR(st.st_mode) else "not a regular file" \
+            if not stat.S_ISREG(st.st_mode) else f"{st.st_size} bytes, over the limit of {limit}" if st.st_size > limit else None
         refuse_first((bad, f"{var}={path}: {bad}; accepted: a regular {what} file"))
         return Path(path).read_bytes()
     except OSError as e:

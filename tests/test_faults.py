@@ -423,11 +423,13 @@ def file_kind_cases(root: Path):
     """Class 1 and 5: every variable that names a file, given each kind of thing that is not a readable file."""
     folder, fifo, loop, dangling = root / "a_folder", root / "a_fifo", root / "loop_a", root / "dangling"
     folder.mkdir()
+    for name in ("weights.bin", "notes.txt"):  # named in the error, sorted: the file meant may be one of them
+        (folder / name).write_text("")
     os.mkfifo(fifo)
     os.symlink(root / "loop_b", loop)
     os.symlink(loop, root / "loop_b")
     os.symlink(root / "nowhere", dangling)
-    kinds = {"folder": (folder, "a folder"), "fifo": (fifo, "not a regular file"), "symlink_loop": (loop, "cannot be read"),
+    kinds = {"folder": (folder, "a folder (holding notes.txt, weights.bin); accepted: a regular "), "fifo": (fifo, "not a regular file"), "symlink_loop": (loop, "cannot be read"),
              "dangling_link": (dangling, "no such")}
     return [(f"file:{var}:{kind}", {**extra, var: str(path)}, f"{var}={path}: {text}", var)
             for var, (_, extra) in FILE_VARS.items() for kind, (path, text) in kinds.items()]

@@ -429,8 +429,8 @@ def file_kind_cases(root: Path):
     os.symlink(root / "loop_b", loop)
     os.symlink(loop, root / "loop_b")
     os.symlink(root / "nowhere", dangling)
-    kinds = {"folder": (folder, "a folder (holding notes.txt, weights.bin); accepted: a regular "), "fifo": (fifo, "not a regular file"), "symlink_loop": (loop, "cannot be read"),
-             "dangling_link": (dangling, "no such")}
+    kinds = {"folder": (folder, "a folder (holding notes.txt, weights.bin); accepted: a regular "), "fifo": (fifo, "not a regular file"),
+             "symlink_loop": (loop, "cannot be read"), "dangling_link": (dangling, "no such")}
     return [(f"file:{var}:{kind}", {**extra, var: str(path)}, f"{var}={path}: {text}", var)
             for var, (_, extra) in FILE_VARS.items() for kind, (path, text) in kinds.items()]
 

@@ -23,7 +23,23 @@
 #   bash run.sh import FILE --out OUT             the challenge script's final_model.int8.ptz as this script's artifact,
 #                               for the model its variables describe (EVAL_ONLY=1 ARTIFACT=OUT scores it; records/tools.py)
 set -euo pipefail
+# The tools (summary, record, import, bench) run in the caller's folder, and the input paths in DATA_PATH, TOKENIZER_PATH,
+# DISTILL_TEACHER, RESUME and PYTHON are read from it: `bash ../../run.sh summary .` in a record's folder summarised the repo.
+# Training runs in the project's folder, where its outputs (logs/, the artifact) go and where the defaults' ./data is.
+CALLER=$PWD
+absolute() {  # absolute BASE NAMES...: each variable that holds a relative path is made absolute against BASE
+  local base=$1 name
+  for name in "${@:2}"; do
+    if [ -n "${!name:-}" ] && [[ ${!name} != /* ]]; then export "$name=$base/${!name#./}"; fi
+  done
+}
+INPUT_PATHS="DATA_PATH TOKENIZER_PATH DISTILL_TEACHER RESUME"  # records/tools.py's SWEEP_INPUT_PATHS
 cd "$(dirname "$0")"
+HERE=$PWD
+if [ "$CALLER" != "$HERE" ]; then
+  absolute "$CALLER" $INPUT_PATHS
+  if [[ ${PYTHON:-} == */* ]]; then absolute "$CALLER" PYTHON; fi
+fi
 PY=${PYTHON:-python3}
 # Where run.sh installs when the system's python3 refuses pip installs (PEP 668: Debian 12, Ubuntu 23.04 and later); later runs use it.
 VENV=.venv
@@ -141,6 +157,12 @@ gpu_defaults() {  # the challenge run: FineWeb, every GPU
   LAUNCH="$PY -m torch.distributed.run --standalone --nproc_per_node=$nproc_gpu"
 }
 
+tool() {  # tool SCRIPT ARGS...: a script of the project, run in the caller's folder (the paths given to it mean what they meant there)
+  local py=$PY
+  if [[ $py == */* && $py != /* ]]; then py=$HERE/$py; fi
+  (cd "$CALLER" && exec "$py" "$HERE/$1" "${@:2}")
+}
+
 has_peer() {  # --peer anywhere among the arguments picks the side-by-side benchmark (not only as the first)
   local arg
   for arg in "$@"; do case "$arg" in --peer|--peer=*) return 0 ;; esac; done
@@ -186,32 +208,34 @@ case "$cmd" in
   sweep)
     ensure_deps
     if has_gpu; then gpu_defaults; else ensure_shakespeare; cpu_defaults; LAUNCH=$PY; fi
-    "$PY" records/tools.py sweep --launch "$LAUNCH" "$@"
+    absolute "$HERE" $INPUT_PATHS  # the defaults' ./data is the project's (the runs start in sweeps/NAME/RUN)
+    if [[ $LAUNCH == */* && $LAUNCH != /* ]]; then LAUNCH=$HERE/$LAUNCH; fi
+    tool records/tools.py sweep --launch "$LAUNCH" "$@"
     ;;
   summary)
     ensure_python
-    "$PY" records/tools.py summary "$@"
+    tool records/tools.py summary "$@"
     ;;
   record)
     ensure_deps
     ensure_shakespeare
-    "$PY" records/tools.py record "$@"
+    tool records/tools.py record "$@"
     ;;
   import)
     ensure_deps
-    "$PY" records/tools.py import "$@"
+    tool records/tools.py import "$@"
     ;;
   bench)
     ensure_deps
     ensure_shakespeare
     case "${1:-}" in
-      quality) shift; "$PY" tests/bench_quality.py "$@" ;;
-      claims) shift; ensure_deps zstandard; "$PY" tests/bench_claims.py "$@" ;;
-      gpu) shift; if has_peer "$@"; then "$PY" tests/bench_peer.py --gpu "$@"; else "$PY" tests/bench_gpu.py "$@"; fi ;;
-      export) shift; "$PY" tests/bench_export.py "$@" ;;
-      profile) shift; "$PY" tests/bench_profile.py "$@" ;;
-      gpu-session) shift; "$PY" tests/gpu_session.py "$@" ;;
-      *) if has_peer "$@"; then "$PY" tests/bench_peer.py "$@"; else "$PY" tests/bench.py "$@"; fi ;;
+      quality) shift; tool tests/bench_quality.py "$@" ;;
+      claims) shift; ensure_deps zstandard; tool tests/bench_claims.py "$@" ;;
+      gpu) shift; if has_peer "$@"; then tool tests/bench_peer.py --gpu "$@"; else tool tests/bench_gpu.py "$@"; fi ;;
+      export) shift; tool tests/bench_export.py "$@" ;;
+      profile) shift; tool tests/bench_profile.py "$@" ;;
+      gpu-session) shift; tool tests/gpu_session.py "$@" ;;
+      *) if has_peer "$@"; then tool tests/bench_peer.py "$@"; else tool tests/bench.py "$@"; fi ;;
     esac
     ;;
   -h|--help|help)

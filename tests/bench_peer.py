@@ -103,14 +103,18 @@ def run(script: Path, env: dict, work: Path, run_id: str, stop_at: str | None, t
             if stop_at and log.exists() and re.search(stop_at, log.read_text(), re.M):
                 break
             time.sleep(0.2)
-        if proc.poll() is None:
+        ended = proc.poll() is not None  # on its own; else it is stopped here (at its line, or at the timeout)
+        if not ended:
             proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
     # each run's wall time, as it ends: what a time-limited session (a lent GPU) plans its next command by
     print(f"bench_peer: {work.name}: {time.time() - started:.0f} s", file=sys.stderr, flush=True)
-    if not log.exists():
-        sys.exit(f"error: bench_peer: {script} wrote no log; its stderr ({err}) ends:\n{err.read_text()[-2000:]}")
-    return log.read_text()
+    text = log.read_text() if log.exists() else ""
+    failed = ended and proc.returncode and not (stop_at and re.search(stop_at, text, re.M))  # it ended on its own, short of its line
+    if not text or failed:  # its stderr says why; the steps it logged, if any, would only mislead the table
+        sys.exit(f"error: bench_peer: {script} {f'exited with status {proc.returncode}' if failed else 'wrote no log'} in {work}; "
+                 f"its stderr ({err}) ends:\n{err.read_text()[-2000:]}")
+    return text
 
 
 def at_step(step: int) -> str:
@@ -198,7 +202,8 @@ def main(argv=None) -> None:
     ap.add_argument("--gpu-modes", default=None, help="with --gpu: the FREEZE_MODE rows, comma-separated as bench.py names them; default all")
     ap.add_argument("--gpu-tokens", default="65536,524288", help="with --gpu: the dense rows' tokens a step (multiples of 8,192; '' = none)")
     ap.add_argument("--dry-run", action="store_true", help="with --gpu: its whole flow on this CPU at a tiny shape (what the tests run)")
-    ap.add_argument("--out", type=Path, default=None, help="folder kept for every run's log and stderr (default: a new temporary folder)")
+    ap.add_argument("--out", type=lambda s: Path(s).absolute(), default=None,  # the runs start in folders of their own
+                    help="folder kept for every run's log and stderr (default: a new temporary folder)")
     ap.add_argument("--ours-env", action="append", metavar="NAME=VALUE", help="set for train_gpt.py's timed runs alone, not the peer's "
                     "(to try an option beside the unchanged peer, e.g. TORCHINDUCTOR_CUDAGRAPHS=1); repeatable")
     a = ap.parse_args(argv)

@@ -161,7 +161,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5, help="steps recorded by the profiler")
     p.add_argument("--top", type=int, default=12, help="entries listed per run")
     p.add_argument("--peer", type=Path, default=None, help="the challenge's script, profiled first at the same shape (dense)")
-    p.add_argument("--out", type=Path, default=None, help="folder kept for every run's log, stderr and profile.json (default: a new temporary one)")
+    p.add_argument("--out", type=lambda s: Path(s).absolute(), default=None,  # the runs start in folders of their own
+                   help="folder kept for every run's log, stderr and profile.json (default: a new temporary one)")
     p.add_argument("--ours-env", action="append", metavar="NAME=VALUE", help="set for train_gpt.py's runs alone, not the peer's "
                    "(e.g. TORCHINDUCTOR_CUDAGRAPHS=1); repeatable")
     p.add_argument("--shape", choices=sorted(SHAPES), default=None, help="on a CPU: the demo's 4 x 256 (default) or 9 x 512, both at "

@@ -279,7 +279,7 @@ def test_bench_profile_records_whole_steps_of_both_scripts_in_a_dry_run_on_cpu(t
     plus the tied head, in 8 micro-steps (the peer's, the default) and in ours' 4. A second run into the same --out is refused."""
     out = tmp_path / "runs"
     cmd = [sys.executable, str(ROOT / "tests" / "bench_profile.py"), "--dry-run", "--modes", "dense,mask", "--steps", "3", "--top", "40",
-           "--peer", str(ROOT / "train_gpt.py"), "--out", str(out), "--ours-env", "MUON_BACKEND_STEPS=4"]
+           "--peer", str(ROOT / "train_gpt.py"), "--out", "runs", "--ours-env", "MUON_BACKEND_STEPS=4"]  # relative: its runs start elsewhere
     r = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = [[c.strip() for c in l.strip("|").split("|")] for l in r.stdout.split("\n## ")[0].splitlines() if re.match(r"\| [a-z]", l)]
@@ -341,6 +341,22 @@ def test_bench_peer_stops_a_real_run_at_a_log_line_and_times_the_steps_between_i
     assert "\nstopping: SIGTERM at step:" in log and "\npeak memory" not in log and (tmp_path / "mid_run" / "stderr.txt").is_file()
 
 
+def test_bench_peer_names_a_run_that_failed_after_its_log_began_with_its_stderr(tmp_path):
+    """A script that writes its log and then fails (the peer's CPU copy, given shards it could not find, logged its source and its
+    settings first) ended the benchmark with `a run logged fewer than two steps from step 10 on`, its reason unsaid; now the
+    benchmark names the script, its exit status and its folder, and ends with the tail of its stderr."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import bench_peer
+    script = tmp_path / "fails.py"
+    script.write_text("import os, sys\nos.makedirs('logs')\nopen(f\"logs/{os.environ['RUN_ID']}.txt\", 'w').write('step:1/9 train_loss:7.0\\n')\n"
+                      "sys.exit('FileNotFoundError: No files found for pattern: peer_data/fineweb_val_*.bin')\n")
+    with pytest.raises(SystemExit) as stopped:
+        bench_peer.run(script, {}, tmp_path / "run", "r", bench_peer.at_step(10), 120)
+    said = str(stopped.value)
+    assert said.startswith(f"error: bench_peer: {script} exited with status 1 in {tmp_path / 'run'}; its stderr ({tmp_path / 'run' / 'stderr.txt'}) "
+                           "ends:\n") and said.endswith("No files found for pattern: peer_data/fineweb_val_*.bin\n"), said
+
+
 @pytest.mark.slow
 def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
     """`bench gpu --peer` has no GPU to run on here: its --dry-run takes the same flow on the CPU at a tiny shape (our own script
@@ -350,7 +366,7 @@ def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
     A table split over several commands (a GPU session's time limits): a mode row without a dense row runs the peer's dense step."""
     def bench(out, *args, timeout=900):
         cmd = [sys.executable, str(ROOT / "tests" / "bench_peer.py"), "--peer", str(ROOT / "train_gpt.py"), "--gpu", "--dry-run", "--pairs", "1",
-               "--gpu-steps", "20", "--out", str(out), *args]
+               "--gpu-steps", "20", "--out", os.path.relpath(out, tmp_path), *args]  # relative: the runs start in folders of their own
         r = subprocess.run(cmd, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=timeout)
         rows = [[c.strip() for c in l.strip("|").split("|")] for l in r.stdout.splitlines() if re.match(r"\| [a-z]", l)]
         for row in rows[1:]:  # peer and ours step times, ratio, tokens/s, peak memory of each: numbers, none of them NaN

@@ -779,3 +779,27 @@ def test_import_turns_the_challenge_scripts_artifact_into_one_eval_only_scores_a
                             env=clean_env(EVAL_ONLY="1", ARTIFACT=house, DATA_PATH=PEER_FIXTURE, TOKENIZER_PATH=PEER_FIXTURE / "tokenizer.model"))
     assert direct.returncode == 2 and direct.stderr == (f"error: ARTIFACT={house}: not an artifact of format rlm_int8_zlib_v1 but int8_clean_per_row_v1, "
                                                         "the challenge script's: convert it with `bash run.sh import FILE --out NEW` (records/tools.py)\n")
+
+
+def test_run_sh_reads_the_paths_it_is_given_from_the_callers_folder(tmp_path):
+    """run.sh works in the project's folder, and read the paths given to it from there: `bash ../../run.sh summary .` in a record's
+    folder summarised the whole project, `summary run.txt` found no such log, `import` read and wrote beside the project, and a
+    relative DATA_PATH or PYTHON named a path that was not the caller's. The tools now run in the caller's folder, and the input
+    variables and PYTHON are made absolute against it before run.sh moves to the project's folder."""
+    here = tmp_path / "my run"  # a space in it too
+    here.mkdir()
+    (here / "run.txt").write_text("step:2/2 val_loss:2.5000 val_bpb:1.4800 train_time:10ms step_avg:5.00ms\n"
+                                  "final_int8_zlib_roundtrip_exact val_loss:2.50000000 val_bpb:1.48000000\n")
+    (here / "py").symlink_to(sys.executable)
+    run_sh = lambda *args, **env: subprocess.run(["bash", str(ROOT / "run.sh"), *args], cwd=here, env=clean_env(**env),
+                                                 capture_output=True, text=True, timeout=300)
+    for paths in (["."], ["run.txt"]):
+        r = run_sh("summary", *paths, "--format", "csv", PYTHON="./py")
+        assert r.returncode == 0 and [l.split(",")[0] for l in r.stdout.splitlines()] == ["run", "run"], (r.stdout, r.stderr)
+    shutil.copy(PEER_FIXTURE / "peer_final_model.int8.ptz", here / "theirs.ptz")
+    shape = {k: v for k, v in json.loads((PEER_FIXTURE / "reference.json").read_text())["env"].items()
+             if k in ("VOCAB_SIZE", "NUM_LAYERS", "MODEL_DIM", "NUM_HEADS", "NUM_KV_HEADS")}
+    r = run_sh("import", "theirs.ptz", "--out", "ours.ptz", **shape)
+    assert r.returncode == 0 and r.stdout.startswith("wrote ours.ptz (") and (here / "ours.ptz").is_file(), r.stderr
+    r = run_sh(DATA_PATH="shards")  # the CPU demo, refused before any work: the folder named is the caller's
+    assert r.returncode == 2 and r.stderr.splitlines()[-1].startswith(f"error: DATA_PATH={here}/shards: no val shards match "), r.stderr

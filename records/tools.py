@@ -315,7 +315,8 @@ def find_logs(paths: list[str]) -> list[Path]:
         elif p.exists():  # read, a named pipe would wait for a writer
             raise ToolError(f"{p}: not a regular file or a folder (a named pipe, a device or a socket); accepted a log or a folder of logs")
         else:
-            raise ToolError(f"{p}: no such log or folder")
+            raise ToolError(f"{p}: no such log or folder" + ("" if paths else f" in {Path.cwd()} (given nothing, summary reads the logs/ "
+                                                            "of the folder it runs in); give logs or folders"))
     return list(dict.fromkeys(found))
 
 

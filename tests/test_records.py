@@ -796,6 +796,9 @@ def test_run_sh_reads_the_paths_it_is_given_from_the_callers_folder(tmp_path):
     for paths in (["."], ["run.txt"]):
         r = run_sh("summary", *paths, "--format", "csv", PYTHON="./py")
         assert r.returncode == 0 and [l.split(",")[0] for l in r.stdout.splitlines()] == ["run", "run"], (r.stdout, r.stderr)
+    r = run_sh("summary")  # given nothing: the logs/ of the caller's folder, which has none
+    assert r.returncode == 2 and r.stderr == (f"error: logs: no such log or folder in {here} (given nothing, summary reads the logs/ of the "
+                                              "folder it runs in); give logs or folders\n"), r.stderr
     shutil.copy(PEER_FIXTURE / "peer_final_model.int8.ptz", here / "theirs.ptz")
     shape = {k: v for k, v in json.loads((PEER_FIXTURE / "reference.json").read_text())["env"].items()
              if k in ("VOCAB_SIZE", "NUM_LAYERS", "MODEL_DIM", "NUM_HEADS", "NUM_KV_HEADS")}

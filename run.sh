@@ -117,7 +117,7 @@ ensure_optional() {  # ensure_optional MODULES...: try to install; what stays mi
 
 ensure_shakespeare() {
   if [ ! -f data/datasets/shakespeare_sp1024/manifest.json ] || [ ! -f data/tokenizers/shakespeare_1024_bpe.model ]; then
-    "$PY" data/shakespeare.py
+    child "$PY" data/shakespeare.py
   fi
 }
 
@@ -157,10 +157,30 @@ gpu_defaults() {  # the challenge run: FineWeb, every GPU
   LAUNCH="$PY -m torch.distributed.run --standalone --nproc_per_node=$nproc_gpu"
 }
 
-tool() {  # tool SCRIPT ARGS...: a script of the project, run in the caller's folder (the paths given to it mean what they meant there)
+tool() {  # tool SCRIPT ARGS...: a script of the project in the caller's folder (the paths given to it mean what they meant there),
+          # in run.sh's place (exec): a signal to run.sh's pid is the tool's, which stops its runs itself
   local py=$PY
   if [[ $py == */* && $py != /* ]]; then py=$HERE/$py; fi
-  (cd "$CALLER" && exec "$py" "$HERE/$1" "${@:2}")
+  cd "$CALLER" && exec "$py" "$HERE/$1" "${@:2}"
+}
+
+# child CMD...: a step that run.sh waits on, in a process group of its own, given each SIGTERM, SIGHUP and SIGINT run.sh gets, once.
+# A `kill` of run.sh's pid (or `docker stop`, where run.sh is a container's first process) killed run.sh alone and left the run
+# training; in its own group the child is not signalled twice by a Ctrl-C or a hang-up that reaches run.sh's group as well.
+child() {
+  "$PY" -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # bash starts a background child with SIGINT ignored; the run stops on it as before
+os.setpgid(0, 0)
+os.execvp(sys.argv[1], sys.argv[1:])' "$@" &
+  local pid=$! status sig
+  for sig in TERM HUP INT; do trap "kill -s $sig $pid 2>/dev/null || true" "$sig"; done
+  while :; do
+    status=0
+    wait "$pid" || status=$?
+    kill -0 "$pid" 2>/dev/null || break  # else a signal's trap ended the wait, and the child is still stopping
+  done
+  trap - TERM HUP INT
+  return "$status"
 }
 
 has_peer() {  # --peer anywhere among the arguments picks the side-by-side benchmark (not only as the first)
@@ -183,7 +203,7 @@ case "$cmd" in
     ensure_deps
     ensure_shakespeare
     cpu_defaults
-    "$PY" train_gpt.py
+    child "$PY" train_gpt.py
     summary "logs/$RUN_ID.txt"
     ;;
   test)
@@ -192,17 +212,17 @@ case "$cmd" in
     ensure_shakespeare
     suite=tests  # a test file or folder among ARGS runs instead of the whole suite (pytest would run both)
     for arg in "$@"; do case "$arg" in tests|tests/*|*.py|*.py::*) suite= ;; esac; done
-    "$PY" -m pytest -q -p no:cacheprovider $suite "$@"
+    exec "$PY" -m pytest -q -p no:cacheprovider $suite "$@"
     ;;
   data)
     ensure_deps
-    "$PY" data/shakespeare.py "$@"
+    exec "$PY" data/shakespeare.py "$@"
     ;;
   fineweb)
     ensure_deps
     gpu_defaults
     export RUN_ID=${RUN_ID:-fineweb_$(date +%Y%m%d_%H%M%S)}
-    $LAUNCH train_gpt.py
+    child $LAUNCH train_gpt.py
     summary "logs/$RUN_ID.txt"
     ;;
   sweep)

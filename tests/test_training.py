@@ -4,15 +4,17 @@ on shards the tests build."""
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, clean_env, field, log_lines, run_train
+from conftest import ROOT, TINY_MODEL, clean_env, field, live_processes, log_lines, run_train
 from train_gpt import GPT, Hyperparameters, read_artifact
 
 pytestmark = pytest.mark.slow
@@ -337,6 +339,36 @@ def test_the_readme_first_command_trains_the_demo_and_prints_its_summary(tmp_pat
     assert summary[5] == f"log: logs/demo.txt  artifact: {tmp_path}/final_model.int8.ptz" and len(summary) == 6
     assert read_artifact(tmp_path / "final_model.int8.ptz")[1]["config"]["num_layers"] == 4
     assert "step:3/3 val_loss:" in (tmp_path / "logs" / "demo.txt").read_text()
+
+
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, True)],
+                         ids=["kill", "hangup", "ctrl_c"])
+def test_a_signal_to_run_sh_stops_the_run_it_waits_on_once(signum, to_group, tmp_path):
+    """`kill PID` of `bash run.sh` (or `docker stop`, where run.sh is a container's first process) killed run.sh alone: the demo
+    trained on with no one waiting for it, holding its outputs' locks. run.sh now passes each signal it gets to the run, once, and
+    waits for it: the run logs one `stopping:` line and writes no artifact, run.sh exits 128 + the signal's number, and nothing of
+    it is left running. Ctrl-C (SIGINT to run.sh's whole process group, as a terminal sends it) reaches the run once too."""
+    project_copy(tmp_path)
+    env = clean_env(PYTHON=sys.executable, RUN_ID="stopped", ITERATIONS="100000", MAX_WALLCLOCK_SECONDS="0", NUM_LAYERS="1", MODEL_DIM="64",
+                    TRAIN_SEQ_LEN="64", TRAIN_BATCH_TOKENS="2048", GRAD_ACCUM_STEPS="1", TRAIN_LOG_EVERY="1", EVAL_STRIDE="0")
+    run_sh = subprocess.Popen(["bash", "run.sh"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    ours = lambda proc: Path(os.readlink(proc / "cwd")) == tmp_path
+    try:
+        log = tmp_path / "logs" / "stopped.txt"
+        for _ in range(1200):
+            if run_sh.poll() is not None or log.exists() and "\nstep:3/" in log.read_text():
+                break
+            time.sleep(0.25)
+        (os.killpg if to_group else os.kill)(run_sh.pid, signum)
+        out, err = run_sh.communicate(timeout=120)
+    finally:  # the old run.sh left its run training: stop it, or the suite's later tests share the machine with it
+        for pid in live_processes(ours):
+            os.kill(int(pid), signal.SIGKILL)
+    stopped = [l for l in log.read_text().splitlines() if l.startswith("stopping:")]
+    assert run_sh.returncode == 128 + signum and "\n---\n" not in out, (run_sh.returncode, err[-2000:])
+    assert len(stopped) == 1 and re.fullmatch(rf"stopping: {signum.name} at step:\d+/100000; no artifact written", stopped[0]), stopped
+    assert not (tmp_path / "final_model.int8.ptz").exists() and not live_processes(ours)
 
 
 @pytest.mark.parametrize("command", ["cpu", "test", "summary"])

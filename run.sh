@@ -157,11 +157,14 @@ gpu_defaults() {  # the challenge run: FineWeb, every GPU
   LAUNCH="$PY -m torch.distributed.run --standalone --nproc_per_node=$nproc_gpu"
 }
 
+py_from_anywhere() {  # a relative PY (.venv/bin/python) made absolute, for a tool that runs elsewhere and the runs it starts
+  if [[ $PY == */* && $PY != /* ]]; then PY=$HERE/$PY; fi
+}
+
 tool() {  # tool SCRIPT ARGS...: a script of the project in the caller's folder (the paths given to it mean what they meant there),
           # in run.sh's place (exec): a signal to run.sh's pid is the tool's, which stops its runs itself
-  local py=$PY
-  if [[ $py == */* && $py != /* ]]; then py=$HERE/$py; fi
-  cd "$CALLER" && exec "$py" "$HERE/$1" "${@:2}"
+  py_from_anywhere
+  cd "$CALLER" && exec "$PY" "$HERE/$1" "${@:2}"
 }
 
 # child CMD...: a step that run.sh waits on, in a process group of its own, given each SIGTERM, SIGHUP and SIGINT run.sh gets, once.
@@ -227,9 +230,9 @@ case "$cmd" in
     ;;
   sweep)
     ensure_deps
+    py_from_anywhere  # in LAUNCH: the runs start in sweeps/NAME/RUN
     if has_gpu; then gpu_defaults; else ensure_shakespeare; cpu_defaults; LAUNCH=$PY; fi
-    absolute "$HERE" $INPUT_PATHS  # the defaults' ./data is the project's (the runs start in sweeps/NAME/RUN)
-    if [[ $LAUNCH == */* && $LAUNCH != /* ]]; then LAUNCH=$HERE/$LAUNCH; fi
+    absolute "$HERE" $INPUT_PATHS  # the defaults' ./data is the project's
     tool records/tools.py sweep --launch "$LAUNCH" "$@"
     ;;
   summary)

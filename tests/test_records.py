@@ -786,6 +786,8 @@ def test_run_sh_reads_the_paths_it_is_given_from_the_callers_folder(tmp_path):
     folder summarised the whole project, `summary run.txt` found no such log, `import` read and wrote beside the project, and a
     relative DATA_PATH or PYTHON named a path that was not the caller's. The tools now run in the caller's folder, and the input
     variables and PYTHON are made absolute against it before run.sh moves to the project's folder."""
+    listed = re.search(r'^INPUT_PATHS="([A-Z_ ]+)"', (ROOT / "run.sh").read_text(), re.M)[1].split()
+    assert tuple(listed) == tools.SWEEP_INPUT_PATHS  # one list of what a run reads, in run.sh as in the sweep
     here = tmp_path / "my run"  # a space in it too
     here.mkdir()
     (here / "run.txt").write_text("step:2/2 val_loss:2.5000 val_bpb:1.4800 train_time:10ms step_avg:5.00ms\n"

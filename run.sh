@@ -154,7 +154,7 @@ gpu_defaults() {  # the challenge run: FineWeb, every GPU
   if [ -n "${NPROC:-}" ] && ! [[ $NPROC =~ ^[1-9][0-9]*$ ]]; then echo "run.sh: NPROC=$NPROC: accepted a count of processes (1, 2, ...)" >&2; exit 2; fi
   nproc_gpu=${NPROC:-$(nvidia-smi -L 2>/dev/null | grep -c GPU || true)}
   if [ "${nproc_gpu:-0}" -lt 1 ]; then echo "run.sh: no GPU found (nvidia-smi -L); set NPROC to run anyway" >&2; exit 2; fi
-  LAUNCH="$PY -m torch.distributed.run --standalone --nproc_per_node=$nproc_gpu"
+  LAUNCH=("$PY" -m torch.distributed.run --standalone "--nproc_per_node=$nproc_gpu")  # words: PY's path may hold a space
 }
 
 py_from_anywhere() {  # a relative PY (.venv/bin/python) made absolute, for a tool that runs elsewhere and the runs it starts
@@ -225,15 +225,15 @@ case "$cmd" in
     ensure_deps
     gpu_defaults
     export RUN_ID=${RUN_ID:-fineweb_$(date +%Y%m%d_%H%M%S)}
-    child $LAUNCH train_gpt.py
+    child "${LAUNCH[@]}" train_gpt.py
     summary "logs/$RUN_ID.txt"
     ;;
   sweep)
     ensure_deps
     py_from_anywhere  # in LAUNCH: the runs start in sweeps/NAME/RUN
-    if has_gpu; then gpu_defaults; else ensure_shakespeare; cpu_defaults; LAUNCH=$PY; fi
+    if has_gpu; then gpu_defaults; else ensure_shakespeare; cpu_defaults; LAUNCH=("$PY"); fi
     absolute "$HERE" $INPUT_PATHS  # the defaults' ./data is the project's
-    tool records/tools.py sweep --launch "$LAUNCH" "$@"
+    tool records/tools.py sweep --launch "$(printf '%q ' "${LAUNCH[@]}")" "$@"  # quoted as the shell would
     ;;
   summary)
     ensure_python

@@ -831,7 +831,8 @@ def main(argv=None) -> int:
     s = sub.add_parser("sweep")
     s.add_argument("grid", nargs="*")
     s.add_argument("--name", default="sweep_" + datetime.datetime.now().strftime("%Y%m%d_%H%M%S"))
-    s.add_argument("--launch", default=sys.executable, help="how to start train_gpt.py (e.g. 'torchrun --standalone --nproc_per_node=8')")
+    s.add_argument("--launch", help="how to start train_gpt.py, split as the shell splits it (e.g. 'torchrun --standalone --nproc_per_node=8'); "
+                   "default: this Python")
     m = sub.add_parser("summary")
     m.add_argument("paths", nargs="*", help="logs or folders, searched for *.txt and *.log (default: logs/)")
     m.add_argument("--format", choices=("md", "csv", "json"), default="md")
@@ -853,7 +854,11 @@ def main(argv=None) -> int:
     note = lambda msg: print(msg, file=sys.stderr)
     try:
         if a.cmd == "sweep":
-            folder, failed, stopped = run_sweep(a.grid, a.name, a.launch.split())
+            try:  # a Python or a project under a folder whose name holds a space: split as words, that path stays whole
+                launch = [sys.executable] if a.launch is None else shlex.split(a.launch)
+            except ValueError as e:
+                raise ToolError(f"--launch {a.launch!r}: {e}; accepted a command as the shell would take it") from None
+            folder, failed, stopped = run_sweep(a.grid, a.name, launch)
             say(summary_table(read_logs([str(folder)], note)))
             if stopped:  # the exit status of a process a signal ended, as the shell and torchrun read it
                 print(f"error: sweep {a.name}: {stopped[1]}", file=sys.stderr)

@@ -808,3 +808,27 @@ def test_run_sh_reads_the_paths_it_is_given_from_the_callers_folder(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("wrote ours.ptz (") and (here / "ours.ptz").is_file(), r.stderr
     r = run_sh(DATA_PATH="shards")  # the CPU demo, refused before any work: the folder named is the caller's
     assert r.returncode == 2 and r.stderr.splitlines()[-1].startswith(f"error: DATA_PATH={here}/shards: no val shards match "), r.stderr
+
+
+def test_a_sweep_starts_its_runs_with_a_python_whose_path_holds_a_space(tiny_data, tmp_path):
+    """run.sh handed the sweep its launch command as one string, split at every space: a Python under `/Users/me/My Projects/`
+    (PYTHON, or run.sh's own .venv in a project there) became the command `/Users/me/My`, and no run started. The command now goes
+    as the shell quotes it and is split as the shell splits it; a quote left open is refused in one line."""
+    project = tmp_path / "My Projects" / "pg"
+    (project / "records").mkdir(parents=True)
+    for name in ("run.sh", "train_gpt.py", "records/tools.py"):
+        shutil.copy(ROOT / name, project / name)
+    for sub, name in (("datasets", "shakespeare_sp1024"), ("tokenizers", "shakespeare_1024_bpe.model")):  # what run.sh checks is built
+        (project / "data" / sub).mkdir(parents=True)
+        os.symlink(ROOT / "data" / sub / name, project / "data" / sub / name)
+    (tmp_path / "My Projects" / "python").symlink_to(sys.executable)
+    env = clean_env(**{**TINY_MODEL, "ITERATIONS": "2", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0", "DATA_PATH": tiny_data["data_path"],
+                       "TOKENIZER_PATH": tiny_data["tokenizer_path"], "PYTHON": str(tmp_path / "My Projects" / "python")})
+    r = subprocess.run(["bash", "run.sh", "sweep", "--name", "spaced", "SEED=1,2"], cwd=project, env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(p.parent.name for p in (project / "sweeps" / "spaced").glob("*/final_model.int8.ptz")) == ["spaced_SEED-1", "spaced_SEED-2"]
+    bad = subprocess.run(TOOLS + ["sweep", "--name", "open_quote", "--launch", "torchrun 'x", "SEED=1"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr == ("error: --launch \"torchrun 'x\": No closing quotation; accepted a command as the shell "
+                                                  "would take it\n") and not (ROOT / "sweeps" / "open_quote").exists()
+

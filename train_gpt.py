@@ -1106,8 +1106,8 @@ def stop_on_signals(log, where) -> None:  # SIGTERM (a scheduler; torchrun forwa
     def on_signal(signum, frame):
         log(f"stopping: {signal.Signals(signum).name} {where()}")
         sys.exit(128 + signum)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # one ignored from the start stays so: nohup's SIGHUP is the user's wish
+        signal.getsignal(signum) is signal.SIG_IGN or signal.signal(signum, on_signal)
 
 def keep_freed_memory() -> None:  # glibc gave freed blocks over 32 MB (a batch's logits) back to the OS to fault in again: EVAL_ONLY 15 s, not 9
     with contextlib.suppress(OSError, AttributeError):

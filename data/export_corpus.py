@@ -112,8 +112,8 @@ def interrupt(signum, frame):
 
 def stop_on_signals() -> None:
     """Ctrl-C, kill and a closed terminal raise Interrupted (the data scripts' mains: one line, exit status 128 + the signal)."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, interrupt)
+    for signum in STOP_SIGNALS:  # one ignored from the start stays so: under nohup a closed terminal is meant to stop nothing
+        signal.getsignal(signum) is signal.SIG_IGN or signal.signal(signum, interrupt)
 
 
 @contextlib.contextmanager

@@ -94,7 +94,8 @@ class SignalsToTheRun:
     def __enter__(self):
         global RUNS
         self.stop, self.children, self.starting, RUNS = [], [], False, self
-        self.handlers = {signum: signal.signal(signum, self.on_signal) for signum in STOP_SIGNALS}
+        self.handlers = {signum: signal.signal(signum, self.on_signal) for signum in STOP_SIGNALS  # nohup's SIGHUP stays ignored
+                         if signal.getsignal(signum) is not signal.SIG_IGN}
         return self
 
     def __exit__(self, *exc):

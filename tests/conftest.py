@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "data"))
 SCRIPT = ROOT / "train_gpt.py"
+# A stop signal ignored from the start stays ignored in train_gpt.py and the tools (nohup's SIGHUP is the user's wish), and children
+# inherit what is ignored: the suite started under nohup or as a background job (SIGINT ignored) would see its signal tests' runs
+# carry on. Its processes start as a terminal's do, whatever started the suite.
+for _signum, _default in ((signal.SIGHUP, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+    if signal.getsignal(_signum) is signal.SIG_IGN:
+        signal.signal(_signum, _default)
 
 
 @contextlib.contextmanager

@@ -680,6 +680,24 @@ def test_ctrl_c_or_a_closed_terminal_logs_where_the_run_stopped(tiny_data, tmp_p
     assert not (tmp_path / "final_model.int8.ptz").exists()
 
 
+@pytest.mark.slow
+def test_a_run_started_under_nohup_carries_on_through_a_closed_terminal(tiny_data, tmp_path):
+    """`nohup python3 train_gpt.py &` says: let a closed terminal stop nothing. The script's own SIGHUP handler replaced nohup's
+    ignore, so such a run stopped at the hang-up all the same. A signal ignored from the start is left ignored now: the run, under
+    the real nohup, logs on past a SIGHUP, and still stops on SIGTERM."""
+    proc = subprocess.Popen(["nohup", sys.executable, str(SCRIPT)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=tiny_env(tiny_data, "nohup", ITERATIONS="100000", VAL_LOSS_EVERY="0"))
+    log = tmp_path / "logs" / "nohup.txt"
+    wait_for_line(log, "step:3/", proc)
+    proc.send_signal(signal.SIGHUP)
+    seen, steps = len(log.read_text()), re.findall(r"^step:(\d+)/", log.read_text(), re.M)
+    wait_for_line(log, f"\nstep:{int(steps[-1]) + 5}/", proc)  # five steps after the hang-up
+    assert proc.poll() is None and "stopping:" not in log.read_text()[seen:]
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and log_lines(tmp_path, "nohup")[-1].startswith("stopping: SIGTERM at step:")
+
+
 OUT_OF_MEMORY = {  # (variables, where the run says it was): each asks for far more than the limit below allows at once
     "training": ({"TRAIN_BATCH_TOKENS": "4194304", "GRAD_ACCUM_STEPS": "1"}, r"at step:0/12; no artifact written"),  # 16 GiB of logits
     "final_evaluation": ({"TRAIN_SEQ_LEN": "512", "TRAIN_BATCH_TOKENS": "2048", "GRAD_ACCUM_STEPS": "1", "ITERATIONS": "2", "EVAL_STRIDE": "1",

@@ -832,3 +832,19 @@ def test_a_sweep_starts_its_runs_with_a_python_whose_path_holds_a_space(tiny_dat
     assert bad.returncode == 2 and bad.stderr == ("error: --launch \"torchrun 'x\": No closing quotation; accepted a command as the shell "
                                                   "would take it\n") and not (ROOT / "sweeps" / "open_quote").exists()
 
+
+def test_a_signal_ignored_from_the_start_stays_ignored_in_the_tools_and_the_exporter():
+    """Under nohup (SIGHUP ignored from the start) a sweep, a record's check, a benchmark or an export is meant to outlive a closed
+    terminal; their own handlers replaced the ignore, so a hang-up stopped them all the same. Each leaves it as it found it."""
+    import export_corpus
+    before = {s: signal.getsignal(s) for s in tools.STOP_SIGNALS}
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with tools.SignalsToTheRun():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, signal.SIG_DFL)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) == before[signal.SIGTERM]
+        export_corpus.stop_on_signals()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.getsignal(signal.SIGINT) is export_corpus.interrupt
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

@@ -22,10 +22,11 @@
 #   bash run.sh record --name NAME [--smoke] LOGS  a records/ submission folder from finished runs
 #   bash run.sh import FILE --out OUT             the challenge script's final_model.int8.ptz as this script's artifact,
 #                               for the model its variables describe (EVAL_ONLY=1 ARTIFACT=OUT scores it; records/tools.py)
+#
+# Paths given to the tools, and in DATA_PATH, TOKENIZER_PATH, DISTILL_TEACHER, RESUME and PYTHON, are read from the folder
+# run.sh is called from; training runs in the project's folder, where logs/ and the artifact go.
 set -euo pipefail
-# The tools (summary, record, import, bench) run in the caller's folder, and the input paths in DATA_PATH, TOKENIZER_PATH,
-# DISTILL_TEACHER, RESUME and PYTHON are read from it: `bash ../../run.sh summary .` in a record's folder summarised the repo.
-# Training runs in the project's folder, where its outputs (logs/, the artifact) go and where the defaults' ./data is.
+# (`bash ../../run.sh summary .` in a record's folder summarised the whole project.)
 CALLER=$PWD
 absolute() {  # absolute BASE NAMES...: each variable that holds a relative path is made absolute against BASE
   local base=$1 name

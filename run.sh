@@ -35,8 +35,10 @@ absolute() {  # absolute BASE NAMES...: each variable that holds a relative path
   done
 }
 INPUT_PATHS="DATA_PATH TOKENIZER_PATH DISTILL_TEACHER RESUME"  # records/tools.py's SWEEP_INPUT_PATHS
-cd "$(dirname "$0")"
+SELF=$(readlink -f "$0" 2>/dev/null) || SELF=$0  # through a link too (~/bin/pg -> the project's run.sh): the project is the file's
+cd "$(dirname "$SELF")"
 HERE=$PWD
+SELF=$HERE/${SELF##*/}  # `bash main/run.sh help` read main/run.sh from inside main/
 if [ "$CALLER" != "$HERE" ]; then
   absolute "$CALLER" $INPUT_PATHS
   if [[ ${PYTHON:-} == */* ]]; then absolute "$CALLER" PYTHON; fi
@@ -263,7 +265,7 @@ case "$cmd" in
     esac
     ;;
   -h|--help|help)
-    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p;}' "$0"  # the header comment, to its last line
+    sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p;}' "$SELF"  # the header comment, to its last line
     ;;
   *)
     echo "run.sh: unknown command '$cmd'; accepted: cpu (default), test, data, fineweb, bench, sweep, summary, record, import, help" >&2

@@ -226,6 +226,21 @@ def test_run_sh_help_lists_every_command_it_accepts_and_an_unknown_one_names_the
     assert wrong.stderr.startswith("run.sh: unknown command 'tset'; accepted: ") and all(f" {c}" in wrong.stderr for c in commands)
 
 
+
+def test_run_sh_called_by_a_relative_path_or_through_a_link_finds_its_project(tmp_path):
+    """`bash main/run.sh help` from the folder above read main/run.sh from inside main/ and printed nothing but sed's complaint, and
+    a link to run.sh (~/bin/pg) took the link's folder for the project. Both now find the project that holds run.sh itself."""
+    help_text = subprocess.run(["bash", "run.sh", "help"], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60).stdout
+    (tmp_path / "pg").symlink_to(ROOT / "run.sh")
+    (tmp_path / "run.txt").write_text("final_int8_zlib_roundtrip_exact val_loss:2.50000000 val_bpb:1.48000000\n")
+    for cwd, script in ((ROOT.parent, f"{ROOT.name}/run.sh"), (tmp_path, "pg")):
+        shown = subprocess.run(["bash", script, "help"], cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0 and shown.stdout == help_text and shown.stderr == "", shown.stderr
+    r = subprocess.run(["bash", "pg", "summary", "run.txt", "--format", "csv"], cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and r.stdout.splitlines()[1].startswith("run,1.4800,"), r.stderr
+
+
 def test_run_sh_bench_takes_the_peer_flag_anywhere_among_its_arguments(tmp_path):
     """`bash run.sh bench --steps 4 --peer P` and `bench gpu --dry-run --peer P` went to the benchmarks without a peer, whose
     argparse refused `--peer` as unknown: --peer (or --peer=P) anywhere picks the side-by-side benchmark, CPU or GPU."""

@@ -199,7 +199,9 @@ summary() {  # summary LOGFILE: the numbers people look for
   local log=$1
   echo "---"
   grep -E '^(recipe:|warning:|model_params|stopping_early|Total submission size int8\+|final_int8_[a-z]+_roundtrip(_sliding)? )' "$log" || true
-  echo "log: $log  artifact: $(pwd)/final_model.int8.ptz"
+  local artifact=${ARTIFACT:-final_model.int8.ptz}  # where the run wrote it: the project's folder, unless ARTIFACT says
+  if [ "$CALLER" != "$HERE" ]; then log=$HERE/$log; fi  # the log's path as the caller's folder sees it
+  echo "log: $log  artifact: $([[ $artifact == /* ]] || echo "$HERE/")$artifact"
 }
 
 cmd=${1:-cpu}

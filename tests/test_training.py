@@ -321,24 +321,31 @@ def project_copy(folder: Path) -> None:
         os.symlink(ROOT / "data" / sub / name, folder / "data" / sub / name)
 
 
-def test_the_readme_first_command_trains_the_demo_and_prints_its_summary(tmp_path):
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["in_the_project", "from_another_folder_with_artifact_set"])
+def test_the_readme_first_command_trains_the_demo_and_prints_its_summary(tmp_path, elsewhere):
     """`bash run.sh`, the README's first command, as a real process from a copy of the project (run.sh works in its own folder):
     it finds what it needs installed and the embedded corpus built, trains run.sh's demo model (3 steps here, not 300 s), writes
-    the artifact and the log beside itself and ends with the summary the README shows, a warning: line included."""
-    project_copy(tmp_path)
-    env = clean_env(PYTHON=sys.executable, ITERATIONS="3", RUN_ID="demo", LORA_RANK="8")  # LORA_RANK: no effect in the dense demo
+    the artifact and the log beside itself and ends with the summary the README shows, a warning: line included. Called from
+    another folder, with ARTIFACT set, the summary gave the log's path as the project saw it and the default artifact's name."""
+    project = tmp_path / "project"
+    project.mkdir()
+    project_copy(project)
+    env = clean_env(PYTHON=sys.executable, ITERATIONS="3", RUN_ID="demo", LORA_RANK="8",  # LORA_RANK: no effect in the dense demo
+                    **({"ARTIFACT": "demo.ptz"} if elsewhere else {}))
     if "OMP_NUM_THREADS" not in os.environ:  # torch's own thread count, as in the shell the README's reader types into
         del env["OMP_NUM_THREADS"]
-    r = subprocess.run(["bash", "run.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(["bash", "project/run.sh" if elsewhere else "run.sh"], cwd=tmp_path if elsewhere else project, env=env,
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = r.stdout[r.stdout.rindex("\n---\n") + 5:].splitlines()
     assert summary[0] == "warning: LORA_RANK=8 has no effect: it needs FREEZE_MODE=adapter or lowrank; this run has FREEZE_MODE=none"
     assert summary[1] == "model_params:2101776"  # the README's demo lines
     assert summary[2].startswith("Total submission size int8+zlib: ") and summary[3].startswith("final_int8_zlib_roundtrip val_loss:")
     assert summary[4].startswith("final_int8_zlib_roundtrip_sliding val_loss:") and " stride:128 " in summary[4]
-    assert summary[5] == f"log: logs/demo.txt  artifact: {tmp_path}/final_model.int8.ptz" and len(summary) == 6
-    assert read_artifact(tmp_path / "final_model.int8.ptz")[1]["config"]["num_layers"] == 4
-    assert "step:3/3 val_loss:" in (tmp_path / "logs" / "demo.txt").read_text()
+    artifact = project / ("demo.ptz" if elsewhere else "final_model.int8.ptz")
+    assert summary[5] == f"log: {f'{project}/' if elsewhere else ''}logs/demo.txt  artifact: {artifact}" and len(summary) == 6
+    assert read_artifact(artifact)[1]["config"]["num_layers"] == 4
+    assert "step:3/3 val_loss:" in (project / "logs" / "demo.txt").read_text()
 
 
 @pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, True)],

@@ -170,16 +170,28 @@ tool() {  # tool SCRIPT ARGS...: a script of the project in the caller's folder 
   cd "$CALLER" && exec "$PY" "$HERE/$1" "${@:2}"
 }
 
-# child CMD...: a step that run.sh waits on, in a process group of its own, given each SIGTERM, SIGHUP and SIGINT run.sh gets, once.
-# A `kill` of run.sh's pid (or `docker stop`, where run.sh is a container's first process) killed run.sh alone and left the run
-# training; in its own group the child is not signalled twice by a Ctrl-C or a hang-up that reaches run.sh's group as well.
+# child CMD...: a step that run.sh waits on and passes its stop signals to, once. A `kill` of run.sh's pid (or `docker stop`, where
+# run.sh is a container's first process) killed run.sh alone and left the run training. At a terminal, in its foreground, the run
+# stays in run.sh's process group: what the terminal sends to the group (Ctrl-C, Ctrl-Z, Ctrl-\, a hang-up) reaches it as it reaches
+# run.sh, and it may write to the terminal under `stty tostop` and read from it (breakpoint()); run.sh passes on SIGTERM alone, which
+# no terminal sends. Anywhere else (docker, nohup, cron, a background job) it runs in a process group of its own, given each
+# SIGTERM, SIGHUP and SIGINT run.sh gets, and ignores SIGTTOU: a background group's first line under tostop stopped it for good.
+CHILD_START='import os, signal, sys
+for s in (signal.SIGINT, signal.SIGQUIT): signal.signal(s, signal.SIG_DFL)  # bash starts a background child with both ignored
+if sys.argv[1] == "1":
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # a read from the terminal would stop it too
+os.execvp(sys.argv[2], sys.argv[2:])'
 child() {
-  "$PY" -c 'import os, signal, sys
-signal.signal(signal.SIGINT, signal.SIG_DFL)  # bash starts a background child with SIGINT ignored; the run stops on it as before
-os.setpgid(0, 0)
-os.execvp(sys.argv[1], sys.argv[1:])' "$@" &
-  local pid=$! status sig
+  local own=1 pid status sig
+  if "$PY" -c 'import os, sys
+try: sys.exit(os.tcgetpgrp(os.open("/dev/tty", os.O_RDONLY)) != os.getpgrp())
+except OSError: sys.exit(1)' 2>/dev/null; then own=0; fi
+  "$PY" -c "$CHILD_START" "$own" "$@" <&0 &
+  pid=$!
   for sig in TERM HUP INT; do trap "kill -s $sig $pid 2>/dev/null || true" "$sig"; done
+  if [ "$own" = 0 ]; then trap : HUP INT; fi  # the terminal sent them to the run as well
   while :; do
     status=0
     wait "$pid" || status=$?

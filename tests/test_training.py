@@ -1,12 +1,16 @@
 """TRAINING: train_gpt.py end to end as real processes (one process and torchrun with gloo),
 on shards the tests build."""
 
+import contextlib
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -376,6 +380,173 @@ def test_a_signal_to_run_sh_stops_the_run_it_waits_on_once(signum, to_group, tmp
     assert run_sh.returncode == 128 + signum and "\n---\n" not in out, (run_sh.returncode, err[-2000:])
     assert len(stopped) == 1 and re.fullmatch(rf"stopping: {signum.name} at step:\d+/100000; no artifact written", stopped[0]), stopped
     assert not (tmp_path / "final_model.int8.ptz").exists() and not live_processes(ours)
+
+
+# An interactive shell's job control, as in a participant's terminal: the session's leader on the pseudo-terminal, it starts the
+# job in a process group of its own, gives that group the terminal (unless "bg": `bash run.sh &`), takes the terminal back when
+# the job stops (Ctrl-Z, or a background write under `stty tostop`), and on a typed `fg` gives it back and continues the group.
+JOB_SHELL = """import fcntl, os, signal, subprocess, sys, termios
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+if sys.argv[1] == "tostop":
+    attrs = termios.tcgetattr(0)
+    attrs[3] |= termios.TOSTOP
+    termios.tcsetattr(0, termios.TCSANOW, attrs)
+signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+def start(foreground=sys.argv[2] == "fg"):
+    os.setpgid(0, 0)
+    foreground and os.tcsetpgrp(0, os.getpgrp())
+    signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+job = subprocess.Popen(sys.argv[3:], preexec_fn=start)
+while True:
+    status = os.waitpid(job.pid, os.WUNTRACED)[1]
+    os.tcsetpgrp(0, os.getpgrp())
+    if not os.WIFSTOPPED(status):
+        print(f"[shell] exit {os.waitstatus_to_exitcode(status)}", flush=True)
+        break
+    print("[shell] stopped", flush=True)
+    sys.stdin.readline()
+    os.tcsetpgrp(0, job.pid)
+    os.killpg(job.pid, signal.SIGCONT)
+"""
+
+
+class Terminal:
+    """`command` typed at a real pseudo-terminal (JOB_SHELL's job control), its screen read as it comes."""
+
+    def __init__(self, command, cwd, env, tostop=False, background=False):
+        self.master, slave = pty.openpty()
+        self.shell = subprocess.Popen([sys.executable, "-c", JOB_SHELL, "tostop" if tostop else "-", "bg" if background else "fg", *command],
+                                      cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        self.screen, self.reading = b"", True
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):  # drained all the time: a full pseudo-terminal would block the job's writes
+        while self.reading:
+            if select.select([self.master], [], [], 0.1)[0]:
+                try:
+                    self.screen += os.read(self.master, 65536)
+                except OSError:  # EIO: the shell and its job are gone
+                    return
+
+    def type(self, keys: bytes):
+        os.write(self.master, keys)
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.screen:
+            assert time.monotonic() < deadline, f"{text!r} never came; the screen ends: {self.screen[-1500:].decode(errors='replace')}"
+            time.sleep(0.1)
+
+    def hang_up(self):  # the terminal window closed, the SSH session dropped
+        self.reading = False
+        self.reader.join()
+        os.close(self.master)
+        self.master = None
+
+    def close(self):
+        if self.shell.poll() is None:
+            os.killpg(self.shell.pid, signal.SIGKILL)
+        self.shell.wait()
+        self.master is None or self.hang_up()
+
+
+def process_state(pid) -> str:  # R, S, T (stopped) ...: /proc/PID/stat's third field
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
+
+
+TINY_DEMO = dict(NUM_LAYERS="1", MODEL_DIM="64", TRAIN_SEQ_LEN="64", TRAIN_BATCH_TOKENS="2048", GRAD_ACCUM_STEPS="1", EVAL_STRIDE="0")
+
+
+def processes_in(folder: Path, script: str = "") -> list[str]:  # the live processes working in folder (running script: `python3 script`)
+    return live_processes(lambda proc: Path(os.readlink(proc / "cwd")) == folder and
+                          (not script or (proc / "cmdline").read_bytes().split(b"\0")[1:2] == [script.encode()]))
+
+
+@contextlib.contextmanager
+def demo_at_a_terminal(folder: Path, run_id: str, tostop=False, background=False, **env):
+    """`bash run.sh` (a tiny demo) typed at a Terminal in a copy of the project in folder; yields the terminal and the run's log.
+    What is still alive at the end is killed: the old run.sh left its run training, or stopped for good, outside the shell's job."""
+    project_copy(folder)
+    term = Terminal(["bash", "run.sh"], folder, clean_env(PYTHON=sys.executable, RUN_ID=run_id, **TINY_DEMO, **env), tostop, background)
+    try:
+        yield term, folder / "logs" / f"{run_id}.txt"
+    finally:
+        term.close()
+        for pid in processes_in(folder):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+ENDLESS = dict(ITERATIONS="100000", MAX_WALLCLOCK_SECONDS="0", TRAIN_LOG_EVERY="1")
+
+
+def stopping_lines(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if line.startswith("stopping:")]
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["foreground", "background_job"])
+def test_run_sh_at_a_terminal_set_stty_tostop_runs_to_its_end(background, tmp_path):
+    """`stty tostop` stops a background process group at its first write to the terminal. run.sh ran its demo in a group of its
+    own, never the terminal's foreground, so at such a terminal `bash run.sh` stopped at the run's first line, for good, with nothing
+    on the screen. In the foreground the run now shares run.sh's group; as a background job (`bash run.sh &`) it ignores SIGTTOU
+    and writes on (run.sh itself is stopped at its summary, as tostop asks, and prints it on `fg`)."""
+    with demo_at_a_terminal(tmp_path, "tostop", tostop=True, background=background, ITERATIONS="3") as (term, log):
+        if background:
+            term.wait_for("[shell] stopped")
+            assert "final_int8_zlib_roundtrip_exact" in term.screen.decode() and "\n---\n" not in term.screen.decode()
+            term.type(b"fg\n")
+        term.wait_for("[shell] exit ")
+    assert "[shell] exit 0" in term.screen.decode() and "\nlog: logs/tostop.txt  artifact: " in term.screen.decode().replace("\r", "")
+
+
+@pytest.mark.parametrize("key, signum", [(b"\x03", signal.SIGINT), (b"\x1c", signal.SIGQUIT)], ids=["ctrl_c", "ctrl_backslash"])
+def test_run_sh_at_a_terminal_pauses_on_ctrl_z_and_stops_on_its_stop_keys(key, signum, tmp_path):
+    """At a terminal, Ctrl-Z paused run.sh alone: its run, in a process group of its own, trained on while the shell said
+    `Stopped`, and Ctrl-\\ killed run.sh and left the run training. Now the run is in the terminal's foreground group with run.sh:
+    Ctrl-Z stops it (no step is logged until `fg`), and after `fg` Ctrl-C stops it with one `stopping:` line (exit 130) and
+    Ctrl-\\ kills it at once (run.sh exits 131); nothing is left running either way. Its input is the terminal, as a pdb
+    breakpoint() needs: bash gives a background child /dev/null."""
+    with demo_at_a_terminal(tmp_path, "keys", **ENDLESS) as (term, log):
+        term.wait_for("step:3/100000 ")
+        term.type(b"\x1a")
+        term.wait_for("[shell] stopped")
+        run = processes_in(tmp_path, "train_gpt.py")
+        assert len(run) == 1 and process_state(run[0]) == "T"
+        assert os.readlink(f"/proc/{run[0]}/fd/0").startswith("/dev/pts/")  # it reads the terminal (breakpoint()); bash gave /dev/null
+        steps = log.read_text().count("\nstep:")
+        time.sleep(1.5)
+        assert log.read_text().count("\nstep:") == steps
+        term.type(b"fg\n")
+        time.sleep(1.5)
+        assert log.read_text().count("\nstep:") > steps
+        term.type(key)
+        term.wait_for("[shell] exit ")
+        assert f"[shell] exit {128 + signum}" in term.screen.decode() and not processes_in(tmp_path), term.screen[-1500:]
+    stopped = stopping_lines(log)
+    assert stopped == ([] if signum == signal.SIGQUIT else [stopped[0]]) and all(" SIGINT at step:" in line for line in stopped)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["kill", "hangup"])
+def test_run_sh_at_a_terminal_stops_its_run_once_on_a_kill_or_a_hangup(signum, tmp_path):
+    """At a terminal the run shares run.sh's process group, so run.sh passes on only what no terminal sends: a `kill` of run.sh's
+    pid reaches the run once, through run.sh (exit 143); a closed terminal sends SIGHUP to the whole group, and the run gets it
+    once, from the terminal, not again from run.sh. Either way one `stopping:` line, no artifact, nothing left running."""
+    with demo_at_a_terminal(tmp_path, "gone", **ENDLESS) as (term, log):
+        term.wait_for("step:3/100000 ")
+        if signum == signal.SIGTERM:
+            os.kill(int(processes_in(tmp_path, "run.sh")[0]), signum)
+            term.wait_for("[shell] exit 143")
+        else:
+            term.hang_up()
+        for _ in range(600):
+            if not processes_in(tmp_path):
+                break
+            time.sleep(0.1)
+        assert not processes_in(tmp_path)
+    stopped = stopping_lines(log)
+    assert len(stopped) == 1 and stopped[0].startswith(f"stopping: {signum.name} at step:"), stopped
+    assert not (tmp_path / "final_model.int8.ptz").exists()
 
 
 @pytest.mark.parametrize("command", ["cpu", "test", "summary"])

@@ -78,24 +78,25 @@ class Stopped(BaseException):
         self.signum = signum
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, `kill`, a closed terminal
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)  # Ctrl-C, `kill`, a closed terminal, Ctrl-\
 
 
 class SignalsToTheRun:
-    """Ctrl-C, a closed terminal or `kill` while a tool runs train_gpt.py (or a benchmark its runs): each run under way (started by
+    """Ctrl-C, Ctrl-\\, a closed terminal or `kill` while a tool runs train_gpt.py (or a benchmark its runs): each run under way (started by
     start(), in a process group of its own, which a signal reaches only from here; under torchrun, torchrun passes it on to its
     workers) gets the signal once and ends as it does alone, logging where it stopped; `stop` holds the signals, and the tool says
     what it did and did not do. interrupt=True (a benchmark, through tool_main): the first signal also raises Stopped in the main
     thread, wherever it waits, and no run starts after it. Before, a Ctrl-C ended the tool in a traceback with its run killed
-    0.25 s later (subprocess.run), and a `kill` of the tool left its run going (and `record` its half-made folder)."""
+    0.25 s later (subprocess.run), and a `kill` of the tool left its run going (and `record` its half-made folder). Ctrl-Z pauses
+    the runs with the tool (on_pause)."""
     def __init__(self, interrupt: bool = False):
         self.interrupt = interrupt
 
     def __enter__(self):
         global RUNS
         self.stop, self.children, self.starting, RUNS = [], [], False, self
-        self.handlers = {signum: signal.signal(signum, self.on_signal) for signum in STOP_SIGNALS  # nohup's SIGHUP stays ignored
-                         if signal.getsignal(signum) is not signal.SIG_IGN}
+        self.handlers = {signum: signal.signal(signum, self.on_pause if signum == signal.SIGTSTP else self.on_signal)
+                         for signum in (*STOP_SIGNALS, signal.SIGTSTP) if signal.getsignal(signum) is not signal.SIG_IGN}  # nohup's SIGHUP
         return self
 
     def __exit__(self, *exc):
@@ -113,6 +114,16 @@ class SignalsToTheRun:
             self.signal_run(child, signum)
         if self.interrupt and len(self.stop) == 1 and not self.starting:
             raise self.stopped()
+
+    def on_pause(self, signum, frame):
+        """Ctrl-Z: the runs pause with the tool, and `fg` (or `bg`) continues them with it. In sessions of their own, they never saw
+        the terminal's Ctrl-Z (and SIGTSTP to a group whose parent is in another session is dropped): they trained on behind a
+        `Stopped` tool. SIGSTOP cannot be dropped; the tool stops itself the same way, and the shell sees it stopped."""
+        for child in self.children:
+            self.signal_run(child, signal.SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)
+        for child in self.children:
+            self.signal_run(child, signal.SIGCONT)
 
     @staticmethod
     def signal_run(child: subprocess.Popen, signum: int) -> None:
@@ -468,7 +479,8 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
             if returncode:
                 failed.append(run_id)
             if signals.stop:
-                where = (f"during {run_id} (it exited with status {returncode})", i + 1)
+                ended = f"it was killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"it exited with status {returncode}"
+                where = (f"during {run_id} ({ended})", i + 1)
                 break
             if returncode:
                 print(f"sweep: {run_id} exited with status {returncode}; going on", file=sys.stderr)

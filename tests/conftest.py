@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pty
 import random
+import select
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +188,92 @@ def write_artifact(path, state: dict, meta: dict, int6_blocks=()) -> tuple[int, 
     data, stats = artifact_bytes(state, meta, int6_blocks)
     write_together({path: data})
     return len(data), stats
+
+
+# An interactive shell's job control, as in a participant's terminal: the session's leader on the pseudo-terminal, it starts the
+# job in a process group of its own, gives that group the terminal (unless "bg": `bash run.sh &`), takes the terminal back when
+# the job stops (Ctrl-Z, or a background write under `stty tostop`), and on a typed `fg` gives it back and continues the group.
+JOB_SHELL = """import fcntl, os, signal, subprocess, sys, termios
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+if sys.argv[1] == "tostop":
+    attrs = termios.tcgetattr(0)
+    attrs[3] |= termios.TOSTOP
+    termios.tcsetattr(0, termios.TCSANOW, attrs)
+signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+def start(foreground=sys.argv[2] == "fg"):
+    os.setpgid(0, 0)
+    foreground and os.tcsetpgrp(0, os.getpgrp())
+    signal.signal(signal.SIGTTOU, signal.SIG_DFL)
+job = subprocess.Popen(sys.argv[3:], preexec_fn=start)
+while True:
+    status = os.waitpid(job.pid, os.WUNTRACED)[1]
+    os.tcsetpgrp(0, os.getpgrp())
+    if not os.WIFSTOPPED(status):
+        print(f"[shell] exit {os.waitstatus_to_exitcode(status)}", flush=True)
+        break
+    print("[shell] stopped", flush=True)
+    sys.stdin.readline()
+    os.tcsetpgrp(0, job.pid)
+    os.killpg(job.pid, signal.SIGCONT)
+"""
+
+
+class Terminal:
+    """`command` typed at a real pseudo-terminal (JOB_SHELL's job control), its screen read as it comes."""
+
+    def __init__(self, command, cwd, env, tostop=False, background=False):
+        self.master, slave = pty.openpty()
+        self.shell = subprocess.Popen([sys.executable, "-c", JOB_SHELL, "tostop" if tostop else "-", "bg" if background else "fg", *command],
+                                      cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        self.screen, self.reading = b"", True
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):  # drained all the time: a full pseudo-terminal would block the job's writes
+        while self.reading:
+            if select.select([self.master], [], [], 0.1)[0]:
+                try:
+                    self.screen += os.read(self.master, 65536)
+                except OSError:  # EIO: the shell and its job are gone
+                    return
+
+    def type(self, keys: bytes):
+        os.write(self.master, keys)
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.screen:
+            assert time.monotonic() < deadline, f"{text!r} never came; the screen ends: {self.screen[-1500:].decode(errors='replace')}"
+            time.sleep(0.1)
+
+    def pause_and_continue(self, log: Path, runs) -> list[str]:
+        """Ctrl-Z, then `fg`: the shell says the job stopped, every process runs() lists is stopped and log gains no step; after
+        `fg` it gains steps again. Returns those processes."""
+        self.type(b"\x1a")
+        self.wait_for("[shell] stopped")
+        pids = runs()
+        assert pids and [process_state(pid) for pid in pids] == ["T"] * len(pids)
+        steps = log.read_text().count("\nstep:")
+        time.sleep(1.5)
+        assert log.read_text().count("\nstep:") == steps
+        self.type(b"fg\n")
+        time.sleep(1.5)
+        assert log.read_text().count("\nstep:") > steps
+        return pids
+
+    def hang_up(self):  # the terminal window closed, the SSH session dropped
+        self.reading = False
+        self.reader.join()
+        os.close(self.master)
+        self.master = None
+
+    def close(self):
+        if self.shell.poll() is None:
+            os.killpg(self.shell.pid, signal.SIGKILL)
+        self.shell.wait()
+        self.master is None or self.hang_up()
+
+
+def process_state(pid) -> str:  # R, S, T (stopped) ...: /proc/PID/stat's third field
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, clean_env, live_processes, log_lines, run_train, run_with_closed_console, small_disk
+from conftest import ROOT, TINY_MODEL, Terminal, clean_env, live_processes, log_lines, run_train, run_with_closed_console, small_disk
 
 sys.path.insert(0, str(ROOT / "records"))
 import tools  # noqa: E402
@@ -481,6 +481,33 @@ def test_a_signal_stops_a_sweep_after_its_run_has_logged_where_it_stopped(tiny_d
         assert f"| {first} | - | (stopped: {name_of} at step:" in out and not (folder / f"{name}_SEED-2").exists()
         assert not live_processes(lambda proc: Path(os.readlink(proc / "cwd")) == folder / first)  # no process of the run is left
     finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_sweep_at_a_terminal_pauses_its_run_on_ctrl_z_and_ends_it_on_ctrl_backslash(tiny_data, tmp_path):
+    """A sweep's runs live in sessions of their own (so that a signal reaches them once, from the sweep), out of the terminal's
+    reach: Ctrl-Z stopped the sweep alone while its run trained on, and Ctrl-\\ killed the sweep (a core dump) and left its run
+    training. Typed at a real pseudo-terminal under a shell's job control, Ctrl-Z now stops the run with the sweep (no step is
+    logged until `fg`), `fg` continues both, and Ctrl-\\ ends the run at once and the sweep in its one line, exit 131."""
+    env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"],
+                       "ITERATIONS": "100000", "VAL_LOSS_EVERY": "0", "WARMUP_STEPS": "0", "TRAIN_LOG_EVERY": "1"})
+    name = f"test_{tmp_path.name}"
+    folder, first = ROOT / "sweeps" / name, f"{name}_SEED-1"
+    log, ours = folder / first / "logs" / f"{first}.txt", lambda proc: Path(os.readlink(proc / "cwd")) == folder / first
+    term = Terminal(TOOLS + ["sweep", "--name", name, "SEED=1,2"], tmp_path, env)
+    try:
+        term.wait_for("step:3/100000 ")
+        assert len(term.pause_and_continue(log, lambda: live_processes(ours))) == 1
+        term.type(b"\x1c")
+        term.wait_for("[shell] exit ")
+        screen = term.screen.decode().replace("\r", "")
+        assert "[shell] exit 131" in screen and (f"error: sweep {name}: stopped by SIGQUIT during {first} (it was killed by SIGQUIT); "
+                                                 f"not run: {name}_SEED-2\n") in screen, screen[-2000:]
+        assert not live_processes(ours) and not (folder / f"{name}_SEED-2").exists()
+    finally:
+        term.close()
+        for pid in live_processes(ours):
+            os.kill(int(pid), signal.SIGKILL)
         shutil.rmtree(folder, ignore_errors=True)
 
 

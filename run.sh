@@ -174,7 +174,7 @@ tool() {  # tool SCRIPT ARGS...: a script of the project in the caller's folder 
 # run.sh is a container's first process) killed run.sh alone and left the run training. At a terminal, in its foreground, the run
 # stays in run.sh's process group: what the terminal sends to the group (Ctrl-C, Ctrl-Z, Ctrl-\, a hang-up) reaches it as it reaches
 # run.sh, and it may write to the terminal under `stty tostop` and read from it (breakpoint()); run.sh passes on SIGTERM alone, which
-# no terminal sends. Anywhere else (docker, nohup, cron, a background job) it runs in a process group of its own, given each
+# no terminal sends. Anywhere else (no terminal: cron, a service, `docker run` without -t; a background job) it runs in a group of its own, given each
 # SIGTERM, SIGHUP and SIGINT run.sh gets, and ignores SIGTTOU: a background group's first line under tostop stopped it for good.
 CHILD_START='import os, signal, sys
 for s in (signal.SIGINT, signal.SIGQUIT): signal.signal(s, signal.SIG_DFL)  # bash starts a background child with both ignored

@@ -953,8 +953,8 @@ class GPT(nn.Module):
         self.tok_emb = make_projection(cfg, 0, "emb", cfg.model_dim, cfg.vocab_size)  # FREEZE_TARGETS=emb: a masked random matrix
         self.bigram = nn.Embedding(cfg.bigram_buckets, cfg.bigram_dim) if cfg.bigram_buckets else None
         self.bigram_proj = CastedLinear(cfg.bigram_dim, cfg.model_dim, zero_init=True) if cfg.bigram_buckets else None
-        self.num_encoder = cfg.num_layers // 2
-        self.skip_weights = nn.Parameter(torch.ones(min(self.num_encoder, cfg.num_layers - self.num_encoder), cfg.model_dim))
+        self.num_encoder = cfg.num_layers // 2  # with one layer none: skip_weights is empty, and wants no grad (torchrun's DDP refused it)
+        self.skip_weights = nn.Parameter(torch.ones(min(self.num_encoder, cfg.num_layers - self.num_encoder), cfg.model_dim), cfg.num_layers > 1)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
         self.lm_head = None if cfg.tie_embeddings else CastedLinear(cfg.model_dim, cfg.vocab_size, zero_init=True)
         self.logit_scale = nn.Parameter(torch.ones(())) if cfg.freeze_mode == "mask" else None  # supermask: a learned scale before the logits

@@ -175,7 +175,8 @@ tool() {  # tool SCRIPT ARGS...: a script of the project in the caller's folder 
 # stays in run.sh's process group: what the terminal sends to the group (Ctrl-C, Ctrl-Z, Ctrl-\, a hang-up) reaches it as it reaches
 # run.sh, and it may write to the terminal under `stty tostop` and read from it (breakpoint()); run.sh passes on SIGTERM alone, which
 # no terminal sends. Anywhere else (no terminal: cron, a service, `docker run` without -t; a background job) it runs in a group of its own, given each
-# SIGTERM, SIGHUP and SIGINT run.sh gets, and ignores SIGTTOU: a background group's first line under tostop stopped it for good.
+# SIGTERM, SIGHUP and SIGINT run.sh gets, and ignores SIGTTOU: a background group's first line under tostop stopped it for good;
+# a SIGTSTP to run.sh (Ctrl-Z after `fg`) stops the run's group with run.sh.
 CHILD_START='import os, signal, sys
 for s in (signal.SIGINT, signal.SIGQUIT): signal.signal(s, signal.SIG_DFL)  # bash starts a background child with both ignored
 if sys.argv[1] == "1":
@@ -191,13 +192,17 @@ except OSError: sys.exit(1)' 2>/dev/null; then own=0; fi
   "$PY" -c "$CHILD_START" "$own" "$@" <&0 &
   pid=$!
   for sig in TERM HUP INT; do trap "kill -s $sig $pid 2>/dev/null || true" "$sig"; done
-  if [ "$own" = 0 ]; then trap : HUP INT; fi  # the terminal sent them to the run as well
+  if [ "$own" = 0 ]; then
+    trap : HUP INT  # the terminal sent them to the run as well
+  else  # Ctrl-Z once a background run.sh is brought to the foreground (`fg`) pauses the run with it, and the next `fg` continues both
+    trap "kill -s STOP -- -$pid 2>/dev/null; kill -s STOP $$; kill -s CONT -- -$pid 2>/dev/null || true" TSTP
+  fi
   while :; do
     status=0
     wait "$pid" || status=$?
     kill -0 "$pid" 2>/dev/null || break  # else a signal's trap ended the wait, and the child is still stopping
   done
-  trap - TERM HUP INT
+  trap - TERM HUP INT TSTP
   return "$status"
 }
 

@@ -192,8 +192,8 @@ def write_artifact(path, state: dict, meta: dict, int6_blocks=()) -> tuple[int, 
 
 # An interactive shell's job control, as in a participant's terminal: the session's leader on the pseudo-terminal, it starts the
 # job in a process group of its own, gives that group the terminal (unless "bg": `bash run.sh &`), takes the terminal back when
-# the job stops (Ctrl-Z, or a background write under `stty tostop`), and on a typed `fg` gives it back and continues the group.
-JOB_SHELL = """import fcntl, os, signal, subprocess, sys, termios
+# the job stops (Ctrl-Z, or a background write under `stty tostop`), and on a typed `fg` gives it (back) and continues the group.
+JOB_SHELL = """import fcntl, os, select, signal, subprocess, sys, termios
 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 if sys.argv[1] == "tostop":
     attrs = termios.tcgetattr(0)
@@ -206,15 +206,18 @@ def start(foreground=sys.argv[2] == "fg"):
     signal.signal(signal.SIGTTOU, signal.SIG_DFL)
 job = subprocess.Popen(sys.argv[3:], preexec_fn=start)
 while True:
-    status = os.waitpid(job.pid, os.WUNTRACED)[1]
-    os.tcsetpgrp(0, os.getpgrp())
-    if not os.WIFSTOPPED(status):
-        print(f"[shell] exit {os.waitstatus_to_exitcode(status)}", flush=True)
-        break
-    print("[shell] stopped", flush=True)
-    sys.stdin.readline()
-    os.tcsetpgrp(0, job.pid)
-    os.killpg(job.pid, signal.SIGCONT)
+    pid, status = os.waitpid(job.pid, os.WUNTRACED | os.WNOHANG)
+    if pid:
+        os.tcsetpgrp(0, os.getpgrp())
+        if not os.WIFSTOPPED(status):
+            print(f"[shell] exit {os.waitstatus_to_exitcode(status)}", flush=True)
+            break
+        print("[shell] stopped", flush=True)
+    if os.tcgetpgrp(0) == os.getpgrp() and select.select([0], [], [], 0.05)[0] and sys.stdin.readline().strip() == "fg":
+        os.tcsetpgrp(0, job.pid)
+        os.killpg(job.pid, signal.SIGCONT)
+    elif os.tcgetpgrp(0) != os.getpgrp():
+        select.select([], [], [], 0.05)
 """
 
 

@@ -451,6 +451,24 @@ def test_run_sh_at_a_terminal_pauses_on_ctrl_z_and_stops_on_its_stop_keys(key, s
     assert stopped == ([] if signum == signal.SIGQUIT else [stopped[0]]) and all(" SIGINT at step:" in line for line in stopped)
 
 
+def test_run_sh_started_in_the_background_then_brought_to_the_foreground_pauses_its_run_on_ctrl_z(tmp_path):
+    """`bash run.sh &`, then `fg`: the run keeps the process group of its own it was given in the background (run.sh looks once,
+    at the start), so the terminal's Ctrl-Z reaches run.sh alone; run.sh stops the run's group and itself, and the next `fg`
+    continues both. Ctrl-C then reaches the run once, through run.sh (exit 130)."""
+    with demo_at_a_terminal(tmp_path, "later", background=True, **ENDLESS) as (term, log):
+        for _ in range(1200):
+            if log.exists() and "\nstep:3/" in log.read_text():
+                break
+            time.sleep(0.1)
+        term.type(b"fg\n")
+        time.sleep(0.5)
+        assert len(term.pause_and_continue(log, lambda: processes_in(tmp_path, "train_gpt.py"))) == 1
+        term.type(b"\x03")
+        term.wait_for("[shell] exit ")
+        assert "[shell] exit 130" in term.screen.decode() and not processes_in(tmp_path), term.screen[-1500:]
+    assert len(stopping_lines(log)) == 1 and stopping_lines(log)[0].startswith("stopping: SIGINT at step:")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["kill", "hangup"])
 def test_run_sh_at_a_terminal_stops_its_run_once_on_a_kill_or_a_hangup(signum, tmp_path):
     """At a terminal the run shares run.sh's process group, so run.sh passes on only what no terminal sends: a `kill` of run.sh's

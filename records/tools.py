@@ -82,8 +82,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)  #
 
 
 class SignalsToTheRun:
-    """Ctrl-C, Ctrl-\\, a closed terminal or `kill` while a tool runs train_gpt.py (or a benchmark its runs): each run under way (started by
-    start(), in a process group of its own, which a signal reaches only from here; under torchrun, torchrun passes it on to its
+    """Ctrl-C, Ctrl-\\, a closed terminal or `kill` while a tool runs train_gpt.py (or a benchmark its runs): each run under way
+    (started by start(), in a process group of its own, which a signal reaches only from here; under torchrun, torchrun passes it on to its
     workers) gets the signal once and ends as it does alone, logging where it stopped; `stop` holds the signals, and the tool says
     what it did and did not do. interrupt=True (a benchmark, through tool_main): the first signal also raises Stopped in the main
     thread, wherever it waits, and no run starts after it. Before, a Ctrl-C ended the tool in a traceback with its run killed
@@ -95,8 +95,9 @@ class SignalsToTheRun:
     def __enter__(self):
         global RUNS
         self.stop, self.children, self.starting, RUNS = [], [], False, self
-        self.handlers = {signum: signal.signal(signum, self.on_pause if signum == signal.SIGTSTP else self.on_signal)
-                         for signum in (*STOP_SIGNALS, signal.SIGTSTP) if signal.getsignal(signum) is not signal.SIG_IGN}  # nohup's SIGHUP
+        wanted = {**dict.fromkeys(STOP_SIGNALS, self.on_signal), signal.SIGTSTP: self.on_pause}
+        self.handlers = {signum: signal.signal(signum, handler) for signum, handler in wanted.items()  # nohup's SIGHUP stays ignored
+                         if signal.getsignal(signum) is not signal.SIG_IGN}
         return self
 
     def __exit__(self, *exc):
@@ -405,6 +406,10 @@ def say(msg: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def how_it_ended(returncode: int) -> str:  # Popen's returncode, as a shell would say it (-3: killed by SIGQUIT, not "status -3")
+    return f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with status {returncode}"
+
+
 def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Path, list[str], tuple[int, str] | None]:
     """Every combination of NAME=v1,v2 ... (NAME='v1;v2' where a value holds commas), one run after another, each in its own
     folder; the whole grid is validated by train_gpt.py's own rules before the first run. Returns (folder, failed runs, and
@@ -479,11 +484,10 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
             if returncode:
                 failed.append(run_id)
             if signals.stop:
-                ended = f"it was killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"it exited with status {returncode}"
-                where = (f"during {run_id} ({ended})", i + 1)
+                where = (f"during {run_id} (it {how_it_ended(returncode)})", i + 1)
                 break
             if returncode:
-                print(f"sweep: {run_id} exited with status {returncode}; going on", file=sys.stderr)
+                print(f"sweep: {run_id} {how_it_ended(returncode)}; going on", file=sys.stderr)
     if where is None:
         return folder, failed, None
     not_run = [run_name(combo) for combo, same_as, _ in runs[where[1]:] if not same_as]

@@ -371,7 +371,6 @@ def test_a_signal_to_run_sh_stops_the_run_it_waits_on_once(signum, to_group, tmp
                     TRAIN_SEQ_LEN="64", TRAIN_BATCH_TOKENS="2048", GRAD_ACCUM_STEPS="1", TRAIN_LOG_EVERY="1", EVAL_STRIDE="0")
     run_sh = subprocess.Popen(["bash", "run.sh"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
-    ours = lambda proc: Path(os.readlink(proc / "cwd")) == tmp_path
     try:
         log = tmp_path / "logs" / "stopped.txt"
         for _ in range(1200):
@@ -381,12 +380,12 @@ def test_a_signal_to_run_sh_stops_the_run_it_waits_on_once(signum, to_group, tmp
         (os.killpg if to_group else os.kill)(run_sh.pid, signum)
         out, err = run_sh.communicate(timeout=120)
     finally:  # the old run.sh left its run training: stop it, or the suite's later tests share the machine with it
-        for pid in live_processes(ours):
+        for pid in processes_in(tmp_path):
             os.kill(int(pid), signal.SIGKILL)
     stopped = [l for l in log.read_text().splitlines() if l.startswith("stopping:")]
     assert run_sh.returncode == 128 + signum and "\n---\n" not in out, (run_sh.returncode, err[-2000:])
     assert len(stopped) == 1 and re.fullmatch(rf"stopping: {signum.name} at step:\d+/100000; no artifact written", stopped[0]), stopped
-    assert not (tmp_path / "final_model.int8.ptz").exists() and not live_processes(ours)
+    assert not (tmp_path / "final_model.int8.ptz").exists() and not processes_in(tmp_path)
 
 
 TINY_DEMO = dict(NUM_LAYERS="1", MODEL_DIM="64", TRAIN_SEQ_LEN="64", TRAIN_BATCH_TOKENS="2048", GRAD_ACCUM_STEPS="1", EVAL_STRIDE="0")

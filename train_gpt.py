@@ -60,9 +60,8 @@ def refused_as(what: str, *kinds, error=ConfigError):
         raise error(f"{what} ({why})") from None
 
 def refuse_first(*checks, error=ConfigError) -> None:  # raises the message of the first (condition, message) whose condition holds
-    for failed, message in checks:
-        if failed:
-            raise error(message)
+    if message := next((message for failed, message in checks if failed), None):
+        raise error(message)
 
 def check_torch(version: str, floor=(2, 5)) -> None:  # attention's enable_gqa (grouped KV heads) is 2.5's: older fails late, as a TypeError
     refuse_first((tuple(int(n) for n in re.findall(r"\d+", version)[:2]) < floor, f"PyTorch {version}: too old for train_gpt.py; accepted "
@@ -360,9 +359,8 @@ class Muon(torch.optim.Optimizer):
             # Ranks write their shares into one zeroed buffer for one all-reduce; one rank uses the updates where they are (no 66 MB to zero)
             flat = torch.zeros(sum(p.numel() for p in params), device=params[0].device, dtype=torch.float32) if world > 1 else None
             views = [v.view_as(p) for v, p in zip(flat.split([p.numel() for p in params]), params)] if world > 1 else [None] * len(params)
-            by_shape: dict[tuple, list[int]] = {}
-            for i, p in enumerate(params):
-                by_shape.setdefault(tuple(p.shape), []).append(i)
+            shapes = [tuple(p.shape) for p in params]  # each shape's matrices, in order of first appearance
+            by_shape = {shape: [i for i, s in enumerate(shapes) if s == shape] for shape in dict.fromkeys(shapes)}
             for (rows, cols), members in by_shape.items():
                 mine = members[rank::world]
                 if mine:  # a GPU takes a shape's matrices as one stack (fewer launches); a CPU one at a time, faster there, the same bits
@@ -1051,8 +1049,7 @@ def lr_multiplier(args, step: int, elapsed_ms: float) -> float:
     """Linear warmdown to 0 over the last WARMDOWN_ITERS steps; under a wallclock cap, counted in time from the average step so far."""
     if args.warmdown_iters <= 0 or args.max_wallclock_seconds <= 0:  # no warmdown, or one counted in steps
         return 1.0 if args.warmdown_iters <= 0 else min(max((args.iterations - step) / args.warmdown_iters, 0.0), 1.0)
-    warmdown_ms = args.warmdown_iters * elapsed_ms / max(step, 1)
-    remaining_ms = max(1000.0 * args.max_wallclock_seconds - elapsed_ms, 0.0)
+    warmdown_ms, remaining_ms = args.warmdown_iters * elapsed_ms / max(step, 1), max(1000.0 * args.max_wallclock_seconds - elapsed_ms, 0.0)
     return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
 
 def windowed_logits(model, x: Tensor, context: int) -> Tensor:
@@ -1103,10 +1100,13 @@ def claim_outputs(outputs: dict[str, str]) -> None:
 
 def stop_on_signals(log, where) -> None:  # SIGTERM (a scheduler; torchrun forwards it), SIGINT (Ctrl-C), SIGHUP (a closed session): exit 128+n
     RUNNING[:] = [lambda line: log(line) if log.path else print(line, file=sys.stderr, flush=True), where]  # rank 0 in the log, others on stderr
-    def on_signal(signum, frame):
-        log(f"stopping: {signal.Signals(signum).name} {where()}")
-        sys.exit(128 + signum)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # one ignored from the start stays so: nohup's SIGHUP is the user's wish
+    def on_signal(signum, frame):  # logged once; a SIGALRM after a stop is that stop again, from the hook below
+        RUNNING[2:] or RUNNING.append(signum) or log(f"stopping: {signal.Signals(signum).name} {where()}")
+        sys.exit(128 + RUNNING[2])
+    def raise_again(u):  # an exit raised in a finalizer or weakref callback (torch.compile's caches) is swallowed: the run trained on
+        signal.setitimer(signal.ITIMER_REAL, 0.001) if RUNNING[2:] and u.exc_type is SystemExit else sys.__unraisablehook__(u)
+    sys.unraisablehook = raise_again  # (the timer's SIGALRM comes 1 ms later, outside that callback)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):  # one ignored from the start stays so (nohup's SIGHUP)
         signal.getsignal(signum) is signal.SIG_IGN or signal.signal(signum, on_signal)
 
 def keep_freed_memory() -> None:  # glibc gave freed blocks over 32 MB (a batch's logits) back to the OS to fault in again: EVAL_ONLY 15 s, not 9
@@ -1488,11 +1488,11 @@ def cli(argv: list[str]) -> int:
                    "TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS (training), VAL_BATCH_SIZE or EVAL_BATCH_SEQS (evaluation), or the model")
         status = 3
     finally:  # an in-process caller (the tests' harness) runs again with fresh locks, signals and state
-        RUNNING.clear()
+        RUNNING.clear(), signal.setitimer(signal.ITIMER_REAL, 0)  # and no stop raised again (stop_on_signals) after this
         while HELD_LOCKS:
             os.close(HELD_LOCKS.pop())
-        signal.signal(signal.SIGTERM, signal.SIG_DFL), signal.signal(signal.SIGHUP, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM, signal.SIGINT):
+            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
     leave_process_group(clean=status == 0)
     return status
 

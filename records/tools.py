@@ -95,16 +95,19 @@ class SignalsToTheRun:
     def __enter__(self):
         global RUNS
         self.stop, self.children, self.starting, RUNS = [], [], False, self
-        wanted = {**dict.fromkeys(STOP_SIGNALS, self.on_signal), signal.SIGTSTP: self.on_pause}
+        wanted = {**dict.fromkeys(STOP_SIGNALS, self.on_signal), signal.SIGTSTP: self.on_pause,
+                  **({signal.SIGALRM: self.raise_again} if self.interrupt else {})}
         self.handlers = {signum: signal.signal(signum, handler) for signum, handler in wanted.items()  # nohup's SIGHUP stays ignored
                          if signal.getsignal(signum) is not signal.SIG_IGN}
+        self.unraisablehook, sys.unraisablehook = sys.unraisablehook, self.swallowed
         return self
 
     def __exit__(self, *exc):
         global RUNS
+        signal.setitimer(signal.ITIMER_REAL, 0)  # a Stopped raised again (swallowed) is not wanted after this
         for signum, handler in self.handlers.items():
             signal.signal(signum, handler)
-        RUNS = None
+        sys.unraisablehook, RUNS = self.unraisablehook, None
 
     def stopped(self) -> Stopped:
         return Stopped(self.stop[0], f"stopped by {signal.Signals(self.stop[0]).name}")
@@ -114,6 +117,19 @@ class SignalsToTheRun:
         for child in self.children:
             self.signal_run(child, signum)
         if self.interrupt and len(self.stop) == 1 and not self.starting:
+            raise self.stopped()
+
+    def swallowed(self, unraisable) -> None:
+        """Python runs a signal's handler where the main thread is: inside a finalizer or a weakref callback (a library's), the
+        Stopped it raised is printed as 'Exception ignored' and dropped, and the tool went on (a benchmark's worker timed steps on
+        until it was SIGKILLed). A timer raises it again 1 ms later (raise_again), outside that callback."""
+        if self.interrupt and issubclass(unraisable.exc_type, Stopped):
+            signal.setitimer(signal.ITIMER_REAL, 0.001)
+        else:
+            self.unraisablehook(unraisable)
+
+    def raise_again(self, signum, frame):
+        if self.stop:  # (a SIGALRM from elsewhere before any stop: nothing to do)
             raise self.stopped()
 
     def on_pause(self, signum, frame):

@@ -647,6 +647,39 @@ def test_a_signal_stops_summary_and_import_in_one_line(tmp_path, target, signum)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logs"]
 
 
+STOPPED_IN_A_CALLBACK = """
+import os, signal, sys, time, weakref
+sys.path.insert(0, sys.argv[1])
+from tools import start_run, tool_main
+class Cached: pass
+def main():  # a benchmark's body: a run under way, then work in this process while a library's weakref callback runs
+    run = start_run([sys.executable, "-c", "import time; time.sleep(60)"])
+    def callback(ref):  # the signal comes while it runs
+        os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+        for _ in range(10 ** 5): pass
+    cached = Cached()
+    ref = weakref.ref(cached, callback)
+    del cached
+    began = time.time()
+    while time.time() - began < 5:
+        pass
+    print("ran to its end")
+    run.kill()
+sys.exit(tool_main(main, "probe"))
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_signal_inside_a_librarys_callback_still_stops_a_benchmark_and_its_run(name):
+    """A tool's handler raises Stopped where the main thread is; inside a finalizer or weakref callback Python prints it as
+    'Exception ignored' and drops it: the tool ran on (a benchmark's worker timed steps on, its bench waited 20 s and SIGKILLed
+    it). The Stopped is raised again a moment later, outside the callback: one line, 128 + the signal's number, the run ended."""
+    tool = subprocess.run([sys.executable, "-c", STOPPED_IN_A_CALLBACK, str(ROOT / "records"), name], capture_output=True, text=True,
+                          timeout=120)
+    assert tool.returncode == 128 + getattr(signal, name) and tool.stdout == "", (tool.returncode, tool.stdout, tool.stderr[-2000:])
+    assert tool.stderr == f"error: probe: stopped by {name}; the runs under way got it and have ended, no later run was started\n"
+
+
 def test_a_record_on_a_full_disk_is_one_line_and_leaves_the_earlier_record(two_seeds, tmp_path):
     """A real full disk under --out (a 64 KB tmpfs, root only; the logs alone are larger): one line, exit 2, no half-made folder,
     and the record already there untouched. Before: an OSError traceback."""

@@ -25,6 +25,18 @@
 #
 # Paths given to the tools, and in DATA_PATH, TOKENIZER_PATH, DISTILL_TEACHER, RESUME and PYTHON, are read from the folder
 # run.sh is called from; training runs in the project's folder, where logs/ and the artifact go.
+#
+# Sourced (`source run.sh`, `. run.sh`), its `set -e`, `cd` and `exec` acted on the caller's shell: `exec` replaced a terminal's
+# shell with the run, and the terminal closed when it ended. Run by another shell (`sh run.sh`: dash said `set: Illegal option -o
+# pipefail`), it failed on the bash it is written in. Both are refused in one line, in words any POSIX shell reads.
+if [ -z "${BASH_VERSION:-}" ]; then
+  echo "run.sh: needs bash (another shell started it, as \`sh run.sh\` does); run it: bash run.sh${1+ $*}" >&2
+  return 2 2>/dev/null || exit 2  # sourced by that shell: return, leaving it open
+fi
+if (return 0 2>/dev/null); then
+  echo "run.sh: do not source it (its settings, cd and exec would act on this shell); run it: bash run.sh${1+ $*}" >&2
+  return 2
+fi
 set -euo pipefail
 # (`bash ../../run.sh summary .` in a record's folder summarised the whole project.)
 CALLER=$PWD

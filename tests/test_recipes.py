@@ -6,6 +6,7 @@ import json
 import lzma
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -261,6 +262,26 @@ def test_run_sh_fineweb_refuses_missing_shards_and_a_bad_nproc_in_one_line(tmp_p
                       ({"DATA_PATH": str(tmp_path), "NPROC": "0"}, "run.sh: NPROC=0: accepted a count of processes")):
         r = subprocess.run(["bash", "run.sh", "fineweb"], cwd=ROOT, env=clean_env(**env), capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and r.stderr.startswith(said) and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_run_sh_sourced_or_started_by_another_shell_is_one_line_and_the_callers_shell_lives_on(tmp_path):
+    """`source run.sh summary x` ran run.sh's `set -euo pipefail` and `cd` in the caller's shell, and its `exec` replaced that shell
+    with the tool: the echo after it never ran (at a terminal, the terminal closed when the tool ended). `sh run.sh` (dash) ended in
+    `set: Illegal option -o pipefail`. Each is one line now, exit status 2, and a shell that sourced it goes on as it was."""
+    said = lambda how: f"run.sh: {how}; run it: bash run.sh summary x\n"
+    after = 'echo "status:$? in:$PWD flags:$-"; shopt -qo pipefail && echo pipefail'
+    r = subprocess.run(["bash", "-c", f"cd {tmp_path} && source {ROOT / 'run.sh'} summary x; {after}"], capture_output=True, text=True)
+    assert r.stdout == f"status:2 in:{tmp_path} flags:hBc\n" and r.stderr == said(
+        "do not source it (its settings, cd and exec would act on this shell)"), (r.stdout, r.stderr)
+    others = [shell for shell in ("dash", "zsh") if shutil.which(shell)]
+    if not others:
+        pytest.skip("no dash or zsh here to start run.sh with another shell")
+    for shell in others:
+        r = subprocess.run([shell, str(ROOT / "run.sh"), "summary", "x"], cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 2 and r.stdout == "" and r.stderr == said("needs bash (another shell started it, as `sh run.sh` does)"), r
+        r = subprocess.run([shell, "-c", f". {ROOT / 'run.sh'} summary x; echo status:$?"], cwd=tmp_path, capture_output=True, text=True)
+        assert r.stdout == "status:2\n" and r.stderr in [said("needs bash (another shell started it, as `sh run.sh` does)").replace(
+            " summary x", args) for args in (" summary x", "")], (shell, r)  # (dash passes no arguments to a script it sources)
 
 
 @pytest.mark.slow

@@ -1067,19 +1067,19 @@ class Logger:  # rank 0 prints and appends to logs/<RUN_ID>.txt, which starts wi
                 if self.path.exists():  # a rerun of a RUN_ID keeps the earlier log, renamed logs/<RUN_ID>.<n>.txt (the first n free)
                     self.path.rename(next(p for n in range(1, 1 << 30) if not (p := self.path.with_suffix(f".{n}.txt")).exists()))
                 self.path.write_text(code + "\n" + "=" * 100 + "\n", encoding="utf-8")
-    def __call__(self, msg: str) -> None:
+    def __call__(self, msg: str, console: bool = True) -> None:
         if self.path:
             with refused_as(f"{self.path}: could not be written", OSError), self.path.open("a", encoding="utf-8") as f:
                 f.write(msg + "\n")
             try:  # the file first: a console whose reader went (`| head`, a tee killed) costs the console, never the run or a line
-                print(msg, flush=True)
+                print(msg, flush=True) if console else None
             except BrokenPipeError:  # what stdout still buffers goes to /dev/null, at exit too (no "Exception ignored" on stderr)
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 self(f"console: stdout closed (broken pipe); the run goes on, logging to {self.path} only")
 
 RSS_PER_MIB = 1 << 20 if sys.platform == "darwin" else 1 << 10  # getrusage's ru_maxrss: bytes on macOS, KiB on Linux
 HELD_LOCKS: list[int] = []  # lock files of this run's outputs, open until it ends (the OS releases them on any exit, kill -9 too)
-RUNNING: list = []  # [say, where] of the run in progress: a stop it did not choose (a signal; memory, in cli) says where it was
+RUNNING: list = []  # [say, where, log] of the run in progress, then its stop signal: a stop it did not choose says where it was
 
 def claim_outputs(outputs: dict[str, str]) -> None:
     """Before any work each output ({'VAR=value': path}) gets its folder and a held lock beside it: a second live run on them is refused."""
@@ -1099,12 +1099,12 @@ def claim_outputs(outputs: dict[str, str]) -> None:
         os.pwrite(fd, f"{os.getpid()}\n".ljust(16).encode(), 0)  # the holder's pid, read by a refused run (16 bytes over any older one)
 
 def stop_on_signals(log, where) -> None:  # SIGTERM (a scheduler; torchrun forwards it), SIGINT (Ctrl-C), SIGHUP (a closed session): exit 128+n
-    RUNNING[:] = [lambda line: log(line) if log.path else print(line, file=sys.stderr, flush=True), where]  # rank 0 in the log, others on stderr
+    RUNNING[:] = [lambda line: log(line) if log.path else print(line, file=sys.stderr, flush=True), where, log]  # rank 0 logs, others: stderr
     def on_signal(signum, frame):  # logged once; a SIGALRM after a stop is that stop again, from the hook below
-        RUNNING[2:] or RUNNING.append(signum) or log(f"stopping: {signal.Signals(signum).name} {where()}")
-        sys.exit(128 + RUNNING[2])
+        RUNNING[3:] or RUNNING.append(signum) or log(f"stopping: {signal.Signals(signum).name} {where()}")
+        sys.exit(128 + RUNNING[3])
     def raise_again(u):  # an exit raised in a finalizer or weakref callback (torch.compile's caches) is swallowed: the run trained on
-        signal.setitimer(signal.ITIMER_REAL, 0.001) if RUNNING[2:] and u.exc_type is SystemExit else sys.__unraisablehook__(u)
+        signal.setitimer(signal.ITIMER_REAL, 0.001) if RUNNING[3:] and u.exc_type is SystemExit else sys.__unraisablehook__(u)
     sys.unraisablehook = raise_again  # (the timer's SIGALRM comes 1 ms later, outside that callback)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):  # one ignored from the start stays so (nohup's SIGHUP)
         signal.getsignal(signum) is signal.SIG_IGN or signal.signal(signum, on_signal)
@@ -1124,8 +1124,7 @@ def setup_runtime(args) -> SimpleNamespace:  # processes (torchrun's RANK / WORL
     args.check_world(world_size)
     refuse_first((world_size > 1 and not (os.environ.get("MASTER_ADDR") and os.environ.get("MASTER_PORT")),
                   f"WORLD_SIZE={world_size}: set without MASTER_ADDR and MASTER_PORT; start several processes with torchrun"))
-    use_cuda = torch.cuda.is_available()
-    device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    device = torch.device("cuda", local_rank) if (use_cuda := torch.cuda.is_available()) else torch.device("cpu")
     refuse_first((use_cuda and local_rank >= torch.cuda.device_count(), f"LOCAL_RANK={local_rank}: only {use_cuda and torch.cuda.device_count()} "
                   "GPU(s) visible; start at most that many processes per node, or hide the GPUs (CUDA_VISIBLE_DEVICES=) to run on CPU"))
     if use_cuda:
@@ -1178,11 +1177,10 @@ def final_evaluation(log, run_eval, stride: int, codec: str = "zlib") -> float:
 def make_run_eval(model_fwd, val_tokens, token_bytes, rt, cfg):
     """evaluate() bound to this run (cfg: TRAIN_SEQ_LEN, VAL_BATCH_SIZE, EVAL_BATCH_SEQS): stride None = plain evaluation."""
     seq_len, plain_batch = cfg.train_seq_len, max(1, cfg.val_batch_size // (rt.world_size * cfg.train_seq_len))
-    sliding_batch = cfg.eval_batch_seqs or plain_batch
     def run_eval(stride: int | None, model=None) -> tuple[float, float, int]:
         m, training = model or model_fwd, (model or model_fwd).training
-        result = evaluate(m.eval(), val_tokens, seq_len, stride or seq_len, sliding_batch if stride else plain_batch, token_bytes,
-                          rt.rank, rt.world_size, rt.device, rt.autocast)
+        result = evaluate(m.eval(), val_tokens, seq_len, stride or seq_len, (cfg.eval_batch_seqs or plain_batch) if stride else plain_batch,
+                          token_bytes, rt.rank, rt.world_size, rt.device, rt.autocast)
         m.train(training)
         return result
     return run_eval
@@ -1478,7 +1476,9 @@ def cli(argv: list[str]) -> int:
     try:
         status = main()
     except (ConfigError, OSError) as e:  # bad input, or a file no check above named: one line that names it, no traceback
-        print(f"error: {e if isinstance(e, ConfigError) else f'{e.filename}: {e.strerror or e}' if e.filename else e}", file=sys.stderr, flush=True)
+        print(line := f"error: {e if isinstance(e, ConfigError) else f'{e.filename}: {e.strerror or e}' if e.filename else e}", file=sys.stderr)
+        with contextlib.suppress(ConfigError):  # a run under way ends its log on it too, with where it was (unless its log is what failed)
+            RUNNING and RUNNING[2](f"stopping: {line.removeprefix('error: ')} ({RUNNING[1]()})", console=False)
         status = 2
     except RuntimeError as e:  # out of memory (torch.OutOfMemoryError on a GPU, the allocator's error on a CPU): where, and what to lower
         if not RUNNING or not (memory := re.search("out of memory|can't allocate memory|ALLOC_FAILED", str(e))):

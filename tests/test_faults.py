@@ -17,6 +17,7 @@ import os
 import pickle
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -663,6 +664,29 @@ def test_a_full_disk_keeps_the_earlier_pair_and_leaves_no_temporary(tiny_data, t
         assert (disk / "final_model.pt").read_bytes() == b"earlier raw"
         assert (disk / "final_model.int8.ptz").read_bytes() == b"earlier artifact"
         assert not [p.name for p in disk.iterdir() if ".tmp" in p.name]
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_a_checkpoint_is_one_line_the_log_says_where_and_the_earlier_checkpoint_resumes(tiny_data, tmp_path):
+    """A real full disk (a 2.5 MB tmpfs, root only) that holds one checkpoint of the tiny model, not a second beside it: the run ends
+    at the second in one line on stderr, exit 2. Its log used to stop at the last step line with nothing of why (a run started with
+    `nohup ... > /dev/null`, or in a sweep, left no trace of the error): it now ends on a `stopping:` line with the error and where the
+    run was, which `summary` shows. The earlier checkpoint is whole: a run resumes from it and finishes."""
+    with small_disk(tmp_path / "disk", "2500k") as disk:
+        (disk / "logs").mkdir()
+        r = run_train(disk, tiny_env(tiny_data, "ckpt", ITERATIONS="30", CHECKPOINT_EVERY="3", VAL_LOSS_EVERY="0", EVAL_STRIDE="0"))
+        said = "checkpoints/ckpt.pt: could not be written (No space left on device); the earlier file, if any, is kept"
+        assert r.returncode == 2 and r.stderr == f"error: {said}\n", r.stderr[-2000:]
+        lines = log_lines(disk, "ckpt")
+        assert lines[-1] == f"stopping: {said} (at step:6/30; no artifact written)" and "checkpoint:checkpoints/ckpt.pt step:3" in lines, lines[-3:]
+        assert r.stdout.splitlines()[-1].startswith("step:6/30 train_loss:")  # the console has the error once, on stderr
+        summary = subprocess.run([sys.executable, str(ROOT / "records" / "tools.py"), "summary", "--format", "json", str(disk / "logs")],
+                                 capture_output=True, text=True)
+        assert [row["stopped"] for row in json.loads(summary.stdout)] == ["checkpoints/ckpt.pt: could not be written (No space left on device)"]
+        shutil.copytree(disk / "checkpoints", tmp_path / "checkpoints")
+    resumed = run_train(tmp_path, tiny_env(tiny_data, "resumed", ITERATIONS="30", VAL_LOSS_EVERY="0", EVAL_STRIDE="0",
+                                           RESUME="checkpoints/ckpt.pt"))
+    assert resumed.returncode == 0 and "resumed:checkpoints/ckpt.pt step:3 " in resumed.stdout, resumed.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -200,7 +200,8 @@ def _parse_var(name: str, raw: str, kind: str, accepted):
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: not {'an integer' if kind == 'int' else 'a number'}") from None
     ranged, chosen = isinstance(accepted, tuple) and kind != "str", isinstance(accepted, tuple) and kind == "str"
-    refuse_first((not raw.isprintable(), f"{name}={raw!r}: holds a control character (a line ending from a Windows file?); remove it"),
+    refuse_first((not raw.isprintable(), f"{name}={raw!r}: holds " + ("bytes that are not UTF-8; accepted UTF-8 text" if raw != raw.encode(
+                  errors="replace").decode() else "a control character (a line ending from a Windows file?); remove it")),
                  (kind == "float" and not math.isfinite(value), f"{name}={raw!r}: not a finite number"),
                  (ranged and not accepted[0] <= value <= accepted[1],
                   ranged and f"{name}={raw}: out of range; accepted {' to '.join(map(str, accepted))}"),
@@ -1111,8 +1112,7 @@ def stop_on_signals(log, where) -> None:  # SIGTERM (a scheduler; torchrun forwa
 
 def keep_freed_memory() -> None:  # glibc gave freed blocks over 32 MB (a batch's logits) back to the OS to fault in again: EVAL_ONLY 15 s, not 9
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30), libc.mallopt(-1, (1 << 31) - 1)  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+        (libc := ctypes.CDLL("libc.so.6")).mallopt(-3, 1 << 30), libc.mallopt(-1, (1 << 31) - 1)  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
 
 def setup_runtime(args) -> SimpleNamespace:  # processes (torchrun's RANK / WORLD_SIZE / LOCAL_RANK), device, autocast, compile
     keep_freed_memory()

@@ -563,6 +563,9 @@ SPECIAL_CASES = [  # class 4 and 5: processes and single values
     ("value:underscore_number", {"ITERATIONS": "1_000"}, "not an integer", "ITERATIONS"),
     ("value:windows_line_ending", {"ITERATIONS": "20\r"}, "ITERATIONS='20\\r': holds a control character (a line ending from a Windows", "ITERATIONS"),
     ("value:windows_line_ending_path", {"DATA_PATH": "/data/fineweb\r"}, "DATA_PATH='/data/fineweb\\r': holds a control character", "DATA_PATH"),
+    # a name in another encoding (Latin-1's e-acute, byte 0xE9, as os.environ holds it): it was called a control character
+    ("value:path_not_utf8", {"DATA_PATH": "/data/caf\udce9"}, "DATA_PATH='/data/caf\\udce9': holds bytes that are not UTF-8; accepted UTF-8 text",
+     "DATA_PATH"),
     ("value:model_past_memory", {"NUM_LAYERS": "1024", "MODEL_DIM": "16384", "NUM_HEADS": "128", "NUM_KV_HEADS": "64"},
      "NUM_LAYERS=1024 MODEL_DIM=16384: the model needs", "GiB of weights and regenerated matrices; this machine has"),
 ]

@@ -26,6 +26,8 @@ What it adds to that interface:
 - a file an earlier Hugging Face client left in its cache is checked and linked instead of
   fetched again, and removed from the cache if it fails the check;
 - a file already in place is not fetched again: a second run transfers nothing;
+- one download into a folder at a time: a second (another terminal, a cluster's nodes on one shared disk) waits for
+  the first, then finds its files in place;
 - every failure is one `error:` line (exit status 2) that says what to do; Ctrl-C, a closed terminal or `kill`
   too (exit status 128 + the signal's number), what was fetched kept for the next run.
 `huggingface_hub` is needed only here: `pip install huggingface_hub`.
@@ -34,7 +36,9 @@ What it adds to that interface:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -290,8 +294,34 @@ def plan(manifest: dict, variant: str, train_shards: int) -> tuple[dict, list[tu
     return entry, files + [(p, False) for p in tok_files]
 
 
-def download(variant: str, train_shards: int, data_dir: Path = DATA_DIR, skip_manifest: bool = False,
-             with_docs: bool = False, repo_id: str | None = None, remote_root: str | None = None) -> dict:
+@contextlib.contextmanager
+def one_download_at_a_time(data_dir: Path):
+    """Two downloads into one folder at once (a second terminal, or every node of a cluster on a shared disk) wrote the same NAME.part
+    together, and both failed: one with 'the server sent more than the bytes the repository advertises' (a broken mirror, it said),
+    the other with 'No such file or directory; free space or fix permissions'. A lock file in the folder (the OS's lock, released on
+    any exit) makes a second wait for the first, saying so, and then find the first's files in place, checked."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / ".download.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            say(f"waiting for the download into {data_dir} under way (pid {lock.read().strip() or 'unknown'}) to end; what it fetches is "
+                "used here, not fetched again")
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a signal meanwhile ends the wait (Interrupted), as it ends a download
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        yield
+
+
+def download(variant: str, train_shards: int, data_dir: Path = DATA_DIR, **kw) -> dict:
+    with one_download_at_a_time(data_dir):
+        return download_unlocked(variant, train_shards, data_dir, **kw)
+
+
+def download_unlocked(variant: str, train_shards: int, data_dir: Path = DATA_DIR, skip_manifest: bool = False,
+                      with_docs: bool = False, repo_id: str | None = None, remote_root: str | None = None) -> dict:
     repo_id = repo_id or os.environ.get("MATCHED_FINEWEB_REPO_ID") or DEFAULT_REPO_ID
     remote_root = os.environ.get("MATCHED_FINEWEB_REMOTE_ROOT_PREFIX", DEFAULT_REMOTE_ROOT) if remote_root is None else remote_root
     if not re.fullmatch(r"byte260|char|sp[1-9][0-9]*", variant):

@@ -10,7 +10,7 @@ It answers as the Hub does for a dataset repo's files:
 - GET <cdn>/blob/<sha256>: the bytes, with Range requests answered 206.
 Faults, set per file path: `corrupt` (one bit flipped in what is served, the advertised hash
 unchanged), `die_after` (serve that many bytes, then close the connection and stop both
-servers for good), `drop_after` (close the connection after that many bytes, once).
+servers for good), `drop_after` (close the connection after that many bytes, once), `pace` (seconds a KB).
 Every request is recorded in `requests` as (method, path, Range header).
 """
 
@@ -34,6 +34,7 @@ class LocalHub:
         self.stall_after: dict[str, int] = {}  # send that many bytes, then nothing until the server stops (a stuck transfer)
         self.endless: set[str] = set()  # a GET sends the file, then zeros without end (a broken mirror); HEAD says the true size
         self.oversent: dict[str, int] = {}  # what an endless GET sent past the file before the client hung up
+        self.pace: dict[str, float] = {}  # seconds to send each 1 KB of that file (a slow link: transfers that overlap)
         self.stopped = threading.Event()
         self.requests: list[tuple[str, str, str | None]] = []
         hub = self
@@ -139,6 +140,15 @@ class LocalHub:
             h.wfile.flush()
             self.stopped.wait(120)
             h.close_connection = True
+            return
+        if rel in self.pace:
+            try:
+                for at in range(0, len(body), 1024):
+                    h.wfile.write(body[at:at + 1024])
+                    h.wfile.flush()
+                    self.stopped.wait(self.pace[rel])
+            except OSError:  # the client hung up
+                h.close_connection = True
             return
         cut = self.die_after.get(rel, self.drop_after.pop(rel, None))
         if cut is not None and cut < len(body):

@@ -191,7 +191,7 @@ def test_an_export_of_ones_own_with_char_and_sp_is_fetched_by_its_variant(tmp_pa
         server.stop()
     assert r.returncode == 0, r.stderr
     data = tmp_path / "data"
-    fetched = sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file())
+    fetched = sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file() and p.name != ".download.lock")
     shards = {split: sorted(p.relative_to(remote).as_posix() for p in (remote / "datasets/fineweb10B_char").glob(f"*_{split}_*.bin"))
               for split in ("val", "train")}
     assert len(shards["train"]) > 2 and fetched == sorted(["manifest.json", "tokenizers/fineweb_char.json", *shards["val"], *shards["train"][:2]])
@@ -305,6 +305,37 @@ def test_a_signal_mid_file_is_one_line_and_the_next_run_resumes_from_what_arrive
     assert (tmp_path / "data" / rel[len("datasets/"):]).read_bytes() == (tmp_path / "remote" / rel).read_bytes() and not part.exists()
 
 
+def test_two_downloads_into_one_folder_at_once_both_end_with_every_file_fetched_once(hub, tmp_path):
+    """Two downloaders into the same folder at once (a second terminal, or each node of a cluster on a shared disk), over a slow link:
+    both wrote the same NAME.part and both failed, one saying the server sent more than the repository advertises (a broken mirror,
+    it said), the other `No such file or directory; free space or fix permissions`. Now the second waits for the first, saying so,
+    and ends with the first's files in place, fetching nothing; a signal while it waits is its usual one line."""
+    for i in range(3):
+        hub.pace[f"datasets/datasets/fineweb10B_sp1024/fineweb_train_{i:06d}.bin"] = 0.03  # about 0.4 s a shard
+    cmd, env = downloader(hub, tmp_path, "--variant", "sp1024", "3")
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    part = tmp_path / "data/datasets/fineweb10B_sp1024/fineweb_train_000000.bin.part"
+    for _ in range(600):  # the first is writing a shard
+        if part.exists() and part.stat().st_size:
+            break
+        time.sleep(0.02)
+    waiting = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    second = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    os.kill(waiting.pid, signal.SIGINT)
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 130 and err == "error: stopped by SIGINT; what was fetched is kept, rerun the same command to resume\n", err
+    (out1, err1), (out2, err2) = first.communicate(timeout=120), second.communicate(timeout=120)
+    assert first.returncode == 0 and second.returncode == 0 and err1 == err2 == "", (err1, err2)
+    assert out2.startswith(f"waiting for the download into {tmp_path / 'data'} under way (pid {first.pid}) to end; what it fetches is used "
+                           "here, not fetched again\n") and "0 files fetched this run, 0 bytes transferred" in out2, out2
+    assert "6 files fetched this run" in out1, out1  # 1 val and 3 train shards, the tokenizer's two files (and the manifest)
+    for rel in [f"datasets/fineweb10B_sp1024/fineweb_train_{i:06d}.bin" for i in range(3)] + ["tokenizers/fineweb_1024_bpe.model"]:
+        assert (tmp_path / "data" / rel).read_bytes() == (tmp_path / "remote/datasets" / rel).read_bytes()
+    sha = hashlib.sha256((tmp_path / "remote/datasets/datasets/fineweb10B_sp1024/fineweb_train_000002.bin").read_bytes()).hexdigest()
+    assert hub.gets(f"/blob/{sha}") == [f"/blob/{sha}"]  # its bytes asked for once, by the first
+
+
 def test_a_server_that_sends_without_end_fills_no_disk(hub, tmp_path, python):
     """A broken mirror or proxy that sends a file and then zeros without end (HEAD gives the true size): the transfer stops at the
     first block past the advertised size, one line, nothing of it kept, the finished files kept; the next run fetches it whole.
@@ -361,7 +392,7 @@ def test_a_mirror_whose_manifest_points_outside_the_data_folder_is_refused_befor
     r = run(hub, tmp_path, "--variant", "sp1024", "1")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if "hf_home" not in p.parts)
-    assert [str(p) for p in after if p not in before] == ["data", "data/manifest.json"]
+    assert [str(p) for p in after if p not in before] == ["data", "data/.download.lock", "data/manifest.json"]  # (the lock: one at a time)
     assert [p for m, p, _ in hub.requests if m == "GET"] == [f"/datasets/{REPO}/resolve/main/datasets/manifest.json"]
 
 

@@ -110,10 +110,31 @@ def interrupt(signum, frame):
     raise Interrupted(signum)
 
 
+SWALLOWED: list[int] = []  # the signal of an Interrupted that a finalizer dropped, raised again by the SIGALRM below
+
+
+def raise_again(unraisable) -> None:
+    """Python runs a handler where the main thread is: inside a finalizer or a weakref callback (multiprocessing's, the HTTP client's),
+    the Interrupted it raised is printed as 'Exception ignored' and dropped, and the script went on, deaf to every later signal (the
+    handler ignores them once it has stopped). A timer's SIGALRM raises it again 1 ms later, outside that callback."""
+    if issubclass(unraisable.exc_type, Interrupted):
+        SWALLOWED[:] = unraisable.exc_value.args[:1]
+        signal.setitimer(signal.ITIMER_REAL, 0.001)
+    else:
+        sys.__unraisablehook__(unraisable)
+
+
+def interrupt_again(signum, frame):
+    if SWALLOWED:  # (a SIGALRM from elsewhere before any stop: nothing to do)
+        raise Interrupted(SWALLOWED[0])
+
+
 def stop_on_signals() -> None:
     """Ctrl-C, kill and a closed terminal raise Interrupted (the data scripts' mains: one line, exit status 128 + the signal)."""
     for signum in STOP_SIGNALS:  # one ignored from the start stays so: under nohup a closed terminal is meant to stop nothing
         signal.getsignal(signum) is signal.SIG_IGN or signal.signal(signum, interrupt)
+    sys.unraisablehook = raise_again
+    signal.signal(signal.SIGALRM, interrupt_again)
 
 
 @contextlib.contextmanager

@@ -305,6 +305,35 @@ def test_a_signal_mid_file_is_one_line_and_the_next_run_resumes_from_what_arrive
     assert (tmp_path / "data" / rel[len("datasets/"):]).read_bytes() == (tmp_path / "remote" / rel).read_bytes() and not part.exists()
 
 
+SIGNAL_IN_A_CALLBACK = """
+import os, runpy, signal, sys, weakref
+class Cached: pass
+def audit(event, args, fired=[]):  # as the downloader opens its first .part file, a weakref callback runs and the signal comes inside it
+    if event == "open" and str(args[0]).endswith(".part") and not fired:
+        fired.append(1)
+        def callback(ref):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10 ** 5): pass
+        cached = Cached()
+        ref = weakref.ref(cached, callback)
+        del cached
+sys.addaudithook(audit)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_a_signal_inside_a_librarys_callback_still_stops_the_download(hub, tmp_path):
+    """Python runs a signal's handler where the main thread is; inside a finalizer or a weakref callback (multiprocessing's and the
+    HTTP clients' run such code) the exception it raised is printed as 'Exception ignored' and dropped: the download went on to its
+    end, exit 0, and ignored every later signal (the handler ignores them once it has stopped). The stop is raised again a moment
+    later, outside the callback: its one line, exit status 130. (The callback runs from an audit hook, from outside the script.)"""
+    cmd, env = downloader(hub, tmp_path, "--variant", "sp1024", "1")
+    r = subprocess.run([cmd[0], "-c", SIGNAL_IN_A_CALLBACK, *cmd[1:]], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 130 and r.stderr == "error: stopped by SIGINT; what was fetched is kept, rerun the same command to resume\n", (
+        r.returncode, r.stderr[-2000:])
+
+
 def test_two_downloads_into_one_folder_at_once_both_end_with_every_file_fetched_once(hub, tmp_path):
     """Two downloaders into the same folder at once (a second terminal, or each node of a cluster on a shared disk), over a slow link:
     both wrote the same NAME.part and both failed, one saying the server sent more than the repository advertises (a broken mirror,

@@ -30,7 +30,7 @@ import pytest
 import torch
 
 import train_gpt
-from conftest import ROOT, SCRIPT, TINY_MODEL, clean_env, log_lines, run_train, small_disk
+from conftest import ROOT, SCRIPT, TINY_MODEL, clean_env, live_processes, log_lines, run_train, small_disk
 from export_corpus import write_shard
 
 # ---- the cases: (id, environment overrides, text the error must contain) ----
@@ -667,6 +667,33 @@ def test_a_full_disk_keeps_the_earlier_pair_and_leaves_no_temporary(tiny_data, t
         assert (disk / "final_model.pt").read_bytes() == b"earlier raw"
         assert (disk / "final_model.int8.ptz").read_bytes() == b"earlier artifact"
         assert not [p.name for p in disk.iterdir() if ".tmp" in p.name]
+
+
+@pytest.mark.slow
+def test_a_signal_while_inductor_compiles_stops_the_run_in_one_logged_line_and_leaves_no_process(tiny_data, tmp_path, cxx):
+    """COMPILE=1 on a CPU: inductor traces the model and builds C++ kernels (g++ processes of its own) at the first step, the
+    minutes a GPU run spends before it trains. A `kill` then: one logged line, exit 143, nothing on stderr (no traceback out of
+    dynamo), no artifact, and nothing the compile started still running (the run's process group is empty)."""
+    env = tiny_env(tiny_data, "compiling", COMPILE="1", ITERATIONS="300", VAL_LOSS_EVERY="0", TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.Popen([sys.executable, str(SCRIPT)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    in_group = lambda p: (p / "stat").read_text().rsplit(")", 1)[1].split()[2] == str(proc.pid)  # state, ppid, then the group
+    compiling = lambda p: in_group(p) and (p / "comm").read_text().strip() in ("g++", "cc1plus", "c++", "as", "ld")
+    for _ in range(3000):  # a C++ compiler the compile started is at work
+        if live_processes(compiling) or proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    assert live_processes(compiling), "no C++ compiler was seen at work"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and err == "", err[-2000:]
+    assert log_lines(tmp_path, "compiling")[-1] == "stopping: SIGTERM at step:0/300; no artifact written"
+    assert not (tmp_path / "final_model.int8.ptz").exists()
+    for _ in range(100):  # what the compile started ends with it (a compiler given no more input ends at once)
+        if not live_processes(in_group):
+            break
+        time.sleep(0.05)
+    assert not live_processes(in_group), [(Path("/proc") / pid / "cmdline").read_bytes()[:200] for pid in live_processes(in_group)]
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ import contextlib
 import csv
 import datetime
 import difflib
+import fcntl
 import io
 import itertools
 import json
@@ -479,6 +480,20 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
             raise ToolError(f"sweep {key}={','.join(values)}: {key} has no effect in any of its runs ({why}); nothing was run")
     folder = ROOT / "sweeps" / name
     folder.mkdir(parents=True, exist_ok=True)
+    # One sweep of a name at a time: a second started meanwhile ran the same runs in the same folders, each refused by the first's
+    # locks or replacing what the first had made. The lock is the OS's (released on any exit), held while this sweep runs.
+    lock = open(folder / ".sweep.lock", "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise ToolError(f"sweep {name}: another sweep of that name is under way (pid {holder}), in {folder}; wait for it to end or give "
+                        "--name another name; nothing was run") from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
     env = dict(os.environ)
     for key in SWEEP_INPUT_PATHS:  # the runs start in their own folders
         if env.get(key):

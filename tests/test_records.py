@@ -374,7 +374,7 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         r = subprocess.run(TOOLS + ["sweep", "--name", name, "FREEZE_MODE=none,lowrank", "LORA_RANK=4,2"], env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-2000:]
         folder = ROOT / "sweeps" / name
-        runs = sorted(p.name for p in folder.iterdir())  # dense with LORA_RANK=2 is dense with 4: run once
+        runs = sorted(p.name for p in folder.iterdir() if p.name != ".sweep.lock")  # dense with LORA_RANK=2 is dense with 4: run once
         assert runs == [f"{name}_FREEZE_MODE-lowrank_LORA_RANK-2", f"{name}_FREEZE_MODE-lowrank_LORA_RANK-4", f"{name}_FREEZE_MODE-none_LORA_RANK-4"]
         assert all((folder / run / "final_model.int8.ptz").exists() for run in runs)
         assert (f"sweep: {name}_FREEZE_MODE-none_LORA_RANK-2 skipped: the same run as {name}_FREEZE_MODE-none_LORA_RANK-4 (LORA_RANK=2 has no "
@@ -389,7 +389,7 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         r = subprocess.run(TOOLS + ["sweep", "--name", name + "_lists", "FREEZE_MODE=frozen", "FREEZE_TARGETS=fc;fc,proj,q"], env=env,
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-2000:]
-        runs = {p.name: tools.parse_log(p / "logs" / f"{p.name}.txt") for p in (ROOT / "sweeps" / (name + "_lists")).iterdir()}
+        runs = {p.name: tools.parse_log(p / "logs" / f"{p.name}.txt") for p in (ROOT / "sweeps" / (name + "_lists")).iterdir() if p.is_dir()}
         assert {run: log["env"]["FREEZE_TARGETS"] for run, log in runs.items()} == {
             f"{name}_lists_FREEZE_MODE-frozen_FREEZE_TARGETS-fc": "fc", f"{name}_lists_FREEZE_MODE-frozen_FREEZE_TARGETS-fc.proj.q": "fc,proj,q"}
         bad = subprocess.run(TOOLS + ["sweep", "--name", name + "_bad", "--launch", "torchrunn --standalone", "SEED=1"], env=env, capture_output=True,
@@ -421,7 +421,7 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
         r = subprocess.run(TOOLS + ["sweep", "--name", name + "_rel", "DATA_PATH=" + os.path.relpath(tiny_data["data_path"], root)],
                            env={**env, "TOKENIZER_PATH": os.path.relpath(tiny_data["tokenizer_path"], root)}, cwd=root, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr[-2000:]
-        (run,) = (ROOT / "sweeps" / (name + "_rel")).iterdir()
+        (run,) = (p for p in (ROOT / "sweeps" / (name + "_rel")).iterdir() if p.is_dir())  # (and the sweep's .sweep.lock)
         logged = tools.parse_log(run / "logs" / f"{run.name}.txt")["env"]
         assert (logged["DATA_PATH"], logged["TOKENIZER_PATH"]) == (tiny_data["data_path"], tiny_data["tokenizer_path"])
     finally:
@@ -433,6 +433,33 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_second_sweep_of_the_same_name_while_the_first_runs_is_refused_in_one_line(tiny_data, tmp_path):
+    """Two sweeps of one name at once (a second terminal, a command run twice) ran the same runs in the same folders: each run the
+    first was on was refused by its locks, the others replaced what the first had made. The second is refused before any run now,
+    naming the first's pid; the first finishes; once it has, the name is free again."""
+    env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"],
+                       "ITERATIONS": "40", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0", "WARMUP_STEPS": "0"})
+    name = f"test_{tmp_path.name}_twice"
+    cmd = TOOLS + ["sweep", "--name", name, "SEED=1,2"]
+    try:
+        first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        log = ROOT / "sweeps" / name / f"{name}_SEED-1" / "logs" / f"{name}_SEED-1.txt"
+        for _ in range(1200):  # its first run is training
+            if (log.exists() and "step:1/" in log.read_text()) or first.poll() is not None:
+                break
+            time.sleep(0.05)
+        second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and second.stderr == (f"error: sweep {name}: another sweep of that name is under way (pid {first.pid}), in "
+                                                            f"{ROOT / 'sweeps' / name}; wait for it to end or give --name another name; "
+                                                            "nothing was run\n"), second.stderr
+        out, err = first.communicate(timeout=600)
+        assert first.returncode == 0 and "sweep:" not in err, err[-2000:]
+        again = subprocess.run(cmd[:-1] + ["SEED=3"], env={**env, "ITERATIONS": "2"}, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-2000:]
+    finally:
+        shutil.rmtree(ROOT / "sweeps" / name, ignore_errors=True)
+
+
 def test_a_console_that_closes_costs_a_sweep_nothing_and_a_summary_no_traceback(tiny_data, tmp_path):
     """`bash run.sh sweep ... | tee sweep.txt` with the tee killed: the sweep stopped at its next progress line with a traceback
     (and the runs after it never ran); `summary | head` ended in a BrokenPipeError traceback. Both now go on quietly."""

@@ -428,8 +428,7 @@ def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: i
         x, y = (tokens[index + i].to(torch.int64) for i in (0, 1))
         with autocast or torch.autocast(device.type, enabled=False):
             nll = model(x, y)
-        keep = positions >= plan[1, b:b + batch_seqs]
-        nbytes = token_bytes[index + 1].to(torch.int64)
+        keep, nbytes = positions >= plan[1, b:b + batch_seqs], token_bytes[index + 1].to(torch.int64)
         sums += torch.stack([torch.where(keep, nll.double(), 0.0).sum(), keep.sum().double(), torch.where(keep, nbytes, 0).sum().double()])
     if world_size > 1:
         dist.all_reduce(sums)
@@ -595,8 +594,7 @@ def check_blob(blob, where: str) -> None:
 
 def read_artifact(path, data: bytes | None = None, var: str = "ARTIFACT") -> tuple[dict[str, Tensor], dict]:
     """Checked before trusted: a regular file, inflated with a bound, unpickled weights-only, check_blob, finite; errors name `var`."""
-    where = f"{var}={path}"
-    data = read_input(path, var, "artifact", ARTIFACT_FILE_LIMIT) if data is None else data
+    where, data = f"{var}={path}", read_input(path, var, "artifact", ARTIFACT_FILE_LIMIT) if data is None else data
     raw, codec = inflate(data, ARTIFACT_INFLATE_LIMIT + 16 * len(data), where)
     blob = load_weights_only(raw, f"{where}: refused by weights-only loading", ArtifactError)
     refuse_first((not isinstance(blob, dict) or not isinstance(blob.get("meta"), dict) or blob["meta"].get("format") != ARTIFACT_FORMAT,
@@ -604,8 +602,7 @@ def read_artifact(path, data: bytes | None = None, var: str = "ARTIFACT") -> tup
                   "with `bash run.sh import FILE --out NEW` (records/tools.py)" if isinstance(blob, dict) and "__quant_format__" in blob else "")),
                  error=ArtifactError)
     check_blob(blob, where)
-    state = dequantize_state_dict(blob)
-    check_finite(state, where)
+    check_finite(state := dequantize_state_dict(blob), where)
     return state, dict(blob["meta"], codec=codec)
 
 def first_difference(ours: dict, theirs: dict, what: str, error=ArtifactError) -> None:
@@ -1165,8 +1162,7 @@ def final_evaluation(log, run_eval, stride: int, codec: str = "zlib") -> float:
     """The house's final lines (plain), then the sliding-window ones when a stride is set, then the whole evaluation's time (capped at 600 s)."""
     t_start, scores = time.perf_counter(), []
     for name, s in [("", None)] + ([("_sliding", stride)] if stride > 0 else []):
-        t0 = time.perf_counter()
-        loss, bpb, scored = run_eval(s)
+        t0, (loss, bpb, scored) = time.perf_counter(), run_eval(s)
         log(f"final_int8_{codec}_roundtrip{name} val_loss:{loss:.4f} val_bpb:{bpb:.4f}" + (f" stride:{s}" if s else "")
             + f" eval_time:{1000.0 * (time.perf_counter() - t0):.0f}ms")
         log(f"final_int8_{codec}_roundtrip{name}_exact val_loss:{loss:.8f} val_bpb:{bpb:.8f} scored_tokens:{scored}")
@@ -1481,11 +1477,15 @@ def cli(argv: list[str]) -> int:
             RUNNING and RUNNING[2](f"stopping: {line.removeprefix('error: ')} ({RUNNING[1]()})", console=False)
         status = 2
     except RuntimeError as e:  # out of memory (torch.OutOfMemoryError on a GPU, the allocator's error on a CPU): where, and what to lower
-        if not RUNNING or not (memory := re.search("out of memory|can't allocate memory|ALLOC_FAILED", str(e))):
+        tools = type(e).__name__ in ("InductorError", "BackendCompilerFailed")  # COMPILE=1 without inductor's C++ compiler (CPU), Triton (GPU)
+        if not RUNNING or not (tools or (memory := re.search("out of memory|can't allocate memory|ALLOC_FAILED", str(e)))):
             raise
+        why = " ".join(re.sub(r"Command:.*?(?=Output:)|Set TORCHDYNAMO_VERBOSE.*", "", str(e), flags=re.S).split())[:240]  # the compiler's words
         tried = re.search(r"[Tt]ried to allocate ([\d.]+ ?\w+)", str(e))  # CUDA: '2.00 GiB', the CPU allocator: '268435456 bytes'
-        RUNNING[0](f"stopping: out of memory ({f'tried to allocate {tried[1]}' if tried else memory[0]}) {RUNNING[1]()}; lower "
-                   "TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS (training), VAL_BATCH_SIZE or EVAL_BATCH_SEQS (evaluation), or the model")
+        RUNNING[0](f"stopping: torch.compile failed ({why}) {RUNNING[1]()}; set COMPILE=0 (or COMPILE_BACKEND=eager), or give its backend "
+                   "what it needs (a C++ compiler on a CPU, Triton on a GPU)" if tools else f"stopping: out of memory "
+                   f"({f'tried to allocate {tried[1]}' if tried else memory[0]}) {RUNNING[1]()}; lower TRAIN_BATCH_TOKENS or raise "
+                   "GRAD_ACCUM_STEPS (training), VAL_BATCH_SIZE or EVAL_BATCH_SEQS (evaluation), or the model")
         status = 3
     finally:  # an in-process caller (the tests' harness) runs again with fresh locks, signals and state
         RUNNING.clear(), signal.setitimer(signal.ITIMER_REAL, 0)  # and no stop raised again (stop_on_signals) after this

@@ -817,6 +817,30 @@ def test_out_of_memory_says_where_the_run_was_and_what_to_lower(tiny_data, tmp_p
         assert meta["config"]["train_seq_len"] == 512
 
 
+BROKEN_TOOLCHAIN = {  # inductor's C++ compiler on a CPU (CXX): none at that path, or one that fails as g++ does without Python's headers
+    "no_compiler": (lambda tmp: tmp / "absent" / "g++", r"InvalidCxxCompiler: No working C\+\+ compiler found in .*absent/g\+\+'\)"),
+    "no_python_headers": (lambda tmp: tmp / "g++", r"CppCompileError: C\+\+ compile error Output: fatal error: Python\.h: No such file or directory")}
+
+
+@pytest.mark.parametrize("fault", BROKEN_TOOLCHAIN)
+def test_compile_without_its_toolchain_is_one_logged_line_that_says_how_to_run_without_it(tiny_data, tmp_path, fault, cxx):
+    """COMPILE=1 on a machine without what inductor builds kernels with (a C++ compiler here; Triton on a GPU) ended in torch's
+    ~100-line traceback: now one logged line with the toolchain's own words, where the run was and COMPILE=0; exit 3, nothing replaced."""
+    (tmp_path / "g++").write_text('#!/bin/sh\ncase "$*" in *--version*) exec g++ "$@";; esac\n'
+                                  'echo "fatal error: Python.h: No such file or directory" >&2\nexit 1\n')
+    (tmp_path / "g++").chmod(0o755)
+    (tmp_path / "final_model.int8.ptz").write_bytes(b"an earlier good artifact")
+    compiler, words = BROKEN_TOOLCHAIN[fault]
+    env = tiny_env(tiny_data, "nocc", COMPILE="1", CXX=str(compiler(tmp_path)), TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3 and proc.stderr == "", proc.stderr[-2000:]
+    last = log_lines(tmp_path, "nocc")[-1]
+    assert re.fullmatch(rf"stopping: torch.compile failed \({words}\) at step:0/12; no artifact written; set COMPILE=0 \(or "
+                        r"COMPILE_BACKEND=eager\), or give its backend what it needs \(a C\+\+ compiler on a CPU, Triton on a GPU\)", last), last
+    assert proc.stdout.splitlines()[-1] == last
+    assert (tmp_path / "final_model.int8.ptz").read_bytes() == b"an earlier good artifact"
+
+
 @pytest.mark.slow
 def test_a_console_closed_early_costs_neither_the_run_nor_a_log_line(tiny_data, tmp_path):
     """`python3 train_gpt.py | head -3`, or a tee that dies: the console's reader goes while the run lives. The run used to end

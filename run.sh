@@ -233,7 +233,21 @@ summary() {  # summary LOGFILE: the numbers people look for
   echo "log: $log  artifact: $([[ $artifact == /* ]] || echo "$HERE/")$artifact"
 }
 
+misplaced() {  # `bash run.sh ITERATIONS=100` took the variable for a command, `bash run.sh cpu ITERATIONS=100` ran as if unsaid
+  local vars="" rest="" a
+  for a in "$@"; do
+    if [[ $a =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; then vars+="$(printf '%q' "$a") "; else rest+=" $a"; fi
+  done
+  if [ -n "$vars" ]; then
+    echo "run.sh: ${vars% }: variables go before the command, as in: ${vars}bash run.sh${rest}" >&2
+  else
+    echo "run.sh $1: takes no arguments, got '${*:2}'; its settings are variables, set before it: NAME=VALUE bash run.sh $1" >&2
+  fi
+  exit 2
+}
+
 cmd=${1:-cpu}
+case "$cmd" in [A-Za-z_]*=*) misplaced "$@" ;; cpu|fineweb) [ $# -gt 1 ] && misplaced "$@" ;; esac
 [ $# -gt 0 ] && shift
 case "$cmd" in
   cpu)

@@ -228,6 +228,25 @@ def test_run_sh_help_lists_every_command_it_accepts_and_an_unknown_one_names_the
 
 
 
+MISPLACED = {  # what people type after `bash run.sh`, and the one line that says where it goes
+    "variable_as_command": (["ITERATIONS=100"], "run.sh: ITERATIONS=100: variables go before the command, as in: ITERATIONS=100 bash run.sh"),
+    "variables_then_command": (["ITERATIONS=100", "RUN_ID=a b", "cpu"], "run.sh: ITERATIONS=100 RUN_ID=a\\ b: variables go before the command, "
+                               "as in: ITERATIONS=100 RUN_ID=a\\ b bash run.sh cpu"),
+    "variable_after_cpu": (["cpu", "ITERATIONS=100"], "run.sh: ITERATIONS=100: variables go before the command, as in: ITERATIONS=100 bash run.sh cpu"),
+    "option_after_fineweb": (["fineweb", "--variant", "sp8192"], "run.sh fineweb: takes no arguments, got '--variant sp8192'; its settings are "
+                             "variables, set before it: NAME=VALUE bash run.sh fineweb")}
+
+
+@pytest.mark.parametrize("typed", MISPLACED)
+def test_run_sh_says_where_a_variable_goes_when_it_is_typed_after_the_command(typed):
+    """`bash run.sh cpu ITERATIONS=100` ran the whole demo with 300 iterations, the variable silently ignored (as were `bash run.sh
+    fineweb --variant sp8192`'s options), and `bash run.sh ITERATIONS=100` was an unknown command: each is now refused, before
+    anything is installed or run, in one line that shows the command as it should have been typed."""
+    args, said = MISPLACED[typed]
+    r = subprocess.run(["bash", "run.sh", *args], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", said + "\n")
+
+
 def test_run_sh_called_by_a_relative_path_or_through_a_link_finds_its_project(tmp_path):
     """`bash main/run.sh help` from the folder above read main/run.sh from inside main/ and printed nothing but sed's complaint, and
     a link to run.sh (~/bin/pg) took the link's folder for the project. Both now find the project that holds run.sh itself."""

@@ -26,6 +26,7 @@ What it adds to that interface:
 - a file an earlier Hugging Face client left in its cache is checked and linked instead of
   fetched again, and removed from the cache if it fails the check;
 - a file already in place is not fetched again: a second run transfers nothing;
+- the Hub's rate limit (429 Too Many Requests; 503 busy) is waited out as its Retry-After asks, up to RETRIES times;
 - one download into a folder at a time: a second (another terminal, a cluster's nodes on one shared disk) waits for
   the first, then finds its files in place;
 - every failure is one `error:` line (exit status 2) that says what to do; Ctrl-C, a closed terminal or `kill`
@@ -60,6 +61,7 @@ DOCS_FILES = ("docs_selected.jsonl", "docs_selected.source_manifest.json")
 SHARD_MAGIC, SHARD_VERSION = 20240520, 1
 CHUNK = 1 << 20
 RETRIES = 3  # resumed attempts within one run before giving up (the next run resumes too)
+LONGEST_WAIT = 300  # seconds: the most a rate limit's Retry-After is waited, each time (the Hub counts requests over 5 minutes)
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}  # this machine's, not the network's
 
 
@@ -141,6 +143,10 @@ class Hub:
                                  "check MATCHED_FINEWEB_REPO_ID and HF_TOKEN")
         if isinstance(e, (EntryNotFoundError, RevisionNotFoundError)):
             return DownloadError(f"{where} does not exist: check MATCHED_FINEWEB_REMOTE_ROOT_PREFIX and --variant")
+        if isinstance(e, HfHubHTTPError) and e.response is not None and e.response.status_code == 429:
+            return DownloadError(f"{where}: the Hub still limits this machine's requests (HTTP 429, too many requests) after {RETRIES} waits; "
+                                 "wait a few minutes and rerun the same command (finished files are kept, a partial one resumes); a token "
+                                 "(HF_TOKEN) raises the limit")
         if isinstance(e, HfHubHTTPError) and e.response is not None:
             return DownloadError(f"{where}: the Hub answered HTTP {e.response.status_code}; try again later")
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -150,10 +156,25 @@ class Hub:
     def metadata(self, rel: str):
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
         url = hf_hub_url(self.repo_id, self.remote(rel), repo_type="dataset")
-        try:
-            return get_hf_file_metadata(url)
-        except Exception as e:  # noqa: BLE001 - everything becomes one line
-            raise self.explain(e, rel) from None
+        for attempt in range(RETRIES + 1):
+            try:
+                return get_hf_file_metadata(url)
+            except Exception as e:  # noqa: BLE001 - everything becomes one line
+                if (wait := self.asked_to_wait(e, attempt, rel)) is None:
+                    raise self.explain(e, rel) from None
+                time.sleep(wait)
+
+    def asked_to_wait(self, e: Exception, attempt: int, rel: str) -> float | None:
+        """Seconds to wait before another attempt where the Hub asked for it (429 too many requests, 503 busy: its Retry-After,
+        a whole number of seconds; else 10 s more each time); None for any other failure, and after the last attempt."""
+        response = getattr(e, "response", None)
+        if attempt == RETRIES or getattr(response, "status_code", None) not in (429, 503):
+            return None
+        after = str(response.headers.get("Retry-After", "")).strip()
+        wait = min(float(after) if after.isdigit() else 10.0 * (attempt + 1), LONGEST_WAIT)
+        say(f"{self.repo_id}:{self.remote(rel)}: the Hub answered HTTP {response.status_code} "
+            f"({'too many requests' if response.status_code == 429 else 'busy'}); waiting {wait:.0f} s as it asks ({attempt + 1} of {RETRIES})")
+        return wait
 
     def from_cache(self, rel: str, meta, destination: Path, is_shard: bool) -> bool:
         """Link a file an earlier client cached; a cached file that fails its check is
@@ -196,7 +217,7 @@ class Hub:
                                         "files are kept, this one resumes)") from None
                 if attempt == RETRIES or isinstance(e, DownloadError):
                     raise self.explain(e, rel) from None
-                time.sleep(0.5 * (attempt + 1))
+                time.sleep(self.asked_to_wait(e, attempt, rel) or 0.5 * (attempt + 1))
         try:
             check_file(part, meta.etag, meta.size, is_shard)
         except DownloadError as e:

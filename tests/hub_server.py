@@ -10,7 +10,8 @@ It answers as the Hub does for a dataset repo's files:
 - GET <cdn>/blob/<sha256>: the bytes, with Range requests answered 206.
 Faults, set per file path: `corrupt` (one bit flipped in what is served, the advertised hash
 unchanged), `die_after` (serve that many bytes, then close the connection and stop both
-servers for good), `drop_after` (close the connection after that many bytes, once), `pace` (seconds a KB).
+servers for good), `drop_after` (close the connection after that many bytes, once), `pace` (seconds a KB), `busy` (answer that many
+requests for the file, HEAD or GET, with 429 Too Many Requests and a Retry-After, as the Hub's rate limit does).
 Every request is recorded in `requests` as (method, path, Range header).
 """
 
@@ -35,6 +36,8 @@ class LocalHub:
         self.endless: set[str] = set()  # a GET sends the file, then zeros without end (a broken mirror); HEAD says the true size
         self.oversent: dict[str, int] = {}  # what an endless GET sent past the file before the client hung up
         self.pace: dict[str, float] = {}  # seconds to send each 1 KB of that file (a slow link: transfers that overlap)
+        self.busy: dict[str, int] = {}  # that many requests for the file are answered 429 with `Retry-After: retry_after`
+        self.retry_after = "1"
         self.stopped = threading.Event()
         self.requests: list[tuple[str, str, str | None]] = []
         hub = self
@@ -83,7 +86,7 @@ class LocalHub:
         prefix = f"/datasets/{self.repo_id}/resolve/"
         if h.path.startswith("/blob/"):
             rel = self.by_sha(h.path[len("/blob/"):])
-            return self.send_bytes(h, rel, head) if rel else self.error(h, 404, "EntryNotFound")
+            return self.error(h, 404, "EntryNotFound") if not rel else self.too_many(h, rel) or self.send_bytes(h, rel, head)
         if not h.path.startswith("/datasets/"):
             return self.error(h, 404, "RepoNotFound")
         if not h.path.startswith(prefix):
@@ -92,6 +95,8 @@ class LocalHub:
         f = self.root / rel
         if not rel or not f.is_file():
             return self.error(h, 404, "EntryNotFound")
+        if self.too_many(h, rel):
+            return
         data = f.read_bytes()
         if rel.endswith(LFS_SUFFIXES):
             sha = hashlib.sha256(data).hexdigest()
@@ -161,12 +166,22 @@ class LocalHub:
             return
         h.wfile.write(body)
 
-    def error(self, h: BaseHTTPRequestHandler, status: int, code: str) -> None:
+    def too_many(self, h: BaseHTTPRequestHandler, rel: str) -> bool:
+        if self.busy.get(rel, 0) <= 0:
+            return False
+        self.busy[rel] -= 1
+        self.error(h, 429, "RateLimited", {"Retry-After": self.retry_after})
+        return True
+
+    def error(self, h: BaseHTTPRequestHandler, status: int, code: str, headers: dict | None = None) -> None:
         body = b'{"error": "' + code.encode() + b'"}'
         h.send_response(status)
         h.send_header("X-Error-Code", code)
         h.send_header("X-Repo-Commit", COMMIT) if code == "EntryNotFound" else None
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))
         h.end_headers()
-        h.wfile.write(body)
+        if h.command != "HEAD":  # a HEAD answer has no body: one sent anyway was read as the start of the next answer on the connection
+            h.wfile.write(body)

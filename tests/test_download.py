@@ -392,6 +392,31 @@ def test_a_dropped_connection_resumes_within_the_run(hub, tmp_path, python):
     assert [rng for m, p, rng in hub.requests if p == f"/blob/{sha}"] == [None, "bytes=3000-"]
 
 
+@pytest.mark.parametrize("asked", ["shard", "manifest"])
+def test_a_rate_limit_is_waited_out_as_the_hub_asks_and_one_that_lasts_is_one_line(hub, tmp_path, python, asked):
+    """The Hub limits how many requests a machine makes in 5 minutes (80 shards and their metadata count), answering 429 Too Many
+    Requests with a Retry-After. A 429 on a shard's transfer was retried after half a second, three times, then failed the run; on
+    a file's metadata (the manifest's first of all) at once. Now each waits what the Hub asks, says so, and goes on; a limit that
+    outlasts the retries is one line that says to wait and rerun, and the rerun fetches the rest."""
+    rel = {"shard": "datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin", "manifest": "datasets/manifest.json"}[asked]
+    hub.busy[rel] = 2
+    start = time.monotonic()
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", python=python)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    waits = [line for line in r.stdout.splitlines() if "the Hub answered HTTP 429" in line]
+    assert waits == [f"{REPO}:{rel}: the Hub answered HTTP 429 (too many requests); waiting 1 s as it asks ({n} of 3)" for n in (1, 2)]
+    assert time.monotonic() - start >= 2 and hub.busy[rel] == 0
+    assert (tmp_path / "data" / rel.removeprefix("datasets/")).read_bytes() == (tmp_path / "remote" / rel).read_bytes()
+    (tmp_path / "data" / rel.removeprefix("datasets/")).unlink()
+    hub.busy[rel] = 4
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", python=python)
+    assert r.returncode == 2 and r.stderr == (f"error: {REPO}:{rel}: the Hub still limits this machine's requests (HTTP 429, too many "
+                                              "requests) after 3 waits; wait a few minutes and rerun the same command (finished files are "
+                                              "kept, a partial one resumes); a token (HF_TOKEN) raises the limit\n"), r.stderr
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", python=python)
+    assert r.returncode == 0 and (tmp_path / "data" / rel.removeprefix("datasets/")).is_file(), r.stderr
+
+
 def test_no_server_and_bad_arguments_are_one_line_errors(tmp_path, python):
     r = run("http://127.0.0.1:9", tmp_path, "--variant", "sp1024", "1", python=python)  # nothing listens on the discard port
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "network error" in r.stderr, r.stderr  # 0.x: no retry lines

@@ -239,7 +239,7 @@ MISPLACED = {  # what people type after `bash run.sh`, and the one line that say
 
 @pytest.mark.parametrize("typed", MISPLACED)
 def test_run_sh_says_where_a_variable_goes_when_it_is_typed_after_the_command(typed):
-    """`bash run.sh cpu ITERATIONS=100` ran the whole demo with 300 iterations, the variable silently ignored (as were `bash run.sh
+    """`bash run.sh cpu ITERATIONS=100` ran the whole 300 s demo, the variable silently ignored (as were `bash run.sh
     fineweb --variant sp8192`'s options), and `bash run.sh ITERATIONS=100` was an unknown command: each is now refused, before
     anything is installed or run, in one line that shows the command as it should have been typed."""
     args, said = MISPLACED[typed]

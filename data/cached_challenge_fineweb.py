@@ -165,13 +165,15 @@ class Hub:
                 time.sleep(wait)
 
     def asked_to_wait(self, e: Exception, attempt: int, rel: str) -> float | None:
-        """Seconds to wait before another attempt where the Hub asked for it (429 too many requests, 503 busy: its Retry-After,
-        a whole number of seconds; else 10 s more each time); None for any other failure, and after the last attempt."""
+        """Seconds to wait before another attempt where the Hub asked for it (429 too many requests, 503 busy): its Retry-After in
+        whole seconds, else the t= of its RateLimit header (the IETF draft's: `"resolvers";r=0;t=55`, seconds to the window's reset),
+        else 10 s more each time; None for any other failure, and after the last attempt."""
         response = getattr(e, "response", None)
         if attempt == RETRIES or getattr(response, "status_code", None) not in (429, 503):
             return None
-        after = str(response.headers.get("Retry-After", "")).strip()
-        wait = min(float(after) if after.isdigit() else 10.0 * (attempt + 1), LONGEST_WAIT)
+        said = re.fullmatch(r"\s*(\d+)\s*", response.headers.get("Retry-After", "")) or re.search(r";\s*t\s*=\s*(\d+)",
+                                                                                                response.headers.get("RateLimit", ""))
+        wait = min(float(said[1]) if said else 10.0 * (attempt + 1), LONGEST_WAIT)
         say(f"{self.repo_id}:{self.remote(rel)}: the Hub answered HTTP {response.status_code} "
             f"({'too many requests' if response.status_code == 429 else 'busy'}); waiting {wait:.0f} s as it asks ({attempt + 1} of {RETRIES})")
         return wait

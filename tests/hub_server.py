@@ -11,7 +11,8 @@ It answers as the Hub does for a dataset repo's files:
 Faults, set per file path: `corrupt` (one bit flipped in what is served, the advertised hash
 unchanged), `die_after` (serve that many bytes, then close the connection and stop both
 servers for good), `drop_after` (close the connection after that many bytes, once), `pace` (seconds a KB), `busy` (answer that many
-requests for the file, HEAD or GET, with 429 Too Many Requests and a Retry-After, as the Hub's rate limit does).
+requests for the file, HEAD or GET, with 429 Too Many Requests and `busy_headers`, as the Hub's rate limit does: a
+Retry-After, or the IETF draft's RateLimit header that the Hub sends, `"resolvers";r=0;t=<seconds to its reset>`).
 Every request is recorded in `requests` as (method, path, Range header).
 """
 
@@ -36,8 +37,8 @@ class LocalHub:
         self.endless: set[str] = set()  # a GET sends the file, then zeros without end (a broken mirror); HEAD says the true size
         self.oversent: dict[str, int] = {}  # what an endless GET sent past the file before the client hung up
         self.pace: dict[str, float] = {}  # seconds to send each 1 KB of that file (a slow link: transfers that overlap)
-        self.busy: dict[str, int] = {}  # that many requests for the file are answered 429 with `Retry-After: retry_after`
-        self.retry_after = "1"
+        self.busy: dict[str, int] = {}  # that many requests for the file are answered 429, with these headers
+        self.busy_headers = {"Retry-After": "1"}
         self.stopped = threading.Event()
         self.requests: list[tuple[str, str, str | None]] = []
         hub = self
@@ -170,7 +171,7 @@ class LocalHub:
         if self.busy.get(rel, 0) <= 0:
             return False
         self.busy[rel] -= 1
-        self.error(h, 429, "RateLimited", {"Retry-After": self.retry_after})
+        self.error(h, 429, "RateLimited", self.busy_headers)
         return True
 
     def error(self, h: BaseHTTPRequestHandler, status: int, code: str, headers: dict | None = None) -> None:

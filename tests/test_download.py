@@ -392,13 +392,19 @@ def test_a_dropped_connection_resumes_within_the_run(hub, tmp_path, python):
     assert [rng for m, p, rng in hub.requests if p == f"/blob/{sha}"] == [None, "bytes=3000-"]
 
 
-@pytest.mark.parametrize("asked", ["shard", "manifest"])
+RATE_LIMITED = {  # the file the limit falls on, and how the answer says how long to wait
+    "shard_retry_after": ("datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin", {"Retry-After": "1"}),
+    "manifest_ratelimit": ("datasets/manifest.json", {"RateLimit": '"resolvers";r=0;t=1',
+                                                      "RateLimit-Policy": '"fixed window";"resolvers";q=3000;w=300'})}
+
+
+@pytest.mark.parametrize("asked", RATE_LIMITED)
 def test_a_rate_limit_is_waited_out_as_the_hub_asks_and_one_that_lasts_is_one_line(hub, tmp_path, python, asked):
     """The Hub limits how many requests a machine makes in 5 minutes (80 shards and their metadata count), answering 429 Too Many
-    Requests with a Retry-After. A 429 on a shard's transfer was retried after half a second, three times, then failed the run; on
+    Requests and how long to wait (a Retry-After, or the RateLimit header's t=). A 429 on a shard's transfer was retried after half a second, three times, then failed the run; on
     a file's metadata (the manifest's first of all) at once. Now each waits what the Hub asks, says so, and goes on; a limit that
     outlasts the retries is one line that says to wait and rerun, and the rerun fetches the rest."""
-    rel = {"shard": "datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin", "manifest": "datasets/manifest.json"}[asked]
+    rel, hub.busy_headers = RATE_LIMITED[asked]
     hub.busy[rel] = 2
     start = time.monotonic()
     r = run(hub, tmp_path, "--variant", "sp1024", "1", python=python)

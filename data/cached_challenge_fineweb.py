@@ -27,6 +27,7 @@ What it adds to that interface:
   fetched again, and removed from the cache if it fails the check;
 - a file already in place is not fetched again: a second run transfers nothing;
 - the Hub's rate limit (429 Too Many Requests; 503 busy) is waited out as its Retry-After asks, up to RETRIES times;
+- HF_TOKEN goes to the Hub's origin only, never to the CDN (another origin) a large file's signed URL points at;
 - one download into a folder at a time: a second (another terminal, a cluster's nodes on one shared disk) waits for
   the first, then finds its files in place;
 - every failure is one `error:` line (exit status 2) that says what to do; Ctrl-C, a closed terminal or `kill`
@@ -49,6 +50,7 @@ import signal
 import sys
 import time
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -232,11 +234,14 @@ class Hub:
 
     def transfer(self, meta, part: Path) -> None:
         """GET the file's bytes onto the end of part, asking only for what is missing."""
+        from huggingface_hub import hf_hub_url
         from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
         have = part.stat().st_size if part.exists() else 0
         if meta.size is not None and have >= meta.size:
             return
         headers = {**build_hf_headers(), "Accept-Encoding": "identity"}  # byte ranges are offsets in the file itself
+        if urlsplit(meta.location)[:2] != urlsplit(hf_hub_url(self.repo_id, "x", repo_type="dataset"))[:2]:  # a large file's signed URL
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}  # on a CDN: HF_TOKEN is the Hub's, not the CDN's
         if have:
             headers["Range"] = f"bytes={have}-"
         session = get_session()

@@ -41,6 +41,7 @@ class LocalHub:
         self.busy_headers = {"Retry-After": "1"}
         self.stopped = threading.Event()
         self.requests: list[tuple[str, str, str | None]] = []
+        self.tokens: list[tuple[str, str, str]] = []  # (origin, method, path) of each request that carried an Authorization header
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -84,6 +85,8 @@ class LocalHub:
 
     def answer(self, h: BaseHTTPRequestHandler, head: bool) -> None:
         self.requests.append(("HEAD" if head else "GET", h.path, h.headers.get("Range")))
+        if h.headers.get("Authorization"):
+            self.tokens.append((f"http://127.0.0.1:{h.server.server_port}", h.command, h.path))
         prefix = f"/datasets/{self.repo_id}/resolve/"
         if h.path.startswith("/blob/"):
             rel = self.by_sha(h.path[len("/blob/"):])

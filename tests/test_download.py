@@ -121,6 +121,17 @@ def test_a_console_that_closes_costs_the_download_nothing(hub, tmp_path):
     assert sorted(p.name for p in shards.iterdir()) == ["fineweb_train_000000.bin", "fineweb_train_000001.bin", "fineweb_val_000000.bin"]
 
 
+def test_hf_token_goes_to_the_hub_and_never_to_the_cdn_a_large_file_is_sent_from(hub, tmp_path, python):
+    """A large file's metadata comes from the Hub, its bytes from a signed URL on another origin (a CDN, or wherever a mirror's
+    Hub redirects). The transfer sent HF_TOKEN there too: anyone a mirror pointed its files at got the participant's token.
+    Now the token goes to the Hub's origin alone, which a private repo's small files (the manifest) still get with it."""
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", python=python, HF_TOKEN="hf_not_for_the_cdn")
+    assert r.returncode == 0, r.stderr
+    assert {origin for origin, _, _ in hub.tokens} == {hub.endpoint}, hub.tokens
+    assert any(method == "GET" and path.endswith("/manifest.json") for _, method, path in hub.tokens), hub.tokens
+    assert any(path.startswith("/blob/") for _, path, _ in hub.requests)  # the CDN was asked, without the token
+
+
 def test_offline_mode_uses_the_files_here_and_names_a_missing_one(hub, tmp_path):
     """HF_HUB_OFFLINE=1, as a cluster sets it on compute nodes whose data came from the login node: the rerun asked the Hub for the
     manifest and stopped with a network error, everything being here; now it checks the files here and fetches nothing, and a

@@ -149,6 +149,10 @@ class Hub:
             return DownloadError(f"{where}: the Hub still limits this machine's requests (HTTP 429, too many requests) after {RETRIES} waits; "
                                  "wait a few minutes and rerun the same command (finished files are kept, a partial one resumes); a token "
                                  "(HF_TOKEN) raises the limit")
+        if isinstance(e, HfHubHTTPError) and e.response is not None and e.response.status_code in (401, 403):  # no later would help
+            said = (getattr(e, "server_message", None) or "").strip().split("\n")[0][:160]
+            return DownloadError(f"{where}: the Hub refused the request (HTTP {e.response.status_code}{': ' * bool(said)}{said}); check HF_TOKEN "
+                                 "(a token that is wrong or expired is refused, even for a public repo; unset, a public repo needs none)")
         if isinstance(e, HfHubHTTPError) and e.response is not None:
             return DownloadError(f"{where}: the Hub answered HTTP {e.response.status_code}; try again later")
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -39,6 +39,7 @@ class LocalHub:
         self.pace: dict[str, float] = {}  # seconds to send each 1 KB of that file (a slow link: transfers that overlap)
         self.busy: dict[str, int] = {}  # that many requests for the file are answered 429, with these headers
         self.busy_headers = {"Retry-After": "1"}
+        self.refused_tokens: set[str] = set()  # a request bearing one is answered 401, as the Hub answers a wrong or expired token
         self.stopped = threading.Event()
         self.requests: list[tuple[str, str, str | None]] = []
         self.tokens: list[tuple[str, str, str]] = []  # (origin, method, path) of each request that carried an Authorization header
@@ -87,6 +88,8 @@ class LocalHub:
         self.requests.append(("HEAD" if head else "GET", h.path, h.headers.get("Range")))
         if h.headers.get("Authorization"):
             self.tokens.append((f"http://127.0.0.1:{h.server.server_port}", h.command, h.path))
+        if h.headers.get("Authorization", "").removeprefix("Bearer ") in self.refused_tokens:
+            return self.error(h, 401, "", {"X-Error-Message": "Invalid credentials in Authorization header"})
         prefix = f"/datasets/{self.repo_id}/resolve/"
         if h.path.startswith("/blob/"):
             rel = self.by_sha(h.path[len("/blob/"):])
@@ -180,7 +183,7 @@ class LocalHub:
     def error(self, h: BaseHTTPRequestHandler, status: int, code: str, headers: dict | None = None) -> None:
         body = b'{"error": "' + code.encode() + b'"}'
         h.send_response(status)
-        h.send_header("X-Error-Code", code)
+        h.send_header("X-Error-Code", code) if code else None
         h.send_header("X-Repo-Commit", COMMIT) if code == "EntryNotFound" else None
         for k, v in (headers or {}).items():
             h.send_header(k, v)

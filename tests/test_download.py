@@ -132,6 +132,18 @@ def test_hf_token_goes_to_the_hub_and_never_to_the_cdn_a_large_file_is_sent_from
     assert any(path.startswith("/blob/") for _, path, _ in hub.requests)  # the CDN was asked, without the token
 
 
+def test_a_token_the_hub_refuses_is_one_line_that_names_hf_token(hub, tmp_path, python):
+    """A wrong or expired HF_TOKEN is refused by the Hub (401) even for a public repo; the run said `the Hub answered HTTP 401;
+    try again later`, which no later mends. Now the line says what the Hub said and to check HF_TOKEN; unset, the run fetches."""
+    hub.refused_tokens.add("hf_expired")
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", python=python, HF_TOKEN="hf_expired")
+    assert r.returncode == 2 and r.stderr == (f"error: {REPO}:datasets/manifest.json: the Hub refused the request (HTTP 401: Invalid credentials "
+                                              "in Authorization header); check HF_TOKEN (a token that is wrong or expired is refused, even for "
+                                              "a public repo; unset, a public repo needs none)\n"), r.stderr
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", python=python)
+    assert r.returncode == 0, r.stderr
+
+
 def test_offline_mode_uses_the_files_here_and_names_a_missing_one(hub, tmp_path):
     """HF_HUB_OFFLINE=1, as a cluster sets it on compute nodes whose data came from the login node: the rerun asked the Hub for the
     manifest and stopped with a network error, everything being here; now it checks the files here and fetches nothing, and a

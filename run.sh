@@ -106,13 +106,19 @@ ensure_deps() {  # ensure_deps [extra python modules...]
     local spec=${TORCH_SPEC:-$CPU_TORCH}
     if has_gpu; then spec=${TORCH_SPEC:-torch}; fi
     echo "run.sh: installing $spec" >&2
-    "$PY" -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$spec"
+    "$PY" -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$spec" || not_installed "$spec"
   fi
   rest=$(grep -vx torch <<<"$missing" || true)
   if [ -n "$rest" ]; then
     echo "run.sh: installing" $rest >&2
-    "$PY" -m pip install -q $rest
+    "$PY" -m pip install -q $rest || not_installed $rest
   fi
+}
+
+not_installed() {  # offline, pip's last words were `No matching distribution found for torch==2.13.0`: as if no such release existed
+  echo "run.sh: pip could not install $* into $PY (pip's reason above; offline, it says no release matches); accepted: a" \
+       "network that reaches PyPI (or the index PIP_INDEX_URL names), or the package installed beforehand; nothing was run" >&2
+  exit 2
 }
 
 ensure_optional() {  # ensure_optional MODULES...: try to install; what stays missing is said once and the tests that need it skip

@@ -248,6 +248,21 @@ def test_run_sh_says_where_a_variable_goes_when_it_is_typed_after_the_command(ty
     assert (r.returncode, r.stdout, r.stderr) == (2, "", said + "\n")
 
 
+def test_run_sh_offline_says_pip_could_not_install_not_that_no_release_exists(tmp_path):
+    """On a laptop without a network (or behind a proxy pip is not told of), `bash run.sh` ended on pip's last words, `No matching
+    distribution found for torch==2.13.0`, as if that release did not exist, with pip's exit status 1. Now one line of run.sh's
+    follows, saying what pip could not install, into which Python, and what is accepted; exit 2, before anything is run. The
+    index is a real pip's, pointed at a port where nothing listens."""
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "v")], check=True, capture_output=True, timeout=120)
+    offline = dict(PYTHON=str(tmp_path / "v" / "bin" / "python"), PIP_CONFIG_FILE=os.devnull, PIP_FIND_LINKS="", PIP_RETRIES="0",
+                   PIP_INDEX_URL="http://127.0.0.1:9/simple", PIP_EXTRA_INDEX_URL="", TORCH_SPEC="torch==2.13.0")  # on a GPU box too
+    r = subprocess.run(["bash", "run.sh"], cwd=ROOT, env=clean_env(**offline), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == "", r.stderr[-2000:]
+    assert r.stderr.splitlines()[-1] == (f"run.sh: pip could not install torch==2.13.0 into {tmp_path / 'v' / 'bin' / 'python'} (pip's "
+                                         "reason above; offline, it says no release matches); accepted: a network that reaches PyPI (or "
+                                         "the index PIP_INDEX_URL names), or the package installed beforehand; nothing was run")
+
+
 def test_run_sh_called_by_a_relative_path_or_through_a_link_finds_its_project(tmp_path):
     """`bash main/run.sh help` from the folder above read main/run.sh from inside main/ and printed nothing but sed's complaint, and
     a link to run.sh (~/bin/pg) took the link's folder for the project. Both now find the project that holds run.sh itself."""

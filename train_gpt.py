@@ -34,6 +34,8 @@ import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
+if sys.version_info < (3, 10):  # `bytes | None` in a signature is 3.10's: an older Python (RHEL 9's 3.9) failed at import, in a TypeError
+    print(f"error: Python {sys.version.split()[0]}: too old for train_gpt.py; accepted 3.10 or newer", file=sys.stderr), sys.exit(2)
 import numpy as np
 import sentencepiece as spm
 import torch
@@ -434,8 +436,7 @@ def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: i
         dist.all_reduce(sums)
     nll, tokens, nbytes = sums.tolist()
     refuse_first((tokens != num_targets, f"evaluation scored {tokens:.0f} of {num_targets} targets"), error=RuntimeError)  # only whole splits
-    val_loss = nll / tokens
-    return val_loss, val_loss / math.log(2.0) * tokens / nbytes, int(tokens)
+    return (val_loss := nll / tokens), val_loss / math.log(2.0) * tokens / nbytes, int(tokens)
 
 # -----------------------------------------------------------------------------
 # QUANTIZATION AND ARTIFACT (int8 per row + zlib, lzma or zstd, read back weights-only)
@@ -1467,8 +1468,7 @@ def leave_process_group(clean: bool) -> None:
 
 def cli(argv: list[str]) -> int:
     if argv == ["--env-help"]:
-        print(env_help())
-        return 0
+        return print(env_help()) or 0
     try:
         status = main()
     except (ConfigError, OSError) as e:  # bad input, or a file no check above named: one line that names it, no traceback

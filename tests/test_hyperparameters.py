@@ -1,8 +1,10 @@
 """HYPERPARAMETERS: every variable read from the environment and validated up front."""
 
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -161,6 +163,22 @@ def test_a_torch_older_than_the_floor_is_one_line(version, refused):
     else:
         train_gpt.check_torch(version)
     train_gpt.check_torch(train_gpt.torch.__version__)  # the torch the suite runs on
+
+
+def older_python(minor: int) -> str | None:  # an interpreter of Python 3.<minor> on this machine (pyenv's, or on PATH), if any
+    found = [str(p) for p in sorted(Path.home().glob(f".pyenv/versions/3.{minor}.*/bin/python"))] + [shutil.which(f"python3.{minor}")]
+    return next((f for f in found if f and "/shims/" not in f), None)  # a pyenv shim may refuse a version not selected
+
+
+@pytest.mark.parametrize("minor", [8, 9])
+def test_a_python_older_than_3_10_is_one_line(tmp_path, minor):
+    """RHEL 9's python3 is 3.9, Ubuntu 20.04's 3.8: the script failed at import, in a TypeError from a `bytes | None` signature
+    (with torch there) or a ModuleNotFoundError. Now one line before any import, exit 2; a Python too old to parse the script
+    (3.7, which lacks `:=`) still fails in a SyntaxError, as any program would."""
+    python = older_python(minor) or pytest.skip(f"no Python 3.{minor} here")
+    r = subprocess.run([python, str(SCRIPT)], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60)
+    version = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True).stdout.strip()
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", f"error: Python {version}: too old for train_gpt.py; accepted 3.10 or newer\n")
 
 
 def test_requirements_name_the_torch_floor_the_script_checks():

@@ -69,6 +69,32 @@ def interpreter_with(tmp_path_factory):
     return make
 
 
+def older_python(minor: int) -> str | None:  # an interpreter of Python 3.<minor> on this machine (pyenv's, or on PATH), if any
+    import shutil
+    found = [str(p) for p in sorted(Path.home().glob(f".pyenv/versions/3.{minor}.*/bin/python"))] + [shutil.which(f"python3.{minor}")]
+    return next((f for f in found if f and "/shims/" not in f), None)  # a pyenv shim may refuse a version not selected
+
+
+@pytest.fixture(scope="session")
+def python39_with(tmp_path_factory):
+    """python39_with("pkg", ...): Python 3.9 (RHEL 9's python3) in a venv of its own with those packages from PyPI, the newest
+    releases that still support it; made once a session. Skipped where no 3.9 is installed; offline it skips, under CI it fails."""
+    made: dict[tuple, str] = {}
+
+    def make(*packages: str) -> str:
+        if packages not in made:
+            base = older_python(9) or pytest.skip("no Python 3.9 on this machine")
+            venv = tmp_path_factory.mktemp("venv39")
+            subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True)
+            r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *packages], capture_output=True, text=True,
+                               timeout=600)
+            if r.returncode != 0:
+                (pytest.fail if os.environ.get("CI") else pytest.skip)(f"could not install {packages} (offline?): {r.stderr.strip()[-300:]}")
+            made[packages] = str(venv / "bin" / "python")
+        return made[packages]
+    return make
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end runs of train_gpt.py (seconds to a minute each)")
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU (tests/test_cuda.py); skipped where none is visible")

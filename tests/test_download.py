@@ -63,9 +63,12 @@ def published_tree(root):
 OLD_CLIENT = "0.36.2"
 
 
-@pytest.fixture(params=["installed", OLD_CLIENT])
+@pytest.fixture(params=["installed", OLD_CLIENT, "python3.9"])
 def python(request) -> str:
-    """The downloader's interpreter: this one (its huggingface_hub, the newest) and one with the last 0.x client."""
+    """The downloader's interpreter: this one (its huggingface_hub, the newest), one with the last 0.x client, and Python 3.9, the
+    system python3 of RHEL 9 (the challenge's README runs the downloader with `python3`; train_gpt.py needs 3.10)."""
+    if request.param == "python3.9":
+        return request.getfixturevalue("python39_with")("numpy", "huggingface_hub")
     return sys.executable if request.param == "installed" else request.getfixturevalue("interpreter_with")(f"huggingface_hub=={OLD_CLIENT}")
 
 

@@ -1,15 +1,13 @@
 """HYPERPARAMETERS: every variable read from the environment and validated up front."""
 
 import re
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import train_gpt
-from conftest import ROOT, SCRIPT, TINY_MODEL, clean_env
+from conftest import ROOT, SCRIPT, TINY_MODEL, clean_env, older_python
 from train_gpt import ConfigError, Hyperparameters
 
 
@@ -163,11 +161,6 @@ def test_a_torch_older_than_the_floor_is_one_line(version, refused):
     else:
         train_gpt.check_torch(version)
     train_gpt.check_torch(train_gpt.torch.__version__)  # the torch the suite runs on
-
-
-def older_python(minor: int) -> str | None:  # an interpreter of Python 3.<minor> on this machine (pyenv's, or on PATH), if any
-    found = [str(p) for p in sorted(Path.home().glob(f".pyenv/versions/3.{minor}.*/bin/python"))] + [shutil.which(f"python3.{minor}")]
-    return next((f for f in found if f and "/shims/" not in f), None)  # a pyenv shim may refuse a version not selected
 
 
 @pytest.mark.parametrize("minor", [8, 9])

@@ -239,7 +239,6 @@ class Hyperparameters:  # every knob of the run, read from the environment and v
                       f"EVAL_STRIDE={self.eval_stride}: larger than TRAIN_SEQ_LEN={self.train_seq_len}; accepted 0 to TRAIN_SEQ_LEN"))
     def check_random_maps(self) -> None:  # FREEZE_* and LORA_* together: parsed target set, per-layer ranks of each group, compatible settings
         mode, progressive, layers = self.freeze_mode, self.progressive_freeze_frac > 0, self.num_layers
-        ranked = mode in ("adapter", "lowrank")
         self.targets = parse_targets(self.freeze_targets or ("fc" if mode == "frozen" or progressive else "" if mode == "none" else "all"))
         schedules = {n: rank_schedule(n, getattr(self, n.lower()), layers) for n in RANK_VARS if getattr(self, n.lower())}
         for name, ranks in schedules.items():
@@ -250,8 +249,8 @@ class Hyperparameters:  # every knob of the run, read from the environment and v
         for group, ranks in (("attn", self.attn_ranks), ("mlp", self.mlp_ranks)):
             dims = [min(d) for t, d in projection_dims(self).items() if t in self.targets and t in TARGET_GROUPS[group]]
             var = next((n for n in (f"LORA_RANKS_{group.upper()}", "LORA_RANKS") if n in schedules), "LORA_RANK")
-            refuse_first((ranked and dims and max(ranks) > min(dims), f"{var}={getattr(self, var.lower())}: above the smallest targeted "
-                          f"projection dimension {min(dims or [0])}"))
+            refuse_first((mode in ("adapter", "lowrank") and dims and max(ranks) > min(dims), f"{var}={getattr(self, var.lower())}: above "
+                          f"the smallest targeted projection dimension {min(dims or [0])}"))
         refuse_first(("emb" in self.targets and (mode != "mask" or not self.tie_embeddings), f"FREEZE_TARGETS={self.freeze_targets!r}: emb (the "
                       f"tied embedding as a masked random matrix) needs FREEZE_MODE=mask and TIE_EMBEDDINGS=1, not {mode}"),
                      (mode == "none" and self.freeze_targets and not progressive, f"FREEZE_TARGETS={self.freeze_targets!r}: has no effect with "
@@ -662,8 +661,7 @@ def check_shard_header(path: str) -> int:  # the token count of a shard whose he
     return count
 
 def load_data_shard(path: str, vocab_size: int | None = None) -> np.ndarray:
-    count = check_shard_header(path)
-    tokens = np.fromfile(path, dtype="<u2", count=count, offset=HEADER_INTS * 4)
+    tokens = np.fromfile(path, dtype="<u2", count=(count := check_shard_header(path)), offset=HEADER_INTS * 4)
     if vocab_size is not None and count and int(tokens.max()) >= vocab_size:
         raise DataError(f"{path}: token id {int(tokens.max())} is not below VOCAB_SIZE={vocab_size}; shards of another vocabulary need its "
                         "VOCAB_SIZE and TOKENIZER_PATH (fineweb10B_sp8192: VOCAB_SIZE=8192, fineweb_8192_bpe.model)")
@@ -1467,9 +1465,11 @@ def leave_process_group(clean: bool) -> None:
         dist.destroy_process_group()
 
 def cli(argv: list[str]) -> int:
-    if argv == ["--env-help"]:
+    if argv in (["--env-help"], ["--help"], ["-h"]):
         return print(env_help()) or 0
-    try:
+    try:  # `--iterations 100` ran the default run, ignored (torch.distributed.launch's --local-rank=N is LOCAL_RANK's value again)
+        refuse_first(([a for a in argv if not re.fullmatch(r"--local[-_]rank=\d+", a)], f"train_gpt.py takes no arguments (got "
+                      f"{shlex.join(argv)}); its settings are environment variables: NAME=VALUE python train_gpt.py (--env-help lists them)"))
         status = main()
     except (ConfigError, OSError) as e:  # bad input, or a file no check above named: one line that names it, no traceback
         print(line := f"error: {e if isinstance(e, ConfigError) else f'{e.filename}: {e.strerror or e}' if e.filename else e}", file=sys.stderr)

@@ -191,3 +191,29 @@ def test_env_help_lists_every_variable():
     out = subprocess.run([sys.executable, str(SCRIPT), "--env-help"], capture_output=True, text=True, check=True).stdout
     names = re.findall(r"^\| `([A-Z0-9_]+)`", out, flags=re.M)
     assert names == [name for name, *_ in train_gpt.ENV_VARS]
+
+
+ARGUMENTS = {  # what people pass on the command line, and what the script says (before any work)
+    "an_option": (["--iterations", "100"], 2, "error: train_gpt.py takes no arguments (got --iterations 100); its settings are environment "
+                  "variables: NAME=VALUE python train_gpt.py (--env-help lists them)\n"),
+    "a_variable": (["ITERATIONS=100"], 2, "error: train_gpt.py takes no arguments (got ITERATIONS=100); its settings are environment "
+                   "variables: NAME=VALUE python train_gpt.py (--env-help lists them)\n"),
+    "launchs_local_rank": (["--local-rank=0"], 2, "error: ITERATIONS='x': not an integer\n"),  # taken, and the run goes on to its checks
+    "launchs_old_spelling": (["--local_rank=0"], 2, "error: ITERATIONS='x': not an integer\n")}
+
+
+@pytest.mark.parametrize("given", ARGUMENTS)
+def test_an_argument_is_refused_in_one_line_since_the_settings_are_variables(tmp_path, given):
+    """`python train_gpt.py --iterations 100` (or `torchrun ... train_gpt.py ITERATIONS=100`) started the default run, the argument
+    ignored: on a GPU box, the whole baseline. Now one line says where settings go; torch.distributed.launch's --local-rank=N, which
+    LOCAL_RANK repeats, is taken. (ITERATIONS=x stops a run that gets past its arguments before any work.)"""
+    argv, status, said = ARGUMENTS[given]
+    r = subprocess.run([sys.executable, str(SCRIPT), *argv], cwd=tmp_path, env=clean_env(ITERATIONS="x"), capture_output=True, text=True)
+    assert (r.returncode, r.stdout, r.stderr) == (status, "", said)
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_flags_print_the_variables(flag):
+    out = subprocess.run([sys.executable, str(SCRIPT), flag], capture_output=True, text=True, check=True).stdout
+    assert out == train_gpt.env_help() + "\n"

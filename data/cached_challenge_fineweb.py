@@ -155,6 +155,10 @@ class Hub:
                                  "(a token that is wrong or expired is refused, even for a public repo; unset, a public repo needs none)")
         if isinstance(e, HfHubHTTPError) and e.response is not None:
             return DownloadError(f"{where}: the Hub answered HTTP {e.response.status_code}; try again later")
+        if isinstance(e, OSError) and e.filename and not str(e.filename).startswith(("http:", "https:")):  # a file here, not the network
+            client = str(e.filename).startswith(tuple(str(getattr(constants, k, None) or "\0") for k in ("HF_HOME", "HF_TOKEN_PATH")))
+            return DownloadError(f"{e.filename}: {e.strerror or e}" + client * "; a file the Hugging Face client reads (check HF_HOME and "
+                                                                                  "HF_TOKEN_PATH)")
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return DownloadError(f"{where}: network error ({reason[:200]}) talking to {constants.ENDPOINT}; check the connection "
                              "or HF_ENDPOINT and rerun the same command (finished files are kept, a partial one resumes)")

@@ -147,6 +147,15 @@ def test_a_token_the_hub_refuses_is_one_line_that_names_hf_token(hub, tmp_path, 
     assert r.returncode == 0, r.stderr
 
 
+def test_a_hugging_face_home_that_cannot_be_read_is_named_not_called_a_network_error(hub, tmp_path):
+    """HF_HOME under a regular file (a typo, a stale setting): the client's own files (the token) cannot be read, and the run said
+    `network error ([Errno 20] Not a directory: '.../token')`, sending the participant to check the connection."""
+    (tmp_path / "afile").write_text("")
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", HF_HOME=str(tmp_path / "afile" / "home"))
+    assert r.returncode == 2 and r.stderr == (f"error: {tmp_path / 'afile' / 'home' / 'token'}: Not a directory; a file the Hugging Face "
+                                              "client reads (check HF_HOME and HF_TOKEN_PATH)\n"), r.stderr
+
+
 def test_offline_mode_uses_the_files_here_and_names_a_missing_one(hub, tmp_path):
     """HF_HUB_OFFLINE=1, as a cluster sets it on compute nodes whose data came from the login node: the rerun asked the Hub for the
     manifest and stopped with a network error, everything being here; now it checks the files here and fetches nothing, and a

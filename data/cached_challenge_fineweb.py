@@ -242,14 +242,14 @@ class Hub:
 
     def transfer(self, meta, part: Path) -> None:
         """GET the file's bytes onto the end of part, asking only for what is missing."""
-        from huggingface_hub import hf_hub_url
+        from huggingface_hub import constants
         from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
         have = part.stat().st_size if part.exists() else 0
         if meta.size is not None and have >= meta.size:
             return
         headers = {**build_hf_headers(), "Accept-Encoding": "identity"}  # byte ranges are offsets in the file itself
-        if urlsplit(meta.location)[:2] != urlsplit(hf_hub_url(self.repo_id, "x", repo_type="dataset"))[:2]:  # a large file's signed URL
-            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}  # on a CDN: HF_TOKEN is the Hub's, not the CDN's
+        if urlsplit(meta.location)[:2] != urlsplit(constants.ENDPOINT)[:2]:  # a large file's signed URL, on a CDN (another origin):
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}  # HF_TOKEN is the Hub's, not the CDN's
         if have:
             headers["Range"] = f"bytes={have}-"
         session = get_session()

@@ -679,11 +679,14 @@ def test_a_signal_while_inductor_compiles_stops_the_run_in_one_logged_line_and_l
                             start_new_session=True)
     in_group = lambda p: (p / "stat").read_text().rsplit(")", 1)[1].split()[2] == str(proc.pid)  # state, ppid, then the group
     compiling = lambda p: in_group(p) and (p / "comm").read_text().strip() in ("g++", "cc1plus", "c++", "as", "ld")
-    for _ in range(3000):  # a C++ compiler the compile started is at work
-        if live_processes(compiling) or proc.poll() is not None:
-            break
+    deadline = time.monotonic() + 120  # a compiler appears within seconds alone (about 5 s); CI once saw none within 30
+    while not live_processes(compiling) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert live_processes(compiling), "no C++ compiler was seen at work"
+    if not live_processes(compiling):  # say why: the run's end (its stderr) or what its group runs instead
+        ended = proc.poll() is not None
+        seen = proc.communicate()[1][-3000:] if ended else [(Path("/proc") / pid / "comm").read_text() for pid in live_processes(in_group)]
+        ended or os.killpg(proc.pid, signal.SIGKILL)  # no run left behind
+        pytest.fail(f"no C++ compiler was seen at work; the run {'ended: ' if ended else 'still runs, its group: '}{seen}")
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and err == "", err[-2000:]

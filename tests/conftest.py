@@ -11,6 +11,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -42,6 +43,21 @@ def small_disk(folder: Path, size: str):
         yield folder
     finally:
         subprocess.run(["umount", str(folder)])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_tmpdir(tmp_path_factory):
+    """The suite's processes use this session's pytest folder as their temporary one (TMPDIR), which pytest prunes after three
+    sessions: in /tmp, each run of the suite left about fifteen entries for good, torchrun's torchelastic_* log folders (one a
+    torchrun, whatever its end), the empty .s files of the g++ a signal test stops mid-compile, and pip's extracted cacert.pem."""
+    folder, before = tmp_path_factory.mktemp("tmp"), os.environ.get("TMPDIR")
+    os.environ["TMPDIR"], tempfile.tempdir = str(folder), None
+    yield folder
+    if before is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before
+    tempfile.tempdir = None
 
 
 @pytest.fixture(scope="session")

@@ -370,8 +370,7 @@ class Muon(torch.optim.Optimizer):
                     ortho = [o for s in stacks for o in self.orthogonalize(s, group["backend_steps"]).float() * max(1.0, rows / cols) ** 0.5]
                     for i, o in zip(mine, ortho):
                         views[i] = views[i].copy_(o) if world > 1 else o
-            if world > 1:
-                dist.all_reduce(flat)
+            dist.all_reduce(flat) if world > 1 else None
             if group["weight_decay"]:  # decoupled: shrink the weights, then step
                 torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
             torch._foreach_add_(params, views, alpha=-group["lr"])
@@ -431,8 +430,7 @@ def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: i
             nll = model(x, y)
         keep, nbytes = positions >= plan[1, b:b + batch_seqs], token_bytes[index + 1].to(torch.int64)
         sums += torch.stack([torch.where(keep, nll.double(), 0.0).sum(), keep.sum().double(), torch.where(keep, nbytes, 0).sum().double()])
-    if world_size > 1:
-        dist.all_reduce(sums)
+    dist.all_reduce(sums) if world_size > 1 else None
     nll, tokens, nbytes = sums.tolist()
     refuse_first((tokens != num_targets, f"evaluation scored {tokens:.0f} of {num_targets} targets"), error=RuntimeError)  # only whole splits
     return (val_loss := nll / tokens), val_loss / math.log(2.0) * tokens / nbytes, int(tokens)
@@ -1078,12 +1076,21 @@ RSS_PER_MIB = 1 << 20 if sys.platform == "darwin" else 1 << 10  # getrusage's ru
 HELD_LOCKS: list[int] = []  # lock files of this run's outputs, open until it ends (the OS releases them on any exit, kill -9 too)
 RUNNING: list = []  # [say, where, log] of the run in progress, then its stop signal: a stop it did not choose says where it was
 
-def claim_outputs(outputs: dict[str, str]) -> None:
-    """Before any work each output ({'VAR=value': path}) gets its folder and a held lock beside it: a second live run on them is refused."""
-    for label, path in ((label, Path(p)) for label, p in outputs.items()):
+def claim_outputs(args) -> None:
+    """Before any work each output gets its folder and a held lock beside it: a second live run on them is refused, and so is an output that
+    is an input (ARTIFACT=<a shard> replaced it) or another output (ARTIFACT=final_model.pt), by any name or link; RESUME may be CHECKPOINT_PATH."""
+    outputs = {f"RUN_ID={args.run_id}": f"logs/{args.run_id}.txt", **({} if args.eval_only else {f"ARTIFACT={args.artifact}": args.artifact,
+               "final_model.pt": "final_model.pt", f"CHECKPOINT_PATH={args.checkpoint_path}": args.checkpoint_path * bool(args.checkpoint_every)})}
+    reads = {f"TOKENIZER_PATH={args.tokenizer_path}": args.tokenizer_path, f"DISTILL_TEACHER={args.distill_teacher}": args.distill_teacher,
+             **{f"DATA_PATH={args.data_path} (its {os.path.basename(f)})": f for f in glob.glob(os.path.join(glob.escape(args.data_path), "*.bin"))},
+             f"RESUME={args.resume}": "" if os.path.realpath(args.resume) == os.path.realpath(args.checkpoint_path) else args.resume}
+    taken = {os.path.realpath(p): f"{label}, which this run reads" for label, p in reads.items() if p}
+    for label, path, real in ((label, Path(p), os.path.realpath(p)) for label, p in outputs.items() if p):
         try:
             odd = "a folder" if path.is_dir() else "not a regular file (a device, pipe or socket)" if path.exists() and not path.is_file() else ""
-            refuse_first((odd, f"{label}: {path} is {odd}; accepted: a file path (a regular file, which the run replaces, or a new one)"))
+            refuse_first((odd, f"{label}: {path} is {odd}; accepted: a file path (a regular file, which the run replaces, or a new one)"),
+                         (same := taken.get(real), f"{label}: the same file as {same}; accepted: a path no other output or input uses"))
+            taken[real] = f"{label}, which this run writes too"
             path.parent.mkdir(parents=True, exist_ok=True)
             HELD_LOCKS.append(fd := os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644))
         except OSError as e:
@@ -1253,10 +1260,7 @@ def main() -> int:
     check_torch(torch.__version__)
     code, args = Path(__file__).read_text(encoding="utf-8"), Hyperparameters(os.environ)
     rt = setup_runtime(args)
-    if rt.rank == 0:  # only rank 0 writes; torchrun ends the other ranks if it refuses
-        training = {f"ARTIFACT={args.artifact}": args.artifact, "final_model.pt": "final_model.pt"} if not args.eval_only else {}
-        claim_outputs({f"RUN_ID={args.run_id}": f"logs/{args.run_id}.txt", **training, **(
-            {f"CHECKPOINT_PATH={args.checkpoint_path}": args.checkpoint_path} if args.checkpoint_every and not args.eval_only else {})})
+    claim_outputs(args) if rt.rank == 0 else None  # only rank 0 writes; torchrun ends the other ranks if it refuses
     log = Logger(args.run_id, rt.rank, code)
     device_name = torch.cuda.get_device_name(rt.device) if rt.use_cuda else f"CPU ({os.cpu_count()} cores)"
     log(f"Running Python {sys.version.split()[0]}, PyTorch {torch.__version__}, device:{device_name}")
@@ -1321,10 +1325,8 @@ def main() -> int:
                 group["lr"] = group["base_lr"] * mul
                 if isinstance(opt, Muon):
                     group["momentum"] = (1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum
-        if masked:  # geometric annealing, written into the buffers the (compiled) forward reads
-            temp = args.mask_temp_start * (args.mask_temp_end / args.mask_temp_start) ** run_progress(step, elapsed_ms)
-            for m in masked:
-                m.temperature.fill_(temp)
+        for m in masked:  # geometric annealing, written into the buffers the (compiled) forward reads
+            m.temperature.fill_(args.mask_temp_start * (args.mask_temp_end / args.mask_temp_start) ** run_progress(step, elapsed_ms))
         loss_sum = torch.zeros((), device=device)
         for micro in range(args.grad_accum_steps):
             x, y = train_loader.next_batch(local_tokens, args.train_seq_len)
@@ -1336,8 +1338,7 @@ def main() -> int:
                 loss = model(x, y, *extra).mean()
             loss_sum += loss.detach()
             (loss / args.grad_accum_steps).backward()
-        if args.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, args.grad_clip_norm)
+        torch.nn.utils.clip_grad_norm_(params, args.grad_clip_norm) if args.grad_clip_norm > 0 else None
         for opt in optimizers:
             opt.step()
         base_model.zero_grad(set_to_none=True)  # frozen parameters' gradients included
@@ -1393,8 +1394,7 @@ def main() -> int:
         elapsed_ms = training_ms + 1000.0 * (time.perf_counter() - t0)
         flags = torch.cat([nonfinite.double().view(1), torch.tensor([stop_after is None and elapsed_ms >= cap_ms > 0, elapsed_ms, bool(progressive)
                            and run_progress(step, elapsed_ms) >= args.progressive_freeze_frac], dtype=torch.float64, device=device)])
-        if distributed:
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX) if distributed else None
         bad, cap_reached, elapsed_ms, freeze_now = flags.tolist()
         if bad:
             log(f"stopping: non-finite train_loss:{loss.item()} at step:{step}/{args.iterations}; no artifact written")

@@ -533,8 +533,9 @@ def checkpoint_cases(root: Path, checkpoint: Path):
     return cases
 
 
-def output_cases(root: Path):
-    """Class 3: every output is checked writable before any work: a folder where the file goes, a file where its folder goes."""
+def output_cases(root: Path, tiny_data: dict):
+    """Class 3: every output is checked writable before any work: a folder where the file goes, a file where its folder goes; and
+    none is an input or another output, by any name."""
     (root / "outdir").mkdir()
     (root / "plainfile").write_text("x")
     (root / "logs_as_folder" / "logs" / "folder_run.txt").mkdir(parents=True)
@@ -548,7 +549,28 @@ def output_cases(root: Path):
     (root / "null_link").symlink_to("/dev/null")
     cases += [(f"output:{var}:{name}", {**env, var: str(root / name)}, f"{var}={root / name}: ", "is not a regular file (a device, pipe or socket)")
               for var, env in outs.items() for name in ("fifo", "null_link")]
-    return cases
+    # An output that is one of the run's inputs: ARTIFACT=<the validation shard> trained, then replaced the shard with the artifact
+    # (until 2026-12-04). The inputs are copies (compared with the originals after the cases), named through '..' and a link.
+    data = Path(shutil.copytree(tiny_data["data_path"], root / "inputs" / "data"))
+    tok = Path(shutil.copy(tiny_data["tokenizer_path"], root / "inputs" / "tokenizer.model"))
+    val, train = sorted(data.glob("*_val_*.bin"))[0], sorted(data.glob("*_train_*.bin"))[0]
+    (root / "inputs" / "val_link.bin").symlink_to(val)
+    reads = {"DATA_PATH": str(data), "TOKENIZER_PATH": str(tok)}
+    artifact = lambda path, **env: ("ARTIFACT", {"ARTIFACT": str(path), **env})
+    checkpoint = lambda path: ("CHECKPOINT_PATH", {"CHECKPOINT_EVERY": "1", "CHECKPOINT_PATH": str(path)})
+    teacher, resumed = root / "good.ptz", root / "good.pt"
+    same = {"artifact_is_a_val_shard": (*artifact(data / ".." / "data" / val.name), f"DATA_PATH={data} (its {val.name})"),
+            "artifact_is_a_link_to_a_shard": (*artifact(root / "inputs" / "val_link.bin"), f"DATA_PATH={data} (its {val.name})"),
+            "checkpoint_is_a_train_shard": (*checkpoint(train), f"DATA_PATH={data} (its {train.name})"),
+            "artifact_is_the_tokenizer": (*artifact(tok), f"TOKENIZER_PATH={tok}, which this run reads"),
+            "artifact_is_the_teacher": (*artifact(teacher, DISTILL_TEACHER=str(teacher)), f"DISTILL_TEACHER={teacher}, which this run reads"),
+            "artifact_is_the_resumed_checkpoint": (*artifact(resumed, RESUME=str(resumed), ITERATIONS="5"), f"RESUME={resumed}, which this run reads"),
+            "artifact_is_the_raw_model": ("final_model.pt", {"ARTIFACT": "final_model.pt"}, "ARTIFACT=final_model.pt, which this run writes too"),
+            "checkpoint_is_the_artifact": (*checkpoint("./final_model.int8.ptz"), "ARTIFACT=final_model.int8.ptz, which this run writes too"),
+            "artifact_is_the_log": (*artifact("logs/cls.txt"), "RUN_ID=cls, which this run writes too")}
+    cases += [(f"output:same_file:{name}", {**reads, **env}, f"{label}{'=' + env[label] if label in env else ''}: the same file as {what}",
+               "accepted: a path no other output or input uses") for name, (label, env, what) in same.items()]
+    return cases, {data / f.name: f for f in Path(tiny_data["data_path"]).iterdir()} | {tok: Path(tiny_data["tokenizer_path"])}
 
 
 SPECIAL_CASES = [  # class 4 and 5: processes and single values
@@ -592,9 +614,10 @@ def classes(tiny_data, tmp_path_factory):
                                                                    "regenerated": train_gpt.regenerated_checksums(model)})[0]
     stored = train_gpt.read_artifact(good)[1]["config"]
     cases = file_kind_cases(root) + artifact_cases(root, made["none"], made["mask"]) + eval_only_cases(good, stored)
-    cases += checkpoint_cases(root, root / "good.pt") + output_cases(root) + SPECIAL_CASES + empty_value_cases()
+    outputs, copies = output_cases(root, tiny_data)
+    cases += checkpoint_cases(root, root / "good.pt") + outputs + SPECIAL_CASES + empty_value_cases()
     print(f"\nfault classes: {len(cases)} cases")
-    return {"cases": cases, "results": run_harness(root, work, cases, base), "root": root}
+    return {"cases": cases, "results": run_harness(root, work, cases, base), "root": root, "copies": copies}
 
 
 @pytest.mark.slow
@@ -613,6 +636,7 @@ def test_every_class_case_is_one_clear_line(classes):
     print(f"\nfault classes: {per_class}")
     assert not bad, f"{len(bad)} of {len(classes['cases'])} cases went badly:\n" + "\n".join(bad[:40])
     assert len(classes["cases"]) > 150 and not (classes["root"] / "CHECKPOINT_CODE_RAN").exists()
+    assert all(kept.read_bytes() == original.read_bytes() for kept, original in classes["copies"].items())  # no input was replaced
 
 
 # ---- whole runs: concurrency, a full disk, Ctrl-C, a teacher of another context ----
@@ -720,6 +744,17 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_the_log_says_where_and_the_earl
     resumed = run_train(tmp_path, tiny_env(tiny_data, "resumed", ITERATIONS="30", VAL_LOSS_EVERY="0", EVAL_STRIDE="0",
                                            RESUME="checkpoints/ckpt.pt"))
     assert resumed.returncode == 0 and "resumed:checkpoints/ckpt.pt step:3 " in resumed.stdout, resumed.stderr[-2000:]
+
+
+def test_a_resumed_run_may_checkpoint_into_the_file_it_resumed_from_by_another_name(tiny_data, tmp_path):
+    """An output may not be an input (ARTIFACT=<a shard> replaced the shard), with one exception: a run resumed from its own
+    checkpoint goes on writing it (here named ./checkpoints/same.pt where the first run wrote checkpoints/same.pt)."""
+    env = tiny_env(tiny_data, "same", CHECKPOINT_EVERY="2", VAL_LOSS_EVERY="0", EVAL_STRIDE="0")
+    assert run_train(tmp_path, {**env, "ITERATIONS": "4"}).returncode == 0
+    r = run_train(tmp_path, {**env, "ITERATIONS": "8", "RESUME": "./checkpoints/same.pt"})
+    assert r.returncode == 0 and "resumed:./checkpoints/same.pt step:2 " in r.stdout, r.stderr[-2000:]
+    assert "checkpoint:checkpoints/same.pt step:6" in log_lines(tmp_path, "same")
+    assert torch.load(tmp_path / "checkpoints" / "same.pt", weights_only=True)["step"] == 6
 
 
 @pytest.mark.slow

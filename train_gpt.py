@@ -812,8 +812,7 @@ def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> 
 class CastedLinear(nn.Linear):  # a dense learned projection without bias; fp32 master weight, computed in the autocast dtype
     def __init__(self, in_features: int, out_features: int, zero_init: bool = False):
         super().__init__(in_features, out_features, bias=False)
-        if zero_init:
-            nn.init.zeros_(self.weight)
+        nn.init.zeros_(self.weight) if zero_init else None
 
 class FrozenFC(nn.Module):
     """The random base R alone, never trained (selective freeze): stored nowhere, rebuilt from its seed. Subclasses learn on top of R."""
@@ -858,8 +857,7 @@ class LowRankLinear(nn.Module):
         super().__init__()
         self.A, self.B = nn.Parameter(torch.empty(rank, in_features)), nn.Parameter(torch.zeros(out_features, rank))
         nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
-        if not zero_init:
-            nn.init.kaiming_uniform_(self.B, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.B, a=math.sqrt(5)) if not zero_init else None
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(F.linear(x, self.A), self.B)
 
@@ -964,8 +962,7 @@ class GPT(nn.Module):
             if 0 <= j < self.skip_weights.size(0) and skips:
                 x = x + self.skip_weights[j].to(x.dtype) * skips.pop()
             x = block(x, x0)
-            if i < self.num_encoder:
-                skips.append(x)
+            skips.append(x) if i < self.num_encoder else None
         x = rms_norm(x) if self.logit_scale is None else rms_norm(x) * self.logit_scale.to(x.dtype)
         logits = F.linear(x, self.tok_emb.weight if self.lm_head is None else self.lm_head.weight).float()
         return self.cfg.logit_softcap * torch.tanh(logits / self.cfg.logit_softcap)
@@ -1054,13 +1051,14 @@ def windowed_logits(model, x: Tensor, context: int) -> Tensor:
     starts, score_from = window_plan(x.size(1), context, max(1, context // 2))
     return torch.cat([model.logits(x[:, s:s + context])[:, f:] for s, f in zip(starts, score_from)], dim=1)
 
+def keep_aside(path: Path) -> Path:  # an earlier run's file renamed <stem>.<n><suffix>, the first n free (logs/x.1.txt, checkpoints/x.1.pt)
+    return path.rename(next(p for n in range(1, 1 << 30) if not (p := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists()))
+
 class Logger:  # rank 0 prints and appends to logs/<RUN_ID>.txt, which starts with this file's source; other ranks say nothing
     def __init__(self, run_id: str, rank: int, code: str):
         self.path = Path("logs") / f"{run_id}.txt" if rank == 0 else None
         if self.path:
             with refused_as(f"RUN_ID={run_id}: its log {self.path} could not be written", OSError):
-                if self.path.exists():  # a rerun of a RUN_ID keeps the earlier log, renamed logs/<RUN_ID>.<n>.txt (the first n free)
-                    self.path.rename(next(p for n in range(1, 1 << 30) if not (p := self.path.with_suffix(f".{n}.txt")).exists()))
                 self.path.write_text(code + "\n" + "=" * 100 + "\n", encoding="utf-8")
     def __call__(self, msg: str, console: bool = True) -> None:
         if self.path:
@@ -1076,7 +1074,7 @@ RSS_PER_MIB = 1 << 20 if sys.platform == "darwin" else 1 << 10  # getrusage's ru
 HELD_LOCKS: list[int] = []  # lock files of this run's outputs, open until it ends (the OS releases them on any exit, kill -9 too)
 RUNNING: list = []  # [say, where, log] of the run in progress, then its stop signal: a stop it did not choose says where it was
 
-def claim_outputs(args) -> None:
+def claim_outputs(args) -> list[str]:
     """Before any work each output gets its folder and a held lock beside it: a second live run on them is refused, and so is an output that
     is an input (ARTIFACT=<a shard> replaced it) or another output (ARTIFACT=final_model.pt), by any name or link; RESUME may be CHECKPOINT_PATH."""
     outputs = {f"RUN_ID={args.run_id}": f"logs/{args.run_id}.txt", **({} if args.eval_only else {f"ARTIFACT={args.artifact}": args.artifact,
@@ -1084,7 +1082,7 @@ def claim_outputs(args) -> None:
     reads = {f"TOKENIZER_PATH={args.tokenizer_path}": args.tokenizer_path, f"DISTILL_TEACHER={args.distill_teacher}": args.distill_teacher,
              **{f"DATA_PATH={args.data_path} (its {os.path.basename(f)})": f for f in glob.glob(os.path.join(glob.escape(args.data_path), "*.bin"))},
              f"RESUME={args.resume}": "" if os.path.realpath(args.resume) == os.path.realpath(args.checkpoint_path) else args.resume}
-    taken = {os.path.realpath(p): f"{label}, which this run reads" for label, p in reads.items() if p}
+    taken, aside = {os.path.realpath(p): f"{label}, which this run reads" for label, p in reads.items() if p}, []
     for label, path, real in ((label, Path(p), os.path.realpath(p)) for label, p in outputs.items() if p):
         try:
             odd = "a folder" if path.is_dir() else "not a regular file (a device, pipe or socket)" if path.exists() and not path.is_file() else ""
@@ -1101,6 +1099,9 @@ def claim_outputs(args) -> None:
             raise ConfigError(f"{label}: {path} is held by another live run (pid {os.pread(fd, 16, 0).decode(errors='replace').strip()}); "
                               "give this run another RUN_ID, ARTIFACT or working folder") from None
         os.pwrite(fd, f"{os.getpid()}\n".ljust(16).encode(), 0)  # the holder's pid, read by a refused run (16 bytes over any older one)
+        if label.startswith("RUN_ID") or label.startswith("CHECKPOINT_PATH") and real != os.path.realpath(args.resume):
+            aside.append(path)  # a rerun of a RUN_ID replaces no earlier log or checkpoint: they are kept aside once every output is claimed
+    return [f"kept: {p}, an earlier run's, as {keep_aside(p)}" for p in aside if p.is_file()]
 
 def stop_on_signals(log, where) -> None:  # SIGTERM (a scheduler; torchrun forwards it), SIGINT (Ctrl-C), SIGHUP (a closed session): exit 128+n
     RUNNING[:] = [lambda line: log(line) if log.path else print(line, file=sys.stderr, flush=True), where, log]  # rank 0 logs, others: stderr
@@ -1240,8 +1241,7 @@ def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tupl
                                                f"{where}: holds {len(state['optimizers'])} optimizer states, this run has {len(optimizers)}"))
     check_finite(state["model"], where)
     with refused_as(f"{where}: does not fit this run"):
-        if state["frozen"]:
-            freeze_parameters(optimizers, progressive)
+        freeze_parameters(optimizers, progressive) if state["frozen"] else None
         model.load_state_dict(state["model"])
         for opt, opt_state in zip(optimizers, state["optimizers"]):
             settings = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
@@ -1260,7 +1260,7 @@ def main() -> int:
     check_torch(torch.__version__)
     code, args = Path(__file__).read_text(encoding="utf-8"), Hyperparameters(os.environ)
     rt = setup_runtime(args)
-    claim_outputs(args) if rt.rank == 0 else None  # only rank 0 writes; torchrun ends the other ranks if it refuses
+    kept = claim_outputs(args) if rt.rank == 0 else []  # only rank 0 writes; torchrun ends the other ranks if it refuses
     log = Logger(args.run_id, rt.rank, code)
     device_name = torch.cuda.get_device_name(rt.device) if rt.use_cuda else f"CPU ({os.cpu_count()} cores)"
     log(f"Running Python {sys.version.split()[0]}, PyTorch {torch.__version__}, device:{device_name}")
@@ -1270,8 +1270,8 @@ def main() -> int:
     if args.recipe:  # what the recipe set, as resolved: a variable set in the environment wins (marked *)
         log(f"recipe:{args.recipe} " + " ".join(f"{k}={shlex.quote(os.environ[k]) + '*' if os.environ.get(k) else v}"
                                                  for k, v in args.recipe_vars.items()))
-    for warning in ([] if args.eval_only else args.no_effect) + args.misspelt:  # EVAL_ONLY refuses what it cannot use
-        log(f"warning: {warning}")
+    for line in [f"warning: {w}" for w in ([] if args.eval_only else args.no_effect) + args.misspelt] + kept:  # EVAL_ONLY refuses the rest
+        log(line)
     step = 0
     stop_on_signals(log, lambda: "during EVAL_ONLY evaluation" if args.eval_only else f"at step:{step}/{args.iterations}; no artifact written")
     if args.eval_only:

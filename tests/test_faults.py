@@ -316,15 +316,20 @@ def test_a_non_finite_loss_or_an_unusable_artifact_stops_and_keeps_the_good_arti
 
 
 @pytest.mark.slow
-def test_a_rerun_of_a_run_id_keeps_the_earlier_logs(tiny_data, tmp_path):
+def test_a_rerun_of_a_run_id_keeps_the_earlier_logs_and_checkpoint(tiny_data, tmp_path):
     """A run given the RUN_ID of an earlier one (a finished run whose log a record needs, say) renames the earlier log to
-    logs/<RUN_ID>.1.txt (then .2, ...) before it writes its own: a rerun that fails, or an EVAL_ONLY under the same id, loses no log."""
+    logs/<RUN_ID>.1.txt (then .2, ...) before it writes its own: a rerun that fails, or an EVAL_ONLY under the same id, loses no log.
+    So with its checkpoint, which a rerun without RESUME replaced at its first checkpoint (until 2026-12-04): checkpoints/<RUN_ID>.1.pt."""
     env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"], "RUN_ID": "seed1",
-                       "ITERATIONS": "3", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0"})
+                       "ITERATIONS": "3", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0", "CHECKPOINT_EVERY": "2"})
     assert run_train(tmp_path, env).returncode == 0
     first, artifact = (tmp_path / "logs" / "seed1.txt").read_bytes(), (tmp_path / "final_model.int8.ptz").read_bytes()
+    checkpoint = (tmp_path / "checkpoints" / "seed1.pt").read_bytes()
     assert run_train(tmp_path, {**env, "TIED_EMBED_LR": "1e30", "WARMUP_STEPS": "0", "ITERATIONS": "12"}).returncode == 3
     assert (tmp_path / "logs" / "seed1.1.txt").read_bytes() == first and log_lines(tmp_path, "seed1")[-1].startswith("stopping: non-finite")
+    assert (tmp_path / "checkpoints" / "seed1.1.pt").read_bytes() == checkpoint
+    assert {"kept: logs/seed1.txt, an earlier run's, as logs/seed1.1.txt",
+            "kept: checkpoints/seed1.pt, an earlier run's, as checkpoints/seed1.1.pt"} <= set(log_lines(tmp_path, "seed1"))
     r = run_train(tmp_path, clean_env(EVAL_ONLY="1", RUN_ID="seed1"))  # the first run's artifact, which the failed run left
     assert r.returncode == 0 and (tmp_path / "final_model.int8.ptz").read_bytes() == artifact, r.stderr[-2000:]
     assert (tmp_path / "logs" / "seed1.1.txt").read_bytes() == first and log_lines(tmp_path, "seed1.2")[-1].startswith("stopping: non-finite")
@@ -656,13 +661,15 @@ def wait_for_line(log: Path, text: str, proc, seconds: float = 120) -> None:
 @pytest.mark.slow
 def test_a_second_run_on_the_same_outputs_is_refused_while_the_first_lives(tiny_data, tmp_path):
     """Two real processes in one folder: the second is refused at once (one line naming the holder's
-    pid) and the first finishes untouched; once the first is gone (killed: no clean-up ran) the lock is free."""
+    pid) and the first finishes untouched, its own earlier log not even kept aside; once the first is gone (killed: no clean-up ran)
+    the lock is free."""
     first = subprocess.Popen([sys.executable, str(SCRIPT)], cwd=tmp_path, env=tiny_env(tiny_data, "a", ITERATIONS="100000", VAL_LOSS_EVERY="0"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_line(tmp_path / "logs" / "a.txt", "step:2/", first)
+        (tmp_path / "logs" / "b.txt").write_text("an earlier run's log\n")
         second = run_train(tmp_path, tiny_env(tiny_data, "b", ITERATIONS="2"))
-        assert second.returncode == 2
+        assert second.returncode == 2 and (tmp_path / "logs" / "b.txt").read_text() == "an earlier run's log\n"
         assert second.stderr.strip() == (f"error: ARTIFACT=final_model.int8.ptz: final_model.int8.ptz is held by another live run "
                                           f"(pid {first.pid}); give this run another RUN_ID, ARTIFACT or working folder")
         same_log = run_train(tmp_path, tiny_env(tiny_data, "a", ITERATIONS="2", ARTIFACT="other.ptz"))
@@ -672,7 +679,7 @@ def test_a_second_run_on_the_same_outputs_is_refused_while_the_first_lives(tiny_
         first.kill()
         first.wait()
     again = run_train(tmp_path, tiny_env(tiny_data, "b", ITERATIONS="2", EVAL_STRIDE="0"))
-    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.returncode == 0 and (tmp_path / "logs" / "b.1.txt").read_text() == "an earlier run's log\n", again.stderr[-2000:]
 
 
 @pytest.mark.slow

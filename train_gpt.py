@@ -204,7 +204,9 @@ def _parse_var(name: str, raw: str, kind: str, accepted):
     ranged, chosen = isinstance(accepted, tuple) and kind != "str", isinstance(accepted, tuple) and kind == "str"
     refuse_first((not raw.isprintable(), f"{name}={raw!r}: holds " + ("bytes that are not UTF-8; accepted UTF-8 text" if raw != raw.encode(
                   errors="replace").decode() else "a control character (a line ending from a Windows file?); remove it")),
-                 (kind == "float" and not math.isfinite(value), f"{name}={raw!r}: not a finite number"),
+                 (kind == "float" and not math.isfinite(value), f"{name}={raw!r}: not a finite number"),  # '~/data' in quotes: ./~/data
+                 (shell := kind == "str" and re.search(r"(?<![^/])~[^/]*|\$\{?[A-Za-z_]\w*\}?", raw), shell and f"{name}={raw!r}: holds "
+                  f"{shell[0]!r}, left unexpanded (quoted, or from an env file); accepted: the path written out"),
                  (ranged and not accepted[0] <= value <= accepted[1],
                   ranged and f"{name}={raw}: out of range; accepted {' to '.join(map(str, accepted))}"),
                  (chosen and value not in accepted, chosen and f"{name}={raw!r}: unknown value; accepted: {', '.join(accepted)}"))
@@ -670,8 +672,9 @@ def split_files(data_path: str, split: str) -> list[str]:  # 'run[1]' is a folde
     if not files:  # DATA_PATH=./data/datasets, a folder above the shards, is named with the folders below it that hold them
         below = sorted({os.path.dirname(f) for f in glob.glob(os.path.join(glob.escape(data_path), "*", f"*_{split}_*.bin"))})
         raise DataError(f"DATA_PATH={data_path}: no {split} shards match {os.path.abspath(os.path.join(data_path, f'*_{split}_*.bin'))}; " + (
-            f"the folder below it that holds them: DATA_PATH={' or '.join(below)}" if below else "fetch FineWeb with `python3 "
-            "data/cached_challenge_fineweb.py --variant sp1024` or build the embedded corpus: `bash run.sh data`"))
+            f"the folder below it that holds them: DATA_PATH={' or '.join(below)}" if below else "it is a file, not a folder; accepted: the "
+            f"folder of the shards, DATA_PATH={os.path.dirname(data_path) or '.'}" if os.path.isfile(data_path) else "fetch FineWeb with "
+            "`python3 data/cached_challenge_fineweb.py --variant sp1024` or build the embedded corpus: `bash run.sh data`"))
     return files
 
 def load_validation_tokens(data_path: str, seq_len: int, vocab_size: int) -> Tensor:
@@ -698,8 +701,7 @@ class TokenStream:  # the training shards read in order as one endless stream (w
     def take(self, n: int) -> np.ndarray:
         parts = []
         while n > 0:
-            if self.pos >= self.tokens.size:
-                self._next_file()
+            self._next_file() if self.pos >= self.tokens.size else None
             k = min(n, self.tokens.size - self.pos)
             parts.append(self.tokens[self.pos:self.pos + k])
             self.pos, n = self.pos + k, n - k
@@ -922,10 +924,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg, layer: int):
         super().__init__()
-        dim = cfg.model_dim
         self.attn, self.mlp = CausalSelfAttention(cfg, layer), MLP(cfg, layer)
-        self.attn_scale, self.mlp_scale = nn.Parameter(torch.ones(dim)), nn.Parameter(torch.ones(dim))
-        self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))))
+        self.attn_scale, self.mlp_scale = nn.Parameter(torch.ones(cfg.model_dim)), nn.Parameter(torch.ones(cfg.model_dim))
+        self.resid_mix = nn.Parameter(torch.stack((torch.ones(cfg.model_dim), torch.zeros(cfg.model_dim))))
     def forward(self, x: Tensor, x0: Tensor) -> Tensor:
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
@@ -953,8 +954,7 @@ class GPT(nn.Module):
             nn.init.normal_(self.tok_emb.weight, std=cfg.tied_embed_init_std)
     def logits(self, input_ids: Tensor) -> Tensor:
         x = F.embedding(input_ids, self.tok_emb.weight)
-        if self.bigram is not None:
-            x = x + self.bigram_proj(self.bigram(bigram_buckets(input_ids, self.cfg.bigram_buckets)))
+        x = x if self.bigram is None else x + self.bigram_proj(self.bigram(bigram_buckets(input_ids, self.cfg.bigram_buckets)))
         x = x0 = rms_norm(x)
         skips = []
         for i, block in enumerate(self.blocks):

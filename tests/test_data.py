@@ -65,7 +65,7 @@ def test_missing_split_says_what_matched_nothing_and_how_to_fetch(tmp_path, monk
 
 def test_a_data_path_one_folder_above_the_shards_names_the_folders_that_hold_them(tmp_path):
     """DATA_PATH=./data/datasets (the folder the downloader fills, not the variant's folder inside it) is the newcomer's mistake:
-    the error names each folder below that holds the split, and only those; with none, it says how to fetch."""
+    the error names each folder below that holds the split, and only those; given a shard, its folder; with none, how to fetch."""
     for folder in ("sp1024", "sp8192", "other"):
         (tmp_path / folder).mkdir()
     write_shard(tmp_path / "sp1024" / "fineweb_val_000000.bin", np.arange(40, dtype=np.uint16))
@@ -76,8 +76,11 @@ def test_a_data_path_one_folder_above_the_shards_names_the_folders_that_hold_the
     assert str(e.value).endswith(f"; the folder below it that holds them: DATA_PATH={tmp_path}/sp1024 or {tmp_path}/sp8192")
     with pytest.raises(DataError, match=rf"holds them: DATA_PATH={tmp_path}/other$"):
         TokenStream(str(tmp_path), vocab_size=1024)
+    with pytest.raises(DataError) as e:  # the shard itself, not its folder: it was told to fetch FineWeb (until 2026-12-04)
+        load_validation_tokens(str(tmp_path / "sp1024" / "fineweb_val_000000.bin"), 16, 1024)
+    assert str(e.value).endswith(f"; it is a file, not a folder; accepted: the folder of the shards, DATA_PATH={tmp_path}/sp1024")
     with pytest.raises(DataError, match="no val shards match .*; fetch FineWeb with"):
-        load_validation_tokens(str(tmp_path / "sp1024" / "fineweb_val_000000.bin"), 16, 1024)  # the shard itself: nothing below
+        load_validation_tokens(str(tmp_path / "missing"), 16, 1024)
 
 
 def test_stream_crosses_shards_skips_empty_ones_and_wraps(tmp_path):

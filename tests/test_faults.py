@@ -142,6 +142,9 @@ def shard_cases(root: Path):
                 path.write_bytes(bytes(data))
         culprit = str(folder)  # the folder, or a file in it
         cases.append((f"shards:{name}", {"DATA_PATH": str(folder)}, expected, culprit))
+    shard = root / "shards_val_magic" / "d_val_000000.bin"  # a shard itself, not its folder: the folder is named
+    cases.append(("shards:data_path_is_a_shard", {"DATA_PATH": str(shard)}, f"DATA_PATH={shard}: no val shards match",
+                  f"it is a file, not a folder; accepted: the folder of the shards, DATA_PATH={shard.parent}"))
     return cases
 
 
@@ -265,7 +268,8 @@ def matrix(tiny_data, tmp_path_factory):
 
 ALL_IDS = [cid for cid, *_ in variable_cases() + FREE_TEXT_CASES + COMBINATION_CASES] + \
           [f"shards:{n}" for n in ("missing", "no_val", "no_train", "val_empty_file", "val_truncated", "val_magic", "val_version",
-                                   "val_odd_size", "val_token_range", "train_magic", "train_token_range", "val_too_short", "val_is_folder")] + \
+                                   "val_odd_size", "val_token_range", "train_magic", "train_token_range", "val_too_short", "val_is_folder",
+                                   "data_path_is_a_shard")] + \
           ["tokenizer:garbage", "tokenizer:other_json", "tokenizer:not_the_shards", "artifact:truncated", "artifact:flipped_byte", "artifact:not_an_artifact", "artifact:empty",
            "artifact:foreign_format", "artifact:pickle_with_code", "artifact:other_config", "artifact:other_base_seed",
            "artifact:other_tokenizer", "teacher:corrupted", "resume:artifact_not_checkpoint", "resume:other_config", "resume:other_mode"]
@@ -593,6 +597,12 @@ SPECIAL_CASES = [  # class 4 and 5: processes and single values
     # a name in another encoding (Latin-1's e-acute, byte 0xE9, as os.environ holds it): it was called a control character
     ("value:path_not_utf8", {"DATA_PATH": "/data/caf\udce9"}, "DATA_PATH='/data/caf\\udce9': holds bytes that are not UTF-8; accepted UTF-8 text",
      "DATA_PATH"),
+    # A ~ or $NAME no shell expanded (a quoted path, an env file, docker's --env-file): DATA_PATH='~/data' read ./~/data, and
+    # ARTIFACT='~/runs/a.ptz' made a folder named ~ (one `rm -rf ~` from disaster); run.sh makes '~/data' absolute: <folder>/~/data
+    *[(f"value:unexpanded_{var}", {var: raw}, f"{var}={raw!r}: holds {token!r}, left unexpanded (quoted, or from an env file); accepted: "
+       "the path written out", var) for var, raw, token in (("DATA_PATH", "~/data", "~"), ("ARTIFACT", "~/runs/a.ptz", "~"),
+                                                         ("TOKENIZER_PATH", "$HOME/t.model", "$HOME"), ("RESUME", "/ckpt/${USER}/x.pt", "${USER}"),
+                                                         ("DISTILL_TEACHER", "/work/~/teacher.ptz", "~"))],
     ("value:model_past_memory", {"NUM_LAYERS": "1024", "MODEL_DIM": "16384", "NUM_HEADS": "128", "NUM_KV_HEADS": "64"},
      "NUM_LAYERS=1024 MODEL_DIM=16384: the model needs", "GiB of weights and regenerated matrices; this machine has"),
 ]

@@ -178,6 +178,13 @@ gpu_defaults() {  # the challenge run: FineWeb, every GPU
   LAUNCH=("$PY" -m torch.distributed.run --standalone "--nproc_per_node=$nproc_gpu")  # words: PY's path may hold a space
 }
 
+check_variables() {  # check_variables N: train_gpt.py's variables, checked once before torchrun starts N processes: there each process
+                     # printed a bad one's line, then torchrun its own 40-line report of their exits
+  "$PY" -c 'import os, sys; sys.path.insert(0, os.getcwd()); import train_gpt
+try: train_gpt.Hyperparameters(os.environ).check_world(int(sys.argv[1]))
+except train_gpt.ConfigError as e: sys.exit(f"error: {e}")' "$1" || exit 2
+}
+
 py_from_anywhere() {  # a relative PY (.venv/bin/python) made absolute, for a tool that runs elsewhere and the runs it starts
   if [[ $PY == */* && $PY != /* ]]; then PY=$HERE/$PY; fi
 }
@@ -279,6 +286,7 @@ case "$cmd" in
     ensure_deps
     gpu_defaults
     export RUN_ID=${RUN_ID:-fineweb_$(date +%Y%m%d_%H%M%S)}
+    check_variables "$nproc_gpu"
     child "${LAUNCH[@]}" train_gpt.py
     summary "logs/$RUN_ID.txt"
     ;;

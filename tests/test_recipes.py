@@ -287,14 +287,19 @@ def test_run_sh_bench_takes_the_peer_flag_anywhere_among_its_arguments(tmp_path)
         assert "unrecognized arguments" not in r.stderr
 
 
-def test_run_sh_fineweb_refuses_missing_shards_and_a_bad_nproc_in_one_line(tmp_path):
-    """`bash run.sh fineweb` checks before torchrun starts: no shards in DATA_PATH, and NPROC that is not a count (it was passed to
-    a shell test as it was, and on to torchrun)."""
+def test_run_sh_fineweb_refuses_missing_shards_a_bad_nproc_and_a_bad_variable_in_one_line(tmp_path):
+    """`bash run.sh fineweb` checks before torchrun starts: no shards in DATA_PATH, NPROC that is not a count (it was passed to
+    a shell test as it was, and on to torchrun), and train_gpt.py's variables against NPROC processes: each process printed a bad
+    variable's line, then torchrun its 40-line report of their exits (until 2026-12-04)."""
     from export_corpus import write_shard
     write_shard(tmp_path / "fineweb_val_000000.bin", np.zeros(16, dtype=np.uint16))
     for env, said in (({"DATA_PATH": str(tmp_path / "none")}, f"run.sh: no FineWeb shards in DATA_PATH={tmp_path / 'none'}; fetch them with"),
                       ({"DATA_PATH": str(tmp_path), "NPROC": "abc"}, "run.sh: NPROC=abc: accepted a count of processes (1, 2, ...)"),
-                      ({"DATA_PATH": str(tmp_path), "NPROC": "0"}, "run.sh: NPROC=0: accepted a count of processes")):
+                      ({"DATA_PATH": str(tmp_path), "NPROC": "0"}, "run.sh: NPROC=0: accepted a count of processes"),
+                      ({"DATA_PATH": str(tmp_path), "NPROC": "2", "ITERATIONS": "abc"}, "error: ITERATIONS='abc': not an integer"),
+                      ({"DATA_PATH": str(tmp_path), "NPROC": "3"}, "error: WORLD_SIZE=3: must divide 8 (1, 2, 4 or 8 processes)"),
+                      ({"DATA_PATH": str(tmp_path), "NPROC": "2", "TRAIN_BATCH_TOKENS": "1000"}, "error: TRAIN_BATCH_TOKENS=1000: must be a "
+                       "multiple of world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = 8192")):
         r = subprocess.run(["bash", "run.sh", "fineweb"], cwd=ROOT, env=clean_env(**env), capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and r.stderr.startswith(said) and r.stderr.count("\n") == 1, r.stderr
 

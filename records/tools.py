@@ -461,10 +461,16 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
     if not launch or not shutil.which(launch[0]):  # before any folder is made
         raise ToolError(f"--launch {' '.join(launch)!r}: {'empty' if not launch else launch[0] + ' is not a command on PATH'}; accepted "
                         "a command that starts train_gpt.py, e.g. python3 or 'torchrun --standalone --nproc_per_node=8'")
+    # The processes each run will have (torchrun's --nproc_per_node N or =N; a count only, not gpu or auto): TRAIN_BATCH_TOKENS and
+    # GRAD_ACCUM_STEPS are checked against them too, as train_gpt.py does when it starts (under torchrun, in every process at once).
+    given = next((m[1] or (launch[i + 1:i + 2] or [""])[0] for i, w in enumerate(launch)
+                  if (m := re.fullmatch(r"--nproc[-_]per[-_]node(?:=(.*))?", w))), "1")
+    world = int(given) if given.isdigit() and int(given) > 0 else None
     runs, inert, seen = [], {}, {}  # inert: a swept variable -> the warning of each run where it has no effect
     for combo in itertools.product(*grid):  # every run checked before the first starts
         try:
             h = train_gpt.Hyperparameters({**os.environ, **dict(combo), "RUN_ID": run_name(combo)})  # its length too
+            h.check_world(world) if world else None
         except train_gpt.ConfigError as e:
             raise ToolError(f"sweep {' '.join(f'{k}={v}' for k, v in combo)}: {e}; nothing was run") from None
         idle = {w.split("=", 1)[0]: w for w in h.no_effect}

@@ -396,6 +396,13 @@ def test_sweep_runs_the_grid_in_separate_folders(tiny_data, tmp_path):
                              text=True)
         assert bad.returncode == 2 and bad.stderr == ("error: --launch 'torchrunn --standalone': torchrunn is not a command on PATH; accepted a "
                                                       "command that starts train_gpt.py, e.g. python3 or 'torchrun --standalone --nproc_per_node=8'\n")
+        # Under torchrun, against the processes it will start (each printed the same error, then torchrun its report, until 2026-12-04)
+        for launch, grid, text in (("--nproc_per_node=3", "SEED=1,2", "sweep SEED=1: WORLD_SIZE=3: must divide 8 (1, 2, 4 or 8 processes), or set GRAD_ACCUM_STEPS"),
+                                   ("--nproc-per-node 2", "TRAIN_BATCH_TOKENS=2048,1000", "sweep TRAIN_BATCH_TOKENS=1000: TRAIN_BATCH_TOKENS=1000: "
+                                    "must be a multiple of world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = 512")):
+            bad = subprocess.run(TOOLS + ["sweep", "--name", name + "_bad", "--launch", f"{sys.executable} -m torch.distributed.run {launch}",
+                                          grid], env=env, capture_output=True, text=True)
+            assert bad.returncode == 2 and bad.stderr == f"error: {text}; nothing was run\n", bad.stderr[-500:]
         # The whole grid is validated by the script's rules before the first run: nothing runs.
         for grid, text in ((["TORCHINDUCTOR_CUDAGRAPHS=0,1", "NUM_LAYERS=2,x"], "sweep TORCHINDUCTOR_CUDAGRAPHS=0 NUM_LAYERS=x: NUM_LAYERS='x': "
                             "not an integer; nothing was run"),  # torch's knob is a name the sweep takes

@@ -582,13 +582,11 @@ def check_blob(blob, where: str) -> None:
                   f"{(unknown + missing + ['a tensor stored twice'])[0]})"), error=ArtifactError)
     for name, shape in ((n, t.shape) for n, t in expected.items()):
         q, keep, bits, scale = (blob[k].get(name) for k in ("q", "keep", "bits", "scale"))
-        if q is not None:
-            ok = (isinstance(q, Tensor) and q.dtype == torch.int8 and q.shape == shape and isinstance(scale, Tensor) and scale.dtype == torch.float16
-                  and scale.shape == (shape[0] if len(shape) == 2 else 1,) and blob["dtype"].get(name) in ("float32", "float16", "bfloat16"))
-        else:
-            ok = isinstance(keep, Tensor) and keep.is_floating_point() and keep.shape == shape if keep is not None else (
-                isinstance(bits, Tensor) and bits.dtype == torch.uint8 and bits.shape == ((math.prod(shape) + 7) // 8,)
-                and blob["shape"].get(name) == list(shape))
+        ok = ((isinstance(q, Tensor) and q.dtype == torch.int8 and q.shape == shape and isinstance(scale, Tensor) and scale.dtype == torch.float16
+               and scale.shape == (shape[0] if len(shape) == 2 else 1,) and blob["dtype"].get(name) in ("float32", "float16", "bfloat16"))
+              if q is not None else (isinstance(keep, Tensor) and keep.is_floating_point() and keep.shape == shape) if keep is not None else
+              (isinstance(bits, Tensor) and bits.dtype == torch.uint8 and bits.shape == ((math.prod(shape) + 7) // 8,)
+               and blob["shape"].get(name) == list(shape)))  # by how it is stored: int8 rows and scales, a kept float, or mask bits
         refuse_first((not ok, f"{where}: tensor {name} is not stored as the model's {tuple(shape)} weights (shape, size or dtype)"),
                      error=ArtifactError)
 
@@ -1020,8 +1018,7 @@ class EMA:
             self.avg = self.avg or {name: p.detach().clone() for name, p in model.named_parameters()}
             torch._foreach_lerp_(list(self.avg.values()), [p.detach() for p in model.parameters()], 1.0 - self.decay)
     def copy_to(self, model: nn.Module) -> bool:  # False: the EMA never started (the run stopped before EMA_START_STEP)
-        if self.avg is not None:
-            model.load_state_dict(self.avg)  # strict: the state dict is the parameters (regenerated matrices and tables are not saved)
+        model.load_state_dict(self.avg) if self.avg is not None else None  # strict: the parameters (regenerated matrices are not saved)
         return self.avg is not None
 
 def freeze_parameters(optimizers: list[torch.optim.Optimizer], params: list[nn.Parameter]) -> None:
@@ -1203,7 +1200,10 @@ def eval_only(args, rt, log) -> int:
     ev = meta.get("eval") if isinstance(meta.get("eval"), dict) else {}
     run = Hyperparameters({**made, **{k.upper(): str(v) for k, v in ev.items() if k.upper() in EVAL_SETTINGS},
                            **{n: os.environ[n] for n in EVAL_SETTINGS if os.environ.get(n)}})  # EVAL_STRIDE against the artifact's context
-    val_tokens, token_bytes, tok_sha, _ = load_eval_data(run.data_path, run.tokenizer_path, run.vocab_size, run.train_seq_len, rt.device)
+    recorded = [f"{n}={getattr(run, n.lower())}" for n in ("DATA_PATH", "TOKENIZER_PATH") if not os.environ.get(n) and n.lower() in ev]
+    with refused_as(f"ARTIFACT={args.artifact}: {' and '.join(recorded)}, where it was evaluated, cannot be used here; set them to a copy of "
+                    "its data", ConfigError) if recorded else contextlib.nullcontext():  # an artifact evaluated on another machine
+        val_tokens, token_bytes, tok_sha, _ = load_eval_data(run.data_path, run.tokenizer_path, run.vocab_size, run.train_seq_len, rt.device)
     refuse_first((ev.get("tokenizer_sha256") not in (None, tok_sha), f"TOKENIZER_PATH={run.tokenizer_path}: not the tokenizer the artifact "
                   f"{args.artifact} was evaluated with (sha256 differs)"), error=ArtifactError)
     model = model.to(rt.device)

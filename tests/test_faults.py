@@ -774,6 +774,22 @@ def test_a_resumed_run_may_checkpoint_into_the_file_it_resumed_from_by_another_n
     assert torch.load(tmp_path / "checkpoints" / "same.pt", weights_only=True)["step"] == 6
 
 
+def test_eval_only_of_an_artifact_made_elsewhere_names_the_data_it_recorded(tiny_data, tmp_path):
+    """EVAL_ONLY reads the data the artifact was evaluated on, as it recorded them; moved (an artifact copied from a GPU box to a
+    laptop), they were refused as if DATA_PATH had been set by the user. The error says they are the artifact's, and what to set."""
+    data, tok = Path(shutil.copytree(tiny_data["data_path"], tmp_path / "data")), Path(shutil.copy(tiny_data["tokenizer_path"], tmp_path / "t.model"))
+    work = tmp_path / "work"
+    work.mkdir()
+    assert run_train(work, tiny_env(tiny_data, "made", DATA_PATH=str(data), TOKENIZER_PATH=str(tok), ITERATIONS="2", EVAL_STRIDE="0")).returncode == 0
+    data.rename(tmp_path / "moved")
+    r = run_train(work, clean_env(EVAL_ONLY="1", RUN_ID="elsewhere"))
+    assert r.returncode == 2 and r.stderr.startswith(f"error: ARTIFACT=final_model.int8.ptz: DATA_PATH={data} and TOKENIZER_PATH={tok}, where it "
+                                                     f"was evaluated, cannot be used here; set them to a copy of its data (DATA_PATH={data}: "
+                                                     "no val shards match") and r.stderr.count("\n") == 1, r.stderr[-2000:]
+    r = run_train(work, clean_env(EVAL_ONLY="1", RUN_ID="here", DATA_PATH=str(tmp_path / "moved")))
+    assert r.returncode == 0 and "final_int8_zlib_roundtrip_exact " in r.stdout, r.stderr[-2000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["ctrl_c", "closed_terminal"])
 def test_ctrl_c_or_a_closed_terminal_logs_where_the_run_stopped(tiny_data, tmp_path, signum):

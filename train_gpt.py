@@ -373,8 +373,7 @@ class Muon(torch.optim.Optimizer):
                     for i, o in zip(mine, ortho):
                         views[i] = views[i].copy_(o) if world > 1 else o
             dist.all_reduce(flat) if world > 1 else None
-            if group["weight_decay"]:  # decoupled: shrink the weights, then step
-                torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
+            torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"]) if group["weight_decay"] else None  # decoupled: shrink, step
             torch._foreach_add_(params, views, alpha=-group["lr"])
 
 # -----------------------------------------------------------------------------
@@ -948,8 +947,7 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
         self.lm_head = None if cfg.tie_embeddings else CastedLinear(cfg.model_dim, cfg.vocab_size, zero_init=True)
         self.logit_scale = nn.Parameter(torch.ones(())) if cfg.freeze_mode == "mask" else None  # supermask: a learned scale before the logits
-        if isinstance(self.tok_emb, nn.Embedding):  # last, as the house does: its random stream, its weights
-            nn.init.normal_(self.tok_emb.weight, std=cfg.tied_embed_init_std)
+        nn.init.normal_(self.tok_emb.weight, std=cfg.tied_embed_init_std) if isinstance(self.tok_emb, nn.Embedding) else None  # last, as the house
     def logits(self, input_ids: Tensor) -> Tensor:
         x = F.embedding(input_ids, self.tok_emb.weight)
         x = x if self.bigram is None else x + self.bigram_proj(self.bigram(bigram_buckets(input_ids, self.cfg.bigram_buckets)))
@@ -1131,8 +1129,7 @@ def setup_runtime(args) -> SimpleNamespace:  # processes (torchrun's RANK / WORL
     if use_cuda:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    if world_size > 1:
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None)
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None) if world_size > 1 else None
     return SimpleNamespace(world_size=world_size, rank=rank, local_rank=local_rank, use_cuda=use_cuda, device=device,
                            distributed=world_size > 1, compile=args.compile == "1" or (args.compile == "auto" and use_cuda),
                            autocast=torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False))
@@ -1289,7 +1286,10 @@ def main() -> int:
         with torch.random.fork_rng(devices=[]):  # building the teacher must not move the student's initialisation
             teacher, tmeta = model_from_artifact(args.distill_teacher, var="DISTILL_TEACHER")
         refuse_first((tmeta["config"]["vocab_size"] != args.vocab_size, f"DISTILL_TEACHER={args.distill_teacher}: vocabulary "
-                      f"{tmeta['config']['vocab_size']}, this run has VOCAB_SIZE={args.vocab_size}"))
+                      f"{tmeta['config']['vocab_size']}, this run has VOCAB_SIZE={args.vocab_size}"),
+                     ((tmeta["eval"] if isinstance(tmeta.get("eval"), dict) else {}).get("tokenizer_sha256") not in (None, tokenizer_sha),
+                      f"DISTILL_TEACHER={args.distill_teacher}: made with another tokenizer than TOKENIZER_PATH={args.tokenizer_path}, whose ids are "
+                      "other tokens; accepted: a teacher made with it"))
         teacher, teacher_context = teacher.to(device).eval().requires_grad_(False), tmeta["config"]["train_seq_len"]
         log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in teacher.parameters())}"
             f" alpha:{args.distill_alpha} temp:{args.distill_temp}")

@@ -189,6 +189,10 @@ def tokenizer_and_artifact_cases(root: Path, tiny_data: dict, good: dict):
         ("artifact:other_tokenizer", {**a("good.ptz"), "TOKENIZER_PATH": good["other_tokenizer"], "DATA_PATH": good["other_data"]},
          "not the tokenizer the artifact", ""),  # the shards of that tokenizer: they agree with it, not with the artifact
         ("teacher:corrupted", {"DISTILL_TEACHER": str(root / "flipped.ptz")}, "not a zlib-compressed artifact", str(root / "flipped.ptz")),
+        # a teacher of another tokenizer of the same size: its ids are other tokens (distilled from, until 2026-12-04)
+        ("teacher:other_tokenizer", {"DISTILL_TEACHER": str(root / "good.ptz"), "TOKENIZER_PATH": good["other_tokenizer"], "DATA_PATH": good["other_data"]},
+         f"DISTILL_TEACHER={root / 'good.ptz'}: made with another tokenizer than TOKENIZER_PATH={good['other_tokenizer']}, whose ids are other "
+         "tokens; accepted: a teacher made with it", ""),
         ("resume:artifact_not_checkpoint", {"RESUME": str(root / "good.ptz")}, "not a readable checkpoint", ""),
         ("resume:other_config", {"RESUME": str(good["checkpoint"]), "NUM_LAYERS": "3"}, "written with NUM_LAYERS=2, this run has NUM_LAYERS=3", ""),
         ("resume:other_mode", {"RESUME": str(good["checkpoint"]), "FREEZE_MODE": "lowrank", "LORA_RANK": "4"}, "written with FREEZE_MODE='none', this run has FREEZE_MODE='lowrank'", ""),
@@ -272,7 +276,7 @@ ALL_IDS = [cid for cid, *_ in variable_cases() + FREE_TEXT_CASES + COMBINATION_C
                                    "data_path_is_a_shard")] + \
           ["tokenizer:garbage", "tokenizer:other_json", "tokenizer:not_the_shards", "artifact:truncated", "artifact:flipped_byte", "artifact:not_an_artifact", "artifact:empty",
            "artifact:foreign_format", "artifact:pickle_with_code", "artifact:other_config", "artifact:other_base_seed",
-           "artifact:other_tokenizer", "teacher:corrupted", "resume:artifact_not_checkpoint", "resume:other_config", "resume:other_mode"]
+           "artifact:other_tokenizer", "teacher:corrupted", "teacher:other_tokenizer", "resume:artifact_not_checkpoint", "resume:other_config", "resume:other_mode"]
 
 
 @pytest.mark.slow

@@ -1141,8 +1141,8 @@ def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len
                   "first (`bash run.sh data`)"), error=DataError)
     proto = read_input(tokenizer_path, "TOKENIZER_PATH", "tokenizer", 1 << 30)
     is_json = proto.lstrip().startswith(b"{")
-    with refused_as(f"{where}: not a {'JSON tokenizer' if is_json else 'SentencePiece model'} (the kinds read: SentencePiece, and the challenge's "
-                    "JSON pure_byte and char)", Exception, error=DataError):
+    with refused_as(f"{where}: not a {'JSON tokenizer' if is_json else 'SentencePiece model'} (the kinds read: SentencePiece's .model, "
+                    "not its .vocab, and the challenge's JSON pure_byte and char)", Exception, error=DataError):
         tok = json.loads(proto) if is_json else spm.SentencePieceProcessor(model_proto=proto)
         kind, n, table = (tok["tokenizer_type"], tok["vocab_size"], json_token_bytes(tok)) if is_json else ("sentencepiece", tok.vocab_size(), tok)
     refuse_first((n != vocab_size, f"{where}: vocabulary of {n} tokens, but VOCAB_SIZE={vocab_size}"), error=DataError)

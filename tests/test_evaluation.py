@@ -75,8 +75,8 @@ def test_the_challenges_json_tokenizers_count_utf8_bytes_and_a_malformed_one_is_
     with pytest.raises(DataError) as e:
         load_eval_data(str(tmp_path / "d"), str(tmp_path / "t.json"), tok["vocab_size"], 4, "cpu")
     message = str(e.value)
-    assert message.startswith(f"TOKENIZER_PATH={tmp_path / 't.json'}: not a JSON tokenizer (the kinds read: SentencePiece, and the "
-                              "challenge's JSON pure_byte and char) (") and why in message and "\n" not in message, message
+    assert message.startswith(f"TOKENIZER_PATH={tmp_path / 't.json'}: not a JSON tokenizer (the kinds read: SentencePiece's .model, not "
+                              "its .vocab, and the challenge's JSON pure_byte and char) (") and why in message and "\n" not in message, message
 
 
 @pytest.mark.parametrize("n, seq, stride", [(64, 16, 16), (64, 16, 4), (70, 16, 5), (64, 16, 1), (17, 16, 3), (16, 16, 7), (1000, 64, 48)])

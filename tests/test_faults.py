@@ -174,8 +174,11 @@ def tokenizer_and_artifact_cases(root: Path, tiny_data: dict, good: dict):
     a = lambda name: {"EVAL_ONLY": "1", "ARTIFACT": str(root / name)}
     cases = [
         ("tokenizer:garbage", {"TOKENIZER_PATH": str(garbage_tok)}, "not a SentencePiece model", str(garbage_tok)),
-        ("tokenizer:other_json", {"TOKENIZER_PATH": str(root / "other_kind.json")}, "not a JSON tokenizer (the kinds read: SentencePiece, "
-         "and the challenge's JSON pure_byte and char) (tokenizer_type 'wordpiece', vocab_size 1024; accepted: pure_byte", str(root / "other_kind.json")),
+        ("tokenizer:other_json", {"TOKENIZER_PATH": str(root / "other_kind.json")}, "not a JSON tokenizer (the kinds read: SentencePiece's "
+         ".model, not its .vocab, and the challenge's JSON pure_byte and char) (tokenizer_type 'wordpiece', vocab_size 1024; accepted: pure_byte", str(root / "other_kind.json")),
+        # the .vocab file beside the model (a text list of pieces): refused in SentencePiece's own words only, until 2026-12-04
+        ("tokenizer:vocab_file", {"TOKENIZER_PATH": (vocab := str(Path(tiny_data["tokenizer_path"]).with_suffix(".vocab")))},
+         "not a SentencePiece model (the kinds read: SentencePiece's .model, not its .vocab", vocab),
         ("tokenizer:not_the_shards", {"TOKENIZER_PATH": good["other_tokenizer"]}, "not the tokenizer of the shards in DATA_PATH="
          f"{tiny_data['data_path']}: 0 of their first 32 validation documents re-encode to their own tokens", good["other_tokenizer"]),
         ("artifact:truncated", a("truncated.ptz"), "not a zlib-compressed artifact (truncated or corrupted)", str(root / "truncated.ptz")),
@@ -274,7 +277,7 @@ ALL_IDS = [cid for cid, *_ in variable_cases() + FREE_TEXT_CASES + COMBINATION_C
           [f"shards:{n}" for n in ("missing", "no_val", "no_train", "val_empty_file", "val_truncated", "val_magic", "val_version",
                                    "val_odd_size", "val_token_range", "train_magic", "train_token_range", "val_too_short", "val_is_folder",
                                    "data_path_is_a_shard")] + \
-          ["tokenizer:garbage", "tokenizer:other_json", "tokenizer:not_the_shards", "artifact:truncated", "artifact:flipped_byte", "artifact:not_an_artifact", "artifact:empty",
+          ["tokenizer:garbage", "tokenizer:other_json", "tokenizer:vocab_file", "tokenizer:not_the_shards", "artifact:truncated", "artifact:flipped_byte", "artifact:not_an_artifact", "artifact:empty",
            "artifact:foreign_format", "artifact:pickle_with_code", "artifact:other_config", "artifact:other_base_seed",
            "artifact:other_tokenizer", "teacher:corrupted", "teacher:other_tokenizer", "resume:artifact_not_checkpoint", "resume:other_config", "resume:other_mode"]
 

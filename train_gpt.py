@@ -347,16 +347,14 @@ class Muon(torch.optim.Optimizer):
         self.orthogonalize = orthogonalize  # torch.compile'd on CUDA
     @torch.no_grad()
     def step(self, closure=None):
-        distributed = dist.is_available() and dist.is_initialized()
-        world, rank = (dist.get_world_size(), dist.get_rank()) if distributed else (1, 0)
+        world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_available() and dist.is_initialized() else (1, 0)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
             grads = [p.grad for p in params]
-            for p in (p for p in params if "momentum_buffer" not in self.state[p]):
-                self.state[p]["momentum_buffer"] = torch.zeros_like(p)
-            bufs = [self.state[p]["momentum_buffer"] for p in params]
+            bufs = [s["momentum_buffer"] if "momentum_buffer" in (s := self.state[p]) else s.setdefault("momentum_buffer", torch.zeros_like(p))
+                    for p in params]
             torch._foreach_mul_(bufs, group["momentum"])
             torch._foreach_add_(bufs, grads)
             updates = torch._foreach_add(grads, bufs, alpha=group["momentum"]) if group["nesterov"] else bufs
@@ -470,8 +468,7 @@ def quantize_state_dict(state: dict[str, Tensor], int6_blocks=(), embed_fp16: bo
             out["bits"][name], out["shape"][name] = torch.from_numpy(np.packbits((t > 0).numpy().ravel())), list(t.shape)
             kind, stored = "bits", [out["bits"][name]]
         elif not t.is_floating_point() or t.numel() <= KEEP_FLOAT_MAX_NUMEL or (embed_fp16 and name.endswith("tok_emb.weight")):
-            t = (t.float() if any(c in name for c in CONTROL_TENSOR_NAMES) else t.half()) if t.is_floating_point() else t
-            out["keep"][name] = t
+            out["keep"][name] = t = (t.float() if any(c in name for c in CONTROL_TENSOR_NAMES) else t.half()) if t.is_floating_point() else t
             kind, stored = "kept", [t]
         else:
             kind = "int6" if int6 and int6.search(name) and t.ndim == 2 else "int8"
@@ -483,10 +480,8 @@ def quantize_state_dict(state: dict[str, Tensor], int6_blocks=(), embed_fp16: bo
     return out, stats
 
 def dequantize_state_dict(blob: dict) -> dict[str, Tensor]:
-    state = {}
-    for name, q in blob["q"].items():
-        rows = q.reshape(q.size(0), -1) if q.ndim == 2 else q.reshape(1, -1)
-        state[name] = (rows.float() * blob["scale"][name].float()[:, None]).reshape(q.shape).to(getattr(torch, blob["dtype"][name]))
+    state = {name: ((q if q.ndim == 2 else q.reshape(1, -1)).float() * blob["scale"][name].float()[:, None]).reshape(q.shape)  # a row a scale
+             .to(getattr(torch, blob["dtype"][name])) for name, q in blob["q"].items()}
     state.update({name: t.float() if t.is_floating_point() else t for name, t in blob["keep"].items()})
     for name, bits in blob["bits"].items():  # a mask comes back as scores of +-1: the same hard mask
         kept = np.unpackbits(bits.numpy(), count=math.prod(blob["shape"][name])).reshape(blob["shape"][name])
@@ -796,15 +791,13 @@ def random_matrix(out_features: int, in_features: int, seed: int, init: str) -> 
         w = ((hash_stream(seed, 0, n) & 1) * 2 - 1).to(torch.float32) * torch.tensor(in_features**-0.5, dtype=torch.float32)
     else:
         size, keep = max(out_features, in_features), min(out_features, in_features)
-        m = torch.eye(size, dtype=torch.float64)[:, :keep].contiguous()  # the first `keep` columns of the product
-        pairs = size // 2
+        m, pairs = torch.eye(size, dtype=torch.float64)[:, :keep].contiguous(), size // 2  # the first `keep` columns of the product
         for layer in range(3 * max(1, math.ceil(math.log2(size)))):
             order = torch.argsort(hash_stream(seed, 2 * layer, size))  # distinct keys: one order on every machine
             a, b = order[0:2 * pairs:2], order[1:2 * pairs:2]
             t = symmetric_unit(hash_stream(seed, 2 * layer + 1, pairs)).to(torch.float64)[:, None]
             c, s = (1 - t * t) / (1 + t * t), 2 * t / (1 + t * t)
-            ra, rb = m[a], m[b]
-            m[a], m[b] = c * ra - s * rb, s * ra + c * rb
+            m[a], m[b] = c * m[a] - s * m[b], s * m[a] + c * m[b]  # the right side whole before either row is written
         return (m if out_features >= in_features else m.T).to(torch.float32).contiguous()
     return w.view(out_features, in_features)
 
@@ -953,10 +946,8 @@ class GPT(nn.Module):
         x = x if self.bigram is None else x + self.bigram_proj(self.bigram(bigram_buckets(input_ids, self.cfg.bigram_buckets)))
         x = x0 = rms_norm(x)
         skips = []
-        for i, block in enumerate(self.blocks):
-            j = i - self.num_encoder
-            if 0 <= j < self.skip_weights.size(0) and skips:
-                x = x + self.skip_weights[j].to(x.dtype) * skips.pop()
+        for i, block in enumerate(self.blocks):  # the second half adds back the first half's outputs, the last one first
+            x = x + self.skip_weights[j].to(x.dtype) * skips.pop() if 0 <= (j := i - self.num_encoder) < self.skip_weights.size(0) and skips else x
             x = block(x, x0)
             skips.append(x) if i < self.num_encoder else None
         x = rms_norm(x) if self.logit_scale is None else rms_norm(x) * self.logit_scale.to(x.dtype)
@@ -1046,15 +1037,28 @@ def windowed_logits(model, x: Tensor, context: int) -> Tensor:
     starts, score_from = window_plan(x.size(1), context, max(1, context // 2))
     return torch.cat([model.logits(x[:, s:s + context])[:, f:] for s, f in zip(starts, score_from)], dim=1)
 
+def model_whose_step_fits(model: nn.Module, args, rt, seqs: int) -> nn.Module:
+    """On a CPU the kernel kills a process past memory, with nothing to catch or log (a GPU's error is caught): refused before training."""
+    weights, kept = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}, []
+    for saved in ([], []) if not rt.use_cuda and os.path.exists("/proc/meminfo") else ():  # the tensors kept for backward, on 1 and 2 sequences
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            model(x := torch.zeros(len(kept) + 1, args.train_seq_len, dtype=torch.int64), x)
+        kept.append(sum({s.data_ptr(): s.nbytes() for s in (t.untyped_storage() for t in saved) if s.data_ptr() not in weights}.values()))
+    need = 1.3 * (kept[0] + (seqs - 1) * (kept[1] - kept[0])) if kept else 0  # some once a step (a mask's weight); x the backward's own: 1.35-1.44
+    free = int(re.search(r"MemAvailable:\s*(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024 / rt.local_procs if kept else 0  # Linux's count
+    refuse_first((need > free, f"TRAIN_BATCH_TOKENS={args.train_batch_tokens}: a micro-step of {seqs} sequences of {args.train_seq_len} tokens needs "
+                  f"about {need / 2**30:.1f} GiB on this CPU, over the {free / 2**30:.1f} GiB free" + f" to each of {rt.local_procs} processes" *
+                  (rt.local_procs > 1) + f"; lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS={args.grad_accum_steps} (the same step, in pieces)"))
+    return model
+
 def keep_aside(path: Path) -> Path:  # an earlier run's file renamed <stem>.<n><suffix>, the first n free (logs/x.1.txt, checkpoints/x.1.pt)
     return path.rename(next(p for n in range(1, 1 << 30) if not (p := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists()))
 
 class Logger:  # rank 0 prints and appends to logs/<RUN_ID>.txt, which starts with this file's source; other ranks say nothing
     def __init__(self, run_id: str, rank: int, code: str):
         self.path = Path("logs") / f"{run_id}.txt" if rank == 0 else None
-        if self.path:
-            with refused_as(f"RUN_ID={run_id}: its log {self.path} could not be written", OSError):
-                self.path.write_text(code + "\n" + "=" * 100 + "\n", encoding="utf-8")
+        with refused_as(f"RUN_ID={run_id}: its log {self.path} could not be written", OSError):
+            self.path.write_text(code + "\n" + "=" * 100 + "\n", encoding="utf-8") if self.path else None
     def __call__(self, msg: str, console: bool = True) -> None:
         if self.path:
             with refused_as(f"{self.path}: could not be written", OSError), self.path.open("a", encoding="utf-8") as f:
@@ -1116,8 +1120,8 @@ def keep_freed_memory() -> None:  # glibc gave freed blocks over 32 MB (a batch'
 def setup_runtime(args) -> SimpleNamespace:  # processes (torchrun's RANK / WORLD_SIZE / LOCAL_RANK), device, autocast, compile
     keep_freed_memory()
     torch.set_flush_denormal(True)  # early Newton-Schulz grams of tiny gradients underflow; denormal arithmetic is 10x slower on CPU
-    world_size, rank, local_rank = (_parse_var(k, os.environ.get(k, d), "int", (0, 1 << 20)) for k, d in
-                                    (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")))
+    world_size, rank, local_rank, local_procs = (_parse_var(k, os.environ.get(k, d), "int", (0, 1 << 20)) for k, d in
+                                                 (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1")))
     refuse_first((rank >= world_size or local_rank > rank, f"RANK={rank} LOCAL_RANK={local_rank} WORLD_SIZE={world_size}: not a process of "
                   "one launch (left over from another?); unset RANK, LOCAL_RANK and WORLD_SIZE, or start the processes with torchrun"))
     args.check_world(world_size)
@@ -1126,11 +1130,10 @@ def setup_runtime(args) -> SimpleNamespace:  # processes (torchrun's RANK / WORL
     device = torch.device("cuda", local_rank) if (use_cuda := torch.cuda.is_available()) else torch.device("cpu")
     refuse_first((use_cuda and local_rank >= torch.cuda.device_count(), f"LOCAL_RANK={local_rank}: only {use_cuda and torch.cuda.device_count()} "
                   "GPU(s) visible; start at most that many processes per node, or hide the GPUs (CUDA_VISIBLE_DEVICES=) to run on CPU"))
-    if use_cuda:
-        torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.cuda.set_device(device) if use_cuda else None
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = use_cuda  # TF32 matmuls on a GPU; neither is used on a CPU
     dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None) if world_size > 1 else None
-    return SimpleNamespace(world_size=world_size, rank=rank, local_rank=local_rank, use_cuda=use_cuda, device=device,
+    return SimpleNamespace(world_size=world_size, rank=rank, local_rank=local_rank, local_procs=max(local_procs, 1), use_cuda=use_cuda, device=device,
                            distributed=world_size > 1, compile=args.compile == "1" or (args.compile == "auto" and use_cuda),
                            autocast=torch.autocast("cuda", dtype=torch.bfloat16) if use_cuda else torch.autocast("cpu", enabled=False))
 
@@ -1203,8 +1206,7 @@ def eval_only(args, rt, log) -> int:
         val_tokens, token_bytes, tok_sha, _ = load_eval_data(run.data_path, run.tokenizer_path, run.vocab_size, run.train_seq_len, rt.device)
     refuse_first((ev.get("tokenizer_sha256") not in (None, tok_sha), f"TOKENIZER_PATH={run.tokenizer_path}: not the tokenizer the artifact "
                   f"{args.artifact} was evaluated with (sha256 differs)"), error=ArtifactError)
-    model = model.to(rt.device)
-    fwd = torch.compile(model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else model
+    fwd = torch.compile(model.to(rt.device), dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else model.to(rt.device)
     log(f"eval_only artifact:{args.artifact} bytes:{os.path.getsize(args.artifact)} data_path:{run.data_path}")
     log(f"model_params:{sum(p.numel() for p in model.parameters())}")
     final_evaluation(log, make_run_eval(fwd, val_tokens, token_bytes, rt, run), run.eval_stride, meta["codec"])
@@ -1293,7 +1295,8 @@ def main() -> int:
         teacher, teacher_context = teacher.to(device).eval().requires_grad_(False), tmeta["config"]["train_seq_len"]
         log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in teacher.parameters())}"
             f" alpha:{args.distill_alpha} temp:{args.distill_temp}")
-    base_model = build_model(args).to(device)
+    local_tokens = args.train_batch_tokens // (rt.world_size * args.grad_accum_steps)
+    base_model = model_whose_step_fits(build_model(args).to(device), args, rt, local_tokens // args.train_seq_len)
     model_fwd = torch.compile(base_model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else base_model
     sync = "forward_sync_buffers" if "forward_sync_buffers" in DDP.__init__.__code__.co_varnames else "broadcast_buffers"  # torch 2.13's name
     model = DDP(model_fwd, device_ids=[rt.local_rank] if rt.use_cuda else None, **{sync: False}) if distributed else model_fwd  # buffers: all equal
@@ -1309,7 +1312,6 @@ def main() -> int:
         + "".join(f" {k}:{v}" for k, v in extras.items() if v))
     log(f"world_size:{rt.world_size} grad_accum_steps:{args.grad_accum_steps}")
     log("config: " + " ".join(f"{n.lower()}:{getattr(args, n.lower())}" for n, *_ in ENV_VARS) + f" compile:{rt.compile}")  # every value, resolved
-    local_tokens = args.train_batch_tokens // (rt.world_size * args.grad_accum_steps)
     run_eval = make_run_eval(model_fwd, val_tokens, token_bytes, rt, args)
     masked = [m for m in base_model.modules() if isinstance(m, MaskedRandomLinear)]
     progressive = [m.weight for n, m in base_model.named_modules() if ".blocks." in f".{n}" and n.split(".")[-1] in args.targets
@@ -1353,9 +1355,8 @@ def main() -> int:
         for i in range(args.warmup_steps):
             train_step(0, 0.0)
             log(f"warmup_step:{i + 1}/{args.warmup_steps}")
-        base_model.load_state_dict(initial_model)
-        for opt, state in zip(optimizers, initial_opt):
-            opt.load_state_dict(state)
+        for restored, state in zip([base_model, *optimizers], [initial_model, *initial_opt]):
+            restored.load_state_dict(state)
         train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)
     sync = torch.cuda.synchronize if rt.use_cuda else lambda: None
     training_ms, stop_after, cap_ms, next_check = 0.0, None, 1000.0 * args.max_wallclock_seconds, 0
@@ -1401,9 +1402,8 @@ def main() -> int:
             return 3
         if logging:
             log(f"step:{step}/{args.iterations} train_loss:{loss.item():.4f} train_time:{elapsed_ms:.0f}ms step_avg:{elapsed_ms / step:.2f}ms")
-        if cap_reached:
-            stop_after = step
-            log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{step}/{args.iterations}")
+        stop_after = step if cap_reached else stop_after
+        log(f"stopping_early: wallclock_cap train_time:{elapsed_ms:.0f}ms step:{step}/{args.iterations}") if cap_reached else None
         if freeze_now:
             freeze_parameters(optimizers, progressive)
             log(f"progressive_freeze: froze {len(progressive)} matrices ({','.join(args.targets)}) after step:{step} train_time:{elapsed_ms:.0f}ms")
@@ -1460,8 +1460,7 @@ def main() -> int:
 def leave_process_group(clean: bool) -> None:
     """Every exit: garbage first (DDP's reducer, in cycles, freed after the group was gone, made gloo abort 1 run in 7), then the group."""
     if dist.is_available() and dist.is_initialized():
-        gc.collect()
-        dist.barrier() if clean else None
+        gc.collect(), dist.barrier() if clean else None
         dist.destroy_process_group()
 
 def cli(argv: list[str]) -> int:

@@ -880,6 +880,21 @@ OUT_OF_MEMORY = {  # (variables, where the run says it was): each asks for more 
 
 
 @pytest.mark.slow
+def test_a_micro_step_past_free_memory_stops_every_process_before_training(tiny_data, tmp_path):
+    """On a CPU the kernel's OOM killer ended such a run with SIGKILL and nothing logged (the 9 x 512 defaults on a 24 GiB machine).
+    Under torchrun each process counts its own micro-step's tensors kept for backward against its share of the free memory."""
+    (tmp_path / "final_model.int8.ptz").write_bytes(b"an earlier good artifact")
+    r = run_train(tmp_path, tiny_env(tiny_data, "mem", TRAIN_BATCH_TOKENS=str(2**33)), nproc=2)
+    lines = log_lines(tmp_path, "mem")
+    assert r.returncode != 0 and not any(line.startswith("step:") for line in lines), r.stderr[-2000:]
+    assert r.stderr.count(f"error: TRAIN_BATCH_TOKENS={2**33}: a micro-step of") == 2, r.stderr[-3000:]  # both processes, each its line
+    assert re.fullmatch(rf"stopping: TRAIN_BATCH_TOKENS={2**33}: a micro-step of {2**33 // 8 // 64} sequences of 64 tokens needs about "
+                        r"[\d.]+ GiB on this CPU, over the [\d.]+ GiB free to each of 2 processes; lower TRAIN_BATCH_TOKENS or raise "
+                        r"GRAD_ACCUM_STEPS=4 \(the same step, in pieces\) \(at step:0/12; no artifact written\)", lines[-1]), lines[-1]
+    assert (tmp_path / "final_model.int8.ptz").read_bytes() == b"an earlier good artifact"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("phase", OUT_OF_MEMORY)
 def test_out_of_memory_says_where_the_run_was_and_what_to_lower(tiny_data, tmp_path, phase):
     """A batch too large for the machine ended in the allocator's traceback (CUDA's OutOfMemoryError on a GPU; here the CPU allocator's

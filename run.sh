@@ -179,9 +179,16 @@ gpu_defaults() {  # the challenge run: FineWeb, every GPU
 }
 
 check_variables() {  # check_variables N: train_gpt.py's variables, checked once before torchrun starts N processes: there each process
-                     # printed a bad one's line, then torchrun its own 40-line report of their exits
-  "$PY" -c 'import os, sys; sys.path.insert(0, os.getcwd()); import train_gpt
-try: train_gpt.Hyperparameters(os.environ).check_world(int(sys.argv[1]))
+                     # printed a bad one's line, then torchrun its own 40-line report of their exits. Without a GPU (NPROC set on a
+                     # CPU machine) also each process's micro-step against its share of the free memory, as each process counts it
+  "$PY" -c 'import os, sys, types; sys.path.insert(0, os.getcwd()); import torch, train_gpt
+try:
+    args, n = train_gpt.Hyperparameters(os.environ), int(sys.argv[1])
+    args.check_world(n)
+    if not torch.cuda.is_available():
+        train_gpt.model_that_fits(args, f"NUM_LAYERS={args.num_layers} MODEL_DIM={args.model_dim}: the model")
+        train_gpt.model_whose_step_fits(train_gpt.build_model(args), args, types.SimpleNamespace(use_cuda=False, local_procs=n),
+                                        args.train_batch_tokens // (n * args.grad_accum_steps * args.train_seq_len))
 except train_gpt.ConfigError as e: sys.exit(f"error: {e}")' "$1" || exit 2
 }
 

@@ -299,9 +299,14 @@ def test_run_sh_fineweb_refuses_missing_shards_a_bad_nproc_and_a_bad_variable_in
                       ({"DATA_PATH": str(tmp_path), "NPROC": "2", "ITERATIONS": "abc"}, "error: ITERATIONS='abc': not an integer"),
                       ({"DATA_PATH": str(tmp_path), "NPROC": "3"}, "error: WORLD_SIZE=3: must divide 8 (1, 2, 4 or 8 processes)"),
                       ({"DATA_PATH": str(tmp_path), "NPROC": "2", "TRAIN_BATCH_TOKENS": "1000"}, "error: TRAIN_BATCH_TOKENS=1000: must be a "
-                       "multiple of world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = 8192")):
-        r = subprocess.run(["bash", "run.sh", "fineweb"], cwd=ROOT, env=clean_env(**env), capture_output=True, text=True, timeout=120)
+                       "multiple of world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = 8192"),
+                      # without a GPU, each process's micro-step against its share of the free memory (the 9 x 512 model, counted)
+                      ({"DATA_PATH": str(tmp_path), "NPROC": "2", "TRAIN_BATCH_TOKENS": str(2**33)}, f"error: TRAIN_BATCH_TOKENS={2**33}: a "
+                       f"micro-step of {2**33 // 8 // 1024} sequences of 1024 tokens needs about")):
+        r = subprocess.run(["bash", "run.sh", "fineweb"], cwd=ROOT, env=clean_env(**env, RUN_ID="fineweb_checked"), capture_output=True, text=True,
+                           timeout=120)
         assert r.returncode == 2 and r.stderr.startswith(said) and r.stderr.count("\n") == 1, r.stderr
+        assert not (ROOT / "logs" / "fineweb_checked.txt").exists()  # refused before torchrun: no process began a log
 
 
 def test_run_sh_sourced_or_started_by_another_shell_is_one_line_and_the_callers_shell_lives_on(tmp_path):

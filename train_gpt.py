@@ -554,7 +554,8 @@ def config_env(config: dict) -> dict[str, str]:  # a stored model configuration 
     return {**env, **({"LORA_RANK": attn.split(",")[0]} if len(set(config["attn_ranks"] + config["mlp_ranks"])) == 1 else
                       {"LORA_RANKS_ATTN": attn, "LORA_RANKS_MLP": mlp})}
 
-def model_that_fits(cfg, what: str, error=ConfigError) -> nn.Module:  # on the meta device; refused if it would not fit in memory (NUM_LAYERS=900)
+def model_that_fits(cfg, what: str = "", error=ConfigError) -> nn.Module:  # on the meta device; refused if it would not fit in memory
+    what = what or f"NUM_LAYERS={cfg.num_layers} MODEL_DIM={cfg.model_dim}: the model"  # the run's own (NUM_LAYERS=900); else an artifact's
     with torch.device("meta"):
         model = build_model(cfg)
     need, have = 4 * sum(t.numel() for t in (*model.parameters(), *model.buffers())), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -1277,7 +1278,7 @@ def main() -> int:
         return eval_only(args, rt, log)
     random.seed(args.seed), np.random.seed(args.seed), torch.manual_seed(args.seed)
     device, distributed = rt.device, rt.distributed
-    model_that_fits(args, f"NUM_LAYERS={args.num_layers} MODEL_DIM={args.model_dim}: the model")
+    model_that_fits(args)
     val_tokens, token_bytes, tokenizer_sha, kind = load_eval_data(args.data_path, args.tokenizer_path, args.vocab_size, args.train_seq_len, device)
     log(f"val_bpb:enabled tokenizer_kind={kind} tokenizer_path={args.tokenizer_path}")
     train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)

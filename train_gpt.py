@@ -103,8 +103,7 @@ ENV_VARS = [
     ("RECIPE", "", "str", tuple(RECIPES), "a published configuration by name (README \"Recipes\"); variables set in the environment win"),
     # model
     ("VOCAB_SIZE", 1024, "int", (2, 65536), "must equal the tokenizer's vocabulary"),
-    ("NUM_LAYERS", 9, "int", (1, 1024), "transformer blocks"),
-    ("MODEL_DIM", 512, "int", (2, 65536), "residual width"),
+    ("NUM_LAYERS", 9, "int", (1, 1024), "transformer blocks"), ("MODEL_DIM", 512, "int", (2, 65536), "residual width"),
     ("NUM_HEADS", 8, "int", (1, 4096), "query heads; MODEL_DIM / NUM_HEADS must be even (RoPE)"),
     ("NUM_KV_HEADS", 4, "int", (1, 4096), "key/value heads; must divide NUM_HEADS"),
     ("MLP_MULT", 2.0, "float", (0.01, 64.0), "MLP hidden width = round(MLP_MULT x MODEL_DIM)"),
@@ -139,10 +138,8 @@ ENV_VARS = [
     ("MUON_MOMENTUM_WARMUP_START", 0.85, "float", (0.0, 1.0), "Muon momentum at step 0"),
     ("MUON_MOMENTUM_WARMUP_STEPS", 500, "int", (0, 10**9), "steps of linear momentum warmup"),
     ("MUON_BACKEND_STEPS", 5, "int", (1, 100), "Newton-Schulz iterations"),
-    ("BETA1", 0.9, "float", (0.0, 0.999999), "Adam beta1"),
-    ("BETA2", 0.95, "float", (0.0, 0.999999), "Adam beta2"),
-    ("ADAM_EPS", 1e-8, "float", (0.0, 1.0), "Adam epsilon"),
-    ("GRAD_CLIP_NORM", 0.0, "float", (0.0, 1e30), "clip the global grad norm; 0 = off"),
+    ("BETA1", 0.9, "float", (0.0, 0.999999), "Adam beta1"), ("BETA2", 0.95, "float", (0.0, 0.999999), "Adam beta2"),
+    ("ADAM_EPS", 1e-8, "float", (0.0, 1.0), "Adam epsilon"), ("GRAD_CLIP_NORM", 0.0, "float", (0.0, 1e30), "clip the global grad norm; 0 = off"),
     ("MUON_WD", 0.0, "float", (0.0, 1e3), "decoupled weight decay of Muon's matrices: p -= lr * wd * p"),
     ("ADAM_WD", 0.0, "float", (0.0, 1e3), "decoupled weight decay of the embeddings and head (not of vectors and scalars)"),
     ("EMA_DECAY", 0.0, "float", (0.0, 0.999999), "EMA of the weights, used for the artifact and the final evaluation; 0 = off"),
@@ -195,10 +192,8 @@ NO_EFFECT_UNLESS = [  # needs and this run's value of that; not an error, since 
     ("COMPILE_BACKEND", lambda h: h.compile == "1" or h.compile == "auto" and torch.cuda.is_available(), "COMPILE=1 (auto: on a GPU)")]
 
 def _parse_var(name: str, raw: str, kind: str, accepted):
-    try:
-        if kind != "str" and (not raw.isascii() or "_" in raw):  # int() would take '١٢' and '1_000'
-            raise ValueError
-        value = {"int": int, "float": float, "str": str}[kind](raw.strip() if kind != "str" else raw)
+    try:  # int() would take '١٢' and '1_000': they are parsed as "x" is, refused
+        value = {"int": int, "float": float, "str": str}[kind](raw if kind == "str" else raw.strip() if raw.isascii() and "_" not in raw else "x")
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: not {'an integer' if kind == 'int' else 'a number'}") from None
     ranged, chosen = isinstance(accepted, tuple) and kind != "str", isinstance(accepted, tuple) and kind == "str"
@@ -348,10 +343,7 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_available() and dist.is_initialized() else (1, 0)
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
+        for group, params in ((g, ps) for g in self.param_groups if (ps := [p for p in g["params"] if p.grad is not None])):  # those with grads
             grads = [p.grad for p in params]
             bufs = [s["momentum_buffer"] if "momentum_buffer" in (s := self.state[p]) else s.setdefault("momentum_buffer", torch.zeros_like(p))
                     for p in params]
@@ -548,8 +540,7 @@ def read_input(path, var: str, what: str = "file", limit: int = 1 << 40) -> byte
 def config_env(config: dict) -> dict[str, str]:  # a stored model configuration as the variables that make it, checked by their own rules
     env = {k.upper(): str(v) for k, v in config.items() if k not in ("mlp_hidden", "targets", "attn_ranks", "mlp_ranks")}
     env.update(MLP_MULT=repr(config["mlp_hidden"] / config["model_dim"]), FREEZE_TARGETS=",".join(config["targets"]))
-    if config["freeze_mode"] == "none" and config["targets"]:
-        env["PROGRESSIVE_FREEZE_FRAC"] = "0.5"  # the targets of a progressive freeze; the model is dense either way
+    env.update({"PROGRESSIVE_FREEZE_FRAC": "0.5"} if config["freeze_mode"] == "none" and config["targets"] else {})  # dense either way: its targets
     attn, mlp = (",".join(map(str, config[k])) for k in ("attn_ranks", "mlp_ranks"))
     return {**env, **({"LORA_RANK": attn.split(",")[0]} if len(set(config["attn_ranks"] + config["mlp_ranks"])) == 1 else
                       {"LORA_RANKS_ATTN": attn, "LORA_RANKS_MLP": mlp})}
@@ -558,9 +549,10 @@ def model_that_fits(cfg, what: str = "", error=ConfigError) -> nn.Module:  # on 
     what = what or f"NUM_LAYERS={cfg.num_layers} MODEL_DIM={cfg.model_dim}: the model"  # the run's own (NUM_LAYERS=900); else an artifact's
     with torch.device("meta"):
         model = build_model(cfg)
-    need, have = 4 * sum(t.numel() for t in (*model.parameters(), *model.buffers())), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    refuse_first((need > have, f"{what} needs {need / 2**30:.1f} GiB of weights and regenerated matrices; this machine has {have / 2**30:.1f} GiB"),
-                 error=error)
+    need, linux = 4 * sum(t.numel() for t in (*model.parameters(), *model.buffers())), os.path.exists("/proc/meminfo")  # fp32
+    have, where = memory_free() if linux else (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "")  # elsewhere: all it has
+    refuse_first((need > have, f"{what} needs {need / 2**30:.1f} GiB of weights and regenerated matrices; this machine has {have / 2**30:.1f} GiB"
+                  + f" free{where}" * linux), error=error)
     return model
 
 def check_blob(blob, where: str) -> None:
@@ -746,11 +738,10 @@ def cpu_eager(x: Tensor) -> bool:  # compiled, the plain ops: inductor fuses the
 def rms_norm(x: Tensor) -> Tensor:
     return RMSNormCPU.apply(x, x) if cpu_eager(x) else F.rms_norm(x, x.shape[-1:])
 
-# Regenerated random matrices. A projection's random base R is rebuilt from a seed wherever the model is built, so it costs no artifact
-# bytes. Its bits must be the same on every processor and device (FACTS.md pitfalls): it is made from integer hashing of (seed, stream,
-# index) in int64 arithmetic that never overflows, then only exactly-rounded float operations (int -> float of exactly representable values,
-# one multiply by a constant, + - * / in float64 for the orthogonal rotations). No torch generator, no log/cos, no reduction, and the values
-# of element i do not depend on the tensor's shape.
+# Regenerated random matrices. A projection's random base R is rebuilt from a seed wherever the model is built, so it costs no artifact bytes. Its
+# bits must be the same on every processor and device (FACTS.md pitfalls): it is made from integer hashing of (seed, stream, index) in int64
+# arithmetic that never overflows, then only exactly-rounded float operations (int -> float of exactly representable values, one multiply by a
+# constant, + - * / in float64 for the orthogonal rotations). No torch generator, no log/cos, no reduction; element i never depends on the shape.
 
 MASK32 = 0xFFFFFFFF
 
@@ -1038,6 +1029,17 @@ def windowed_logits(model, x: Tensor, context: int) -> Tensor:
     starts, score_from = window_plan(x.size(1), context, max(1, context // 2))
     return torch.cat([model.logits(x[:, s:s + context])[:, f:] for s, f in zip(starts, score_from)], dim=1)
 
+def memory_free(share: int = 1) -> tuple[float, str]:
+    """Linux's MemAvailable, or less where a memory cgroup holds this process (a container's limit): its limit - its use + page cache it can drop."""
+    free = [(int(re.search(r"MemAvailable:\s*(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024, "")]
+    for kinds, own in re.findall(r"^\d+:((?:[^:]*,)?memory(?:,[^:]*)?|):(.*)$", Path("/proc/self/cgroup").read_text(), re.M):  # v1's n:memory:/a
+        limit, use = ("memory.limit_in_bytes", "memory.usage_in_bytes") if (v1 := kinds != "") else ("memory.max", "memory.current")  # v2: 0::/a
+        for d in (Path("/sys/fs/cgroup", "memory" * v1, up.relative_to("/")) for up in (Path(own), *Path(own).parents)):  # /a then its parents
+            with contextlib.suppress(OSError, ValueError):  # none (a container sees only its own, at the root) or "max": no limit there
+                cache = sum(map(int, re.findall(rf"^{'total_' * v1}(?:in)?active_file (\d+)$", (d / "memory.stat").read_text(), re.M)))  # page cache
+                free.append((int((d / limit).read_text()) - int((d / use).read_text()) + cache, f" in the memory cgroup {d}"))
+    return min((f / share, where + f" to each of {share} processes" * (share > 1)) for f, where in free)  # a machine's processes share it
+
 def model_whose_step_fits(model: nn.Module, args, rt, seqs: int) -> nn.Module:
     """On a CPU the kernel kills a process past memory, with nothing to catch or log (a GPU's error is caught): refused before training."""
     weights, kept = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}, []
@@ -1046,10 +1048,10 @@ def model_whose_step_fits(model: nn.Module, args, rt, seqs: int) -> nn.Module:
             model(x := torch.zeros(len(kept) + 1, args.train_seq_len, dtype=torch.int64), x)
         kept.append(sum({s.data_ptr(): s.nbytes() for s in (t.untyped_storage() for t in saved) if s.data_ptr() not in weights}.values()))
     need = 1.3 * (kept[0] + (seqs - 1) * (kept[1] - kept[0])) if kept else 0  # some once a step (a mask's weight); x the backward's own: 1.35-1.44
-    free = int(re.search(r"MemAvailable:\s*(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024 / rt.local_procs if kept else 0  # Linux's count
+    free, where = memory_free(rt.local_procs) if kept else (0, "")  # each process's share
     refuse_first((need > free, f"TRAIN_BATCH_TOKENS={args.train_batch_tokens}: a micro-step of {seqs} sequences of {args.train_seq_len} tokens needs "
-                  f"about {need / 2**30:.1f} GiB on this CPU, over the {free / 2**30:.1f} GiB free" + f" to each of {rt.local_procs} processes" *
-                  (rt.local_procs > 1) + f"; lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS={args.grad_accum_steps} (the same step, in pieces)"))
+                  f"about {need / 2**30:.1f} GiB on this CPU, over the {free / 2**30:.1f} GiB free{where}; lower TRAIN_BATCH_TOKENS or raise "
+                  f"GRAD_ACCUM_STEPS={args.grad_accum_steps} (the same step, in pieces)"))
     return model
 
 def keep_aside(path: Path) -> Path:  # an earlier run's file renamed <stem>.<n><suffix>, the first n free (logs/x.1.txt, checkpoints/x.1.pt)
@@ -1323,11 +1325,9 @@ def main() -> int:
     def train_step(step: int, elapsed_ms: float) -> Tensor:
         mul = lr_multiplier(args, step, elapsed_ms)
         frac = min(step / args.muon_momentum_warmup_steps, 1.0) if args.muon_momentum_warmup_steps else 1.0
-        for opt in optimizers:
-            for group in opt.param_groups:
-                group["lr"] = group["base_lr"] * mul
-                if isinstance(opt, Muon):
-                    group["momentum"] = (1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum
+        for opt, group in ((opt, group) for opt in optimizers for group in opt.param_groups):
+            group["lr"], muon = group["base_lr"] * mul, isinstance(opt, Muon)  # Muon's momentum warms up; Adam's betas are fixed
+            group.update(momentum=(1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum) if muon else None
         for m in masked:  # geometric annealing, written into the buffers the (compiled) forward reads
             m.temperature.fill_(args.mask_temp_start * (args.mask_temp_end / args.mask_temp_start) ** run_progress(step, elapsed_ms))
         loss_sum = torch.zeros((), device=device)

@@ -916,6 +916,91 @@ def test_out_of_memory_says_where_the_run_was_and_what_to_lower(tiny_data, tmp_p
         assert meta["config"]["train_seq_len"] == 512
 
 
+def memory_cgroup_v1() -> Path:
+    """This process's own memory cgroup (v1), where a test may make a child: root, and the v1 memory hierarchy mounted writable."""
+    own = re.search(r"^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$", Path("/proc/self/cgroup").read_text(), re.M)
+    folder = Path("/sys/fs/cgroup/memory", own[1].lstrip("/")) if own else None
+    if os.geteuid() != 0 or not folder or not os.access(folder, os.W_OK) or not (folder / "memory.limit_in_bytes").exists():
+        pytest.skip("needs root and a writable cgroup v1 memory hierarchy (a container's own memory limit is made there)")
+    return folder
+
+
+CONTAINER_PAST_LIMIT = {  # (variables, the refusal before the cgroup's name, after it): each fits the machine's free memory
+    # a micro-step of about 5.6 GiB: it started, logged step 0's evaluation and was SIGKILLed in its first step (2026-12-04)
+    "micro_step": ({**OUT_OF_MEMORY["training"][0]}, r"TRAIN_BATCH_TOKENS=262144: a micro-step of 4096 sequences of 64 tokens needs about "
+                   r"[\d.]+ GiB on this CPU, over the 2\.\d GiB free", r"; lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS=1 \(the same step, "
+                   r"in pieces\)"),
+    # 4.1 GiB of fp32 weights, then as many of Adam's and Muon's state: killed while the model was built
+    "model": ({"NUM_LAYERS": "9", "MODEL_DIM": "4096", "NUM_HEADS": "32", "NUM_KV_HEADS": "16"}, r"NUM_LAYERS=9 MODEL_DIM=4096: the model needs "
+              r"4\.\d GiB of weights and regenerated matrices; this machine has 2\.\d GiB free", "")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CONTAINER_PAST_LIMIT)
+def test_a_container_memory_limit_is_counted_before_the_kernel_kills_the_run(tiny_data, tmp_path, case):
+    """A container's memory limit (docker --memory, a Kubernetes limit: a memory cgroup) was not read: each run below fits this
+    machine's free memory, so it started, and the cgroup's OOM killer ended it with SIGKILL, nothing said. Here a real v1 memory
+    cgroup of 3 GiB holds the process: it is refused before any step, naming the cgroup, and nothing is killed."""
+    extra, before, after = CONTAINER_PAST_LIMIT[case]
+    cgroup = memory_cgroup_v1() / f"rlm-test-{os.getpid()}"
+    cgroup.mkdir()
+    try:
+        (cgroup / "memory.limit_in_bytes").write_text(str(3 << 30))
+        (tmp_path / "final_model.int8.ptz").write_bytes(b"an earlier good artifact")
+        proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              env=tiny_env(tiny_data, "box", **extra), preexec_fn=lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())))
+        killed = re.search(r"oom_kill (\d+)", (cgroup / "memory.oom_control").read_text())
+    finally:
+        cgroup.rmdir()
+    assert proc.returncode == 2 and killed and killed[1] == "0", (proc.returncode, proc.stderr[-2000:])
+    assert re.fullmatch(rf"error: {before} in the memory cgroup {re.escape(str(cgroup))}{after}\n", proc.stderr), proc.stderr
+    assert not any(line.startswith("step:") for line in log_lines(tmp_path, "box"))  # refused before step 0's evaluation
+    assert (tmp_path / "final_model.int8.ptz").read_bytes() == b"an earlier good artifact"
+
+
+V2_HOST = "MemAvailable:   25165824 kB\n"  # 24 GiB
+
+
+@pytest.mark.parametrize("own, files, free, where", [
+    # cgroup v2 (0::<path>): a Kubernetes pod's limit on the folder above the container's, which has none ("max")
+    ("0::/pod/box", {"pod/memory.max": 2 << 30, "pod/memory.current": 1 << 30, "pod/memory.stat": "anon 5\nactive_file 1024\ninactive_file 2048\n",
+                     "pod/box/memory.max": "max", "pod/box/memory.current": 1 << 30, "pod/box/memory.stat": "inactive_file 2048\n"},
+     (1 << 30) + 3072, "/sys/fs/cgroup/pod"),
+    # v2, the tightest of two limits; a root folder without memory files (the host's root cgroup)
+    ("0::/a/b", {"a/memory.max": 8 << 30, "a/memory.current": 1 << 30, "a/memory.stat": "", "a/b/memory.max": 4 << 30,
+                 "a/b/memory.current": 3 << 30, "a/b/memory.stat": "inactive_file 0\n"}, 1 << 30, "/sys/fs/cgroup/a/b"),
+    # v2 without a limit anywhere: the machine's MemAvailable
+    ("0::/a", {"a/memory.max": "max", "a/memory.current": 1 << 30, "a/memory.stat": ""}, 24 << 30, ""),
+    # v1 inside docker without a cgroup namespace: /proc/self/cgroup names /docker/<id>, the mount shows the container's own at its root
+    ("12:memory:/docker/f00d\n11:cpu,cpuacct:/docker/f00d\n0::/", {"memory/memory.limit_in_bytes": 6 << 30, "memory/memory.usage_in_bytes": 5 << 30,
+     "memory/memory.stat": "cache 9\ntotal_active_file 512\ntotal_inactive_file 512\ninactive_file 1\n"}, (1 << 30) + 1024, "/sys/fs/cgroup/memory"),
+    # v1 without a limit (the kernel's largest page-aligned number) beside a v2 line with no memory files (hybrid, as on this machine)
+    ("4:memory:/x\n0::/", {"memory/x/memory.limit_in_bytes": 9223372036854771712, "memory/x/memory.usage_in_bytes": 1 << 30,
+                            "memory/x/memory.stat": "total_inactive_file 0\n"}, 24 << 30, ""),
+])
+def test_the_free_memory_counted_is_a_memory_cgroups_limit_less_its_use(tmp_path, own, files, free, where):
+    """memory_free reads the kernel's own files (cgroup v1 and v2, in the kernel's formats) in a private mount namespace: a tmpfs over
+    /sys/fs/cgroup holding them, and /proc/<pid>/cgroup and /proc/meminfo replaced by bind mounts for the process that then execs Python."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    tree = tmp_path / "cgroup"
+    for name, text in files.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(f"{text}\n" if isinstance(text, int) else text)
+    (tmp_path / "self_cgroup").write_text(own + "\n")
+    (tmp_path / "meminfo").write_text("MemTotal:       33554432 kB\nMemFree:        1048576 kB\n" + V2_HOST)
+    probe = "import json, train_gpt; print(json.dumps([train_gpt.memory_free(1), train_gpt.memory_free(4)]))"
+    script = (f"mount -t tmpfs none /sys/fs/cgroup && cp -a {tree}/. /sys/fs/cgroup/ && mount --bind {tmp_path}/self_cgroup /proc/$$/cgroup && "
+              f"mount --bind {tmp_path}/meminfo /proc/meminfo && cd {ROOT} && exec {sys.executable} -c '{probe}'")
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    if r.returncode and "unshare failed" in r.stderr:
+        pytest.skip(f"no private mount namespace here: {r.stderr.strip()}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    one, four = map(tuple, json.loads(r.stdout))
+    assert one == (float(free), where and f" in the memory cgroup {where}")
+    assert four == (free / 4, (where and f" in the memory cgroup {where}") + " to each of 4 processes")
+
+
 BROKEN_TOOLCHAIN = {  # inductor's C++ compiler on a CPU (CXX): none at that path, or one that fails as g++ does without Python's headers
     "no_compiler": (lambda tmp: tmp / "absent" / "g++", r"InvalidCxxCompiler: No working C\+\+ compiler found in .*absent/g\+\+'\)"),
     "no_python_headers": (lambda tmp: tmp / "g++", r"CppCompileError: C\+\+ compile error Output: fatal error: Python\.h: No such file or directory")}

@@ -186,7 +186,7 @@ try:
     args, n = train_gpt.Hyperparameters(os.environ), int(sys.argv[1])
     args.check_world(n)
     if not torch.cuda.is_available():
-        train_gpt.model_that_fits(args)
+        train_gpt.model_that_fits(args, share=n)
         train_gpt.model_whose_step_fits(train_gpt.build_model(args), args, types.SimpleNamespace(use_cuda=False, local_procs=n),
                                         args.train_batch_tokens // (n * args.grad_accum_steps * args.train_seq_len))
 except train_gpt.ConfigError as e: sys.exit(f"error: {e}")' "$1" || exit 2

@@ -545,12 +545,12 @@ def config_env(config: dict) -> dict[str, str]:  # a stored model configuration 
     return {**env, **({"LORA_RANK": attn.split(",")[0]} if len(set(config["attn_ranks"] + config["mlp_ranks"])) == 1 else
                       {"LORA_RANKS_ATTN": attn, "LORA_RANKS_MLP": mlp})}
 
-def model_that_fits(cfg, what: str = "", error=ConfigError) -> nn.Module:  # on the meta device; refused if it would not fit in memory
+def model_that_fits(cfg, what: str = "", error=ConfigError, share: int = 1) -> nn.Module:  # on the meta device; refused if it would not fit
     what = what or f"NUM_LAYERS={cfg.num_layers} MODEL_DIM={cfg.model_dim}: the model"  # the run's own (NUM_LAYERS=900); else an artifact's
     with torch.device("meta"):
         model = build_model(cfg)
     need, linux = 4 * sum(t.numel() for t in (*model.parameters(), *model.buffers())), os.path.exists("/proc/meminfo")  # fp32
-    have, where = memory_free() if linux else (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "")  # elsewhere: all it has
+    have, where = memory_free(share) if linux else (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / share, "")  # elsewhere: all
     refuse_first((need > have, f"{what} needs {need / 2**30:.1f} GiB of weights and regenerated matrices; this machine has {have / 2**30:.1f} GiB"
                   + f" free{where}" * linux), error=error)
     return model
@@ -1031,9 +1031,9 @@ def windowed_logits(model, x: Tensor, context: int) -> Tensor:
 
 def memory_free(share: int = 1) -> tuple[float, str]:
     """Linux's MemAvailable, or less where a memory cgroup holds this process (a container's limit): its limit - its use + page cache it can drop."""
-    free = [(int(re.search(r"MemAvailable:\s*(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024, "")]
-    for kinds, own in re.findall(r"^\d+:((?:[^:]*,)?memory(?:,[^:]*)?|):(.*)$", Path("/proc/self/cgroup").read_text(), re.M):  # v1's n:memory:/a
-        limit, use = ("memory.limit_in_bytes", "memory.usage_in_bytes") if (v1 := kinds != "") else ("memory.max", "memory.current")  # v2: 0::/a
+    free, cgroups = [(int(re.search(r"MemAvailable:\s*(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024, "")], Path("/proc/self/cgroup")
+    for kinds, own in re.findall(r"^\d+:((?:[^:]*,)?memory(?:,[^:]*)?|):(.*)$", cgroups.read_text() if cgroups.exists() else "", re.M):
+        limit, use = ("memory.limit_in_bytes", "memory.usage_in_bytes") if (v1 := kinds != "") else ("memory.max", "memory.current")  # v1 n:memory:/a
         for d in (Path("/sys/fs/cgroup", "memory" * v1, up.relative_to("/")) for up in (Path(own), *Path(own).parents)):  # /a then its parents
             with contextlib.suppress(OSError, ValueError):  # none (a container sees only its own, at the root) or "max": no limit there
                 cache = sum(map(int, re.findall(rf"^{'total_' * v1}(?:in)?active_file (\d+)$", (d / "memory.stat").read_text(), re.M)))  # page cache
@@ -1280,7 +1280,7 @@ def main() -> int:
         return eval_only(args, rt, log)
     random.seed(args.seed), np.random.seed(args.seed), torch.manual_seed(args.seed)
     device, distributed = rt.device, rt.distributed
-    model_that_fits(args)
+    model_that_fits(args, share=rt.local_procs)  # each process builds one
     val_tokens, token_bytes, tokenizer_sha, kind = load_eval_data(args.data_path, args.tokenizer_path, args.vocab_size, args.train_seq_len, device)
     log(f"val_bpb:enabled tokenizer_kind={kind} tokenizer_path={args.tokenizer_path}")
     train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)

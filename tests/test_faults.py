@@ -974,6 +974,8 @@ V2_HOST = "MemAvailable:   25165824 kB\n"  # 24 GiB
     # v1 inside docker without a cgroup namespace: /proc/self/cgroup names /docker/<id>, the mount shows the container's own at its root
     ("12:memory:/docker/f00d\n11:cpu,cpuacct:/docker/f00d\n0::/", {"memory/memory.limit_in_bytes": 6 << 30, "memory/memory.usage_in_bytes": 5 << 30,
      "memory/memory.stat": "cache 9\ntotal_active_file 512\ntotal_inactive_file 512\ninactive_file 1\n"}, (1 << 30) + 1024, "/sys/fs/cgroup/memory"),
+    # no cgroup line at all (an empty /proc/self/cgroup, as where cgroups are not built in): the machine's MemAvailable
+    ("", {"memory.max": 1 << 30, "memory.current": 0, "memory.stat": ""}, 24 << 30, ""),
     # v1 without a limit (the kernel's largest page-aligned number) beside a v2 line with no memory files (hybrid, as on this machine)
     ("4:memory:/x\n0::/", {"memory/x/memory.limit_in_bytes": 9223372036854771712, "memory/x/memory.usage_in_bytes": 1 << 30,
                             "memory/x/memory.stat": "total_inactive_file 0\n"}, 24 << 30, ""),
@@ -987,7 +989,7 @@ def test_the_free_memory_counted_is_a_memory_cgroups_limit_less_its_use(tmp_path
     for name, text in files.items():
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_text(f"{text}\n" if isinstance(text, int) else text)
-    (tmp_path / "self_cgroup").write_text(own + "\n")
+    (tmp_path / "self_cgroup").write_text(own and own + "\n")
     (tmp_path / "meminfo").write_text("MemTotal:       33554432 kB\nMemFree:        1048576 kB\n" + V2_HOST)
     probe = "import json, train_gpt; print(json.dumps([train_gpt.memory_free(1), train_gpt.memory_free(4)]))"
     script = (f"mount -t tmpfs none /sys/fs/cgroup && cp -a {tree}/. /sys/fs/cgroup/ && mount --bind {tmp_path}/self_cgroup /proc/$$/cgroup && "

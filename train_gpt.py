@@ -98,8 +98,7 @@ ENV_VARS = [
     # data and run
     ("DATA_PATH", "./data/datasets/fineweb10B_sp1024", "str", None, "folder holding the `*_train_*.bin` and `*_val_*.bin` shards"),
     ("TOKENIZER_PATH", "./data/tokenizers/fineweb_1024_bpe.model", "str", None, "the shards' tokenizer (val_bpb's bytes): SentencePiece or JSON"),
-    ("RUN_ID", "", "str", None, "log file `logs/<RUN_ID>.txt`; empty = a random id"),
-    ("SEED", 1337, "int", (0, 2**31 - 1), "seed of the initialisation"),
+    ("RUN_ID", "", "str", None, "log `logs/<RUN_ID>.txt`; empty = a random id"), ("SEED", 1337, "int", (0, 2**31 - 1), "seed of the initialisation"),
     ("RECIPE", "", "str", tuple(RECIPES), "a published configuration by name (README \"Recipes\"); variables set in the environment win"),
     # model
     ("VOCAB_SIZE", 1024, "int", (2, 65536), "must equal the tokenizer's vocabulary"),
@@ -1054,6 +1053,10 @@ def model_whose_step_fits(model: nn.Module, args, rt, seqs: int) -> nn.Module:
                   f"GRAD_ACCUM_STEPS={args.grad_accum_steps} (the same step, in pieces)"))
     return model
 
+def tell_torchrun(line: str) -> None:  # torchrun's closing report shows a failed rank's error file: this line, not "To enable traceback see:"
+    with contextlib.suppress(KeyError, OSError), open(os.environ["TORCHELASTIC_ERROR_FILE"], "w", encoding="utf-8") as f:  # torchrun names it
+        json.dump({"message": {"message": line, "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}}, f)  # as @record writes
+
 def keep_aside(path: Path) -> Path:  # an earlier run's file renamed <stem>.<n><suffix>, the first n free (logs/x.1.txt, checkpoints/x.1.pt)
     return path.rename(next(p for n in range(1, 1 << 30) if not (p := path.with_name(f"{path.stem}.{n}{path.suffix}")).exists()))
 
@@ -1063,6 +1066,7 @@ class Logger:  # rank 0 prints and appends to logs/<RUN_ID>.txt, which starts wi
         with refused_as(f"RUN_ID={run_id}: its log {self.path} could not be written", OSError):
             self.path.write_text(code + "\n" + "=" * 100 + "\n", encoding="utf-8") if self.path else None
     def __call__(self, msg: str, console: bool = True) -> None:
+        tell_torchrun(msg) if msg.startswith("stopping:") else None  # every rank's, before its own log can fail
         if self.path:
             with refused_as(f"{self.path}: could not be written", OSError), self.path.open("a", encoding="utf-8") as f:
                 f.write(msg + "\n")
@@ -1333,8 +1337,7 @@ def main() -> int:
         loss_sum = torch.zeros((), device=device)
         for micro in range(args.grad_accum_steps):
             x, y = train_loader.next_batch(local_tokens, args.train_seq_len)
-            if distributed:
-                model.require_backward_grad_sync = micro == args.grad_accum_steps - 1
+            setattr(model, "require_backward_grad_sync", micro == args.grad_accum_steps - 1) if distributed else None  # DDP: the last syncs
             with rt.autocast:
                 with torch.no_grad():  # distillation: the frozen teacher's logits
                     extra = () if teacher is None else (windowed_logits(teacher, x, teacher_context), args.distill_alpha, args.distill_temp)
@@ -1345,11 +1348,8 @@ def main() -> int:
         for opt in optimizers:
             opt.step()
         base_model.zero_grad(set_to_none=True)  # frozen parameters' gradients included
-        loss_sum /= args.grad_accum_steps
-        if distributed:  # one tiny all-reduce: every rank sees the same (mean) loss and stops together
-            dist.all_reduce(loss_sum, op=dist.ReduceOp.SUM)
-            loss_sum /= rt.world_size
-        return loss_sum
+        dist.all_reduce(loss_sum, op=dist.ReduceOp.SUM) if distributed else None  # one tiny all-reduce: every rank sees the same mean loss
+        return loss_sum / (args.grad_accum_steps * rt.world_size)
     # Compile warmup: a few real steps compile now, then the weights, optimizer state and data stream are rolled back (a timed run from scratch)
     if args.warmup_steps > 0:
         initial_model, initial_opt = copy.deepcopy(base_model.state_dict()), [copy.deepcopy(opt.state_dict()) for opt in optimizers]
@@ -1474,7 +1474,7 @@ def cli(argv: list[str]) -> int:
     except (ConfigError, OSError) as e:  # bad input, or a file no check above named: one line that names it, no traceback
         print(line := f"error: {e if isinstance(e, ConfigError) else f'{e.filename}: {e.strerror or e}' if e.filename else e}", file=sys.stderr)
         with contextlib.suppress(ConfigError):  # a run under way ends its log on it too, with where it was (unless its log is what failed)
-            RUNNING and RUNNING[2](f"stopping: {line.removeprefix('error: ')} ({RUNNING[1]()})", console=False)
+            RUNNING[2](f"stopping: {line.removeprefix('error: ')} ({RUNNING[1]()})", console=False) if RUNNING else tell_torchrun(line)
         status = 2
     except RuntimeError as e:  # out of memory (torch.OutOfMemoryError on a GPU, the allocator's error on a CPU): where, and what to lower
         tools = type(e).__name__ in ("InductorError", "BackendCompilerFailed")  # COMPILE=1 without inductor's C++ compiler (CPU), Triton (GPU)

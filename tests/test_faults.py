@@ -892,6 +892,26 @@ def test_a_micro_step_past_free_memory_stops_every_process_before_training(tiny_
                         r"[\d.]+ GiB on this CPU, over the [\d.]+ GiB free to each of 2 processes; lower TRAIN_BATCH_TOKENS or raise "
                         r"GRAD_ACCUM_STEPS=4 \(the same step, in pieces\) \(at step:0/12; no artifact written\)", lines[-1]), lines[-1]
     assert (tmp_path / "final_model.int8.ptz").read_bytes() == b"an earlier good artifact"
+    assert torchrun_causes(r.stderr) == [lines[-1]] * 2  # torchrun's closing report: each rank's own line
+
+
+def torchrun_causes(stderr: str) -> list[str]:
+    """The `traceback :` field of each failed rank in torchrun's closing report: what it read from the rank's error file
+    (TORCHELASTIC_ERROR_FILE), else its own "To enable traceback see: <docs>"."""
+    report = stderr[stderr.rindex("Failures:"):]
+    assert len(re.findall(r"^  error_file: /\S+/error\.json$", report, re.M)) == 2, report  # a file each, where torchrun said <N/A>
+    return re.findall(r"^  traceback : (.*)$", report, re.M)
+
+
+@pytest.mark.slow
+def test_torchruns_report_ends_with_the_refusal_not_a_link_to_its_docs(tiny_data, tmp_path):
+    """A bad variable under the challenge's own command (`torchrun ... train_gpt.py`): each process printed its line, then torchrun
+    40 lines of its own, whose last, the Root Cause, said `traceback : To enable traceback see: https://pytorch.org/docs/...`.
+    Each process now writes its line into the error file torchrun reads, so the report ends with the cause."""
+    r = run_train(tmp_path, tiny_env(tiny_data, "tr", ITERATIONS="abc"), nproc=2)
+    assert r.returncode != 0 and r.stderr.splitlines().count("error: ITERATIONS='abc': not an integer") == 2, r.stderr[-3000:]
+    assert torchrun_causes(r.stderr) == ["error: ITERATIONS='abc': not an integer"] * 2
+    assert "To enable traceback" not in r.stderr and not (tmp_path / "logs").exists()
 
 
 @pytest.mark.slow

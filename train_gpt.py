@@ -1110,7 +1110,7 @@ def claim_outputs(args) -> list[str]:
     return [f"kept: {p}, an earlier run's, as {keep_aside(p)}" for p in aside if p.is_file()]
 
 def stop_on_signals(log, where) -> None:  # SIGTERM (a scheduler; torchrun forwards it), SIGINT (Ctrl-C), SIGHUP (a closed session): exit 128+n
-    RUNNING[:] = [lambda line: log(line) if log.path else print(line, file=sys.stderr, flush=True), where, log]  # rank 0 logs, others: stderr
+    RUNNING[:] = [lambda line: (log(line), log.path or print(line, file=sys.stderr, flush=True)), where, log]  # rank 0 logs, others: stderr
     def on_signal(signum, frame):  # logged once; a SIGALRM after a stop is that stop again, from the hook below
         RUNNING[3:] or RUNNING.append(signum) or log(f"stopping: {signal.Signals(signum).name} {where()}")
         sys.exit(128 + RUNNING[3])

@@ -892,15 +892,17 @@ def test_a_micro_step_past_free_memory_stops_every_process_before_training(tiny_
                         r"[\d.]+ GiB on this CPU, over the [\d.]+ GiB free to each of 2 processes; lower TRAIN_BATCH_TOKENS or raise "
                         r"GRAD_ACCUM_STEPS=4 \(the same step, in pieces\) \(at step:0/12; no artifact written\)", lines[-1]), lines[-1]
     assert (tmp_path / "final_model.int8.ptz").read_bytes() == b"an earlier good artifact"
-    assert torchrun_causes(r.stderr) == [lines[-1]] * 2  # torchrun's closing report: each rank's own line
+    torchrun_causes(r.stderr, lines[-1])  # torchrun's closing report names it
 
 
-def torchrun_causes(stderr: str) -> list[str]:
-    """The `traceback :` field of each failed rank in torchrun's closing report: what it read from the rank's error file
-    (TORCHELASTIC_ERROR_FILE), else its own "To enable traceback see: <docs>"."""
+def torchrun_causes(stderr: str, line: str) -> None:
+    """torchrun's closing report gives line as the cause of its Root Cause (the first rank to fail; it was "To enable traceback see:
+    <docs>"), read from the error file the rank wrote (TORCHELASTIC_ERROR_FILE), and of any other failed rank, unless torchrun's
+    SIGTERM reached that one before it failed on its own (then its `stopping: SIGTERM` line, or torchrun's own signal line)."""
     report = stderr[stderr.rindex("Failures:"):]
-    assert len(re.findall(r"^  error_file: /\S+/error\.json$", report, re.M)) == 2, report  # a file each, where torchrun said <N/A>
-    return re.findall(r"^  traceback : (.*)$", report, re.M)
+    *others, root = re.findall(r"^  error_file: (.*)\n  traceback : (.*)$", report, re.M)
+    assert re.fullmatch(r"/\S+/error\.json", root[0]) and root[1] == line, report
+    assert all(cause in (line, "<N/A>") or cause.startswith(("stopping: SIGTERM", "Signal 15")) for _, cause in others), report
 
 
 @pytest.mark.slow
@@ -910,7 +912,7 @@ def test_torchruns_report_ends_with_the_refusal_not_a_link_to_its_docs(tiny_data
     Each process now writes its line into the error file torchrun reads, so the report ends with the cause."""
     r = run_train(tmp_path, tiny_env(tiny_data, "tr", ITERATIONS="abc"), nproc=2)
     assert r.returncode != 0 and r.stderr.splitlines().count("error: ITERATIONS='abc': not an integer") == 2, r.stderr[-3000:]
-    assert torchrun_causes(r.stderr) == ["error: ITERATIONS='abc': not an integer"] * 2
+    torchrun_causes(r.stderr, "error: ITERATIONS='abc': not an integer")
     assert "To enable traceback" not in r.stderr and not (tmp_path / "logs").exists()
 
 
@@ -934,6 +936,20 @@ def test_out_of_memory_says_where_the_run_was_and_what_to_lower(tiny_data, tmp_p
     else:  # written before the evaluation that failed, and whole: EVAL_ONLY can score it with a smaller EVAL_BATCH_SEQS
         model, meta = train_gpt.model_from_artifact(tmp_path / "final_model.int8.ptz")
         assert meta["config"]["train_seq_len"] == 512
+
+
+@pytest.mark.slow
+def test_out_of_memory_under_torchrun_is_each_ranks_cause_in_torchruns_report(tiny_data, tmp_path):
+    """Both ranks run out of memory in their first micro-step (the same address-space limit, set on torchrun and inherited):
+    rank 0 logs the line, rank 1 prints it on stderr once, and torchrun's closing report gives it as each rank's cause."""
+    limit = 6 << 30
+    env = tiny_env(tiny_data, "oomtr", TRAIN_BATCH_TOKENS="524288", GRAD_ACCUM_STEPS="1")  # 4,096 sequences a rank, about 5.6 GiB each
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT)], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    last = log_lines(tmp_path, "oomtr")[-1]
+    assert r.returncode != 0 and re.fullmatch(r"stopping: out of memory \(tried to allocate \d+ bytes\) at step:0/12; no artifact written; .*", last)
+    assert r.stderr.splitlines().count(last) <= 1, r.stderr[-3000:]  # rank 1's, unless torchrun stopped it first
+    torchrun_causes(r.stderr, last)
 
 
 def memory_cgroup_v1() -> Path:

@@ -549,7 +549,7 @@ def model_that_fits(cfg, what: str = "", error=ConfigError, share: int = 1) -> n
     with torch.device("meta"):
         model = build_model(cfg)
     need, linux = 4 * sum(t.numel() for t in (*model.parameters(), *model.buffers())), os.path.exists("/proc/meminfo")  # fp32
-    have, where = memory_free(share) if linux else (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / share, "")  # elsewhere: all
+    have, where = memory_free(share) if linux else (os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / share, "")  # macOS: its RAM
     refuse_first((need > have, f"{what} needs {need / 2**30:.1f} GiB of weights and regenerated matrices; this machine has {have / 2**30:.1f} GiB"
                   + f" free{where}" * linux), error=error)
     return model
@@ -1330,8 +1330,8 @@ def main() -> int:
         mul = lr_multiplier(args, step, elapsed_ms)
         frac = min(step / args.muon_momentum_warmup_steps, 1.0) if args.muon_momentum_warmup_steps else 1.0
         for opt, group in ((opt, group) for opt in optimizers for group in opt.param_groups):
-            group["lr"], muon = group["base_lr"] * mul, isinstance(opt, Muon)  # Muon's momentum warms up; Adam's betas are fixed
-            group.update(momentum=(1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum) if muon else None
+            group["lr"] = group["base_lr"] * mul  # and Muon's momentum warms up (Adam's betas are fixed)
+            group.update(momentum=(1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum) if isinstance(opt, Muon) else None
         for m in masked:  # geometric annealing, written into the buffers the (compiled) forward reads
             m.temperature.fill_(args.mask_temp_start * (args.mask_temp_end / args.mask_temp_start) ** run_progress(step, elapsed_ms))
         loss_sum = torch.zeros((), device=device)

@@ -180,15 +180,16 @@ gpu_defaults() {  # the challenge run: FineWeb, every GPU
 
 check_variables() {  # check_variables N: train_gpt.py's variables, checked once before torchrun starts N processes: there each process
                      # printed a bad one's line, then torchrun its own 40-line report of their exits. Without a GPU (NPROC set on a
-                     # CPU machine) also each process's micro-step against its share of the free memory, as each process counts it
+                     # CPU machine) also each process's micro-step and evaluation batch against its share of the free memory, as each counts them
   "$PY" -c 'import os, sys, types; sys.path.insert(0, os.getcwd()); import torch, train_gpt
 try:
     args, n = train_gpt.Hyperparameters(os.environ), int(sys.argv[1])
     args.check_world(n)
     if not torch.cuda.is_available():
         train_gpt.model_that_fits(args, share=n)
-        train_gpt.model_whose_step_fits(train_gpt.build_model(args), args, types.SimpleNamespace(use_cuda=False, local_procs=n),
-                                        args.train_batch_tokens // (n * args.grad_accum_steps * args.train_seq_len))
+        val_tokens = sum(map(train_gpt.check_shard_header, train_gpt.split_files(args.data_path, "val")))
+        train_gpt.model_whose_batches_fit(train_gpt.build_model(args), args, types.SimpleNamespace(use_cuda=False, local_procs=n, world_size=n),
+                                          args.train_batch_tokens // (n * args.grad_accum_steps * args.train_seq_len), val_tokens)
 except train_gpt.ConfigError as e: sys.exit(f"error: {e}")' "$1" || exit 2
 }
 

@@ -30,6 +30,7 @@ import sys
 import time
 import uuid
 import warnings
+import weakref
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,17 +44,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils._python_dispatch import TorchDispatchMode
 
 # -----------------------------------------------------------------------------
 # HYPERPARAMETERS
 # -----------------------------------------------------------------------------
 
-class ConfigError(ValueError):
-    """Bad input (a variable, a file): reported as one line that names it, exit status 2."""
+class ConfigError(ValueError): """Bad input (a variable, a file): reported as one line that names it, exit status 2."""
 
 @contextlib.contextmanager
-def refused_as(what: str, *kinds, error=ConfigError):
-    """The errors that checking or loading untrusted input can raise, turned into one line that starts with `what`."""
+def refused_as(what: str, *kinds, error=ConfigError):  # the errors that checking untrusted input can raise, as one line starting `what`
     try:
         yield
     except (kinds or (ConfigError, RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError)) as e:
@@ -212,9 +212,8 @@ class Hyperparameters:  # every knob of the run, read from the environment and v
         self.recipe_vars = dict(item.split("=", 1) for item in RECIPES[recipe].split()) if recipe else {}
         merged = {**self.recipe_vars, **environ}  # the environment wins
         for name, default, kind, accepted, _ in ENV_VARS:
-            raw = merged.get(name)
-            if raw == "" and (kind != "str" or accepted):  # an empty number or choice is a mistake, not the default
-                raise ConfigError(f"{name}='': empty; unset it for the default {default}")
+            raw = merged.get(name)  # an empty number or choice is a mistake, not the default
+            refuse_first((raw == "" and (kind != "str" or accepted), f"{name}='': empty; unset it for the default {default}"))
             setattr(self, name.lower(), default if not raw else _parse_var(name, raw, kind, accepted))
         self.run_id = self.run_id or str(uuid.uuid4())
         refuse_first((not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", self.run_id) or self.run_id.startswith("."),
@@ -291,8 +290,7 @@ def int_list(name: str, text: str, accepted: str = "", sep: str = ",") -> list[i
                   f"{name}={text!r}: not a {'comma list' if sep == ',' else 'range'} of integers" + (accepted and f"; {accepted}")))
     return [int(t) for t in items]
 
-def rank_schedule(name: str, text: str, layers: int) -> list[int]:
-    """'4,8,16' (one rank per layer), '8' (every layer) or '256..32' (linear from the first layer to the last, rounded)."""
+def rank_schedule(name: str, text: str, layers: int) -> list[int]:  # '4,8,16' (one per layer), '8' (all) or '256..32' (linear through depth)
     if len(text.split("..")) == 2:
         a, b = int_list(name, text, "accepted one rank per layer, one for all, or A..B", sep="..")
         return [round(a + (b - a) * i / max(layers - 1, 1)) for i in range(layers)]
@@ -333,8 +331,7 @@ def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> 
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x.mT if tall else x
 
-class Muon(torch.optim.Optimizer):
-    """Momentum, then orthogonalised updates of 2-D matrices; each rank does every world-th matrix of a shape and one all-reduce shares them."""
+class Muon(torch.optim.Optimizer):  # momentum, then orthogonalised 2-D updates; a rank does every world-th of a shape, an all-reduce shares
     def __init__(self, params, lr: float, momentum: float, backend_steps: int, nesterov: bool = True, weight_decay: float = 0.0,
                  orthogonalize=newton_schulz_orthogonalize):
         super().__init__(params, dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov, weight_decay=weight_decay))
@@ -369,8 +366,7 @@ class Muon(torch.optim.Optimizer):
 # EVALUATION (tokenizer-agnostic bits per byte)
 # -----------------------------------------------------------------------------
 
-def json_token_bytes(tok: dict) -> dict[int, int]:
-    """{id: UTF-8 bytes} of a JSON tokenizer's text ids: pure_byte (byte b: id byte_offset + b), char (chars[i]: id unk_id + 1 + i)."""
+def json_token_bytes(tok: dict) -> dict[int, int]:  # {id: bytes}: pure_byte (byte b: id byte_offset + b), char (chars[i]: id unk_id + 1 + i)
     kind, n, cfg = tok["tokenizer_type"], tok["vocab_size"], tok.get("config", {})
     first, chars = (cfg.get("byte_offset", 4), None) if kind == "pure_byte" else (cfg.get("unk_id", 3) + 1, cfg.get("chars"))
     ok = type(chars) is list and all(type(c) is str and len(c) == 1 for c in chars) and len(set(chars)) == len(chars)  # one character each, once
@@ -399,6 +395,11 @@ def window_plan(num_targets: int, seq_len: int, stride: int) -> tuple[list[int],
     starts = [*range(0, num_targets - seq_len, stride), num_targets - seq_len]  # every stride, then the window that ends at the end
     score_from = [0] + [prev + seq_len - s for prev, s in zip(starts, starts[1:])]
     return starts, score_from
+
+def eval_batch_seqs(cfg, world_size: int, stride: int | None, val_tokens: int) -> int:  # windows a forward pass: at most a rank's windows
+    batch, targets = max(1, cfg.val_batch_size // (world_size * cfg.train_seq_len)), (val_tokens - 1) // cfg.train_seq_len * cfg.train_seq_len
+    windows = len(window_plan(targets, cfg.train_seq_len, stride or cfg.train_seq_len)[0])  # VAL_BATCH_SIZE's, or EVAL_BATCH_SEQS sliding
+    return min((cfg.eval_batch_seqs or batch) if stride else batch, -(-windows // world_size))
 
 @torch.no_grad()
 def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: int, token_bytes: Tensor, rank: int = 0,
@@ -436,8 +437,7 @@ CONTROL_TENSOR_NAMES = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_
 ARTIFACT_FILE_LIMIT, ARTIFACT_INFLATE_LIMIT = 64 * 16_000_000, 4 * 16_000_000  # read at most; inflate at most (plus 16x the file)
 ARTIFACT_SECTIONS = ("q", "scale", "keep", "dtype", "bits", "shape")
 
-class ArtifactError(ConfigError):
-    """An artifact that cannot be used: truncated, corrupted, or from another configuration."""
+class ArtifactError(ConfigError): """An artifact that cannot be used: truncated, corrupted, or from another configuration."""
 
 def quantize_rows_int8(w: Tensor, levels: int = 127) -> tuple[Tensor, Tensor]:
     """Per row: clip at INT8_CLIP_PERCENTILE of |w|, `levels` a side (int6: 31), fp16 scales >= 1/127, rounded with the stored fp16 scale."""
@@ -554,8 +554,7 @@ def model_that_fits(cfg, what: str = "", error=ConfigError, share: int = 1) -> n
                   + f" free{where}" * linux), error=error)
     return model
 
-def check_blob(blob, where: str) -> None:
-    """The stored configuration validated as the environment is; then every tensor against the model it describes: names, shapes, dtypes."""
+def check_blob(blob, where: str) -> None:  # its configuration checked as the environment is, then each tensor against it: name, shape, dtype
     with refused_as(f"{where}: its stored configuration is not one this script makes", error=ArtifactError):
         ranks = blob["meta"]["config"].pop("ranks", None)  # written before 2026-11-23's per-group ranks: one list served both groups
         blob["meta"]["config"].update({} if ranks is None else {"attn_ranks": ranks, "mlp_ranks": ranks})
@@ -589,8 +588,7 @@ def read_artifact(path, data: bytes | None = None, var: str = "ARTIFACT") -> tup
     check_finite(state := dequantize_state_dict(blob), where)
     return state, dict(blob["meta"], codec=codec)
 
-def first_difference(ours: dict, theirs: dict, what: str, error=ArtifactError) -> None:
-    """Refuse a stored configuration (theirs) that differs from this run's (ours), naming the first difference."""
+def first_difference(ours: dict, theirs: dict, what: str, error=ArtifactError) -> None:  # a stored configuration unlike this run's, refused
     diff = [k for k in dict.fromkeys([*ours, *theirs]) if ours.get(k) != theirs.get(k)]
     refuse_first((diff, diff and f"{what} with {diff[0].upper()}={theirs.get(diff[0])!r}, this run has {diff[0].upper()}={ours.get(diff[0])!r}"
                   + (f" (and {len(diff) - 1} more differences)" if len(diff) > 1 else "")), error=error)
@@ -608,8 +606,7 @@ def model_from_artifact(path, expect: dict | None = None, var: str = "ARTIFACT",
     model.load_state_dict(state, strict=True)
     return model, meta
 
-def write_together(files: dict) -> None:
-    """Temporaries beside each file, renamed into place when all are complete: files that belong together are replaced together or not at all."""
+def write_together(files: dict) -> None:  # temporaries beside each, renamed into place once all are complete: all replaced, or none
     temps = {Path(path): Path(path).with_name(f".{Path(path).name}.tmp{os.getpid()}") for path in files}
     try:
         for (path, tmp), data in zip(temps.items(), files.values()):
@@ -629,8 +626,7 @@ def write_together(files: dict) -> None:
 
 SHARD_MAGIC, SHARD_VERSION, HEADER_INTS = 20240520, 1, 256
 
-class DataError(ConfigError):
-    """A shard, split or tokenizer that cannot be used."""
+class DataError(ConfigError): """A shard, split or tokenizer that cannot be used."""
 
 def check_shard_header(path: str) -> int:  # the token count of a shard whose header (magic, version) and size agree; else a DataError
     refuse_first((not os.path.isfile(path), f"{path}: not a regular file (a folder, a broken link or a link loop); accepted: a shard file"),
@@ -691,8 +687,7 @@ class TokenStream:  # the training shards read in order as one endless stream (w
             self.pos, n = self.pos + k, n - k
         return np.concatenate(parts)
 
-class DistributedTokenLoader:
-    """A micro-step takes one chunk for all ranks; rank r uses the r-th slice, so any world size sees the same tokens in the same order."""
+class DistributedTokenLoader:  # a micro-step takes one chunk for all ranks, rank r its r-th slice: any world size sees the same tokens in order
     def __init__(self, data_path: str, vocab_size: int, rank: int, world_size: int, device):
         self.stream, self.rank, self.world_size, self.device = TokenStream(data_path, vocab_size), rank, world_size, torch.device(device)
     def next_batch(self, local_tokens: int, seq_len: int) -> tuple[Tensor, Tensor]:
@@ -797,8 +792,7 @@ class CastedLinear(nn.Linear):  # a dense learned projection without bias; fp32 
         super().__init__(in_features, out_features, bias=False)
         nn.init.zeros_(self.weight) if zero_init else None
 
-class FrozenFC(nn.Module):
-    """The random base R alone, never trained (selective freeze): stored nowhere, rebuilt from its seed. Subclasses learn on top of R."""
+class FrozenFC(nn.Module):  # the random base R alone, never trained (selective freeze), rebuilt from its seed; subclasses learn on top of R
     def __init__(self, in_features: int, out_features: int, seed: int, init: str):
         super().__init__()
         self.seed, self.init = seed, init
@@ -813,8 +807,7 @@ class FrozenFC(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.effective_weight())
 
-class RandomLinearWithAdapter(FrozenFC):
-    """R + B A, B starting at zero; B A is folded into R before the one matrix multiply (its backward adds two thin multiplies)."""
+class RandomLinearWithAdapter(FrozenFC):  # R + B A, B from zero; B A folded into R before the one multiply (its backward: two thin ones)
     def __init__(self, in_features: int, out_features: int, seed: int, init: str, rank: int):
         super().__init__(in_features, out_features, seed, init)
         self.A, self.B = nn.Parameter(torch.empty(rank, in_features)), nn.Parameter(torch.zeros(out_features, rank))
@@ -834,8 +827,7 @@ class MaskedRandomLinear(FrozenFC):
         mask = (self.scores > 0).to(soft.dtype) + (soft - soft.detach())
         return self.base * mask * self.mask_scale
 
-class LowRankLinear(nn.Module):
-    """A learned B A, no base (low-rank substitution): two thin multiplies; B starts at zero where the dense one would (o, proj, corr)."""
+class LowRankLinear(nn.Module):  # a learned B A, no base (low-rank substitution); B starts at zero where the dense one would (o, proj, corr)
     def __init__(self, in_features: int, out_features: int, rank: int, zero_init: bool):
         super().__init__()
         self.A, self.B = nn.Parameter(torch.empty(rank, in_features)), nn.Parameter(torch.zeros(out_features, rank))
@@ -860,8 +852,7 @@ def regenerated_checksums(model: nn.Module) -> dict[str, str]:  # sha256 of ever
     return {name: hashlib.sha256(m.base.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
             for name, m in model.named_modules() if isinstance(m, FrozenFC)}
 
-class Rotary(nn.Module):
-    """RoPE tables built once at construction (never inside inference mode, see FACTS.md), as buffers that are not saved."""
+class Rotary(nn.Module):  # RoPE tables built once at construction (never inside inference mode, see FACTS.md), as buffers not saved
     def __init__(self, head_dim: int, max_len: int, base: float):
         super().__init__()
         inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
@@ -914,12 +905,10 @@ class Block(nn.Module):
         x = x + self.attn_scale.to(x.dtype) * self.attn(rms_norm(x))
         return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x))
 
-def bigram_buckets(input_ids: Tensor, buckets: int) -> Tensor:
-    """mix32(prev * 65536 + cur) mod buckets for each position's token pair; a window's first position pairs with id 0 (pad, never data)."""
+def bigram_buckets(input_ids: Tensor, buckets: int) -> Tensor:  # mix32(prev * 65536 + cur) mod buckets; a window's first pairs with id 0 (pad)
     return torch.fmod(mix32(F.pad(input_ids[:, :-1], (1, 0)) * 65536 + input_ids), buckets)  # = %, both >= 0; inductor 2.5-2.12's AVX2 % adds buckets
 
-class GPT(nn.Module):
-    """The baseline: blocks in a U shape (the first half's outputs added back to the second half in reverse, through learned skip weights)."""
+class GPT(nn.Module):  # the baseline: blocks in a U shape (the first half's outputs added back to the second half in reverse, by learned weights)
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
@@ -954,8 +943,7 @@ class GPT(nn.Module):
         kl = (teacher.exp() * (teacher - F.log_softmax(logits / temp, dim=-1))).sum(-1)
         return (1.0 - alpha) * nll + alpha * temp * temp * kl
 
-class Ensemble(nn.Module):
-    """NUM_MODELS members trained on the same batches (the loss their mean), member i from BASE_SEED + i; evaluation averages probabilities."""
+class Ensemble(nn.Module):  # NUM_MODELS members on the same batches (the loss their mean), i from BASE_SEED + i; evaluation averages probabilities
     def __init__(self, cfg):
         super().__init__()
         self.members = nn.ModuleList(GPT(SimpleNamespace(**{**vars(cfg), "base_seed": cfg.base_seed + i})) for i in range(cfg.num_models))
@@ -988,8 +976,7 @@ def build_optimizers(model: nn.Module, args, compile_muon: bool = False) -> list
         group["base_lr"] = group["lr"]
     return optimizers
 
-class EMA:
-    """Exponential moving average of the parameters: a copy at step EMA_START_STEP, then avg = decay * avg + (1 - decay) * p after every step."""
+class EMA:  # of the parameters: a copy at step EMA_START_STEP, then avg = decay * avg + (1 - decay) * p after every step
     def __init__(self, decay: float, start_step: int):
         self.decay, self.start_step, self.avg = decay, start_step, None
     @torch.no_grad()
@@ -1004,32 +991,28 @@ class EMA:
 def freeze_parameters(optimizers: list[torch.optim.Optimizer], params: list[nn.Parameter]) -> None:
     """Progressive freeze: the parameters leave their optimizer, outside any compiled graph (so it cannot be constant-folded away)."""
     frozen = {id(p) for p in params}
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["params"] = [p for p in group["params"] if id(p) not in frozen]
-        for p in params:
+    for opt, group in ((opt, group) for opt in optimizers for group in opt.param_groups):
+        group["params"] = [p for p in group["params"] if id(p) not in frozen]
+        for p in params:  # once a group: a second pop finds nothing
             opt.state.pop(p, None)
 
 # -----------------------------------------------------------------------------
 # TRAINING
 # -----------------------------------------------------------------------------
 
-def lr_multiplier(args, step: int, elapsed_ms: float) -> float:
-    """Linear warmdown to 0 over the last WARMDOWN_ITERS steps; under a wallclock cap, counted in time from the average step so far."""
+def lr_multiplier(args, step: int, elapsed_ms: float) -> float:  # linear warmdown over the last WARMDOWN_ITERS steps (under a cap: in time)
     if args.warmdown_iters <= 0 or args.max_wallclock_seconds <= 0:  # no warmdown, or one counted in steps
         return 1.0 if args.warmdown_iters <= 0 else min(max((args.iterations - step) / args.warmdown_iters, 0.0), 1.0)
     warmdown_ms, remaining_ms = args.warmdown_iters * elapsed_ms / max(step, 1), max(1000.0 * args.max_wallclock_seconds - elapsed_ms, 0.0)
     return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
 
-def windowed_logits(model, x: Tensor, context: int) -> Tensor:
-    """A teacher's logits over inputs longer than its context: windows overlapping by half, each position from its most-context window."""
+def windowed_logits(model, x: Tensor, context: int) -> Tensor:  # a teacher's, past its context: windows overlapping by half, each position once
     if x.size(1) <= context:
         return model.logits(x)
     starts, score_from = window_plan(x.size(1), context, max(1, context // 2))
     return torch.cat([model.logits(x[:, s:s + context])[:, f:] for s, f in zip(starts, score_from)], dim=1)
 
-def memory_free(share: int = 1) -> tuple[float, str]:
-    """Linux's MemAvailable, or less where a memory cgroup holds this process (a container's limit): its limit - its use + page cache it can drop."""
+def memory_free(share: int = 1) -> tuple[float, str]:  # MemAvailable, or less in a memory cgroup (a container): limit - use + droppable cache
     free, cgroups = [(int(re.search(r"MemAvailable:\s*(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024, "")], Path("/proc/self/cgroup")
     for kinds, own in re.findall(r"^\d+:((?:[^:]*,)?memory(?:,[^:]*)?|):(.*)$", cgroups.read_text() if cgroups.exists() else "", re.M):
         limit, use = ("memory.limit_in_bytes", "memory.usage_in_bytes") if (v1 := kinds != "") else ("memory.max", "memory.current")  # v1 n:memory:/a
@@ -1039,18 +1022,39 @@ def memory_free(share: int = 1) -> tuple[float, str]:
                 free.append((int((d / limit).read_text()) - int((d / use).read_text()) + cache, f" in the memory cgroup {d}"))
     return min((f / share, where + f" to each of {share} processes" * (share > 1)) for f, where in free)  # a machine's processes share it
 
-def model_whose_step_fits(model: nn.Module, args, rt, seqs: int) -> nn.Module:
-    """On a CPU the kernel kills a process past memory, with nothing to catch or log (a GPU's error is caught): refused before training."""
-    weights, kept = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}, []
-    for saved in ([], []) if not rt.use_cuda and os.path.exists("/proc/meminfo") else ():  # the tensors kept for backward, on 1 and 2 sequences
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-            model(x := torch.zeros(len(kept) + 1, args.train_seq_len, dtype=torch.int64), x)
-        kept.append(sum({s.data_ptr(): s.nbytes() for s in (t.untyped_storage() for t in saved) if s.data_ptr() not in weights}.values()))
-    need = 1.3 * (kept[0] + (seqs - 1) * (kept[1] - kept[0])) if kept else 0  # some once a step (a mask's weight); x the backward's own: 1.35-1.44
-    free, where = memory_free(rt.local_procs) if kept else (0, "")  # each process's share
-    refuse_first((need > free, f"TRAIN_BATCH_TOKENS={args.train_batch_tokens}: a micro-step of {seqs} sequences of {args.train_seq_len} tokens needs "
-                  f"about {need / 2**30:.1f} GiB on this CPU, over the {free / 2**30:.1f} GiB free{where}; lower TRAIN_BATCH_TOKENS or raise "
-                  f"GRAD_ACCUM_STEPS={args.grad_accum_steps} (the same step, in pieces)"))
+class PeakBytes(TorchDispatchMode):  # the most bytes of tensors alive at once (op by op, weights aside) in a micro-step or an evaluation
+    def __init__(self, model: nn.Module, train: bool, seqs: int, seq_len: int):
+        super().__init__()
+        self.live, self.peak = {t.untyped_storage().data_ptr(): 0 for t in (*model.parameters(), *model.buffers())}, 0
+        with torch.set_grad_enabled(train), self:
+            loss = model.train(train)(x := torch.zeros(seqs, seq_len, dtype=torch.int64), x)
+            loss.mean().backward() if train else None
+        model.zero_grad(set_to_none=True)
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for s in (t.untyped_storage() for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, Tensor)):
+            if s.data_ptr() not in self.live:  # a new storage (not a view of one), counted until it is freed
+                self.live[s.data_ptr()], _ = s.nbytes(), weakref.finalize(s, self.live.pop, s.data_ptr(), None)
+        self.peak = max(self.peak, sum(self.live.values()))
+        return out
+
+def model_whose_batches_fit(model: nn.Module, args, rt, seqs: int, val_tokens: int) -> nn.Module:
+    """On a CPU the kernel kills a process past memory, with nothing to catch or log (a GPU's error is caught): a micro-step of `seqs`
+    sequences (0: none, EVAL_ONLY) and the largest evaluation batch of a split of `val_tokens` tokens (0: unknown) refused before they run."""
+    n_eval, var = max((eval_batch_seqs(args, rt.world_size, s, val_tokens), "EVAL_BATCH_SEQS" if s and args.eval_batch_seqs else "VAL_BATCH_SIZE")
+                      for s in (None, args.eval_stride or None)) if val_tokens else (0, "")
+    batches = [(True, seqs, f"TRAIN_BATCH_TOKENS={args.train_batch_tokens}: a micro-step", "lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS="
+                f"{args.grad_accum_steps} (the same step, in pieces)"), (False, n_eval, f"{var}={getattr(args, var.lower(), 0)}: an evaluation batch",
+                f"lower {var} (the same evaluation, in smaller batches)")]
+    held, was_training = 0.0, model.training
+    for train, n, what, fix in (b for b in batches if b[1] and not rt.use_cuda and os.path.exists("/proc/meminfo")):
+        one, two = (PeakBytes(model, train, k, args.train_seq_len).peak for k in (1, 2))
+        need = (1.4 if train else 1.7) * (one + (n - 1) * (two - one))  # a process's peak over the count: 1.06-1.39 stepping, 1.0-1.63 evaluating
+        (free, where), gib = memory_free(rt.local_procs), lambda b: f"{b / 2**30:.1f} GiB"  # each process's share of the free memory
+        refuse_first((held + need > free, f"{what} of {n} sequences of {args.train_seq_len} tokens needs about {gib(need)} on this CPU"
+                      + f" beside the {gib(held)} a micro-step keeps" * (held > 0) + f", over the {gib(free)} free{where}; {fix}"))
+        held = need  # the heap a micro-step grew stays (keep_freed_memory), and an evaluation's larger blocks need not fit in its holes
+    model.train(was_training)
     return model
 
 def tell_torchrun(line: str) -> None:  # torchrun's closing report shows a failed rank's error file: this line, not "To enable traceback see:"
@@ -1181,19 +1185,16 @@ def final_evaluation(log, run_eval, stride: int, codec: str = "zlib") -> float:
     log(f"total_eval_time:{1000.0 * (time.perf_counter() - t_start):.0f}ms")
     return scores[0]
 
-def make_run_eval(model_fwd, val_tokens, token_bytes, rt, cfg):
-    """evaluate() bound to this run (cfg: TRAIN_SEQ_LEN, VAL_BATCH_SIZE, EVAL_BATCH_SEQS): stride None = plain evaluation."""
-    seq_len, plain_batch = cfg.train_seq_len, max(1, cfg.val_batch_size // (rt.world_size * cfg.train_seq_len))
+def make_run_eval(model_fwd, val_tokens, token_bytes, rt, cfg):  # evaluate() bound to this run and cfg's settings; stride None: plain
     def run_eval(stride: int | None, model=None) -> tuple[float, float, int]:
         m, training = model or model_fwd, (model or model_fwd).training
-        result = evaluate(m.eval(), val_tokens, seq_len, stride or seq_len, (cfg.eval_batch_seqs or plain_batch) if stride else plain_batch,
-                          token_bytes, rt.rank, rt.world_size, rt.device, rt.autocast)
+        result = evaluate(m.eval(), val_tokens, cfg.train_seq_len, stride or cfg.train_seq_len, eval_batch_seqs(cfg, rt.world_size, stride,
+                          val_tokens.numel()), token_bytes, rt.rank, rt.world_size, rt.device, rt.autocast)
         m.train(training)
         return result
     return run_eval
 
-def eval_only(args, rt, log) -> int:
-    """EVAL_ONLY=1: model, data and evaluation settings from the artifact (the environment may set data and evaluation settings)."""
+def eval_only(args, rt, log) -> int:  # EVAL_ONLY=1: model, data and evaluation settings from the artifact (the environment may set the last two)
     model, meta = model_from_artifact(args.artifact)
     stored, made = meta["config"], config_env(meta["config"])
     for name, raw in ((n, os.environ[n]) for n, *_ in ENV_VARS if os.environ.get(n) and n not in EVAL_ONLY_VARS):
@@ -1213,7 +1214,8 @@ def eval_only(args, rt, log) -> int:
         val_tokens, token_bytes, tok_sha, _ = load_eval_data(run.data_path, run.tokenizer_path, run.vocab_size, run.train_seq_len, rt.device)
     refuse_first((ev.get("tokenizer_sha256") not in (None, tok_sha), f"TOKENIZER_PATH={run.tokenizer_path}: not the tokenizer the artifact "
                   f"{args.artifact} was evaluated with (sha256 differs)"), error=ArtifactError)
-    fwd = torch.compile(model.to(rt.device), dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else model.to(rt.device)
+    model = model_whose_batches_fit(model.to(rt.device), run, rt, 0, val_tokens.numel())
+    fwd = torch.compile(model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else model
     log(f"eval_only artifact:{args.artifact} bytes:{os.path.getsize(args.artifact)} data_path:{run.data_path}")
     log(f"model_params:{sum(p.numel() for p in model.parameters())}")
     final_evaluation(log, make_run_eval(fwd, val_tokens, token_bytes, rt, run), run.eval_stride, meta["codec"])
@@ -1254,8 +1256,7 @@ def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tupl
             opt.load_state_dict(opt_state)  # the state resumes; the settings (learning rates, betas, decay) are this run's, as set now
             for group, ours in zip(opt.param_groups, settings):
                 group.update(ours)
-        device = next(model.parameters()).device
-        ema.avg = None if state["ema"] is None else {n: state["ema"][n].to(device) for n, _ in model.named_parameters()}
+        ema.avg = None if state["ema"] is None else {n: state["ema"][n].to(p.device) for n, p in model.named_parameters()}
         stream.seek(*state["data"])
         random.setstate((3, tuple(state["rng"]["python"]), None))
         np.random.set_state(("MT19937", state["rng"]["numpy"].numpy().astype(np.uint32), state["rng"]["numpy_pos"], 0, 0.0))
@@ -1303,7 +1304,7 @@ def main() -> int:
         log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in teacher.parameters())}"
             f" alpha:{args.distill_alpha} temp:{args.distill_temp}")
     local_tokens = args.train_batch_tokens // (rt.world_size * args.grad_accum_steps)
-    base_model = model_whose_step_fits(build_model(args).to(device), args, rt, local_tokens // args.train_seq_len)
+    base_model = model_whose_batches_fit(build_model(args).to(device), args, rt, local_tokens // args.train_seq_len, val_tokens.numel())
     model_fwd = torch.compile(base_model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else base_model
     sync = "forward_sync_buffers" if "forward_sync_buffers" in DDP.__init__.__code__.co_varnames else "broadcast_buffers"  # torch 2.13's name
     model = DDP(model_fwd, device_ids=[rt.local_rank] if rt.use_cuda else None, **{sync: False}) if distributed else model_fwd  # buffers: all equal
@@ -1458,8 +1459,7 @@ def main() -> int:
             f"(all-int8 artifact {len(int8_data)} bytes) val_bpb_cost:{bpb - bpb8:+.4f} (all-int8 round trip {bpb8:.4f})")
     return 0
 
-def leave_process_group(clean: bool) -> None:
-    """Every exit: garbage first (DDP's reducer, in cycles, freed after the group was gone, made gloo abort 1 run in 7), then the group."""
+def leave_process_group(clean: bool) -> None:  # at every exit: garbage first (DDP's reducer, freed after the group, made gloo abort 1 run in 7)
     if dist.is_available() and dist.is_initialized():
         gc.collect(), dist.barrier() if clean else None
         dist.destroy_process_group()

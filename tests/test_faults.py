@@ -956,6 +956,59 @@ def test_out_of_memory_under_torchrun_is_each_ranks_cause_in_torchruns_report(ti
     torchrun_causes(r.stderr, last)
 
 
+class KnownPeak(torch.nn.Module):
+    """forward(x, y) on n sequences of 8 tokens: x (int64, 64n bytes), x as float (32n) and its product with a view of the
+    weight (32n) alive at once: 128n bytes at the peak; the weight (and its transpose, a view of it) is never counted."""
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(8, 8))
+    def forward(self, x, y):
+        return ((x.float() @ self.w.t()) * 2).sum(-1)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_a_batchs_peak_counts_each_new_storage_until_it_is_freed_and_never_a_weight(n):
+    model = KnownPeak()
+    assert train_gpt.PeakBytes(model, False, n, 8).peak == 128 * n
+    before = model.w.detach().clone()
+    assert train_gpt.PeakBytes(model, True, n, 8).peak > 128 * n  # the backward's gradients on top
+    assert model.w.grad is None and torch.equal(model.w.detach(), before)  # measured, then left as it was
+
+
+@pytest.mark.parametrize("extra", [{}, {"FREEZE_MODE": "mask"}, {"FREEZE_MODE": "adapter"}, {"NUM_MODELS": "2"}, {"BIGRAM_BUCKETS": "64"}],
+                         ids=["dense", "mask", "adapter", "ensemble", "bigram"])
+def test_a_batchs_peak_grows_exactly_linearly_so_two_measures_give_any_batch(extra):
+    """The refusal measures 1 and 2 sequences and extrapolates to the batch: every tensor of a forward (and backward) scales with the
+    batch, or is made once (a mask's weight, the gradients), so the steps between 1, 2, 3 and 4 sequences are equal, to the byte."""
+    cfg = train_gpt.Hyperparameters({**TINY_MODEL, **extra})
+    model = train_gpt.build_model(cfg)
+    for train in (True, False):
+        peaks = [train_gpt.PeakBytes(model, train, k, 64).peak for k in (1, 2, 3, 4)]
+        assert peaks[1] - peaks[0] == peaks[2] - peaks[1] == peaks[3] - peaks[2] > 0, (train, peaks)
+
+
+@pytest.mark.slow
+def test_an_evaluation_batch_past_free_memory_is_refused_before_training_and_before_eval_only(tiny_data, tmp_path):
+    """Evaluation's memory was never counted: the 9 x 512 model on the embedded corpus with EVAL_STRIDE=64 and the default
+    VAL_BATCH_SIZE (sliding batches of 512 windows, about 20 GiB) trained, logged its plain final evaluation and was killed by the
+    kernel's OOM killer in the sliding one on a 24 GiB machine (2026-12-05), nothing said. The largest evaluation batch is now counted
+    with what the micro-steps keep, before step 0; under EVAL_ONLY, before the evaluation."""
+    huge = {"TRAIN_SEQ_LEN": "2048", "TRAIN_BATCH_TOKENS": "16384", "EVAL_STRIDE": "1", "EVAL_BATCH_SEQS": str(1 << 20)}  # about 26 MB a window
+    tokens = train_gpt.load_validation_tokens(tiny_data["data_path"], 2048, 1024)
+    windows = len(train_gpt.window_plan((tokens.numel() - 1) // 2048 * 2048, 2048, 1)[0])  # all of them (4,097), in one batch: 170 GB
+    said = rf"error: EVAL_BATCH_SEQS={1 << 20}: an evaluation batch of {windows} sequences of 2048 tokens needs about [\d.]+ GiB on this CPU"
+    fix = r", over the [\d.]+ GiB free(?: in the memory cgroup \S+)?; lower EVAL_BATCH_SEQS \(the same evaluation, in smaller batches\)\n"
+    (tmp_path / "final_model.int8.ptz").write_bytes(b"an earlier good artifact")
+    r = run_train(tmp_path, tiny_env(tiny_data, "evalmem", **huge))
+    assert r.returncode == 2 and re.fullmatch(said + r" beside the [\d.]+ GiB a micro-step keeps" + fix, r.stderr), r.stderr[-2000:]
+    assert not any(line.startswith("step:") for line in log_lines(tmp_path, "evalmem"))  # refused before step 0's evaluation
+    assert (tmp_path / "final_model.int8.ptz").read_bytes() == b"an earlier good artifact"
+    assert run_train(tmp_path, tiny_env(tiny_data, "made", ITERATIONS="2", TRAIN_SEQ_LEN="2048", TRAIN_BATCH_TOKENS="16384", EVAL_STRIDE="0")).returncode == 0
+    r = run_train(tmp_path, clean_env(EVAL_ONLY="1", RUN_ID="evalonly", EVAL_STRIDE="1", EVAL_BATCH_SEQS=str(1 << 20)))
+    assert r.returncode == 2 and re.fullmatch(said + fix, r.stderr), r.stderr[-2000:]
+    assert not any(line.startswith("final_") for line in log_lines(tmp_path, "evalonly"))
+
+
 def memory_cgroup_v1() -> Path:
     """This process's own memory cgroup (v1), where a test may make a child: root, and the v1 memory hierarchy mounted writable."""
     own = re.search(r"^\d+:(?:[^:]*,)?memory(?:,[^:]*)?:(.*)$", Path("/proc/self/cgroup").read_text(), re.M)

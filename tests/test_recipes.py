@@ -289,12 +289,14 @@ def test_run_sh_bench_takes_the_peer_flag_anywhere_among_its_arguments(tmp_path)
 
 def test_run_sh_fineweb_refuses_missing_shards_a_bad_nproc_and_a_bad_variable_in_one_line(tmp_path):
     """`bash run.sh fineweb` checks before torchrun starts: no shards in DATA_PATH, NPROC that is not a count (it was passed to
-    a shell test as it was, and on to torchrun), and train_gpt.py's variables against NPROC processes: each process printed a bad
-    variable's line, then torchrun its 40-line report of their exits (until 2026-12-04)."""
+    a shell test as it was, and on to torchrun), and train_gpt.py's variables and evaluation data against NPROC processes: each
+    process printed a bad variable's line (a missing tokenizer's until 2026-12-05), then torchrun its 40-line report of their exits."""
     from export_corpus import write_shard
     write_shard(tmp_path / "fineweb_val_000000.bin", np.zeros(16, dtype=np.uint16))
     (tmp_path / "big").mkdir()
     write_shard(tmp_path / "big" / "fineweb_val_000000.bin", np.zeros(20_000, dtype=np.uint16))
+    big = {"DATA_PATH": str(tmp_path / "big"), "NPROC": "2"}
+    tok = {"TOKENIZER_PATH": str(ROOT / "data" / "tokenizers" / "shakespeare_1024_bpe.model")}  # the embedded corpus's: 1,024 tokens
     for env, said in (({"DATA_PATH": str(tmp_path / "none")}, f"run.sh: no FineWeb shards in DATA_PATH={tmp_path / 'none'}; fetch them with"),
                       ({"DATA_PATH": str(tmp_path), "NPROC": "abc"}, "run.sh: NPROC=abc: accepted a count of processes (1, 2, ...)"),
                       ({"DATA_PATH": str(tmp_path), "NPROC": "0"}, "run.sh: NPROC=0: accepted a count of processes"),
@@ -302,13 +304,19 @@ def test_run_sh_fineweb_refuses_missing_shards_a_bad_nproc_and_a_bad_variable_in
                       ({"DATA_PATH": str(tmp_path), "NPROC": "3"}, "error: WORLD_SIZE=3: must divide 8 (1, 2, 4 or 8 processes)"),
                       ({"DATA_PATH": str(tmp_path), "NPROC": "2", "TRAIN_BATCH_TOKENS": "1000"}, "error: TRAIN_BATCH_TOKENS=1000: must be a "
                        "multiple of world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = 8192"),
+                      # the evaluation data: no tokenizer at the default path, one of another vocabulary, a split shorter than a window
+                      (big, f"error: TOKENIZER_PATH=./data/tokenizers/fineweb_1024_bpe.model: no such file (relative paths are to {ROOT}); "
+                       "build or fetch the data first (`bash run.sh data`)"),
+                      ({**big, **tok, "VOCAB_SIZE": "8192"}, f"error: TOKENIZER_PATH={tok['TOKENIZER_PATH']}: vocabulary of 1024 tokens, but "
+                       "VOCAB_SIZE=8192"),
+                      ({"DATA_PATH": str(tmp_path), "NPROC": "2", **tok}, f"error: DATA_PATH={tmp_path}: validation split has 16 tokens, fewer "
+                       "than TRAIN_SEQ_LEN+1=1025"),
                       # without a GPU, each process's micro-step against its share of the free memory (the 9 x 512 model, counted)
-                      ({"DATA_PATH": str(tmp_path), "NPROC": "2", "TRAIN_BATCH_TOKENS": str(2**33)}, f"error: TRAIN_BATCH_TOKENS={2**33}: a "
+                      ({**big, **tok, "TRAIN_BATCH_TOKENS": str(2**33)}, f"error: TRAIN_BATCH_TOKENS={2**33}: a "
                        f"micro-step of {2**33 // 8 // 1024} sequences of 1024 tokens needs about"),
                       # and the largest evaluation batch: 18,433 sliding windows of 20,000 validation tokens, half a process
-                      ({"DATA_PATH": str(tmp_path / "big"), "NPROC": "2", "TRAIN_BATCH_TOKENS": "16384", "EVAL_STRIDE": "1",
-                        "EVAL_BATCH_SEQS": str(1 << 20)}, f"error: EVAL_BATCH_SEQS={1 << 20}: an evaluation batch of 9217 sequences of 1024 "
-                       "tokens needs about")):
+                      ({**big, **tok, "TRAIN_BATCH_TOKENS": "16384", "EVAL_STRIDE": "1", "EVAL_BATCH_SEQS": str(1 << 20)},
+                       f"error: EVAL_BATCH_SEQS={1 << 20}: an evaluation batch of 9217 sequences of 1024 tokens needs about")):
         r = subprocess.run(["bash", "run.sh", "fineweb"], cwd=ROOT, env=clean_env(**env, RUN_ID="fineweb_checked"), capture_output=True, text=True,
                            timeout=120)
         assert r.returncode == 2 and r.stderr.startswith(said) and r.stderr.count("\n") == 1, r.stderr

@@ -905,10 +905,10 @@ def torchrun_causes(stderr: str, line: str) -> None:
     """torchrun's closing report gives line as the cause of its Root Cause (the first rank to fail; it was "To enable traceback see:
     <docs>"), read from the error file the rank wrote (TORCHELASTIC_ERROR_FILE), and of any other failed rank, unless torchrun's
     SIGTERM reached that one before it failed on its own (then its `stopping: SIGTERM` line, or torchrun's own signal line)."""
-    report = stderr[stderr.rindex("Failures:"):]
+    report, same = stderr[stderr.rindex("Failures:"):], lambda a: re.sub(r"[\d.]+ GiB", "N GiB", a)  # each rank reads the free memory itself
     *others, root = re.findall(r"^  error_file: (.*)\n  traceback : (.*)$", report, re.M)
-    assert re.fullmatch(r"/\S+/error\.json", root[0]) and root[1] == line, report
-    assert all(cause in (line, "<N/A>") or cause.startswith(("stopping: SIGTERM", "Signal 15")) for _, cause in others), report
+    assert re.fullmatch(r"/\S+/error\.json", root[0]) and same(root[1]) == same(line), report
+    assert all(same(cause) in (same(line), "<N/A>") or cause.startswith(("stopping: SIGTERM", "Signal 15")) for _, cause in others), report
 
 
 @pytest.mark.slow
@@ -947,15 +947,16 @@ def test_out_of_memory_says_where_the_run_was_and_what_to_lower(tiny_data, tmp_p
 @pytest.mark.slow
 def test_out_of_memory_under_torchrun_is_each_ranks_cause_in_torchruns_report(tiny_data, tmp_path):
     """Both ranks run out of memory in their first micro-step (the same address-space limit, set on torchrun and inherited):
-    rank 0 logs the line, rank 1 prints it on stderr once, and torchrun's closing report gives it as each rank's cause."""
-    limit = 6 << 30
+    rank 0 logs the line, rank 1 prints it on stderr once, and torchrun's closing report gives it as each rank's cause. The first
+    to fail is the Root Cause; when that is rank 1, torchrun's SIGTERM may reach rank 0 first (its log then ends on that)."""
+    limit, oom = 6 << 30, r"stopping: out of memory \(tried to allocate \d+ bytes\) at step:0/12; no artifact written; .*"
     env = tiny_env(tiny_data, "oomtr", TRAIN_BATCH_TOKENS="524288", GRAD_ACCUM_STEPS="1")  # 4,096 sequences a rank, about 5.6 GiB each
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT)], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=300, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
-    last = log_lines(tmp_path, "oomtr")[-1]
-    assert r.returncode != 0 and re.fullmatch(r"stopping: out of memory \(tried to allocate \d+ bytes\) at step:0/12; no artifact written; .*", last)
-    assert r.stderr.splitlines().count(last) <= 1, r.stderr[-3000:]  # rank 1's, unless torchrun stopped it first
-    torchrun_causes(r.stderr, last)
+    last, said = log_lines(tmp_path, "oomtr")[-1], [line for line in r.stderr.splitlines() if re.fullmatch(oom, line)]  # rank 1's on stderr
+    assert r.returncode != 0 and (re.fullmatch(oom, last) or last == "stopping: SIGTERM at step:0/12; no artifact written" and said), last
+    assert len(said) <= 1 and said in ([], [last]) or not re.fullmatch(oom, last), r.stderr[-3000:]  # once, unless torchrun stopped it first
+    torchrun_causes(r.stderr, last if re.fullmatch(oom, last) else said[0])
 
 
 class KnownPeak(torch.nn.Module):

@@ -1042,7 +1042,7 @@ def model_whose_batches_fit(model: nn.Module, args, rt, seqs: int, val_tokens: i
     """On a CPU the kernel kills a process past memory, with nothing to catch or log (a GPU's error is caught): a micro-step of `seqs`
     sequences (0: none, EVAL_ONLY) and the largest evaluation batch of a split of `val_tokens` tokens (0: unknown) refused before they run."""
     n_eval, var = max((eval_batch_seqs(args, rt.world_size, s, val_tokens), "EVAL_BATCH_SEQS" if s and args.eval_batch_seqs else "VAL_BATCH_SIZE")
-                      for s in (None, args.eval_stride or None)) if val_tokens else (0, "")
+                      for s in (None, args.eval_stride or None)) if val_tokens and not rt.use_cuda else (0, "")  # not counted on a GPU
     batches = [(True, seqs, f"TRAIN_BATCH_TOKENS={args.train_batch_tokens}: a micro-step", "lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS="
                 f"{args.grad_accum_steps} (the same step, in pieces)"), (False, n_eval, f"{var}={getattr(args, var.lower(), 0)}: an evaluation batch",
                 f"lower {var} (the same evaluation, in smaller batches)")]

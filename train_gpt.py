@@ -751,8 +751,7 @@ def hash_stream(seed: int, stream: int, n: int, start: int = 0) -> Tensor:  # di
     key = mix32(mix32(seed & MASK32) ^ mix32(mul32(stream + 1, 0x9E3779B9)))
     return mix32(mul32(torch.arange(start, n, dtype=torch.int64), 0x9E3779B1) ^ key)
 
-def projection_seed(base_seed: int, layer: int, name: str) -> int:
-    """seed = mix32(mix32(mix32(BASE_SEED) ^ layer) ^ k), k = 1..7 for q, k, v, o, fc, proj, emb (the embedding: layer 0)."""
+def projection_seed(base_seed: int, layer: int, name: str) -> int:  # mix32(mix32(mix32(BASE_SEED) ^ layer) ^ k), k = 1..7: q k v o fc proj emb
     return mix32(mix32(mix32(base_seed & MASK32) ^ layer) ^ ((*PROJECTIONS, "emb").index(name) + 1))
 
 def symmetric_unit(h: Tensor) -> Tensor:  # the top 23 bits of a hash as an exact float32 in (-1, 1): (2u + 1 - 2^23) / 2^23
@@ -1006,6 +1005,7 @@ def lr_multiplier(args, step: int, elapsed_ms: float) -> float:  # linear warmdo
     warmdown_ms, remaining_ms = args.warmdown_iters * elapsed_ms / max(step, 1), max(1000.0 * args.max_wallclock_seconds - elapsed_ms, 0.0)
     return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
 
+@torch.no_grad()
 def windowed_logits(model, x: Tensor, context: int) -> Tensor:  # a teacher's, past its context: windows overlapping by half, each position once
     if x.size(1) <= context:
         return model.logits(x)
@@ -1023,11 +1023,12 @@ def memory_free(share: int = 1) -> tuple[float, str]:  # MemAvailable, or less i
     return min((f / share, where + f" to each of {share} processes" * (share > 1)) for f, where in free)  # a machine's processes share it
 
 class PeakBytes(TorchDispatchMode):  # the most bytes of tensors alive at once (op by op, weights aside) in a micro-step or an evaluation
-    def __init__(self, model: nn.Module, train: bool, seqs: int, seq_len: int):
+    def __init__(self, model: nn.Module, train: bool, seqs: int, seq_len: int, teacher: tuple = ()):  # teacher: (model, context, alpha, temp)
         super().__init__()
-        self.live, self.peak = {t.untyped_storage().data_ptr(): 0 for t in (*model.parameters(), *model.buffers())}, 0
+        self.live, self.peak = {t.untyped_storage().data_ptr(): 0 for m in (model, *teacher[:1]) for t in (*m.parameters(), *m.buffers())}, 0
         with torch.set_grad_enabled(train), self:
-            loss = model.train(train)(x := torch.zeros(seqs, seq_len, dtype=torch.int64), x)
+            x = torch.zeros(seqs, seq_len, dtype=torch.int64)  # distilling: the teacher's forward, then its logits kept through the student's
+            loss = model.train(train)(x, x, *((windowed_logits(teacher[0], x, teacher[1]), *teacher[2:]) if train and teacher else ()))
             loss.mean().backward() if train else None
         model.zero_grad(set_to_none=True)
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -1038,17 +1039,17 @@ class PeakBytes(TorchDispatchMode):  # the most bytes of tensors alive at once (
         self.peak = max(self.peak, sum(self.live.values()))
         return out
 
-def model_whose_batches_fit(model: nn.Module, args, rt, seqs: int, val_tokens: int) -> nn.Module:
+def model_whose_batches_fit(model: nn.Module, args, rt, seqs: int, val_tokens: int, teacher: tuple = ()) -> nn.Module:
     """On a CPU the kernel kills a process past memory, with nothing to catch or log (a GPU's error is caught): a micro-step of `seqs`
     sequences (0: none, EVAL_ONLY) and the largest evaluation batch of a split of `val_tokens` tokens (0: unknown) refused before they run."""
     n_eval, var = max((eval_batch_seqs(args, rt.world_size, s, val_tokens), "EVAL_BATCH_SEQS" if s and args.eval_batch_seqs else "VAL_BATCH_SIZE")
                       for s in (None, args.eval_stride or None)) if val_tokens and not rt.use_cuda else (0, "")  # not counted on a GPU
-    batches = [(True, seqs, f"TRAIN_BATCH_TOKENS={args.train_batch_tokens}: a micro-step", "lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS="
-                f"{args.grad_accum_steps} (the same step, in pieces)"), (False, n_eval, f"{var}={getattr(args, var.lower(), 0)}: an evaluation batch",
-                f"lower {var} (the same evaluation, in smaller batches)")]
+    step_fix = f"lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS={args.grad_accum_steps} (the same step, in pieces)"
+    batches = [(True, seqs, f"TRAIN_BATCH_TOKENS={args.train_batch_tokens}: a {'distilling ' * bool(teacher)}micro-step", step_fix), (False, n_eval,
+                f"{var}={getattr(args, var.lower(), 0)}: an evaluation batch", f"lower {var} (the same evaluation, in smaller batches)")]
     held, was_training = 0.0, model.training
     for train, n, what, fix in (b for b in batches if b[1] and not rt.use_cuda and os.path.exists("/proc/meminfo")):
-        one, two = (PeakBytes(model, train, k, args.train_seq_len).peak for k in (1, 2))
+        one, two = (PeakBytes(model, train, k, args.train_seq_len, teacher).peak for k in (1, 2))
         need = (1.4 if train else 1.7) * (one + (n - 1) * (two - one))  # peak RSS over the count, measured: 1.06-1.43 stepping, 1.0-1.67 evaluating
         (free, where), gib = memory_free(rt.local_procs), lambda b: f"{b / 2**30:.1f} GiB"  # each process's share of the free memory
         refuse_first((held + need > free, f"{what} of {n} sequences of {args.train_seq_len} tokens needs about {gib(need)} on this CPU"
@@ -1173,8 +1174,7 @@ def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len
                   f"holds {token_bytes.numel()} counts for {tokens.numel()} tokens; accepted: one a token, each below 32768"), error=DataError)
     return tokens.to(device), token_bytes.to(device, torch.int16), hashlib.sha256(proto).hexdigest(), kind + (" bytes:sidecar" if sidecar else "")
 
-def final_evaluation(log, run_eval, stride: int, codec: str = "zlib") -> float:
-    """The house's final lines (plain), then the sliding-window ones when a stride is set, then the whole evaluation's time (capped at 600 s)."""
+def final_evaluation(log, run_eval, stride: int, codec: str = "zlib") -> float:  # the house's final lines: plain, sliding (stride > 0), the time
     t_start, scores = time.perf_counter(), []
     for name, s in [("", None)] + ([("_sliding", stride)] if stride > 0 else []):
         t0, (loss, bpb, scored) = time.perf_counter(), run_eval(s)
@@ -1304,7 +1304,8 @@ def main() -> int:
         log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in teacher.parameters())}"
             f" alpha:{args.distill_alpha} temp:{args.distill_temp}")
     local_tokens = args.train_batch_tokens // (rt.world_size * args.grad_accum_steps)
-    base_model = model_whose_batches_fit(build_model(args).to(device), args, rt, local_tokens // args.train_seq_len, val_tokens.numel())
+    base_model = model_whose_batches_fit(build_model(args).to(device), args, rt, local_tokens // args.train_seq_len, val_tokens.numel(),
+                                         (teacher, teacher_context, args.distill_alpha, args.distill_temp) if teacher is not None else ())
     model_fwd = torch.compile(base_model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else base_model
     sync = "forward_sync_buffers" if "forward_sync_buffers" in DDP.__init__.__code__.co_varnames else "broadcast_buffers"  # torch 2.13's name
     model = DDP(model_fwd, device_ids=[rt.local_rank] if rt.use_cuda else None, **{sync: False}) if distributed else model_fwd  # buffers: all equal
@@ -1339,9 +1340,8 @@ def main() -> int:
         for micro in range(args.grad_accum_steps):
             x, y = train_loader.next_batch(local_tokens, args.train_seq_len)
             setattr(model, "require_backward_grad_sync", micro == args.grad_accum_steps - 1) if distributed else None  # DDP: the last syncs
-            with rt.autocast:
-                with torch.no_grad():  # distillation: the frozen teacher's logits
-                    extra = () if teacher is None else (windowed_logits(teacher, x, teacher_context), args.distill_alpha, args.distill_temp)
+            with rt.autocast:  # distillation: the frozen teacher's logits (no autograd graph: windowed_logits runs under no_grad)
+                extra = () if teacher is None else (windowed_logits(teacher, x, teacher_context), args.distill_alpha, args.distill_temp)
                 loss = model(x, y, *extra).mean()
             loss_sum += loss.detach()
             (loss / args.grad_accum_steps).backward()

@@ -978,16 +978,33 @@ def test_a_batchs_peak_counts_each_new_storage_until_it_is_freed_and_never_a_wei
     assert model.w.grad is None and torch.equal(model.w.detach(), before)  # measured, then left as it was
 
 
-@pytest.mark.parametrize("extra", [{}, {"FREEZE_MODE": "mask"}, {"FREEZE_MODE": "adapter"}, {"NUM_MODELS": "2"}, {"BIGRAM_BUCKETS": "64"}],
-                         ids=["dense", "mask", "adapter", "ensemble", "bigram"])
-def test_a_batchs_peak_grows_exactly_linearly_so_two_measures_give_any_batch(extra):
+@pytest.mark.parametrize("extra, teacher_context", [({}, 0), ({"FREEZE_MODE": "mask"}, 0), ({"FREEZE_MODE": "adapter"}, 0), ({"NUM_MODELS": "2"}, 0),
+                                                    ({"BIGRAM_BUCKETS": "64"}, 0), ({}, 64), ({}, 32)],
+                         ids=["dense", "mask", "adapter", "ensemble", "bigram", "distilling", "distilling_from_a_shorter_context"])
+def test_a_batchs_peak_grows_exactly_linearly_so_two_measures_give_any_batch(extra, teacher_context):
     """The refusal measures 1 and 2 sequences and extrapolates to the batch: every tensor of a forward (and backward) scales with the
-    batch, or is made once (a mask's weight, the gradients), so the steps between 1, 2, 3 and 4 sequences are equal, to the byte."""
+    batch, or is made once (a mask's weight, the gradients), so the steps between 1, 2, 3 and 4 sequences are equal, to the byte. So
+    does a distilling micro-step: the teacher's forward (in windows of its own context) and its logits, kept through the student's."""
     cfg = train_gpt.Hyperparameters({**TINY_MODEL, **extra})
     model = train_gpt.build_model(cfg)
+    teacher = (train_gpt.build_model(cfg).eval().requires_grad_(False), teacher_context, 0.5, 2.0) if teacher_context else ()
     for train in (True, False):
-        peaks = [train_gpt.PeakBytes(model, train, k, 64).peak for k in (1, 2, 3, 4)]
+        peaks = [train_gpt.PeakBytes(model, train, k, 64, teacher).peak for k in (1, 2, 3, 4)]
         assert peaks[1] - peaks[0] == peaks[2] - peaks[1] == peaks[3] - peaks[2] > 0, (train, peaks)
+
+
+def test_a_distilling_micro_steps_peak_counts_the_teachers_logits_it_keeps():
+    """The teacher's memory was not counted: its logits (sequences x 64 x 1,024 fp32) stay alive through the student's whole forward
+    and backward, so a distilling micro-step's peak is at least that much above the same step without a teacher (measured: 5.8 GiB
+    of peak RSS where a plain 2,048-sequence step of this model took 3.2, 2026-12-05). An evaluation never runs the teacher."""
+    cfg = train_gpt.Hyperparameters(TINY_MODEL)
+    model = train_gpt.build_model(cfg)
+    teacher = (train_gpt.build_model(cfg).eval().requires_grad_(False), 64, 0.5, 2.0)
+    for n in (1, 3):
+        plain, distilling = (train_gpt.PeakBytes(model, True, n, 64, t).peak for t in ((), teacher))
+        assert distilling >= plain + n * 64 * 1024 * 4, (n, plain, distilling)
+        assert train_gpt.PeakBytes(model, False, n, 64, teacher).peak == train_gpt.PeakBytes(model, False, n, 64).peak
+    assert all(p.grad is None for p in (*model.parameters(), *teacher[0].parameters()))
 
 
 @pytest.mark.slow
@@ -1026,6 +1043,11 @@ CONTAINER_PAST_LIMIT = {  # (variables, the refusal before the cgroup's name, af
     "micro_step": ({**OUT_OF_MEMORY["training"][0]}, r"TRAIN_BATCH_TOKENS=262144: a micro-step of 4096 sequences of 64 tokens needs about "
                    r"[\d.]+ GiB on this CPU, over the 2\.\d GiB free", r"; lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS=1 \(the same step, "
                    r"in pieces\)"),
+    # a distilling micro-step of 1,024 sequences: counted without its teacher (about 1.6 GiB, 2.2 with the factor) it fitted; the teacher's
+    # forward and logits kept beside the student's take it to about 2.9 GiB (measured without a limit), past the cgroup's 3 GiB with Python
+    "distilling_micro_step": ({"TRAIN_BATCH_TOKENS": "65536", "GRAD_ACCUM_STEPS": "1", "DISTILL_TEACHER": "teacher.ptz"}, r"TRAIN_BATCH_TOKENS=65536: "
+                              r"a distilling micro-step of 1024 sequences of 64 tokens needs about [\d.]+ GiB on this CPU, over the 2\.\d GiB free",
+                              r"; lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS=1 \(the same step, in pieces\)"),
     # 4.1 GiB of fp32 weights, then as many of Adam's and Muon's state: killed while the model was built
     "model": ({"NUM_LAYERS": "9", "MODEL_DIM": "4096", "NUM_HEADS": "32", "NUM_KV_HEADS": "16"}, r"NUM_LAYERS=9 MODEL_DIM=4096: the model needs "
               r"4\.\d GiB of weights and regenerated matrices; this machine has 2\.\d GiB free", "")}
@@ -1038,6 +1060,9 @@ def test_a_container_memory_limit_is_counted_before_the_kernel_kills_the_run(tin
     machine's free memory, so it started, and the cgroup's OOM killer ended it with SIGKILL, nothing said. Here a real v1 memory
     cgroup of 3 GiB holds the process: it is refused before any step, naming the cgroup, and nothing is killed."""
     extra, before, after = CONTAINER_PAST_LIMIT[case]
+    if "DISTILL_TEACHER" in extra:  # a teacher of the same model and tokenizer, made outside the cgroup
+        teacher = run_train(tmp_path, tiny_env(tiny_data, "teacher", ITERATIONS="2", EVAL_STRIDE="0", ARTIFACT=extra["DISTILL_TEACHER"]))
+        assert teacher.returncode == 0, teacher.stderr[-2000:]
     cgroup = memory_cgroup_v1() / f"rlm-test-{os.getpid()}"
     cgroup.mkdir()
     try:

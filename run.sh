@@ -218,18 +218,24 @@ if sys.argv[1] == "1":
     signal.signal(signal.SIGTTOU, signal.SIG_IGN)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # a read from the terminal would stop it too
 os.execvp(sys.argv[2], sys.argv[2:])'
+#
+# torchrun (`bash run.sh fineweb`) starts each worker in a session of its own, out of reach of both the terminal and a stop of
+# torchrun's group: Ctrl-Z stopped run.sh and torchrun while the shell said `Stopped` and the workers trained on, writing to the
+# terminal. So a Ctrl-Z stops the run's processes and each session its children lead, then run.sh; `fg` continues them. A run that a
+# signal stopped ends run.sh with 128 + the signal's number (torchrun itself ends 1 after its workers stopped on a Ctrl-C).
 child() {
-  local own=1 pid status sig
+  local own=1 pid status sig got=
   if "$PY" -c 'import os, sys
 try: sys.exit(os.tcgetpgrp(os.open("/dev/tty", os.O_RDONLY)) != os.getpgrp())
 except OSError: sys.exit(1)' 2>/dev/null; then own=0; fi
   "$PY" -c "$CHILD_START" "$own" "$@" <&0 &
   pid=$!
-  for sig in TERM HUP INT; do trap "kill -s $sig $pid 2>/dev/null || true" "$sig"; done
+  for sig in TERM HUP INT; do trap "got=$sig; kill -s $sig $pid 2>/dev/null || true" "$sig"; done
   if [ "$own" = 0 ]; then
-    trap : HUP INT  # the terminal sent them to the run as well
+    for sig in HUP INT; do trap "got=$sig" "$sig"; done  # the terminal sent them to the run as well
+    trap "pause_run $pid" TSTP
   else  # Ctrl-Z once a background run.sh is brought to the foreground (`fg`) pauses the run with it, and the next `fg` continues both
-    trap "kill -s STOP -- -$pid 2>/dev/null; kill -s STOP $$; kill -s CONT -- -$pid 2>/dev/null || true" TSTP
+    trap "pause_run $pid -$pid" TSTP
   fi
   while :; do
     status=0
@@ -237,7 +243,16 @@ except OSError: sys.exit(1)' 2>/dev/null; then own=0; fi
     kill -0 "$pid" 2>/dev/null || break  # else a signal's trap ended the wait, and the child is still stopping
   done
   trap - TERM HUP INT TSTP
+  if [ -n "$got" ] && [ "$status" != 0 ]; then status=$((128 + $(kill -l "$got"))); fi
   return "$status"
+}
+
+pause_run() {  # pause_run PID [GROUP]: GROUP and the sessions PID's children lead stop, then run.sh (the shell sees it stopped); then on
+  local groups=("${@:2}") kid  # `fg` all continue
+  for kid in $(cat /proc/"$1"/task/*/children 2>/dev/null || pgrep -P "$1" 2>/dev/null || true); do groups+=("-$kid"); done
+  if [ ${#groups[@]} -gt 0 ]; then kill -s STOP -- "${groups[@]}" 2>/dev/null || true; fi
+  kill -s STOP $$
+  if [ ${#groups[@]} -gt 0 ]; then kill -s CONT -- "${groups[@]}" 2>/dev/null || true; fi
 }
 
 has_peer() {  # --peer anywhere among the arguments picks the side-by-side benchmark (not only as the first)

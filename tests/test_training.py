@@ -397,11 +397,11 @@ def processes_in(folder: Path, script: str = "") -> list[str]:  # the live proce
 
 
 @contextlib.contextmanager
-def demo_at_a_terminal(folder: Path, run_id: str, tostop=False, background=False, **env):
-    """`bash run.sh` (a tiny demo) typed at a Terminal in a copy of the project in folder; yields the terminal and the run's log.
-    What is still alive at the end is killed: the old run.sh left its run training, or stopped for good, outside the shell's job."""
+def demo_at_a_terminal(folder: Path, run_id: str, tostop=False, background=False, command=(), **env):
+    """`bash run.sh` (a tiny demo; `command`: `fineweb`) typed at a Terminal in a copy of the project in folder; yields the terminal and
+    the run's log. What is still alive at the end is killed: the old run.sh left its run training, or stopped for good, outside the shell's job."""
     project_copy(folder)
-    term = Terminal(["bash", "run.sh"], folder, clean_env(PYTHON=sys.executable, RUN_ID=run_id, **TINY_DEMO, **env), tostop, background)
+    term = Terminal(["bash", "run.sh", *command], folder, clean_env(PYTHON=sys.executable, RUN_ID=run_id, **TINY_DEMO, **env), tostop, background)
     try:
         yield term, folder / "logs" / f"{run_id}.txt"
     finally:
@@ -462,6 +462,24 @@ def test_run_sh_started_in_the_background_then_brought_to_the_foreground_pauses_
         term.type(b"fg\n")
         time.sleep(0.5)
         assert len(term.pause_and_continue(log, lambda: processes_in(tmp_path, "train_gpt.py"))) == 1
+        term.type(b"\x03")
+        term.wait_for("[shell] exit ")
+        assert "[shell] exit 130" in term.screen.decode() and not processes_in(tmp_path), term.screen[-1500:]
+    assert len(stopping_lines(log)) == 1 and stopping_lines(log)[0].startswith("stopping: SIGINT at step:")
+
+
+def test_run_sh_fineweb_at_a_terminal_pauses_torchruns_workers_on_ctrl_z_and_ends_on_ctrl_c_in_130(tmp_path):
+    """torchrun starts each worker in a session of its own, out of the terminal's reach: at a terminal, Ctrl-Z under `bash run.sh
+    fineweb` stopped run.sh and torchrun, the shell said `Stopped`, and both workers trained on, writing to the terminal (135 steps
+    in 3 s, 2026-12-05); Ctrl-C then ended run.sh with torchrun's status, 1. Now (2 gloo processes on this CPU, the embedded corpus
+    as the data) Ctrl-Z stops both workers with run.sh and `fg` continues them; Ctrl-C stops them in one logged line, exit 130."""
+    data = {"DATA_PATH": str(tmp_path / "data" / "datasets" / "shakespeare_sp1024"), "VOCAB_SIZE": "1024",
+            "TOKENIZER_PATH": str(tmp_path / "data" / "tokenizers" / "shakespeare_1024_bpe.model")}
+    workers = lambda: live_processes(lambda proc: Path(os.readlink(proc / "cwd")) == tmp_path  # noqa: E731 (torchrun's, not torchrun)
+                                     and (proc / "cmdline").read_bytes().split(b"\0")[1:3] == [b"-u", b"train_gpt.py"])
+    with demo_at_a_terminal(tmp_path, "fw", command=("fineweb",), NPROC="2", WARMUP_STEPS="0", VAL_LOSS_EVERY="0", **data, **ENDLESS) as (term, log):
+        term.wait_for("step:3/100000 ", 180)
+        assert len(term.pause_and_continue(log, workers)) == 2
         term.type(b"\x03")
         term.wait_for("[shell] exit ")
         assert "[shell] exit 130" in term.screen.decode() and not processes_in(tmp_path), term.screen[-1500:]

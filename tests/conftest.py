@@ -289,8 +289,23 @@ class Terminal:
     def wait_for(self, text: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while text.encode() not in self.screen:
-            assert time.monotonic() < deadline, f"{text!r} never came; the screen ends: {self.screen[-1500:].decode(errors='replace')}"
+            assert time.monotonic() < deadline, (f"{text!r} never came; {self.session()}; the screen ends: "
+                                                 f"{self.screen[-1500:].decode(errors='replace')}")
             time.sleep(0.1)
+
+    def session(self) -> str:
+        """Who holds the terminal and each process of the shell's session (pid, state, group, command): what a test that waited
+        in vain needs to say (a key typed while the shell, not the job, held the terminal reaches the shell)."""
+        foreground, procs = None, []
+        with contextlib.suppress(OSError):
+            foreground = os.tcgetpgrp(self.master)
+        for proc in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError, IndexError):
+                fields = (proc / "stat").read_text().rsplit(") ", 1)[1].split()
+                if int(fields[3]) == self.shell.pid:  # the session's id: the shell's pid
+                    command = (proc / "cmdline").read_bytes()[:60].replace(b"\0", b" ").decode(errors="replace")
+                    procs.append(f"{proc.name} {fields[0]} pgrp {fields[2]} {command}")
+        return f"the terminal's foreground group {foreground}, its session: " + "; ".join(procs)
 
     def pause_and_continue(self, log: Path, runs) -> list[str]:
         """Ctrl-Z, then `fg`: the shell says the job stopped, every process runs() lists is stopped and log gains no step; after

@@ -254,7 +254,7 @@ class Hyperparameters:  # every knob of the run, read from the environment and v
                       f"matrices, so it needs FREEZE_MODE=none, not {mode}"),
                      (self.frozen_correction_rank and not (mode == "frozen" and {"fc", "proj"} <= set(self.targets)),
                       f"FROZEN_CORRECTION_RANK={self.frozen_correction_rank}: needs FREEZE_MODE=frozen with both fc and proj in "
-                      f"FREEZE_TARGETS (got {mode}, {','.join(self.targets)})"),
+                      f"FREEZE_TARGETS (got FREEZE_MODE={mode}, targets {','.join(self.targets) or 'none'})"),
                      (self.mask_temp_end > self.mask_temp_start, f"MASK_TEMP_END={self.mask_temp_end}: must not exceed MASK_TEMP_START="
                       f"{self.mask_temp_start} (the temperature anneals down)"))
     def check_export(self) -> None:  # INT6_LAYERS as block indices; the default checkpoint path (checked writable in claim_outputs)

@@ -245,7 +245,7 @@ class Hyperparameters:  # every knob of the run, read from the environment and v
             dims = [min(d) for t, d in projection_dims(self).items() if t in self.targets and t in TARGET_GROUPS[group]]
             var = next((n for n in (f"LORA_RANKS_{group.upper()}", "LORA_RANKS") if n in schedules), "LORA_RANK")
             refuse_first((mode in ("adapter", "lowrank") and dims and max(ranks) > min(dims), f"{var}={getattr(self, var.lower())}: above "
-                          f"the smallest targeted projection dimension {min(dims or [0])}"))
+                          f"the smallest targeted projection dimension {min(dims or [0])}; accepted 1 to {min(dims or [0])}"))
         refuse_first(("emb" in self.targets and (mode != "mask" or not self.tie_embeddings), f"FREEZE_TARGETS={self.freeze_targets!r}: emb (the "
                       f"tied embedding as a masked random matrix) needs FREEZE_MODE=mask and TIE_EMBEDDINGS=1, not {mode}"),
                      (mode == "none" and self.freeze_targets and not progressive, f"FREEZE_TARGETS={self.freeze_targets!r}: has no effect with "

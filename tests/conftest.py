@@ -7,6 +7,7 @@ import contextlib
 import os
 import pty
 import random
+import re
 import select
 import signal
 import subprocess
@@ -24,8 +25,10 @@ sys.path.insert(0, str(ROOT / "data"))
 SCRIPT = ROOT / "train_gpt.py"
 # A stop signal ignored from the start stays ignored in train_gpt.py and the tools (nohup's SIGHUP is the user's wish), and children
 # inherit what is ignored: the suite started under nohup or as a background job (SIGINT ignored) would see its signal tests' runs
-# carry on. Its processes start as a terminal's do, whatever started the suite.
-for _signum, _default in ((signal.SIGHUP, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+# carry on. Its processes start as a terminal's do, whatever started the suite. SIGQUIT too: a script's background job (`nohup
+# python -m pytest ... &` without job control) starts with it ignored, and the Ctrl-\ typed at the tests' pseudo-terminals did
+# nothing (the sweep's test waited 120 s for its end, 2026-12-05: its shell and the sweep showed SIGQUIT in SigIgn).
+for _signum, _default in ((signal.SIGHUP, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler), (signal.SIGQUIT, signal.SIG_DFL)):
     if signal.getsignal(_signum) is signal.SIG_IGN:
         signal.signal(_signum, _default)
 
@@ -304,7 +307,8 @@ class Terminal:
                 fields = (proc / "stat").read_text().rsplit(") ", 1)[1].split()
                 if int(fields[3]) == self.shell.pid:  # the session's id: the shell's pid
                     command = (proc / "cmdline").read_bytes()[:60].replace(b"\0", b" ").decode(errors="replace")
-                    procs.append(f"{proc.name} {fields[0]} pgrp {fields[2]} {command}")
+                    masks = " ".join(re.findall(r"^(?:ShdPnd|SigPnd|SigBlk|SigIgn|SigCgt):\s*\S+", (proc / "status").read_text(), re.M))
+                    procs.append(f"{proc.name} {fields[0]} pgrp {fields[2]} {command} ({masks})")
         return f"the terminal's foreground group {foreground}, its session: " + "; ".join(procs)
 
     def pause_and_continue(self, log: Path, runs) -> list[str]:

@@ -247,8 +247,8 @@ except OSError: sys.exit(1)' 2>/dev/null; then own=0; fi
   return "$status"
 }
 
-pause_run() {  # pause_run PID [GROUP]: GROUP and the sessions PID's children lead stop, then run.sh (the shell sees it stopped); then on
-  local groups=("${@:2}") kid  # `fg` all continue
+pause_run() {  # pause_run PID [GROUP]: GROUP and the sessions PID's children lead stop, then run.sh (the shell sees it stopped);
+  local groups=("${@:2}") kid  # on `fg` all continue
   for kid in $(cat /proc/"$1"/task/*/children 2>/dev/null || pgrep -P "$1" 2>/dev/null || true); do groups+=("-$kid"); done
   if [ ${#groups[@]} -gt 0 ]; then kill -s STOP -- "${groups[@]}" 2>/dev/null || true; fi
   kill -s STOP $$

@@ -297,8 +297,8 @@ class Terminal:
             time.sleep(0.1)
 
     def session(self) -> str:
-        """Who holds the terminal and each process of the shell's session (pid, state, group, command): what a test that waited
-        in vain needs to say (a key typed while the shell, not the job, held the terminal reaches the shell)."""
+        """Who holds the terminal and each process of the shell's session (pid, state, group, command, signal masks): what a test
+        that waited in vain needs to say (a key does nothing where the shell holds the terminal, or where the job ignores its signal)."""
         foreground, procs = None, []
         with contextlib.suppress(OSError):
             foreground = os.tcgetpgrp(self.master)

@@ -987,8 +987,7 @@ class EMA:  # of the parameters: a copy at step EMA_START_STEP, then avg = decay
         model.load_state_dict(self.avg) if self.avg is not None else None  # strict: the parameters (regenerated matrices are not saved)
         return self.avg is not None
 
-def freeze_parameters(optimizers: list[torch.optim.Optimizer], params: list[nn.Parameter]) -> None:
-    """Progressive freeze: the parameters leave their optimizer, outside any compiled graph (so it cannot be constant-folded away)."""
+def freeze_parameters(optimizers: list, params: list[nn.Parameter]) -> None:  # progressive: out of their optimizers, outside any compiled graph
     frozen = {id(p) for p in params}
     for opt, group in ((opt, group) for opt in optimizers for group in opt.param_groups):
         group["params"] = [p for p in group["params"] if id(p) not in frozen]
@@ -1012,6 +1011,9 @@ def windowed_logits(model, x: Tensor, context: int) -> Tensor:  # a teacher's, p
     starts, score_from = window_plan(x.size(1), context, max(1, context // 2))
     return torch.cat([model.logits(x[:, s:s + context])[:, f:] for s, f in zip(starts, score_from)], dim=1)
 
+def distill_args(teacher: tuple, x: Tensor) -> tuple:  # a forward's arguments after (x, y): teacher (model, context, alpha, temp) or () to not distil
+    return (windowed_logits(teacher[0], x, teacher[1]), *teacher[2:]) if teacher else ()
+
 def memory_free(share: int = 1) -> tuple[float, str]:  # MemAvailable, or less in a memory cgroup (a container): limit - use + droppable cache
     free, cgroups = [(int(re.search(r"MemAvailable:\s*(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024, "")], Path("/proc/self/cgroup")
     for kinds, own in re.findall(r"^\d+:((?:[^:]*,)?memory(?:,[^:]*)?|):(.*)$", cgroups.read_text() if cgroups.exists() else "", re.M):
@@ -1028,7 +1030,7 @@ class PeakBytes(TorchDispatchMode):  # the most bytes of tensors alive at once (
         self.live, self.peak = {t.untyped_storage().data_ptr(): 0 for m in (model, *teacher[:1]) for t in (*m.parameters(), *m.buffers())}, 0
         with torch.set_grad_enabled(train), self:
             x = torch.zeros(seqs, seq_len, dtype=torch.int64)  # distilling: the teacher's forward, then its logits kept through the student's
-            loss = model.train(train)(x, x, *((windowed_logits(teacher[0], x, teacher[1]), *teacher[2:]) if train and teacher else ()))
+            loss = model.train(train)(x, x, *(distill_args(teacher, x) if train else ()))
             loss.mean().backward() if train else None
         model.zero_grad(set_to_none=True)
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -1291,21 +1293,20 @@ def main() -> int:
     train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)
     log(f"train_loader:dataset:{Path(args.data_path).name} train_shards:{len(train_loader.stream.files)}")
     log(f"val_loader:shards pattern={os.path.join(args.data_path, '*_val_*.bin')} tokens:{val_tokens.numel()}")
-    teacher = None
+    teacher = ()  # distilling: (the teacher, its context, alpha, temp), as distill_args and PeakBytes take it
     if args.distill_teacher:
         with torch.random.fork_rng(devices=[]):  # building the teacher must not move the student's initialisation
-            teacher, tmeta = model_from_artifact(args.distill_teacher, var="DISTILL_TEACHER")
+            tmodel, tmeta = model_from_artifact(args.distill_teacher, var="DISTILL_TEACHER")
         refuse_first((tmeta["config"]["vocab_size"] != args.vocab_size, f"DISTILL_TEACHER={args.distill_teacher}: vocabulary "
                       f"{tmeta['config']['vocab_size']}, this run has VOCAB_SIZE={args.vocab_size}"),
                      ((tmeta["eval"] if isinstance(tmeta.get("eval"), dict) else {}).get("tokenizer_sha256") not in (None, tokenizer_sha),
                       f"DISTILL_TEACHER={args.distill_teacher}: made with another tokenizer than TOKENIZER_PATH={args.tokenizer_path}, whose ids are "
                       "other tokens; accepted: a teacher made with it"))
-        teacher, teacher_context = teacher.to(device).eval().requires_grad_(False), tmeta["config"]["train_seq_len"]
-        log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in teacher.parameters())}"
+        teacher = (tmodel.to(device).eval().requires_grad_(False), tmeta["config"]["train_seq_len"], args.distill_alpha, args.distill_temp)
+        log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in tmodel.parameters())}"
             f" alpha:{args.distill_alpha} temp:{args.distill_temp}")
     local_tokens = args.train_batch_tokens // (rt.world_size * args.grad_accum_steps)
-    base_model = model_whose_batches_fit(build_model(args).to(device), args, rt, local_tokens // args.train_seq_len, val_tokens.numel(),
-                                         (teacher, teacher_context, args.distill_alpha, args.distill_temp) if teacher is not None else ())
+    base_model = model_whose_batches_fit(build_model(args).to(device), args, rt, local_tokens // args.train_seq_len, val_tokens.numel(), teacher)
     model_fwd = torch.compile(base_model, dynamic=False, fullgraph=True, backend=args.compile_backend) if rt.compile else base_model
     sync = "forward_sync_buffers" if "forward_sync_buffers" in DDP.__init__.__code__.co_varnames else "broadcast_buffers"  # torch 2.13's name
     model = DDP(model_fwd, device_ids=[rt.local_rank] if rt.use_cuda else None, **{sync: False}) if distributed else model_fwd  # buffers: all equal
@@ -1340,9 +1341,8 @@ def main() -> int:
         for micro in range(args.grad_accum_steps):
             x, y = train_loader.next_batch(local_tokens, args.train_seq_len)
             setattr(model, "require_backward_grad_sync", micro == args.grad_accum_steps - 1) if distributed else None  # DDP: the last syncs
-            with rt.autocast:  # distillation: the frozen teacher's logits (no autograd graph: windowed_logits runs under no_grad)
-                extra = () if teacher is None else (windowed_logits(teacher, x, teacher_context), args.distill_alpha, args.distill_temp)
-                loss = model(x, y, *extra).mean()
+            with rt.autocast:  # distilling: the frozen teacher's logits too (no autograd graph: windowed_logits runs under no_grad)
+                loss = model(x, y, *distill_args(teacher, x)).mean()
             loss_sum += loss.detach()
             (loss / args.grad_accum_steps).backward()
         torch.nn.utils.clip_grad_norm_(params, args.grad_clip_norm) if args.grad_clip_norm > 0 else None

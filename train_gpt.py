@@ -237,15 +237,15 @@ class Hyperparameters:  # every knob of the run, read from the environment and v
         self.targets = parse_targets(self.freeze_targets or ("fc" if mode == "frozen" or progressive else "" if mode == "none" else "all"))
         schedules = {n: rank_schedule(n, getattr(self, n.lower()), layers) for n in RANK_VARS if getattr(self, n.lower())}
         for name, ranks in schedules.items():
-            refuse_first((len(ranks) != layers or min(ranks) < 1, f"{name}={getattr(self, name.lower())!r}: needs {layers} positive ranks (one "
-                          f"per layer, NUM_LAYERS={layers}), got {len(ranks)}; or one rank for all, or A..B (linear through depth)"))
+            got = f"{len(ranks)} ranks for NUM_LAYERS={layers}" if len(ranks) != layers else f"a 0 at blocks.{ranks.index(0)}" if 0 in ranks else ""
+            refuse_first((got, f"{name}={getattr(self, name.lower())!r}: {got}; accepted one rank for all, one per layer or A..B, each at least 1"))
         shared = schedules.get("LORA_RANKS", [self.lora_rank] * layers)
         self.attn_ranks, self.mlp_ranks = schedules.get("LORA_RANKS_ATTN", shared), schedules.get("LORA_RANKS_MLP", shared)
         for group, ranks in (("attn", self.attn_ranks), ("mlp", self.mlp_ranks)):
-            dims = [min(d) for t, d in projection_dims(self).items() if t in self.targets and t in TARGET_GROUPS[group]]
+            least = min((min(d) for t, d in projection_dims(self).items() if t in self.targets and t in TARGET_GROUPS[group]), default=0)
             var = next((n for n in (f"LORA_RANKS_{group.upper()}", "LORA_RANKS") if n in schedules), "LORA_RANK")
-            refuse_first((mode in ("adapter", "lowrank") and dims and max(ranks) > min(dims), f"{var}={getattr(self, var.lower())}: above "
-                          f"the smallest targeted projection dimension {min(dims or [0])}; accepted 1 to {min(dims or [0])}"))
+            refuse_first((mode in ("adapter", "lowrank") and least and max(ranks) > least, f"{var}={getattr(self, var.lower())}: above "
+                          f"the smallest targeted projection dimension {least}; accepted 1 to {least}"))
         refuse_first(("emb" in self.targets and (mode != "mask" or not self.tie_embeddings), f"FREEZE_TARGETS={self.freeze_targets!r}: emb (the "
                       f"tied embedding as a masked random matrix) needs FREEZE_MODE=mask and TIE_EMBEDDINGS=1, not {mode}"),
                      (mode == "none" and self.freeze_targets and not progressive, f"FREEZE_TARGETS={self.freeze_targets!r}: has no effect with "
@@ -292,7 +292,7 @@ def int_list(name: str, text: str, accepted: str = "", sep: str = ",") -> list[i
 
 def rank_schedule(name: str, text: str, layers: int) -> list[int]:  # '4,8,16' (one per layer), '8' (all) or '256..32' (linear through depth)
     if len(text.split("..")) == 2:
-        a, b = int_list(name, text, "accepted one rank per layer, one for all, or A..B", sep="..")
+        a, b = int_list(name, text, "accepted one rank for all, one per layer or A..B", sep="..")
         return [round(a + (b - a) * i / max(layers - 1, 1)) for i in range(layers)]
     return ranks * layers if len(ranks := int_list(name, text)) == 1 else ranks
 

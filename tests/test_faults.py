@@ -73,8 +73,10 @@ COMBINATION_CASES = [
     ("batch:divide", {"TRAIN_BATCH_TOKENS": "1000"}, "TRAIN_BATCH_TOKENS=1000: must be a multiple of"),
     ("val_batch:small", {"VAL_BATCH_SIZE": "32"}, "VAL_BATCH_SIZE=32: must hold at least one TRAIN_SEQ_LEN window"),
     ("stride:context", {"EVAL_STRIDE": "65"}, "EVAL_STRIDE=65: larger than TRAIN_SEQ_LEN=64"),
-    ("LORA_RANKS:length", {"FREEZE_MODE": "lowrank", "LORA_RANKS": "4,4,4"}, "needs 2 positive ranks (one per layer, NUM_LAYERS=2), got 3"),
-    ("LORA_RANKS:zero", {"FREEZE_MODE": "lowrank", "LORA_RANKS": "4,0"}, "needs 2 positive ranks"),
+    ("LORA_RANKS:length", {"FREEZE_MODE": "lowrank", "LORA_RANKS": "4,4,4"}, "LORA_RANKS='4,4,4': 3 ranks for NUM_LAYERS=2; accepted one rank "
+     "for all, one per layer or A..B, each at least 1"),
+    ("LORA_RANKS:zero", {"FREEZE_MODE": "lowrank", "LORA_RANKS": "4,0"}, "LORA_RANKS='4,0': a 0 at blocks.1; accepted"),
+    ("LORA_RANKS:zero_by_depth", {"FREEZE_MODE": "adapter", "LORA_RANKS": "1..0"}, "LORA_RANKS='1..0': a 0 at blocks.1; accepted"),
     ("LORA_RANK:dims", {"FREEZE_MODE": "adapter", "LORA_RANK": "40"}, "LORA_RANK=40: above the smallest targeted projection dimension 32"),
     ("correction:proj_learned", {"FREEZE_MODE": "frozen", "FREEZE_TARGETS": "fc", "FROZEN_CORRECTION_RANK": "4"}, "FROZEN_CORRECTION_RANK=4: needs FREEZE_MODE=frozen with both fc and proj"),
     ("correction:mode", {"FREEZE_MODE": "lowrank", "FROZEN_CORRECTION_RANK": "4"}, "FROZEN_CORRECTION_RANK=4: needs FREEZE_MODE=frozen"),

@@ -110,7 +110,7 @@ def test_targets_and_groups():
 @pytest.mark.parametrize("env, culprit", [
     ({"FREEZE_MODE": "adapter", "FREEZE_TARGETS": "q,ffn"}, "FREEZE_TARGETS='q,ffn': unknown projection 'ffn'"),
     ({"FREEZE_MODE": "none", "FREEZE_TARGETS": "q"}, "has no effect with FREEZE_MODE=none"),
-    ({"FREEZE_MODE": "adapter", "LORA_RANKS": "4,4,4"}, "needs 2 positive ranks (one per layer, NUM_LAYERS=2), got 3"),
+    ({"FREEZE_MODE": "adapter", "LORA_RANKS": "4,4,4"}, "LORA_RANKS='4,4,4': 3 ranks for NUM_LAYERS=2; accepted"),
     ({"FREEZE_MODE": "adapter", "LORA_RANKS": "4,x"}, "LORA_RANKS='4,x': not a comma list of integers"),
     ({"FREEZE_MODE": "lowrank", "LORA_RANK": "40"}, "LORA_RANK=40: above the smallest targeted projection dimension 32"),
     ({"FREEZE_MODE": "frozen", "FROZEN_CORRECTION_RANK": "4"}, "FROZEN_CORRECTION_RANK=4: needs FREEZE_MODE=frozen with both fc and proj"),

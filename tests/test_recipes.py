@@ -45,8 +45,8 @@ def test_rank_schedules_per_group_and_through_depth():
     model = build_model(h)
     assert [b.attn.q.A.shape[0] for b in model.blocks] == [32, 24, 16, 8] and {b.mlp.fc.A.shape[0] for b in model.blocks} == {16}
     assert Hyperparameters({**SMALL, "FREEZE_MODE": "adapter", "LORA_RANKS": "8"}).mlp_ranks == [8] * 4
-    for env, message in ((dict(FREEZE_MODE="lowrank", LORA_RANKS_MLP="4,4"), "LORA_RANKS_MLP='4,4': needs 4 positive ranks"),
-                         (dict(FREEZE_MODE="lowrank", LORA_RANKS_ATTN="8..x"), "LORA_RANKS_ATTN='8..x': not a range of integers; accepted one rank per layer"),
+    for env, message in ((dict(FREEZE_MODE="lowrank", LORA_RANKS_MLP="4,4"), "LORA_RANKS_MLP='4,4': 2 ranks for NUM_LAYERS=4; accepted one rank for all"),
+                         (dict(FREEZE_MODE="lowrank", LORA_RANKS_ATTN="8..x"), "LORA_RANKS_ATTN='8..x': not a range of integers; accepted one rank for all, one per layer or A..B$"),
                          (dict(FREEZE_MODE="lowrank", LORA_RANKS_ATTN="40"), "LORA_RANKS_ATTN=40: above the smallest targeted projection")):
         with pytest.raises(ConfigError, match=message):
             Hyperparameters({**SMALL, **env})

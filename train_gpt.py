@@ -124,7 +124,7 @@ ENV_VARS = [
     ("MAX_WALLCLOCK_SECONDS", 600.0, "float", (0.0, 1e9), "training-time cap, synchronised across ranks; 0 = none"),
     ("TRAIN_LOG_EVERY", 200, "int", (1, 10**9), "log train_loss every N steps (and the first 10)"),
     ("VAL_LOSS_EVERY", 1000, "int", (0, 10**9), "validate every N steps; 0 = only at the end"),
-    ("VAL_BATCH_SIZE", 524288, "int", (1, 10**10), "validation tokens per forward pass, all ranks together"),
+    ("VAL_BATCH_SIZE", 524288, "int", (1, 10**10), "validation tokens a batch, all ranks: each forward 1/8 of it (past 8 ranks 1/world size)"),
     ("EVAL_STRIDE", 0, "int", (0, 1 << 20), "sliding-window stride of the final evaluation; 0 = off"),
     ("EVAL_BATCH_SEQS", 0, "int", (0, 1 << 20), "windows per forward pass in sliding evaluation; 0 = as plain evaluation"),
     # optimizer
@@ -270,8 +270,8 @@ class Hyperparameters:  # every knob of the run, read from the environment and v
         per_step, training = world_size * self.grad_accum_steps * self.train_seq_len, not self.eval_only  # EVAL_ONLY: the artifact's context
         refuse_first((training and self.train_batch_tokens % per_step, f"TRAIN_BATCH_TOKENS={self.train_batch_tokens}: must be a multiple of "
                       f"world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = {per_step}"),
-                     (training and self.val_batch_size < world_size * self.train_seq_len, f"VAL_BATCH_SIZE={self.val_batch_size}: must hold "
-                      f"at least one TRAIN_SEQ_LEN window per rank ({world_size * self.train_seq_len})"))
+                     (self.val_batch_size < (k := max(8, world_size)) * self.train_seq_len and training, f"VAL_BATCH_SIZE={self.val_batch_size}: "
+                      f"must hold {k} TRAIN_SEQ_LEN windows ({k * self.train_seq_len}): a rank evaluates 1/{k} of it at a time, as the house script"))
     def model_config(self) -> dict:  # what is needed to rebuild the model: stored in the artifact
         return {k: list(v) if isinstance(v, (list, tuple)) else v for k in MODEL_KEYS for v in [getattr(self, k)]}
 
@@ -397,7 +397,7 @@ def window_plan(num_targets: int, seq_len: int, stride: int) -> tuple[list[int],
     return starts, score_from
 
 def eval_batch_seqs(cfg, world_size: int, stride: int | None, val_tokens: int) -> int:  # windows a forward pass: at most a rank's windows
-    batch, targets = max(1, cfg.val_batch_size // (world_size * cfg.train_seq_len)), (val_tokens - 1) // cfg.train_seq_len * cfg.train_seq_len
+    batch, targets = max(1, cfg.val_batch_size // max(8, world_size) // cfg.train_seq_len), (val_tokens - 1) // cfg.train_seq_len * cfg.train_seq_len
     windows = len(window_plan(targets, cfg.train_seq_len, stride or cfg.train_seq_len)[0])  # VAL_BATCH_SIZE's, or EVAL_BATCH_SEQS sliding
     return min((cfg.eval_batch_seqs or batch) if stride else batch, -(-windows // world_size))
 

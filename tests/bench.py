@@ -149,7 +149,7 @@ def worker(env: dict, steps: int, data: str, tokenizer: str) -> dict:
     step = statistics.median(times)
     peak = rss_mib() - base_rss
     model.eval()
-    batch = max(1, cfg.val_batch_size // cfg.train_seq_len)
+    batch = tg.eval_batch_seqs(cfg, 1, None, val.numel())  # a run's own plain batch: VAL_BATCH_SIZE / 8 (the house's split)
     t = time.perf_counter()
     _, _, scored = tg.evaluate(model, val, cfg.train_seq_len, cfg.train_seq_len, batch, tg.target_bytes(sp, val, cfg.vocab_size))
     eval_tok_s = scored / (time.perf_counter() - t)

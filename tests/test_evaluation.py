@@ -12,7 +12,7 @@ import torch
 
 from bench_peer import house_name  # the house's names of q, k, v and o as ours
 from conftest import ROOT
-from train_gpt import GPT, Hyperparameters, evaluate, load_validation_tokens, quantize_state_dict, target_bytes, window_plan
+from train_gpt import GPT, Hyperparameters, eval_batch_seqs, evaluate, load_validation_tokens, quantize_state_dict, target_bytes, window_plan
 
 
 def test_target_bytes_match_a_direct_decode(tiny_data):
@@ -202,3 +202,17 @@ def test_the_challenge_scripts_own_artifact_scores_what_its_log_says():
     ours, _ = quantize_state_dict({house_name(n): t for n, t in state.items()})
     assert {n: t.dtype for n, t in ours["keep"].items()} == {house_name(n): t.dtype for n, t in blob["passthrough"].items()}
     assert sorted(ours["q"]) == sorted(map(house_name, blob["quantized"]))
+
+
+@pytest.mark.parametrize("world", [1, 2, 4, 8])
+def test_a_ranks_evaluation_batch_is_the_houses_share_of_val_batch_size(world):
+    """The house splits VAL_BATCH_SIZE as a training step, over world size x its 8 / world size micro-steps: each rank's forward
+    holds 1/8 of it at any world size. This script divided by the world size alone: on one GPU (and on a CPU) its batches were 8
+    times the house's, 512 sequences of 1,024 tokens at the default, and the demo's 128 of 256 (the same scores, to the last digit,
+    in 12.9-13.0 s where they took 16.8-17.5, measured 2026-12-05 on the demo's artifact; and 8 times the memory)."""
+    split = 62_914_560  # FineWeb's validation split, about
+    cfg = Hyperparameters({})
+    assert eval_batch_seqs(cfg, world, None, split) == 524_288 // 8 // 1024 == 64
+    demo = Hyperparameters({"TRAIN_SEQ_LEN": "256", "VAL_BATCH_SIZE": "32768", "GRAD_ACCUM_STEPS": "4"})
+    assert eval_batch_seqs(demo, world, None, split) == 16  # GRAD_ACCUM_STEPS is training's: the house's is always 8 / world size
+    assert eval_batch_seqs(demo, world, 128, split) == 16 and eval_batch_seqs(demo, world, None, 257 * 3) == -(-3 // world)  # a rank's windows

@@ -54,7 +54,10 @@ def test_bad_values_name_the_variable(env, culprit):
 @pytest.mark.parametrize("world, env, culprit", [
     (3, {}, "WORLD_SIZE=3: must divide 8"),
     (2, {"TRAIN_BATCH_TOKENS": "1000"}, "TRAIN_BATCH_TOKENS=1000: must be a multiple of world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = 8192"),
-    (8, {"VAL_BATCH_SIZE": "4096"}, "VAL_BATCH_SIZE=4096: must hold at least one TRAIN_SEQ_LEN window per rank (8192)"),
+    (8, {"VAL_BATCH_SIZE": "4096"}, "VAL_BATCH_SIZE=4096: must hold 8 TRAIN_SEQ_LEN windows (8192): a rank evaluates 1/8 of it at a time"),
+    (1, {"VAL_BATCH_SIZE": "4096"}, "VAL_BATCH_SIZE=4096: must hold 8 TRAIN_SEQ_LEN windows (8192)"),  # the house's split, at any world size
+    (16, {"GRAD_ACCUM_STEPS": "1", "TRAIN_BATCH_TOKENS": "16384", "VAL_BATCH_SIZE": "8192"}, "VAL_BATCH_SIZE=8192: must hold 16 TRAIN_SEQ_LEN "
+     "windows (16384): a rank evaluates 1/16 of it"),
 ])
 def test_world_size_checks(world, env, culprit):
     a = Hyperparameters(env)

@@ -71,7 +71,7 @@ COMBINATION_CASES = [
     ("kv_heads:divide", {"NUM_KV_HEADS": "3"}, "NUM_KV_HEADS=3: must divide NUM_HEADS=4"),
     ("world:divide8", {"WORLD_SIZE": "3", "GRAD_ACCUM_STEPS": "0"}, "WORLD_SIZE=3: must divide 8"),
     ("batch:divide", {"TRAIN_BATCH_TOKENS": "1000"}, "TRAIN_BATCH_TOKENS=1000: must be a multiple of"),
-    ("val_batch:small", {"VAL_BATCH_SIZE": "32"}, "VAL_BATCH_SIZE=32: must hold at least one TRAIN_SEQ_LEN window"),
+    ("val_batch:small", {"VAL_BATCH_SIZE": "32"}, "VAL_BATCH_SIZE=32: must hold 8 TRAIN_SEQ_LEN windows (512): a rank evaluates 1/8"),
     ("stride:context", {"EVAL_STRIDE": "65"}, "EVAL_STRIDE=65: larger than TRAIN_SEQ_LEN=64"),
     ("LORA_RANKS:length", {"FREEZE_MODE": "lowrank", "LORA_RANKS": "4,4,4"}, "LORA_RANKS='4,4,4': 3 ranks for NUM_LAYERS=2; accepted one rank "
      "for all, one per layer or A..B, each at least 1"),
@@ -1015,7 +1015,8 @@ def test_an_evaluation_batch_past_free_memory_is_refused_before_training_and_bef
     VAL_BATCH_SIZE (sliding batches of 512 windows, about 20 GiB) trained, logged its plain final evaluation and was killed by the
     kernel's OOM killer in the sliding one on a 24 GiB machine (2026-12-05), nothing said. The largest evaluation batch is now counted
     with what the micro-steps keep, before step 0; under EVAL_ONLY, before the evaluation."""
-    huge = {"TRAIN_SEQ_LEN": "2048", "TRAIN_BATCH_TOKENS": "16384", "EVAL_STRIDE": "1", "EVAL_BATCH_SEQS": str(1 << 20)}  # about 26 MB a window
+    huge = {"TRAIN_SEQ_LEN": "2048", "TRAIN_BATCH_TOKENS": "16384", "VAL_BATCH_SIZE": "16384", "EVAL_STRIDE": "1",  # about 26 MB a window
+            "EVAL_BATCH_SEQS": str(1 << 20)}
     tokens = train_gpt.load_validation_tokens(tiny_data["data_path"], 2048, 1024)
     windows = len(train_gpt.window_plan((tokens.numel() - 1) // 2048 * 2048, 2048, 1)[0])  # all of them (4,097), in one batch: 170 GB
     said = rf"error: EVAL_BATCH_SEQS={1 << 20}: an evaluation batch of {windows} sequences of 2048 tokens needs about [\d.]+ GiB on this CPU"
@@ -1025,7 +1026,8 @@ def test_an_evaluation_batch_past_free_memory_is_refused_before_training_and_bef
     assert r.returncode == 2 and re.fullmatch(said + r" beside the [\d.]+ GiB a micro-step keeps" + fix, r.stderr), r.stderr[-2000:]
     assert not any(line.startswith("step:") for line in log_lines(tmp_path, "evalmem"))  # refused before step 0's evaluation
     assert (tmp_path / "final_model.int8.ptz").read_bytes() == b"an earlier good artifact"
-    assert run_train(tmp_path, tiny_env(tiny_data, "made", ITERATIONS="2", TRAIN_SEQ_LEN="2048", TRAIN_BATCH_TOKENS="16384", EVAL_STRIDE="0")).returncode == 0
+    assert run_train(tmp_path, tiny_env(tiny_data, "made", ITERATIONS="2", TRAIN_SEQ_LEN="2048", TRAIN_BATCH_TOKENS="16384", VAL_BATCH_SIZE="16384",
+                                        EVAL_STRIDE="0")).returncode == 0
     r = run_train(tmp_path, clean_env(EVAL_ONLY="1", RUN_ID="evalonly", EVAL_STRIDE="1", EVAL_BATCH_SEQS=str(1 << 20)))
     assert r.returncode == 2 and re.fullmatch(said + fix, r.stderr), r.stderr[-2000:]
     assert not any(line.startswith("final_") for line in log_lines(tmp_path, "evalonly"))

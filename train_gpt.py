@@ -1052,7 +1052,7 @@ def model_whose_batches_fit(model: nn.Module, args, rt, seqs: int, val_tokens: i
     held, was_training = 0.0, model.training
     for train, n, what, fix in (b for b in batches if b[1] and not rt.use_cuda and os.path.exists("/proc/meminfo")):
         one, two = (PeakBytes(model, train, k, args.train_seq_len, teacher).peak for k in (1, 2))
-        need = (2.5 if train else 1.7) * (one + (n - 1) * (two - one))  # RSS grown over the count: up to 2.3 a step (heap holes), 1.67 evaluating
+        need = (2.5 if train else 3.0) * (one + (n - 1) * (two - one))  # RSS grown over the count (heap holes): to 2.3 a step, 2.8 evaluating
         (free, where), gib = memory_free(rt.local_procs), lambda b: f"{b / 2**30:.1f} GiB"  # each process's share of the free memory
         refuse_first((held + need > free, f"{what} of {n} sequences of {args.train_seq_len} tokens needs about {gib(need)} on this CPU"
                       + f" beside the {gib(held)} a micro-step keeps" * (held > 0) + f", over the {gib(free)} free{where}; {fix}"))

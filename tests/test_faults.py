@@ -1089,6 +1089,31 @@ def test_a_container_memory_limit_is_counted_before_the_kernel_kills_the_run(tin
     assert (tmp_path / "final_model.int8.ptz").read_bytes() == b"an earlier good artifact"
 
 
+
+@pytest.mark.slow
+def test_an_eval_only_batch_past_a_containers_memory_is_refused_not_killed(tiny_data, tmp_path):
+    """An evaluation batch leaves the heap's holes too: EVAL_ONLY=1 with 512 sliding windows a batch, counted at 1.75 GiB for the
+    demo's model (4 x 256), 3.0 GiB with the factor as it was (1.7), started in a 3.5 GiB memory cgroup; of two runs one was SIGKILLed
+    in its sliding evaluation, one ended (2026-12-05): such batches grew resident memory 2.0-2.8 times the count. Now it is refused."""
+    demo = dict(NUM_LAYERS="4", MODEL_DIM="256", TRAIN_SEQ_LEN="256", ITERATIONS="1", VAL_LOSS_EVERY="0", EVAL_STRIDE="0")
+    assert run_train(tmp_path, tiny_env(tiny_data, "made", **demo)).returncode == 0  # the artifact, made outside the cgroup
+    cgroup = memory_cgroup_v1() / f"rlm-test-{os.getpid()}"
+    cgroup.mkdir()
+    try:
+        (cgroup / "memory.limit_in_bytes").write_text(str(7 << 29))
+        proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              env=clean_env(EVAL_ONLY="1", RUN_ID="box", EVAL_STRIDE="1", EVAL_BATCH_SEQS="512"),
+                              preexec_fn=lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())))
+        killed = re.search(r"oom_kill (\d+)", (cgroup / "memory.oom_control").read_text())
+    finally:
+        cgroup.rmdir()
+    assert proc.returncode == 2 and killed and killed[1] == "0", (proc.returncode, proc.stderr[-2000:])
+    assert re.fullmatch(r"error: EVAL_BATCH_SEQS=512: an evaluation batch of 512 sequences of 256 tokens needs about [\d.]+ GiB on this CPU, "
+                        rf"over the [\d.]+ GiB free in the memory cgroup {re.escape(str(cgroup))}; lower EVAL_BATCH_SEQS \(the same evaluation, "
+                        r"in smaller batches\)\n", proc.stderr), proc.stderr
+    assert not any(line.startswith("final_") for line in log_lines(tmp_path, "box"))
+
+
 V2_HOST = "MemAvailable:   25165824 kB\n"  # 24 GiB
 
 

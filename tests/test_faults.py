@@ -1042,6 +1042,20 @@ def memory_cgroup_v1() -> Path:
     return folder
 
 
+def in_memory_cgroup(limit: int, cwd: Path, env: dict) -> tuple[subprocess.CompletedProcess, str, str]:
+    """train_gpt.py run in a new v1 memory cgroup of `limit` bytes: the process, how often the cgroup's OOM killer acted, the cgroup."""
+    cgroup = memory_cgroup_v1() / f"rlm-test-{os.getpid()}"
+    cgroup.mkdir()
+    try:
+        (cgroup / "memory.limit_in_bytes").write_text(str(limit))
+        proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=cwd, capture_output=True, text=True, timeout=300, env=env,
+                              preexec_fn=lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())))
+        kills = re.search(r"^oom_kill (\d+)$", (cgroup / "memory.oom_control").read_text(), re.M)
+    finally:
+        cgroup.rmdir()
+    return proc, kills and kills[1], str(cgroup)
+
+
 CONTAINER_PAST_LIMIT = {  # (variables, the refusal before the cgroup's name, after it): each fits the machine's free memory
     # a micro-step of about 5.6 GiB: it started, logged step 0's evaluation and was SIGKILLed in its first step (2026-12-04)
     "micro_step": ({**OUT_OF_MEMORY["training"][0]}, r"TRAIN_BATCH_TOKENS=262144: a micro-step of 4096 sequences of 64 tokens needs about "
@@ -1073,21 +1087,12 @@ def test_a_container_memory_limit_is_counted_before_the_kernel_kills_the_run(tin
     if "DISTILL_TEACHER" in extra:  # a teacher of the same model and tokenizer, made outside the cgroup
         teacher = run_train(tmp_path, tiny_env(tiny_data, "teacher", ITERATIONS="2", EVAL_STRIDE="0", ARTIFACT=extra["DISTILL_TEACHER"]))
         assert teacher.returncode == 0, teacher.stderr[-2000:]
-    cgroup = memory_cgroup_v1() / f"rlm-test-{os.getpid()}"
-    cgroup.mkdir()
-    try:
-        (cgroup / "memory.limit_in_bytes").write_text(str(3 << 30))
-        (tmp_path / "final_model.int8.ptz").write_bytes(b"an earlier good artifact")
-        proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                              env=tiny_env(tiny_data, "box", **extra), preexec_fn=lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())))
-        killed = re.search(r"oom_kill (\d+)", (cgroup / "memory.oom_control").read_text())
-    finally:
-        cgroup.rmdir()
-    assert proc.returncode == 2 and killed and killed[1] == "0", (proc.returncode, proc.stderr[-2000:])
-    assert re.fullmatch(rf"error: {before} in the memory cgroup {re.escape(str(cgroup))}{after}\n", proc.stderr), proc.stderr
+    (tmp_path / "final_model.int8.ptz").write_bytes(b"an earlier good artifact")
+    proc, kills, cgroup = in_memory_cgroup(3 << 30, tmp_path, tiny_env(tiny_data, "box", **extra))
+    assert proc.returncode == 2 and kills == "0", (proc.returncode, proc.stderr[-2000:])
+    assert re.fullmatch(rf"error: {before} in the memory cgroup {re.escape(cgroup)}{after}\n", proc.stderr), proc.stderr
     assert not any(line.startswith("step:") for line in log_lines(tmp_path, "box"))  # refused before step 0's evaluation
     assert (tmp_path / "final_model.int8.ptz").read_bytes() == b"an earlier good artifact"
-
 
 
 @pytest.mark.slow
@@ -1097,19 +1102,10 @@ def test_an_eval_only_batch_past_a_containers_memory_is_refused_not_killed(tiny_
     in its sliding evaluation, one ended (2026-12-05): such batches grew resident memory 2.0-2.8 times the count. Now it is refused."""
     demo = dict(NUM_LAYERS="4", MODEL_DIM="256", TRAIN_SEQ_LEN="256", ITERATIONS="1", VAL_LOSS_EVERY="0", EVAL_STRIDE="0")
     assert run_train(tmp_path, tiny_env(tiny_data, "made", **demo)).returncode == 0  # the artifact, made outside the cgroup
-    cgroup = memory_cgroup_v1() / f"rlm-test-{os.getpid()}"
-    cgroup.mkdir()
-    try:
-        (cgroup / "memory.limit_in_bytes").write_text(str(7 << 29))
-        proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                              env=clean_env(EVAL_ONLY="1", RUN_ID="box", EVAL_STRIDE="1", EVAL_BATCH_SEQS="512"),
-                              preexec_fn=lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid())))
-        killed = re.search(r"oom_kill (\d+)", (cgroup / "memory.oom_control").read_text())
-    finally:
-        cgroup.rmdir()
-    assert proc.returncode == 2 and killed and killed[1] == "0", (proc.returncode, proc.stderr[-2000:])
+    proc, kills, cgroup = in_memory_cgroup(7 << 29, tmp_path, clean_env(EVAL_ONLY="1", RUN_ID="box", EVAL_STRIDE="1", EVAL_BATCH_SEQS="512"))
+    assert proc.returncode == 2 and kills == "0", (proc.returncode, proc.stderr[-2000:])
     assert re.fullmatch(r"error: EVAL_BATCH_SEQS=512: an evaluation batch of 512 sequences of 256 tokens needs about [\d.]+ GiB on this CPU, "
-                        rf"over the [\d.]+ GiB free in the memory cgroup {re.escape(str(cgroup))}; lower EVAL_BATCH_SEQS \(the same evaluation, "
+                        rf"over the [\d.]+ GiB free in the memory cgroup {re.escape(cgroup)}; lower EVAL_BATCH_SEQS \(the same evaluation, "
                         r"in smaller batches\)\n", proc.stderr), proc.stderr
     assert not any(line.startswith("final_") for line in log_lines(tmp_path, "box"))
 

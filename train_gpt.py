@@ -1046,17 +1046,15 @@ def model_whose_batches_fit(model: nn.Module, args, rt, seqs: int, val_tokens: i
     sequences (0: none, EVAL_ONLY) and the largest evaluation batch of a split of `val_tokens` tokens (0: unknown) refused before they run."""
     n_eval, var = max((eval_batch_seqs(args, rt.world_size, s, val_tokens), "EVAL_BATCH_SEQS" if s and args.eval_batch_seqs else "VAL_BATCH_SIZE")
                       for s in (None, args.eval_stride or None)) if val_tokens and not rt.use_cuda else (0, "")  # not counted on a GPU
-    step_fix = f"lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS={args.grad_accum_steps} (the same step, in pieces)"
+    step_fix, was_training = f"lower TRAIN_BATCH_TOKENS or raise GRAD_ACCUM_STEPS={args.grad_accum_steps} (the same step, in pieces)", model.training
     batches = [(True, seqs, f"TRAIN_BATCH_TOKENS={args.train_batch_tokens}: a {'distilling ' * bool(teacher)}micro-step", step_fix), (False, n_eval,
                 f"{var}={getattr(args, var.lower(), 0)}: an evaluation batch", f"lower {var} (the same evaluation, in smaller batches)")]
-    held, was_training = 0.0, model.training
     for train, n, what, fix in (b for b in batches if b[1] and not rt.use_cuda and os.path.exists("/proc/meminfo")):
         one, two = (PeakBytes(model, train, k, args.train_seq_len, teacher).peak for k in (1, 2))
-        need = (2.5 if train else 3.0) * (one + (n - 1) * (two - one))  # RSS grown over the count (heap holes): to 2.3 a step, 2.8 evaluating
+        need = (2.5 if train else 3.0) * (one + (n - 1) * (two - one))  # RSS grown over the count (heap holes): to 2.3 a step, 2.7 evaluating
         (free, where), gib = memory_free(rt.local_procs), lambda b: f"{b / 2**30:.1f} GiB"  # each process's share of the free memory
-        refuse_first((held + need > free, f"{what} of {n} sequences of {args.train_seq_len} tokens needs about {gib(need)} on this CPU"
-                      + f" beside the {gib(held)} a micro-step keeps" * (held > 0) + f", over the {gib(free)} free{where}; {fix}"))
-        held = need  # the heap a micro-step grew stays (keep_freed_memory), and an evaluation's larger blocks need not fit in its holes
+        refuse_first((need > free, f"{what} of {n} sequences of {args.train_seq_len} tokens needs about {gib(need)} on this CPU, over the "
+                      f"{gib(free)} free{where}; {fix}"))  # one after the other: an evaluation starts with the micro-steps' holes given back
     model.train(was_training)
     return model
 
@@ -1127,12 +1125,13 @@ def stop_on_signals(log, where) -> None:  # SIGTERM (a scheduler; torchrun forwa
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):  # one ignored from the start stays so (nohup's SIGHUP)
         signal.getsignal(signum) is signal.SIG_IGN or signal.signal(signum, on_signal)
 
-def keep_freed_memory() -> None:  # glibc gave freed blocks over 32 MB (a batch's logits) back to the OS to fault in again: EVAL_ONLY 15 s, not 9
-    with contextlib.suppress(OSError, AttributeError):
-        (libc := ctypes.CDLL("libc.so.6")).mallopt(-3, 1 << 30), libc.mallopt(-1, (1 << 31) - 1)  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+def freed_memory(give_back: bool = False) -> None:  # kept: glibc gave freed blocks over 32 MB (a batch's logits) back to the OS to fault in
+    with contextlib.suppress(OSError, AttributeError):  # again (EVAL_ONLY 15 s, not 9); give_back: the heap's free pages (its holes), once
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0) if give_back else (libc.mallopt(-3, 1 << 30), libc.mallopt(-1, (1 << 31) - 1))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
 
 def setup_runtime(args) -> SimpleNamespace:  # processes (torchrun's RANK / WORLD_SIZE / LOCAL_RANK), device, autocast, compile
-    keep_freed_memory()
+    freed_memory()
     torch.set_flush_denormal(True)  # early Newton-Schulz grams of tiny gradients underflow; denormal arithmetic is 10x slower on CPU
     world_size, rank, local_rank, local_procs = (_parse_var(k, os.environ.get(k, d), "int", (0, 1 << 20)) for k, d in
                                                  (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1")))
@@ -1190,9 +1189,10 @@ def final_evaluation(log, run_eval, stride: int, codec: str = "zlib") -> float: 
 def make_run_eval(model_fwd, val_tokens, token_bytes, rt, cfg):  # evaluate() bound to this run and cfg's settings; stride None: plain
     def run_eval(stride: int | None, model=None) -> tuple[float, float, int]:
         m, training = model or model_fwd, (model or model_fwd).training
+        freed_memory(give_back=True)  # the holes training's blocks left: an evaluation's blocks need not fit in them (and after it)
         result = evaluate(m.eval(), val_tokens, cfg.train_seq_len, stride or cfg.train_seq_len, eval_batch_seqs(cfg, rt.world_size, stride,
                           val_tokens.numel()), token_bytes, rt.rank, rt.world_size, rt.device, rt.autocast)
-        m.train(training)
+        m.train(training), freed_memory(give_back=True)
         return result
     return run_eval
 

@@ -123,7 +123,7 @@ def worker(env: dict, steps: int, data: str, tokenizer: str) -> dict:
     """One mode in this process: timed training steps (GRAD_ACCUM_STEPS micro-steps each, as the demo takes them), memory, eval
     speed, artifact bytes; with the CPU settings train_gpt.py's runtime makes (freed memory kept, denormals flushed)."""
     import sentencepiece as spm
-    tg.keep_freed_memory()
+    tg.freed_memory()
     torch.set_flush_denormal(True)
     cfg = tg.Hyperparameters(env)
     cfg.check_world(1)

@@ -178,19 +178,21 @@ gpu_defaults() {  # the challenge run: FineWeb, every GPU
   LAUNCH=("$PY" -m torch.distributed.run --standalone "--nproc_per_node=$nproc_gpu")  # words: PY's path may hold a space
 }
 
-check_variables() {  # check_variables N: train_gpt.py's variables and evaluation data (the tokenizer against VOCAB_SIZE and the
-                     # shards), checked once before torchrun starts N processes: there each process printed a bad one's line, then
-                     # torchrun its own 40-line report of their exits. Without a GPU (NPROC set on a CPU machine) also each process's
-                     # model, micro-step and evaluation batch against its share of the free memory, as each counts them, in its order
+check_variables() {  # check_variables N: train_gpt.py's variables, evaluation data (the tokenizer against VOCAB_SIZE and the
+                     # shards) and a DISTILL_TEACHER (its artifact, vocabulary and tokenizer), checked once before torchrun starts N
+                     # processes: there each process printed a bad one's line, then torchrun its own 40-line report of their exits.
+                     # Without a GPU (NPROC set on a CPU machine) also each process's model, micro-step (with its teacher) and
+                     # evaluation batch against its share of the free memory, as each counts them, in its order
   "$PY" -c 'import os, sys, types; sys.path.insert(0, os.getcwd()); import torch, train_gpt
 try:
     args, n, cpu = train_gpt.Hyperparameters(os.environ), int(sys.argv[1]), not torch.cuda.is_available()
     args.check_world(n)
     train_gpt.model_that_fits(args, share=n) if cpu else None
-    val = train_gpt.load_eval_data(args.data_path, args.tokenizer_path, args.vocab_size, args.train_seq_len, "cpu")[0].numel()
+    val, _, sha, _ = train_gpt.load_eval_data(args.data_path, args.tokenizer_path, args.vocab_size, args.train_seq_len, "cpu")
+    teacher = train_gpt.load_teacher(args, sha, "cpu")
     if cpu:
         train_gpt.model_whose_batches_fit(train_gpt.build_model(args), args, types.SimpleNamespace(use_cuda=False, local_procs=n, world_size=n),
-                                          args.train_batch_tokens // (n * args.grad_accum_steps * args.train_seq_len), val)
+                                          args.train_batch_tokens // (n * args.grad_accum_steps * args.train_seq_len), val.numel(), teacher)
 except train_gpt.ConfigError as e: sys.exit(f"error: {e}")' "$1" || exit 2
 }
 

@@ -597,8 +597,7 @@ def model_from_artifact(path, expect: dict | None = None, var: str = "ARTIFACT",
     """The model an artifact describes, with its weights; its configuration must match `expect`, its regenerated matrices their checksums."""
     state, meta = read_artifact(path, data, var)
     first_difference(expect or meta["config"], meta["config"], f"{var}={path}: built")
-    model = build_model(SimpleNamespace(**meta["config"]))
-    ours, recorded = regenerated_checksums(model), meta.get("regenerated", {})
+    ours, recorded = regenerated_checksums(model := build_model(SimpleNamespace(**meta["config"]))), meta.get("regenerated", {})
     recorded = recorded if isinstance(recorded, dict) else {"(malformed record)": None}
     bad = [k for k in sorted(set(ours) | set(recorded)) if ours.get(k) != recorded.get(k)]
     refuse_first((bad, bad and f"{var}={path}: {len(bad)} regenerated matrices differ from the artifact's checksums (first: {bad[0]}); the "
@@ -1011,6 +1010,18 @@ def windowed_logits(model, x: Tensor, context: int) -> Tensor:  # a teacher's, p
     starts, score_from = window_plan(x.size(1), context, max(1, context // 2))
     return torch.cat([model.logits(x[:, s:s + context])[:, f:] for s, f in zip(starts, score_from)], dim=1)
 
+def load_teacher(args, tokenizer_sha: str, device) -> tuple:  # DISTILL_TEACHER as (model, its context, alpha, temp); () when not distilling
+    if not args.distill_teacher:
+        return ()
+    with torch.random.fork_rng(devices=[]):  # building the teacher must not move the student's initialisation
+        model, meta = model_from_artifact(args.distill_teacher, var="DISTILL_TEACHER")
+    refuse_first((meta["config"]["vocab_size"] != args.vocab_size, f"DISTILL_TEACHER={args.distill_teacher}: vocabulary "
+                  f"{meta['config']['vocab_size']}, this run has VOCAB_SIZE={args.vocab_size}"),
+                 ((meta["eval"] if isinstance(meta.get("eval"), dict) else {}).get("tokenizer_sha256") not in (None, tokenizer_sha),
+                  f"DISTILL_TEACHER={args.distill_teacher}: made with another tokenizer than TOKENIZER_PATH={args.tokenizer_path}, whose ids are "
+                  "other tokens; accepted: a teacher made with it"))
+    return model.to(device).eval().requires_grad_(False), meta["config"]["train_seq_len"], args.distill_alpha, args.distill_temp
+
 def distill_args(teacher: tuple, x: Tensor) -> tuple:  # a forward's arguments after (x, y): teacher (model, context, alpha, temp) or () to not distil
     return (windowed_logits(teacher[0], x, teacher[1]), *teacher[2:]) if teacher else ()
 
@@ -1055,8 +1066,7 @@ def model_whose_batches_fit(model: nn.Module, args, rt, seqs: int, val_tokens: i
         (free, where), gib = memory_free(rt.local_procs), lambda b: f"{b / 2**30:.1f} GiB"  # each process's share of the free memory
         refuse_first((need > free, f"{what} of {n} sequences of {args.train_seq_len} tokens needs about {gib(need)} on this CPU, over the "
                       f"{gib(free)} free{where}; {fix}"))  # one after the other: an evaluation starts with the micro-steps' holes given back
-    model.train(was_training)
-    return model
+    return model.train(was_training)  # (train() returns the module)
 
 def tell_torchrun(line: str) -> None:  # torchrun's closing report shows a failed rank's error file: this line, not "To enable traceback see:"
     with contextlib.suppress(KeyError, OSError), open(os.environ["TORCHELASTIC_ERROR_FILE"], "w", encoding="utf-8") as f:  # torchrun names it
@@ -1155,8 +1165,7 @@ def load_eval_data(data_path: str, tokenizer_path: str, vocab_size: int, seq_len
     where = f"TOKENIZER_PATH={tokenizer_path}"
     refuse_first((not os.path.lexists(tokenizer_path), f"{where}: no such file (relative paths are to {os.getcwd()}); build or fetch the data "
                   "first (`bash run.sh data`)"), error=DataError)
-    proto = read_input(tokenizer_path, "TOKENIZER_PATH", "tokenizer", 1 << 30)
-    is_json = proto.lstrip().startswith(b"{")
+    is_json = (proto := read_input(tokenizer_path, "TOKENIZER_PATH", "tokenizer", 1 << 30)).lstrip().startswith(b"{")
     with refused_as(f"{where}: not a {'JSON tokenizer' if is_json else 'SentencePiece model'} (the kinds read: SentencePiece's .model, "
                     "not its .vocab, and the challenge's JSON pure_byte and char)", Exception, error=DataError):
         tok = json.loads(proto) if is_json else spm.SentencePieceProcessor(model_proto=proto)
@@ -1293,17 +1302,8 @@ def main() -> int:
     train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)
     log(f"train_loader:dataset:{Path(args.data_path).name} train_shards:{len(train_loader.stream.files)}")
     log(f"val_loader:shards pattern={os.path.join(args.data_path, '*_val_*.bin')} tokens:{val_tokens.numel()}")
-    teacher = ()  # distilling: (the teacher, its context, alpha, temp), as distill_args and PeakBytes take it
-    if args.distill_teacher:
-        with torch.random.fork_rng(devices=[]):  # building the teacher must not move the student's initialisation
-            tmodel, tmeta = model_from_artifact(args.distill_teacher, var="DISTILL_TEACHER")
-        refuse_first((tmeta["config"]["vocab_size"] != args.vocab_size, f"DISTILL_TEACHER={args.distill_teacher}: vocabulary "
-                      f"{tmeta['config']['vocab_size']}, this run has VOCAB_SIZE={args.vocab_size}"),
-                     ((tmeta["eval"] if isinstance(tmeta.get("eval"), dict) else {}).get("tokenizer_sha256") not in (None, tokenizer_sha),
-                      f"DISTILL_TEACHER={args.distill_teacher}: made with another tokenizer than TOKENIZER_PATH={args.tokenizer_path}, whose ids are "
-                      "other tokens; accepted: a teacher made with it"))
-        teacher = (tmodel.to(device).eval().requires_grad_(False), tmeta["config"]["train_seq_len"], args.distill_alpha, args.distill_temp)
-        log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in tmodel.parameters())}"
+    if teacher := load_teacher(args, tokenizer_sha, device):
+        log(f"distill_teacher:{args.distill_teacher} teacher_params:{sum(p.numel() for p in teacher[0].parameters())}"
             f" alpha:{args.distill_alpha} temp:{args.distill_temp}")
     local_tokens = args.train_batch_tokens // (rt.world_size * args.grad_accum_steps)
     base_model = model_whose_batches_fit(build_model(args).to(device), args, rt, local_tokens // args.train_seq_len, val_tokens.numel(), teacher)

@@ -290,13 +290,15 @@ def test_run_sh_bench_takes_the_peer_flag_anywhere_among_its_arguments(tmp_path)
 def test_run_sh_fineweb_refuses_missing_shards_a_bad_nproc_and_a_bad_variable_in_one_line(tmp_path):
     """`bash run.sh fineweb` checks before torchrun starts: no shards in DATA_PATH, NPROC that is not a count (it was passed to
     a shell test as it was, and on to torchrun), and train_gpt.py's variables and evaluation data against NPROC processes: each
-    process printed a bad variable's line (a missing tokenizer's until 2026-12-05), then torchrun its 40-line report of their exits."""
+    process printed a bad variable's line (a missing tokenizer's, and a teacher's, until 2026-12-05), then torchrun its 40-line report
+    of their exits."""
     from export_corpus import write_shard
     write_shard(tmp_path / "fineweb_val_000000.bin", np.zeros(16, dtype=np.uint16))
     (tmp_path / "big").mkdir()
     write_shard(tmp_path / "big" / "fineweb_val_000000.bin", np.zeros(20_000, dtype=np.uint16))
     big = {"DATA_PATH": str(tmp_path / "big"), "NPROC": "2"}
     tok = {"TOKENIZER_PATH": str(ROOT / "data" / "tokenizers" / "shakespeare_1024_bpe.model")}  # the embedded corpus's: 1,024 tokens
+    peer = ROOT / "tests" / "fixtures" / "peer_artifact" / "peer_final_model.int8.ptz"
     for env, said in (({"DATA_PATH": str(tmp_path / "none")}, f"run.sh: no FineWeb shards in DATA_PATH={tmp_path / 'none'}; fetch them with"),
                       ({"DATA_PATH": str(tmp_path), "NPROC": "abc"}, "run.sh: NPROC=abc: accepted a count of processes (1, 2, ...)"),
                       ({"DATA_PATH": str(tmp_path), "NPROC": "0"}, "run.sh: NPROC=0: accepted a count of processes"),
@@ -316,7 +318,12 @@ def test_run_sh_fineweb_refuses_missing_shards_a_bad_nproc_and_a_bad_variable_in
                        f"micro-step of {2**33 // 8 // 1024} sequences of 1024 tokens needs about"),
                       # and the largest evaluation batch: 18,433 sliding windows of 20,000 validation tokens, half a process
                       ({**big, **tok, "TRAIN_BATCH_TOKENS": "16384", "EVAL_STRIDE": "1", "EVAL_BATCH_SEQS": str(1 << 20)},
-                       f"error: EVAL_BATCH_SEQS={1 << 20}: an evaluation batch of 9217 sequences of 1024 tokens needs about")):
+                       f"error: EVAL_BATCH_SEQS={1 << 20}: an evaluation batch of 9217 sequences of 1024 tokens needs about"),
+                      # a teacher to distil from (until 2026-12-05 read only by each process): none there, the challenge script's artifact
+                      ({**big, **tok, "DISTILL_TEACHER": str(tmp_path / "teacher.ptz")}, f"error: DISTILL_TEACHER={tmp_path / 'teacher.ptz'}: "
+                       "no such artifact"),
+                      ({**big, **tok, "DISTILL_TEACHER": str(peer)}, f"error: DISTILL_TEACHER={peer}: not an artifact of format rlm_int8_zlib_v1 "
+                       "but int8_clean_per_row_v1, the challenge script's: convert it with `bash run.sh import FILE --out NEW`")):
         r = subprocess.run(["bash", "run.sh", "fineweb"], cwd=ROOT, env=clean_env(**env, RUN_ID="fineweb_checked"), capture_output=True, text=True,
                            timeout=120)
         assert r.returncode == 2 and r.stderr.startswith(said) and r.stderr.count("\n") == 1, r.stderr

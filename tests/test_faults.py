@@ -1147,6 +1147,24 @@ def test_an_eval_only_batch_past_a_containers_memory_is_refused_not_killed(tiny_
     assert not any(line.startswith("final_") for line in log_lines(tmp_path, "box"))
 
 
+@pytest.mark.slow
+def test_a_run_whose_micro_step_and_evaluation_each_fit_a_container_runs_there_to_its_end(tmp_path):
+    """Until 2026-12-05 the count added a micro-step's memory to the largest evaluation batch's, since an evaluation grew on top of
+    the heap the micro-steps left: the demo's model and corpus with 16 sequences a micro-step (counted 345 MiB, 862 with the factor)
+    and 64 windows an evaluation batch (224 MiB, 672) was refused in a 1.5 GiB memory cgroup, 1.5 GiB needed beside Python's
+    own. An evaluation now gives the heap back as it starts and ends, so each must fit alone: the same run, validating between
+    its steps, runs there to its end, nothing killed, and writes its artifact."""
+    demo = dict(DATA_PATH=str(ROOT / "data" / "datasets" / "shakespeare_sp1024"), TOKENIZER_PATH=str(ROOT / "data" / "tokenizers" /
+                "shakespeare_1024_bpe.model"), NUM_LAYERS="4", MODEL_DIM="256", NUM_HEADS="4", NUM_KV_HEADS="2", TRAIN_SEQ_LEN="256",
+                TRAIN_BATCH_TOKENS="8192", GRAD_ACCUM_STEPS="2", VAL_BATCH_SIZE="131072", ITERATIONS="10", VAL_LOSS_EVERY="5", EVAL_STRIDE="0",
+                WARMUP_STEPS="0", MAX_WALLCLOCK_SECONDS="0", RUN_ID="box")
+    proc, kills, _ = in_memory_cgroup(3 << 29, tmp_path, clean_env(**demo))
+    assert proc.returncode == 0 and kills == "0", (proc.returncode, kills, proc.stderr[-2000:])
+    scored = [line.split()[0] for line in log_lines(tmp_path, "box") if " val_bpb:" in line]
+    assert scored == ["step:0/10", "step:5/10", "step:10/10", "final_int8_zlib_roundtrip", "final_int8_zlib_roundtrip_exact"], scored
+    assert (tmp_path / "final_model.int8.ptz").stat().st_size > 0
+
+
 V2_HOST = "MemAvailable:   25165824 kB\n"  # 24 GiB
 
 

@@ -1017,9 +1017,9 @@ rss = lambda: int(next(line for line in open("/proc/self/status") if line.starts
 tg.freed_memory()  # as setup_runtime: freed blocks stay in the heap
 cfg = tg.Hyperparameters(dict(VOCAB_SIZE="1024", NUM_LAYERS="2", MODEL_DIM="64", NUM_HEADS="4", NUM_KV_HEADS="2", TRAIN_SEQ_LEN="64",
                               VAL_BATCH_SIZE="8192", TRAIN_BATCH_TOKENS="65536", GRAD_ACCUM_STEPS="1"))
-model, x = tg.build_model(cfg), torch.randint(0, 1024, (1024, 64))
+model, x = tg.build_model(cfg), torch.randint(0, 1024, (256, 64))
 start = rss()
-for _ in range(2):  # a micro-step's activations (about 1 GB), all freed
+for _ in range(2):  # a micro-step's activations (about 0.3 GB, the heap 1 to 4 times that), all freed
     model(x, x).mean().backward()
     model.zero_grad(set_to_none=True)
 trained, val = rss(), torch.randint(0, 1024, (64 * 64 + 1,))
@@ -1036,11 +1036,12 @@ def test_an_evaluation_gives_the_heaps_free_pages_back_before_and_after_it():
     6 s slower), and they leave holes that an evaluation's differently sized blocks do not fit: so a run's evaluation grew resident
     memory on top of the micro-steps' heap, and training after it on top of the evaluation's, and the memory count had to add them
     (`beside the 12.6 GiB a micro-step keeps`). An evaluation now gives the heap's free pages back (malloc_trim) as it starts and
-    ends: measured in a process of its own, whose heap holds a micro-step's freed gigabyte, and against the same evaluation without."""
+    ends: measured in a process of its own, whose heap holds a freed micro-step's 0.7-0.9 GB, and against the same evaluation without."""
     out = {how: [int(n) for n in subprocess.run([sys.executable, "-c", HEAP_AROUND_AN_EVALUATION, how], cwd=ROOT, env=clean_env(
         PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300, check=True).stdout.split()] for how in ("give_back", "keep")}
     for how, (start, trained, after) in out.items():
-        assert trained - start > 500 << 20, (how, out)  # the freed micro-step stayed resident
+        assert trained - start > 200 << 20, (how, out)  # the freed micro-step stayed resident (the heap well under glibc's
+        # M_TRIM_THRESHOLD of 2 GiB, past which a free gives the top back by itself: 1,024 sequences grew it to 1.1-3.6 GB)
     start, trained, after = out["give_back"]
     assert after - start < (trained - start) / 4, out  # given back: the holes, and the evaluation's own blocks
     assert out["keep"][2] >= out["keep"][1], out  # without: nothing given back

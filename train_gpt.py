@@ -322,8 +322,7 @@ def env_help() -> str:
 
 def newton_schulz_orthogonalize(grad: Tensor, steps: int, eps: float = 1e-7) -> Tensor:
     """About U V^T for grad = U S V^T (each matrix of a stack): Muon's quintic Newton-Schulz. bf16 on CUDA, fp32 on CPU (bf16 is slow there)."""
-    a, b, c = 3.4445, -4.7750, 2.0315
-    x = grad.to(torch.bfloat16 if grad.is_cuda else torch.float32)
+    a, b, c, x = 3.4445, -4.7750, 2.0315, grad.to(torch.bfloat16 if grad.is_cuda else torch.float32)
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)
     x = x.mT if (tall := x.size(-2) > x.size(-1)) else x  # iterate on the wide side: its Gram matrix is the smaller one
     for _ in range(steps):
@@ -383,8 +382,7 @@ def target_bytes(sp, tokens: Tensor, vocab_size: int) -> Tensor:
     base[list(table)], boundary[list(table)] = list(table.values()), False
     for i in range(0 if isinstance(sp, dict) else sp.get_piece_size()):
         if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i)):  # a byte piece (<0x41>) is one byte and never starts with '▁'
-            piece = sp.id_to_piece(i)
-            boundary[i], space[i] = False, piece.startswith("\u2581")
+            boundary[i], space[i] = False, (piece := sp.id_to_piece(i)).startswith("\u2581")
             base[i] = 1 if sp.is_byte(i) else len(piece.removeprefix("\u2581").encode("utf-8"))
     prev, t = tokens[:-1].numpy(), tokens[1:].numpy()
     return torch.from_numpy(np.concatenate([[0], base[t] + (space[t] & ~boundary[prev])]).astype(np.int32))
@@ -453,8 +451,7 @@ def quantize_state_dict(state: dict[str, Tensor], int6_blocks=(), embed_fp16: bo
     stats = {"float_bytes": 0, "payload_bytes": 0, "int8": [], "int6": [], "kept": [], "bits": []}
     int6 = re.compile(r"(^|\.)blocks\.(" + "|".join(map(str, int6_blocks)) + r")\.") if int6_blocks else None
     for name, t in state.items():
-        t = t.detach().cpu().contiguous()
-        stats["float_bytes"] += t.numel() * t.element_size()
+        stats["float_bytes"] += (t := t.detach().cpu().contiguous()).numel() * t.element_size()
         if name.endswith(".scores"):
             out["bits"][name], out["shape"][name] = torch.from_numpy(np.packbits((t > 0).numpy().ravel())), list(t.shape)
             kind, stored = "bits", [out["bits"][name]]
@@ -1135,8 +1132,8 @@ def stop_on_signals(log, where) -> None:  # SIGTERM (a scheduler; torchrun forwa
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):  # one ignored from the start stays so (nohup's SIGHUP)
         signal.getsignal(signum) is signal.SIG_IGN or signal.signal(signum, on_signal)
 
-def freed_memory(give_back: bool = False) -> None:  # kept: glibc gave freed blocks over 32 MB (a batch's logits) back to the OS to fault in
-    with contextlib.suppress(OSError, AttributeError):  # again (EVAL_ONLY 15 s, not 9); give_back: the heap's free pages (its holes), once
+def freed_memory(give_back: bool = False) -> None:  # glibc on its own hands freed blocks over 32 MB (a batch's logits) back to the OS and
+    with contextlib.suppress(OSError, AttributeError):  # faults them in again (EVAL_ONLY 15 s, not 9): kept; give_back: the heap's holes, freed now
         libc = ctypes.CDLL("libc.so.6")
         libc.malloc_trim(0) if give_back else (libc.mallopt(-3, 1 << 30), libc.mallopt(-1, (1 << 31) - 1))  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
 
@@ -1152,7 +1149,10 @@ def setup_runtime(args) -> SimpleNamespace:  # processes (torchrun's RANK / WORL
                   f"WORLD_SIZE={world_size}: set without MASTER_ADDR and MASTER_PORT; start several processes with torchrun"))
     device = torch.device("cuda", local_rank) if (use_cuda := torch.cuda.is_available()) else torch.device("cpu")
     refuse_first((use_cuda and local_rank >= torch.cuda.device_count(), f"LOCAL_RANK={local_rank}: only {use_cuda and torch.cuda.device_count()} "
-                  "GPU(s) visible; start at most that many processes per node, or hide the GPUs (CUDA_VISIBLE_DEVICES=) to run on CPU"))
+                  "GPU(s) visible; start at most that many processes per node, or hide the GPUs (CUDA_VISIBLE_DEVICES=) to run on CPU"),
+                 (args.compile == "1" and args.compile_backend == "inductor" and not (use_cuda or args.eval_only) and torch.get_num_threads() == 1
+                  and torch.__version__ < (2, 7), f"COMPILE=1: PyTorch {torch.__version__}'s inductor on one CPU thread writes a repeated token's "
+                  "embedding gradient over the one before, not adding it; use PyTorch 2.7+, OMP_NUM_THREADS=2+, COMPILE_BACKEND=eager or COMPILE=0"))
     torch.cuda.set_device(device) if use_cuda else None
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = use_cuda  # TF32 matmuls on a GPU; neither is used on a CPU
     dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None) if world_size > 1 else None
@@ -1480,7 +1480,7 @@ def cli(argv: list[str]) -> int:
         tools = type(e).__name__ in ("InductorError", "BackendCompilerFailed")  # COMPILE=1 without inductor's C++ compiler (CPU), Triton (GPU)
         if not RUNNING or not (tools or (memory := re.search("out of memory|can't allocate memory|ALLOC_FAILED", str(e)))):
             raise
-        why = " ".join(re.sub(r"Command:.*?(?=Output:)|Set TORCHDYNAMO_VERBOSE.*", "", str(e), flags=re.S).split())[:240]  # the compiler's words
+        why = " ".join(re.sub(r"Command:.*?(?=Output:)|backend='\w+' raised:|Set TORCH.*", "", str(e), flags=re.S).split())[:240]  # the compiler's
         tried = re.search(r"[Tt]ried to allocate ([\d.]+ ?\w+)", str(e))  # CUDA: '2.00 GiB', the CPU allocator: '268435456 bytes'
         RUNNING[0](f"stopping: torch.compile failed ({why}) {RUNNING[1]()}; set COMPILE=0 (or COMPILE_BACKEND=eager), or give its backend "
                    "what it needs (a C++ compiler on a CPU, Triton on a GPU)" if tools else f"stopping: out of memory "

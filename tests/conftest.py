@@ -147,6 +147,19 @@ def cxx() -> None:
         pytest.skip("inductor on a CPU needs a C++ compiler (g++); none here")
 
 
+def without_torchs_notices(stderr: str) -> str:
+    """torch 2.5's cpp_extension, which inductor imports to build CPU kernels, prints a line of its own on a machine with a CUDA
+    toolkit but no GPU (this one has nvcc): "No CUDA runtime is found, using CUDA_HOME='/usr/local'". Not the script's: dropped."""
+    return re.sub(r"^No CUDA runtime is found, using CUDA_HOME=.*\n", "", stderr, flags=re.M)
+
+
+def inductor_threads() -> str:
+    """OMP_NUM_THREADS for a COMPILE=1 run with inductor on a CPU: the tests' one thread, but two before torch 2.7, where the script
+    refuses one (inductor's one-thread kernel for an embedding's gradient is wrong there: test_faults.py, one_cpu_thread)."""
+    import torch
+    return "1" if torch.__version__ >= (2, 7) else "2"
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict:
     """A 1,024-token BPE tokenizer and shards: about 60k train tokens in several shards and

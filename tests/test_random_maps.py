@@ -9,7 +9,7 @@ import zlib
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, clean_env, field, log_lines, run_train, write_artifact
+from conftest import ROOT, TINY_MODEL, clean_env, field, inductor_threads, log_lines, run_train, write_artifact
 from train_gpt import (GPT, PROJECTIONS, CastedLinear, ArtifactError, ConfigError, FrozenFC, Hyperparameters, LowRankLinear,
                        MaskedRandomLinear, RandomLinearWithAdapter, build_optimizers, mix32,
                        model_from_artifact, mul32, projection_seed, random_matrix, read_artifact, regenerated_checksums,)
@@ -352,7 +352,8 @@ def test_inductor_compiles_the_mode_and_trains_as_eager_does(tiny_data, tmp_path
     for compiled in ("0", "1"):
         d = tmp_path / compiled
         d.mkdir()
-        r = run_train(d, mode_env(tiny_data, "i", mode, COMPILE=compiled, COMPILE_BACKEND="inductor", WARMUP_STEPS="1", **extra))
+        r = run_train(d, mode_env(tiny_data, "i", mode, COMPILE=compiled, COMPILE_BACKEND="inductor", WARMUP_STEPS="1",
+                                  OMP_NUM_THREADS=inductor_threads(), **extra))
         assert r.returncode == 0, r.stderr[-3000:]
         lines = log_lines(d, "i")
         assert any(f"compile:{compiled == '1'}" in l for l in lines)

@@ -1480,7 +1480,7 @@ def cli(argv: list[str]) -> int:
         tools = type(e).__name__ in ("InductorError", "BackendCompilerFailed")  # COMPILE=1 without inductor's C++ compiler (CPU), Triton (GPU)
         if not RUNNING or not (tools or (memory := re.search("out of memory|can't allocate memory|ALLOC_FAILED", str(e)))):
             raise
-        why = " ".join(re.sub(r"Command:.*?(?=Output:)|backend='\w+' raised:|Set TORCH.*", "", str(e), flags=re.S).split())[:240]  # the compiler's
+        why = " ".join(re.sub(r"Command:.*?(?=Output:)|backend='\w+' raised:|Set TORCH.*", "", str(e), flags=re.S).split())[:240]  # its own words
         tried = re.search(r"[Tt]ried to allocate ([\d.]+ ?\w+)", str(e))  # CUDA: '2.00 GiB', the CPU allocator: '268435456 bytes'
         RUNNING[0](f"stopping: torch.compile failed ({why}) {RUNNING[1]()}; set COMPILE=0 (or COMPILE_BACKEND=eager), or give its backend "
                    "what it needs (a C++ compiler on a CPU, Triton on a GPU)" if tools else f"stopping: out of memory "

@@ -10,6 +10,7 @@ loss, running out of memory, SIGKILL while a checkpoint is written, signals, a c
 """
 
 import copy
+import functools
 import hashlib
 import io
 import json
@@ -927,6 +928,7 @@ def test_torchruns_report_ends_with_the_refusal_not_a_link_to_its_docs(tiny_data
     assert "To enable traceback" not in r.stderr and not (tmp_path / "logs").exists()
 
 
+@functools.cache  # one interpreter's import, asked once
 def address_space_of_torch() -> int:
     """The address space (VmPeak) of this interpreter once torch is imported: 0.7 GiB for 2.13.0's CPU build, 3.2 for PyPI's CUDA
     build of 2.5.1, which maps its CUDA libraries on a CPU too."""

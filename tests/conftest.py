@@ -149,8 +149,9 @@ def cxx() -> None:
 
 def without_torchs_notices(stderr: str) -> str:
     """torch 2.5's cpp_extension, which inductor imports to build CPU kernels, prints a line of its own on a machine with a CUDA
-    toolkit but no GPU (this one has nvcc): "No CUDA runtime is found, using CUDA_HOME='/usr/local'". Not the script's: dropped."""
-    return re.sub(r"^No CUDA runtime is found, using CUDA_HOME=.*\n", "", stderr, flags=re.M)
+    toolkit but no GPU (this one has nvcc): "No CUDA runtime is found, using CUDA_HOME='/usr/local'"; 2.8 through its logging, so
+    after a prefix ("W1206 06:32:12.869000 16205 torch/utils/cpp_extension.py:118] [0/0] "). Not the script's: dropped."""
+    return re.sub(r"^(?:[WIEF]\d{4} [\d:.]+ \d+ \S+\] (?:\[\S+\] )?)?No CUDA runtime is found, using CUDA_HOME=.*\n", "", stderr, flags=re.M)
 
 
 def inductor_threads() -> str:

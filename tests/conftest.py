@@ -50,9 +50,10 @@ def small_disk(folder: Path, size: str):
 
 @pytest.fixture(scope="session", autouse=True)
 def scratch_tmpdir(tmp_path_factory):
-    """The suite's processes use this session's pytest folder as their temporary one (TMPDIR), which pytest prunes after three
-    sessions: in /tmp, each run of the suite left about fifteen entries for good, torchrun's torchelastic_* log folders (one a
-    torchrun, whatever its end), the empty .s files of the g++ a signal test stops mid-compile, and pip's extracted cacert.pem."""
+    """The suite's processes use this session's pytest folder as their temporary one (TMPDIR), which `run.sh test` has pytest
+    delete when every test passed: in /tmp, each run of the suite left about fifteen entries for good, torchrun's torchelastic_*
+    log folders (one a torchrun, whatever its end), the empty .s files of the g++ a signal test stops mid-compile, and pip's
+    extracted cacert.pem."""
     folder, before = tmp_path_factory.mktemp("tmp"), os.environ.get("TMPDIR")
     os.environ["TMPDIR"], tempfile.tempdir = str(folder), None
     yield folder

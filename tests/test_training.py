@@ -538,11 +538,13 @@ def test_the_readme_test_command_runs_offline_without_its_optional_packages(tmp_
     through it. Now what pip cannot install is said in one line and the tests that need it skip (here the zstd codec's case and
     the download tests); with CI set the same line is an error before any test runs, so CI never hides a missing install step.
     The two packages are hidden by modules that refuse to import, and pip runs for real with no index to reach. Files named
-    after `test` run alone: `bash run.sh test tests/test_cuda.py` ran the whole suite as well."""
+    after `test` run alone: `bash run.sh test tests/test_cuda.py` ran the whole suite as well. A passing run leaves no folder in
+    TMPDIR: pytest kept those of its last three runs (about 2 GB a run of the whole suite)."""
+    (scratch := tmp_path / "scratch").mkdir()
     for name in ("zstandard", "huggingface_hub"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text("raise ModuleNotFoundError('hidden: stands for a box where pip cannot reach PyPI')\n")
-    env = clean_env(PYTHON=sys.executable, PYTHONPATH=str(tmp_path), PIP_NO_INDEX="1", PIP_REQUIRE_VIRTUALENV="1")
+    env = clean_env(PYTHON=sys.executable, PYTHONPATH=str(tmp_path), PIP_NO_INDEX="1", PIP_REQUIRE_VIRTUALENV="1", TMPDIR=str(scratch))
     env.pop("CI", None)
     said = "run.sh: could not install huggingface_hub zstandard datasets"  # datasets imports huggingface_hub: missing with it
     test = ["bash", str(ROOT / "run.sh"), "test", "tests/test_recipes.py", "tests/test_download.py", "-k", "codecs_round_trip", "-rs"]
@@ -551,6 +553,8 @@ def test_the_readme_test_command_runs_offline_without_its_optional_packages(tmp_
     skips = sorted(re.findall(r"^SKIPPED \[1\] (tests/test_\w+\.py)", r.stdout, re.M))  # the zstd case and test_download.py's module
     counts = re.search(r"\b2 passed, 2 skipped, (\d+) deselected\b", r.stdout)  # the two files named, not the whole suite besides
     assert counts and int(counts[1]) < 100 and skips == ["tests/test_download.py", "tests/test_recipes.py"], r.stdout[-3000:]
+    made = list(scratch.glob("pytest-of-*"))  # the session's folder was made here (the suite's autouse scratch TMPDIR), then deleted
+    assert made and not [p.name for p in made[0].iterdir() if re.fullmatch(r"pytest-\d+", p.name)], list(made[0].iterdir())
     r = subprocess.run(test, env={**env, "CI": "true"}, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stdout == "" and r.stderr.splitlines()[-1] == (
         f"{said} (CI=true: every test must run); accepted: a network that reaches PyPI, or the packages installed"), r.stderr

@@ -302,7 +302,7 @@ case "$cmd" in
     ensure_shakespeare
     suite=tests  # a test file or folder among ARGS runs instead of the whole suite (pytest would run both)
     for arg in "$@"; do case "$arg" in tests|tests/*|*.py|*.py::*) suite= ;; esac; done
-    # A passing run deletes its temporary folders (a venv with torch, datasets, logs: about 2 GB a run, which pytest would
+    # A passing run deletes its temporary folders (venvs, datasets, logs, artifacts: about 2 GB a run, which pytest would
     # otherwise keep for its last three runs); a failing one keeps the failed tests' folders under $TMPDIR/pytest-of-$USER.
     exec "$PY" -m pytest -q -p no:cacheprovider -o tmp_path_retention_policy=failed $suite "$@"
     ;;

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 if sys.version_info < (3, 10):  # `bytes | None` in a signature is 3.10's: an older Python (RHEL 9's 3.9) failed at import, in a TypeError
-    print(f"error: Python {sys.version.split()[0]}: too old for train_gpt.py; accepted 3.10 or newer", file=sys.stderr), sys.exit(2)
+    sys.stderr.write(f"error: Python {sys.version.split()[0]}: too old for train_gpt.py; accepted 3.10 or newer\n"), sys.exit(2)
 import numpy as np
 import sentencepiece as spm
 import torch
@@ -1122,7 +1122,7 @@ def claim_outputs(args) -> list[str]:
     return [f"kept: {p}, an earlier run's, as {keep_aside(p)}" for p in aside if p.is_file()]
 
 def stop_on_signals(log, where) -> None:  # SIGTERM (a scheduler; torchrun forwards it), SIGINT (Ctrl-C), SIGHUP (a closed session): exit 128+n
-    RUNNING[:] = [lambda line: (log(line), log.path or print(line, file=sys.stderr, flush=True)), where, log]  # rank 0 logs, others: stderr
+    RUNNING[:] = [lambda line: (log(line), log.path or sys.stderr.write(line + "\n")), where, log]  # rank 0 logs, others: stderr
     def on_signal(signum, frame):  # logged once; a SIGALRM after a stop is that stop again, from the hook below
         RUNNING[3:] or RUNNING.append(signum) or log(f"stopping: {signal.Signals(signum).name} {where()}")
         sys.exit(128 + RUNNING[3])
@@ -1471,8 +1471,8 @@ def cli(argv: list[str]) -> int:
         refuse_first(([a for a in argv if not re.fullmatch(r"--local[-_]rank=\d+", a)], f"train_gpt.py takes no arguments (got "
                       f"{shlex.join(argv)}); its settings are environment variables: NAME=VALUE python train_gpt.py (--env-help lists them)"))
         status = main()
-    except (ConfigError, OSError) as e:  # bad input, or a file no check above named: one line that names it, no traceback
-        print(line := f"error: {e if isinstance(e, ConfigError) else f'{e.filename}: {e.strerror or e}' if e.filename else e}", file=sys.stderr)
+    except (ConfigError, OSError) as e:  # bad input, an unchecked file: one line, one write (print's two, under torchrun's -u, interleaved)
+        sys.stderr.write((line := f"error: {e if isinstance(e, ConfigError) else f'{e.filename}: {e.strerror or e}' if e.filename else e}") + "\n")
         with contextlib.suppress(ConfigError):  # a run under way ends its log on it too, with where it was (unless its log is what failed)
             RUNNING[2](f"stopping: {line.removeprefix('error: ')} ({RUNNING[1]()})", console=False) if RUNNING else tell_torchrun(line)
         status = 2

@@ -10,6 +10,7 @@ import random
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -197,14 +198,49 @@ def clean_env(**overrides) -> dict:
     return env
 
 
-def run_train(cwd: Path, env: dict, nproc: int = 0, timeout: int = 600) -> subprocess.CompletedProcess:
-    """train_gpt.py as a real process in cwd (logs/ and the artifact land there); nproc > 0
-    runs it under torchrun with that many processes (gloo on CPU)."""
+def train_command(nproc: int = 0) -> list[str]:
+    """train_gpt.py's command: nproc > 0 runs it under torchrun with that many processes (gloo on CPU)."""
     if nproc:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(SCRIPT)]
-    else:
-        cmd = [sys.executable, str(SCRIPT)]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", str(SCRIPT)]
+    return [sys.executable, str(SCRIPT)]
+
+
+def run_train(cwd: Path, env: dict, nproc: int = 0, timeout: int = 600) -> subprocess.CompletedProcess:
+    """train_gpt.py as a real process in cwd (logs/ and the artifact land there), under torchrun if nproc > 0."""
+    return subprocess.run(train_command(nproc), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_with_stderr_records(cmd: list[str], timeout: int = 600, **kwargs) -> tuple[subprocess.CompletedProcess, list[bytes]]:
+    """cmd as a real process whose stderr is a datagram socket, which keeps each write() apart: the records are what each write
+    call carried, in order, empty ones left out (through a pipe, a line two processes each wrote in two calls reads back as two
+    interleaved halves only when the calls happen to meet). Returns the run, its stdout and its records joined as text, and the
+    records. A datagram socket has no end-of-file (a stream or SEQPACKET socket's is a zero-length read, which Python's own
+    traceback printing writes as well): the process's exit is the end, once every write it and its workers made is read."""
+    read, write = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    records: list[bytes] = []
+
+    def drain():  # while it runs (a writer blocks once the socket's queue is full), then what is queued when it has exited
+        read.settimeout(0.2)
+        while True:
+            try:
+                record = read.recv(1 << 20)  # one write: at most the socket's send buffer, far under this
+            except TimeoutError:
+                if proc.poll() is not None:
+                    return
+                continue
+            records.extend([record] if record else [])
+    with read:
+        with write:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=write.fileno(), text=True, **kwargs)
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            stdout = proc.communicate(timeout=timeout)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        reader.join(timeout)
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, b"".join(records).decode()), records
 
 
 def run_with_closed_console(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:

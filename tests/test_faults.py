@@ -32,7 +32,8 @@ import pytest
 import torch
 
 import train_gpt
-from conftest import ROOT, SCRIPT, TINY_MODEL, clean_env, live_processes, log_lines, run_train, small_disk, without_torchs_notices, inductor_threads
+from conftest import (ROOT, SCRIPT, TINY_MODEL, clean_env, live_processes, log_lines, run_train, run_with_stderr_records, small_disk,
+                      train_command, without_torchs_notices, inductor_threads)
 from export_corpus import write_shard
 
 # ---- the cases: (id, environment overrides, text the error must contain) ----
@@ -921,9 +922,11 @@ def torchrun_causes(stderr: str, line: str) -> None:
 def test_torchruns_report_ends_with_the_refusal_not_a_link_to_its_docs(tiny_data, tmp_path):
     """A bad variable under the challenge's own command (`torchrun ... train_gpt.py`): each process printed its line, then torchrun
     40 lines of its own, whose last, the Root Cause, said `traceback : To enable traceback see: https://pytorch.org/docs/...`.
-    Each process now writes its line into the error file torchrun reads, so the report ends with the cause."""
-    r = run_train(tmp_path, tiny_env(tiny_data, "tr", ITERATIONS="abc"), nproc=2)
-    assert r.returncode != 0 and r.stderr.splitlines().count("error: ITERATIONS='abc': not an integer") == 2, r.stderr[-3000:]
+    Each process now writes its line into the error file torchrun reads, so the report ends with the cause. Each line is one write
+    (stderr a datagram socket, which keeps writes apart): printed, under torchrun's `python -u`, the ranks' halves once met mid-line."""
+    r, records = run_with_stderr_records(train_command(2), cwd=tmp_path, env=tiny_env(tiny_data, "tr", ITERATIONS="abc"))
+    said = [record for record in records if b"ITERATIONS" in record and b"traceback :" not in record]  # not torchrun's report
+    assert r.returncode != 0 and said == [b"error: ITERATIONS='abc': not an integer\n"] * 2, records[-40:]
     torchrun_causes(r.stderr, "error: ITERATIONS='abc': not an integer")
     assert "To enable traceback" not in r.stderr and not (tmp_path / "logs").exists()
 

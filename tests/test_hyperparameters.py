@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import train_gpt
-from conftest import ROOT, SCRIPT, TINY_MODEL, clean_env, older_python
+from conftest import ROOT, SCRIPT, TINY_MODEL, clean_env, older_python, run_with_stderr_records
 from train_gpt import ConfigError, Hyperparameters
 
 
@@ -214,6 +214,14 @@ def test_an_argument_is_refused_in_one_line_since_the_settings_are_variables(tmp
     r = subprocess.run([sys.executable, str(SCRIPT), *argv], cwd=tmp_path, env=clean_env(ITERATIONS="x"), capture_output=True, text=True)
     assert (r.returncode, r.stdout, r.stderr) == (status, "", said)
     assert not (tmp_path / "logs").exists()
+
+
+def test_the_error_line_is_one_write_since_torchruns_ranks_share_stderr(tmp_path):
+    """torchrun starts each rank as `python -u train_gpt.py`, whose stderr passes every write call straight on: print() wrote the
+    line and its newline in two, and two ranks refusing the same variable at once gave `error: ITERATIONS='abc': not an
+    integererror: ITERATIONS='abc': not an integer` and an empty line (the suite under Debian's Python, 2026-12-06). One write now."""
+    r, records = run_with_stderr_records([sys.executable, "-u", str(SCRIPT)], cwd=tmp_path, env=clean_env(ITERATIONS="x"), timeout=120)
+    assert (r.returncode, r.stdout, records) == (2, "", [b"error: ITERATIONS='x': not an integer\n"])
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])

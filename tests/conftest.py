@@ -228,7 +228,8 @@ def run_with_stderr_records(cmd: list[str], timeout: int = 600, **kwargs) -> tup
                 if proc.poll() is not None:
                     return
                 continue
-            records.extend([record] if record else [])
+            if record:  # an empty write carries nothing
+                records.append(record)
     with read:
         with write:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=write.fileno(), text=True, **kwargs)

@@ -56,8 +56,8 @@ class ConfigError(ValueError): """Bad input (a variable, a file): reported as on
 def refused_as(what: str, *kinds, error=ConfigError):  # the errors that checking untrusted input can raise, as one line starting `what`
     try:
         yield
-    except (kinds or (ConfigError, RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError)) as e:
-        lines = [ln.strip() for ln in str(e).strip().splitlines()] or [""]  # torch.load's refusal: its reason (Unsupported ...), not its preamble
+    except (kinds or (ConfigError, RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError, ArithmeticError)) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.rstrip().endswith(":")] or [str(e).strip()]  # not a preamble
         why = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {next((ln for ln in lines if 'nsupported' in ln), lines[0])[:160]}"
         raise error(f"{what} ({why})") from None
 
@@ -89,8 +89,7 @@ RECIPES = {"baseline": "",
     "lowrank_increasing": "FREEZE_MODE=lowrank FREEZE_TARGETS=all LORA_RANKS=32..256",
     "lowrank_decreasing": "FREEZE_MODE=lowrank FREEZE_TARGETS=all LORA_RANKS=256..32",
     "lowrank_decsa_fullmlp": "FREEZE_MODE=lowrank FREEZE_TARGETS=attn LORA_RANKS_ATTN=256..32",
-    "lowrank_medsa_lgmlp": "FREEZE_MODE=lowrank FREEZE_TARGETS=all LORA_RANKS_ATTN=64 LORA_RANKS_MLP=256",
-}
+    "lowrank_medsa_lgmlp": "FREEZE_MODE=lowrank FREEZE_TARGETS=all LORA_RANKS_ATTN=64 LORA_RANKS_MLP=256"}
 
 LR_MAX = 1e30  # far beyond any useful rate; above ~1e37 Adam's bias-corrected step overflows float32
 # (variable, default, kind, accepted: (low, high) inclusive or a tuple of choices, meaning)
@@ -428,9 +427,8 @@ def evaluate(model, val_tokens: Tensor, seq_len: int, stride: int, batch_seqs: i
 # QUANTIZATION AND ARTIFACT (int8 per row + zlib, lzma or zstd, read back weights-only)
 # -----------------------------------------------------------------------------
 
-ARTIFACT_FORMAT = "rlm_int8_zlib_v1"
+ARTIFACT_FORMAT, INT8_CLIP_PERCENTILE = "rlm_int8_zlib_v1", 99.99984
 KEEP_FLOAT_MAX_NUMEL = 65_536  # smaller float tensors are stored as fp16 (control tensors fp32)
-INT8_CLIP_PERCENTILE = 99.99984
 CONTROL_TENSOR_NAMES = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weights", "mask_scale", "head_scale", "logit_scale")
 ARTIFACT_FILE_LIMIT, ARTIFACT_INFLATE_LIMIT = 64 * 16_000_000, 4 * 16_000_000  # read at most; inflate at most (plus 16x the file)
 ARTIFACT_SECTIONS = ("q", "scale", "keep", "dtype", "bits", "shape")
@@ -558,6 +556,7 @@ def check_blob(blob, where: str) -> None:  # its configuration checked as the en
         cfg = Hyperparameters(config_env(blob["meta"]["config"]))
         if cfg.model_config() != blob["meta"]["config"] or not all(isinstance(blob.get(k), dict) for k in ARTIFACT_SECTIONS):
             raise ValueError("it differs from what its variables make, or a section is missing")
+        blob["meta"]["config"] = cfg.model_config()  # equal, and of this script's types (a stored 128.0 passed as MLP_MULT, then built nothing)
     expected, stored = model_that_fits(cfg, f"{where}: its model", ArtifactError).state_dict(), [n for k in ("q", "keep", "bits") for n in blob[k]]
     unknown, missing = [n for n in stored if n not in expected], [n for n in expected if n not in stored]
     refuse_first((unknown or missing or len(stored) != len(set(stored)), f"{where}: its tensors do not match its configuration (first: "
@@ -586,8 +585,8 @@ def read_artifact(path, data: bytes | None = None, var: str = "ARTIFACT") -> tup
     return state, dict(blob["meta"], codec=codec)
 
 def first_difference(ours: dict, theirs: dict, what: str, error=ArtifactError) -> None:  # a stored configuration unlike this run's, refused
-    diff = [k for k in dict.fromkeys([*ours, *theirs]) if ours.get(k) != theirs.get(k)]
-    refuse_first((diff, diff and f"{what} with {diff[0].upper()}={theirs.get(diff[0])!r}, this run has {diff[0].upper()}={ours.get(diff[0])!r}"
+    diff = [k for k in dict.fromkeys([*ours, *theirs]) if repr(ours.get(k)) != repr(theirs.get(k))]  # repr: a stored tensor (or key) never raises
+    refuse_first((diff, diff and f"{what} with {(n := str(diff[0]).upper())}={theirs.get(diff[0])!r}, this run has {n}={ours.get(diff[0])!r}"
                   + (f" (and {len(diff) - 1} more differences)" if len(diff) > 1 else "")), error=error)
 
 def model_from_artifact(path, expect: dict | None = None, var: str = "ARTIFACT", data: bytes | None = None) -> tuple[nn.Module, dict]:
@@ -687,8 +686,7 @@ class DistributedTokenLoader:  # a micro-step takes one chunk for all ranks, ran
     def __init__(self, data_path: str, vocab_size: int, rank: int, world_size: int, device):
         self.stream, self.rank, self.world_size, self.device = TokenStream(data_path, vocab_size), rank, world_size, torch.device(device)
     def next_batch(self, local_tokens: int, seq_len: int) -> tuple[Tensor, Tensor]:
-        span = local_tokens + 1
-        chunk = self.stream.take(span * self.world_size)[self.rank * span:(self.rank + 1) * span]
+        chunk = self.stream.take((span := local_tokens + 1) * self.world_size)[self.rank * span:(self.rank + 1) * span]
         host = torch.from_numpy(chunk.astype(np.int64))  # pinned on CUDA: a copy from pageable memory may make the driver wait for the GPU
         t = (host.pin_memory() if self.device.type == "cuda" else host).to(self.device, non_blocking=True)
         return t[:-1].reshape(-1, seq_len), t[1:].reshape(-1, seq_len)
@@ -862,9 +860,8 @@ class Rotary(nn.Module):  # RoPE tables built once at construction (never inside
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg, layer: int):
         super().__init__()
-        dim, self.num_heads, self.num_kv_heads, self.head_dim = cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.model_dim // cfg.num_heads
-        kv_dim = self.num_kv_heads * self.head_dim
-        self.q, self.k, self.v, self.o = (make_projection(cfg, layer, n, dim, o) for n, o in (("q", dim), ("k", kv_dim), ("v", kv_dim), ("o", dim)))
+        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.model_dim // cfg.num_heads
+        self.q, self.k, self.v, self.o = (make_projection(cfg, layer, name, *projection_dims(cfg)[name]) for name in ("q", "k", "v", "o"))
         self.q_gain = nn.Parameter(torch.full((self.num_heads,), float(cfg.qk_gain_init)))
         self.head_scale = nn.Parameter(torch.ones(self.num_heads)) if cfg.freeze_mode == "mask" else None  # supermask: per-head output scale
         self.rotary = Rotary(self.head_dim, cfg.train_seq_len, cfg.rope_base)
@@ -880,8 +877,7 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg, layer: int):
         super().__init__()
-        self.fc = make_projection(cfg, layer, "fc", cfg.model_dim, cfg.mlp_hidden)
-        self.proj = make_projection(cfg, layer, "proj", cfg.mlp_hidden, cfg.model_dim)
+        self.fc, self.proj = (make_projection(cfg, layer, name, *projection_dims(cfg)[name]) for name in ("fc", "proj"))
         self.corr = make_projection(cfg, layer, "corr", cfg.model_dim, cfg.model_dim) if cfg.frozen_correction_rank else None
     def forward(self, x: Tensor) -> Tensor:
         h = self.fc(x)
@@ -1216,10 +1212,11 @@ def eval_only(args, rt, log) -> int:  # EVAL_ONLY=1: model, data and evaluation 
             same = Hyperparameters({**made, name: raw}).model_config() == stored
         refuse_first((not same, f"ARTIFACT={args.artifact}: built with {name}={made.get(name, '(default)')}, this run has {name}={raw} "
                       "(EVAL_ONLY takes the model from the artifact; unset it)"), error=ArtifactError)
-    ev = meta.get("eval") if isinstance(meta.get("eval"), dict) else {}
-    run = Hyperparameters({**made, **{k.upper(): str(v) for k, v in ev.items() if k.upper() in EVAL_SETTINGS},
-                           **{n: os.environ[n] for n in EVAL_SETTINGS if os.environ.get(n)}})  # EVAL_STRIDE against the artifact's context
-    recorded = [f"{n}={getattr(run, n.lower())}" for n in ("DATA_PATH", "TOKENIZER_PATH") if not os.environ.get(n) and n.lower() in ev]
+    ev, env = meta.get("eval") if isinstance(meta.get("eval"), dict) else {}, {n: os.environ[n] for n in EVAL_SETTINGS if os.environ.get(n)}
+    with refused_as(f"ARTIFACT={args.artifact}: a recorded evaluation setting is unusable here; set it in the environment", error=ArtifactError):
+        Hyperparameters({**made, **(kept := {n: str(ev[n.lower()]) for n in EVAL_SETTINGS if n.lower() in ev and n not in env})})
+    run = Hyperparameters({**made, **kept, **env})  # the environment's win; EVAL_STRIDE is checked against the artifact's context
+    recorded = [f"{n}={getattr(run, n.lower())}" for n in ("DATA_PATH", "TOKENIZER_PATH") if n in kept]
     with refused_as(f"ARTIFACT={args.artifact}: {' and '.join(recorded)}, where it was evaluated, cannot be used here; set them to a copy of "
                     "its data", ConfigError) if recorded else contextlib.nullcontext():  # an artifact evaluated on another machine
         val_tokens, token_bytes, tok_sha, _ = load_eval_data(run.data_path, run.tokenizer_path, run.vocab_size, run.train_seq_len, rt.device)
@@ -1261,17 +1258,19 @@ def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tupl
     check_finite(state["model"], where)
     with refused_as(f"{where}: does not fit this run"):
         freeze_parameters(optimizers, progressive) if state["frozen"] else None
-        model.load_state_dict(state["model"])
+        if state["ema"] is not None:  # through the model first: its names and shapes checked as the weights' are, the copy on their device
+            model.load_state_dict(state["ema"]), setattr(ema, "avg", {n: p.detach().clone() for n, p in model.named_parameters()})
+        model.load_state_dict(state["model"]), stream.seek(*state["data"])
         for opt, opt_state in zip(optimizers, state["optimizers"]):
             settings = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
             opt.load_state_dict(opt_state)  # the state resumes; the settings (learning rates, betas, decay) are this run's, as set now
+            bad = next((k for p, s in opt.state.items() for k, v in s.items()  # a step count, else a tensor of the parameter's shape
+                        if not torch.is_tensor(v) or v.shape != (p.shape, ())[k == "step"]), None)
+            refuse_first((bad, f"its optimizer state {bad!r} is not a tensor of its parameter's shape (fused Adam wrote past a smaller one)"))
             for group, ours in zip(opt.param_groups, settings):
                 group.update(ours)
-        ema.avg = None if state["ema"] is None else {n: state["ema"][n].to(p.device) for n, p in model.named_parameters()}
-        stream.seek(*state["data"])
-        random.setstate((3, tuple(state["rng"]["python"]), None))
+        random.setstate((3, tuple(state["rng"]["python"]), None)), torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(("MT19937", state["rng"]["numpy"].numpy().astype(np.uint32), state["rng"]["numpy_pos"], 0, 0.0))
-        torch.set_rng_state(state["rng"]["torch"])
     return state["step"], state["training_ms"], state["frozen"]
 
 def main() -> int:
@@ -1471,8 +1470,9 @@ def cli(argv: list[str]) -> int:
         refuse_first(([a for a in argv if not re.fullmatch(r"--local[-_]rank=\d+", a)], f"train_gpt.py takes no arguments (got "
                       f"{shlex.join(argv)}); its settings are environment variables: NAME=VALUE python train_gpt.py (--env-help lists them)"))
         status = main()
-    except (ConfigError, OSError) as e:  # bad input, an unchecked file: one line, one write (print's two, under torchrun's -u, interleaved)
-        sys.stderr.write((line := f"error: {e if isinstance(e, ConfigError) else f'{e.filename}: {e.strerror or e}' if e.filename else e}") + "\n")
+    except (ConfigError, OSError) as e:  # bad input, an unchecked file: one line (a newline in a path or a stored value escaped), one write
+        line = f"error: {e if isinstance(e, ConfigError) else f'{e.filename}: {e.strerror or e}' if e.filename else e}".replace("\n", "\\n")
+        sys.stderr.write(line + "\n")  # print's two writes (the line, its newline), under torchrun's `python -u`, interleaved between ranks
         with contextlib.suppress(ConfigError):  # a run under way ends its log on it too, with where it was (unless its log is what failed)
             RUNNING[2](f"stopping: {line.removeprefix('error: ')} ({RUNNING[1]()})", console=False) if RUNNING else tell_torchrun(line)
         status = 2

@@ -114,6 +114,18 @@ def test_artifact_loading_refuses_bad_files(tmp_path):
         read_artifact(tmp_path / "missing.ptz")
 
 
+def test_a_stored_configuration_equal_to_this_scripts_is_used_in_this_scripts_types(tmp_path):
+    """A stored MLP hidden size of 128.0 equals 128 and passed the check (the stored configuration is read back through the
+    variables that make it, and MLP_MULT is its ratio), then built no model: a float where a size goes, a traceback. The model is
+    built from this script's own reading of the configuration, with its types."""
+    cfg = Hyperparameters({"NUM_LAYERS": "1", "MODEL_DIM": "64", "NUM_HEADS": "2", "NUM_KV_HEADS": "1"})
+    config = dict(cfg.model_config(), mlp_hidden=float(cfg.model_config()["mlp_hidden"]))
+    write_artifact(path := tmp_path / "float.ptz", GPT(cfg).state_dict(), {"config": config})
+    model, meta = model_from_artifact(path)
+    assert type(meta["config"]["mlp_hidden"]) is int and meta["config"] == cfg.model_config()
+    assert [tuple(p.shape) for p in model.parameters()] == [tuple(p.shape) for p in GPT(cfg).parameters()]
+
+
 def test_int6_blocks_use_31_levels_and_compress_better():
     torch.manual_seed(0)
     state = {f"blocks.{i}.mlp.fc.weight": torch.randn(300, 400) * 2 for i in range(3)}

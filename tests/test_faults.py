@@ -174,6 +174,21 @@ def tokenizer_and_artifact_cases(root: Path, tiny_data: dict, good: dict):
 
     files["code.ptz"] = zlib.compress(pickle.dumps({"meta": {"format": train_gpt.ARTIFACT_FORMAT}, "q": Payload()}, protocol=2))
     files["other_kind.json"] = json.dumps({"tokenizer_type": "wordpiece", "vocab_size": 1024}).encode()  # JSON, but not a kind the challenge makes
+
+    def edited(path: Path, edit, compressed: bool) -> bytes:  # a good file's structure with one field as a hand-edit or other code might leave it
+        blob = torch.load(io.BytesIO(zlib.decompress(path.read_bytes()) if compressed else path.read_bytes()), weights_only=True)
+        edit(blob)
+        return zlib.compress(train_gpt.saved_bytes(blob)) if compressed else train_gpt.saved_bytes(blob)
+    # Each escaped as a traceback until 2026-12-06 (found by mutating every field of an artifact and a checkpoint in turn)
+    files["zero_dim.ptz"] = edited(good["artifact"], lambda b: b["meta"]["config"].update(model_dim=0), True)  # ZeroDivisionError
+    # a key that is not a name (AttributeError), and a bad value that was reported as the environment's VAL_BATCH_SIZE, never set
+    files["recorded.ptz"] = edited(good["artifact"], lambda b: b["meta"]["eval"].update({5: "not a name", "val_batch_size": "abc"}), True)
+    files["tensor_config.pt"] = edited(good["checkpoint"], lambda b: b["config"].update(num_layers=torch.zeros(2, 2)), False)  # bool(tensor)
+    files["rng.pt"] = edited(good["checkpoint"], lambda b: b["rng"]["python"].__setitem__(0, -1), False)  # random.setstate: OverflowError
+    # Adam's first moment of the embedding as one number: the fused kernel wrote past it, and the process died of SIGSEGV or a corrupted heap
+    files["adam_state.pt"] = edited(good["checkpoint"], lambda b: b["optimizers"][0]["state"][0].update(exp_avg=torch.tensor(1.0)), False)
+    # an EMA of other shapes, in a run that averages: the first step's lerp failed, in a traceback
+    files["ema.pt"] = edited(good["checkpoint"], lambda b: b.update(config=dict(b["config"], ema=True), ema={n: torch.zeros(1) for n in b["model"]}), False)
     for name, blob in files.items():
         (root / name).write_bytes(blob)
     a = lambda name: {"EVAL_ONLY": "1", "ARTIFACT": str(root / name)}
@@ -201,7 +216,19 @@ def tokenizer_and_artifact_cases(root: Path, tiny_data: dict, good: dict):
         ("teacher:other_tokenizer", {"DISTILL_TEACHER": str(root / "good.ptz"), "TOKENIZER_PATH": good["other_tokenizer"], "DATA_PATH": good["other_data"]},
          f"DISTILL_TEACHER={root / 'good.ptz'}: made with another tokenizer than TOKENIZER_PATH={good['other_tokenizer']}, whose ids are other "
          "tokens; accepted: a teacher made with it", ""),
+        ("artifact:zero_model_dim", a("zero_dim.ptz"), "its stored configuration is not one this script makes (ZeroDivisionError: division by "
+         "zero)", str(root / "zero_dim.ptz")),
+        ("artifact:recorded_setting", {**a("recorded.ptz"), "VAL_BATCH_SIZE": None}, "a recorded evaluation setting is unusable here; set it in "
+         "the environment (VAL_BATCH_SIZE='abc': not an integer)", str(root / "recorded.ptz")),
         ("resume:artifact_not_checkpoint", {"RESUME": str(root / "good.ptz")}, "not a readable checkpoint", ""),
+        # a multi-line value (a tensor's repr) reads back escaped, in one line
+        ("resume:tensor_in_config", {"RESUME": str(root / "tensor_config.pt")}, "written with NUM_LAYERS=tensor([[0., 0.],\\n        [0., 0.]]), "
+         "this run has NUM_LAYERS=2", str(root / "tensor_config.pt")),
+        ("resume:rng_out_of_range", {"RESUME": str(root / "rng.pt")}, "does not fit this run (OverflowError: ", str(root / "rng.pt")),
+        ("resume:optimizer_state_shape", {"RESUME": str(root / "adam_state.pt")}, "does not fit this run (its optimizer state 'exp_avg' is not a "
+         "tensor of its parameter's shape", str(root / "adam_state.pt")),
+        ("resume:ema_shapes", {"RESUME": str(root / "ema.pt"), "EMA_DECAY": "0.9"}, "does not fit this run (RuntimeError: size mismatch for "
+         "skip_weights: copying a param with shape torch.Size([1]) from checkpoint", str(root / "ema.pt")),
         ("resume:other_config", {"RESUME": str(good["checkpoint"]), "NUM_LAYERS": "3"}, "written with NUM_LAYERS=2, this run has NUM_LAYERS=3", ""),
         ("resume:other_mode", {"RESUME": str(good["checkpoint"]), "FREEZE_MODE": "lowrank", "LORA_RANK": "4"}, "written with FREEZE_MODE='none', this run has FREEZE_MODE='lowrank'", ""),
     ]
@@ -284,7 +311,9 @@ ALL_IDS = [cid for cid, *_ in variable_cases() + FREE_TEXT_CASES + COMBINATION_C
                                    "data_path_is_a_shard")] + \
           ["tokenizer:garbage", "tokenizer:other_json", "tokenizer:vocab_file", "tokenizer:not_the_shards", "artifact:truncated", "artifact:flipped_byte", "artifact:not_an_artifact", "artifact:empty",
            "artifact:foreign_format", "artifact:pickle_with_code", "artifact:other_config", "artifact:other_base_seed",
-           "artifact:other_tokenizer", "teacher:corrupted", "teacher:other_tokenizer", "resume:artifact_not_checkpoint", "resume:other_config", "resume:other_mode"]
+           "artifact:other_tokenizer", "artifact:zero_model_dim", "artifact:recorded_setting", "teacher:corrupted", "teacher:other_tokenizer",
+           "resume:artifact_not_checkpoint", "resume:tensor_in_config", "resume:rng_out_of_range", "resume:optimizer_state_shape",
+           "resume:ema_shapes", "resume:other_config", "resume:other_mode"]
 
 
 @pytest.mark.slow

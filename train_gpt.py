@@ -1264,8 +1264,8 @@ def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tupl
         for opt, opt_state in zip(optimizers, state["optimizers"]):
             settings = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
             opt.load_state_dict(opt_state)  # the state resumes; the settings (learning rates, betas, decay) are this run's, as set now
-            bad = next((k for p, s in opt.state.items() for k in {*s, *(() if isinstance(opt, Muon) else ("step", "exp_avg", "exp_avg_sq"))}
-                        if not torch.is_tensor(s.get(k)) or s[k].shape != (p.shape, ())[k == "step"]), None)  # Adam's all three, or KeyError
+            bad = next((k for p, s in opt.state.items() for k in {*s, *(("momentum_buffer",) if isinstance(opt, Muon) else ("step", "exp_avg",
+                        "exp_avg_sq"))} if not torch.is_tensor(s.get(k)) or s[k].shape != (p.shape, ())[k == "step"]), None)  # all a step makes
             refuse_first((bad, f"its optimizer state {bad!r} is missing or not a tensor of its parameter's shape (a smaller one crashed Adam)"))
             for group, ours in zip(opt.param_groups, settings):
                 group.update(ours)

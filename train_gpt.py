@@ -914,8 +914,7 @@ class GPT(nn.Module):  # the baseline: blocks in a U shape (the first half's out
         nn.init.normal_(self.tok_emb.weight, std=cfg.tied_embed_init_std) if isinstance(self.tok_emb, nn.Embedding) else None  # last, as the house
     def logits(self, input_ids: Tensor) -> Tensor:
         x = F.embedding(input_ids, self.tok_emb.weight)
-        x = x if self.bigram is None else x + self.bigram_proj(self.bigram(bigram_buckets(input_ids, self.cfg.bigram_buckets)))
-        x = x0 = rms_norm(x)
+        x = x0 = rms_norm(x if self.bigram is None else x + self.bigram_proj(self.bigram(bigram_buckets(input_ids, self.cfg.bigram_buckets))))
         skips = []
         for i, block in enumerate(self.blocks):  # the second half adds back the first half's outputs, the last one first
             x = x + self.skip_weights[j].to(x.dtype) * skips.pop() if 0 <= (j := i - self.num_encoder) < self.skip_weights.size(0) and skips else x
@@ -1256,7 +1255,8 @@ def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tupl
                   "set ITERATIONS above it"), (len(state["optimizers"]) != len(optimizers),
                                                f"{where}: holds {len(state['optimizers'])} optimizer states, this run has {len(optimizers)}"))
     check_finite(state["model"], where)
-    with refused_as(f"{where}: does not fit this run"):
+    with warnings.catch_warnings(), refused_as(f"{where}: does not fit this run"):
+        warnings.simplefilter("ignore")  # torch's loaders warn before failing on some malformed states (a bare tensor): the refusal is the line
         freeze_parameters(optimizers, progressive) if state["frozen"] else None
         if state["ema"] is not None:  # through the model first: its names and shapes checked as the weights' are, the copy on their device
             model.load_state_dict(state["ema"]), setattr(ema, "avg", {n: p.detach().clone() for n, p in model.named_parameters()})

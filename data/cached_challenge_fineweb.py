@@ -63,6 +63,7 @@ DOCS_FILES = ("docs_selected.jsonl", "docs_selected.source_manifest.json")
 SHARD_MAGIC, SHARD_VERSION = 20240520, 1
 CHUNK = 1 << 20
 RETRIES = 3  # resumed attempts within one run before giving up (the next run resumes too)
+MOST_FILES = 100_000  # a split's file count in a manifest: 10^13 tokens at the published 10^8 a shard (a mirror's 10^12 listed them all)
 LONGEST_WAIT = 300  # seconds: the most a rate limit's Retry-After is waited, each time (the Hub counts requests over 5 minutes)
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}  # this machine's, not the network's
 
@@ -305,7 +306,7 @@ def plan(manifest: dict, variant: str, train_shards: int) -> tuple[dict, list[tu
     lists = [manifest.get(k) if isinstance(manifest, dict) else None for k in ("datasets", "tokenizers")]
     if not all(isinstance(v, list) and all(isinstance(e, dict) for e in v) for v in lists):
         raise DownloadError("manifest.json: not a manifest (an object with lists of datasets and tokenizers); delete it and rerun")
-    datasets = {d.get("name"): d for d in manifest["datasets"]}
+    datasets = {d["name"]: d for d in manifest["datasets"] if isinstance(d.get("name"), str)}  # another kind of name is no variant's
     name = f"fineweb10B_{variant}"
     if name not in datasets:
         have = sorted(n.removeprefix("fineweb10B_") for n in datasets if n)
@@ -313,8 +314,9 @@ def plan(manifest: dict, variant: str, train_shards: int) -> tuple[dict, list[tu
     entry = datasets[name]
     stats = entry.get("stats") if isinstance(entry.get("stats"), dict) else {}
     n_train, n_val = (stats.get(k, 0) for k in ("files_train", "files_val"))
-    if not all(type(n) is int and n >= 0 for n in (n_train, n_val)):
-        raise DownloadError(f"the manifest's {name} stats: files_train {n_train!r}, files_val {n_val!r}; accepted: counts of files")
+    if not all(type(n) is int and 0 <= n <= MOST_FILES for n in (n_train, n_val)):
+        raise DownloadError(f"the manifest's {name} stats: files_train {n_train!r}, files_val {n_val!r}; accepted: counts of files, 0 to "
+                            f"{MOST_FILES:,}")
     if not 0 <= train_shards <= n_train:
         raise DownloadError(f"--train-shards {train_shards}: {name} has {n_train} train shards; accepted 0 to {n_train}")
     tokenizer = next((t for t in manifest["tokenizers"] if t.get("name") == entry.get("tokenizer_name")), None)

@@ -474,6 +474,11 @@ def test_no_server_and_bad_arguments_are_one_line_errors(tmp_path, python):
     (lambda m: m["datasets"][0].update(path=7), "fineweb10B_sp1024 path 7: not a path inside the data folder"),
     (lambda m: m["datasets"][0]["stats"].update(files_val="1"), "fineweb10B_sp1024 stats: files_train 3, files_val '1'; accepted: counts"),
     (lambda m: m["datasets"][0]["stats"].update(files_train=-2), "files_train -2, files_val 1; accepted: counts of files"),
+    # each a traceback until 2026-12-06, found by replacing every field of this manifest in turn: a name that is a list
+    # (unhashable), a number (no removeprefix), and a count of 10^12 validation files, whose names were all listed (memory, hours)
+    (lambda m: (m["datasets"][0].update(name=["fineweb10B_sp1024"]), m["datasets"][1].update(name=8192)),
+     "--variant sp1024: the manifest has no dataset fineweb10B_sp1024; it has: byte260"),
+    (lambda m: m["datasets"][0]["stats"].update(files_val=10**12), "files_val 1000000000000; accepted: counts of files, 0 to 100,000"),
     (lambda m: m.update(tokenizers={"tok_sp1024": {}}), "manifest.json: not a manifest (an object with lists of datasets and tokenizers)"),
 ])
 def test_a_mirror_whose_manifest_points_outside_the_data_folder_is_refused_before_any_file(hub, tmp_path, change, message):

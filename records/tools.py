@@ -602,7 +602,7 @@ def read_against(spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
             raise ToolError(f"--against {spec}: not a submission.json ({e})") from None
         try:
             values, source = submission_losses(sub, spec, nats_per_bpb)
-        except (AttributeError, TypeError, ValueError) as e:  # a list where an object belongs, a score that is text ("pending")
+        except (AttributeError, TypeError, ValueError, OverflowError) as e:  # a list where an object belongs, a score that is text ("pending")
             raise ToolError(f"--against {spec}: not a submission.json (seed_results and val_loss / val_bpb of an unexpected shape: {e})") from None
     else:
         unit, _, text = spec.rpartition(":")
@@ -619,19 +619,25 @@ def read_against(spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
     return values, source
 
 
+def score(value) -> float:  # a submission's number: float(True) is 1.0, and an integer of 400 digits raises OverflowError
+    if isinstance(value, bool):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)  # a string such as "1.2244" is taken, as a hand-written file may hold it
+
+
 def submission_losses(sub: dict, spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
     """What read_against takes from a submission.json: per-seed val_loss, else per-seed val_bpb, else the means."""
     name = sub.get("name", spec)
     seeds = sub.get("seed_results") or {}
     results = list(seeds.values()) if isinstance(seeds, dict) else list(seeds)
     if results and all(r.get("val_loss") is not None for r in results):
-        return [float(r["val_loss"]) for r in results], f"{name}: per-seed val_loss"
+        return [score(r["val_loss"]) for r in results], f"{name}: per-seed val_loss"
     if results and all(r.get("val_bpb") is not None for r in results):
-        return [float(r["val_bpb"]) * nats_per_bpb for r in results], f"{name}: per-seed val_bpb in nats"
+        return [score(r["val_bpb"]) * nats_per_bpb for r in results], f"{name}: per-seed val_bpb in nats"
     if sub.get("val_loss") is not None:
-        return [float(sub["val_loss"])], f"{name}: mean val_loss only"
+        return [score(sub["val_loss"])], f"{name}: mean val_loss only"
     if sub.get("val_bpb") is not None:
-        return [float(sub["val_bpb"]) * nats_per_bpb], f"{name}: mean val_bpb only, in nats"
+        return [score(sub["val_bpb"]) * nats_per_bpb], f"{name}: mean val_bpb only, in nats"
     raise ToolError(f"--against {spec}: no val_loss or val_bpb in it")
 
 

@@ -769,6 +769,7 @@ def test_a_diverged_score_sorts_last_and_is_never_a_record_or_a_record_to_beat(t
     assert r.returncode == 2 and r.stderr.startswith(f"error: {logs / 'zero.txt'}: its final score is val_loss ") and r.stderr.endswith(
         " val_bpb 0.0, not a finite number above 0\n") and r.stderr.count("\n") == 1, r.stderr
     bad_json = ({"seed_results": {"1": {"val_loss": "NaN"}}, "name": "A"}, {"seed_results": [1.2, 1.3]}, {"val_bpb": "1.2x"}, [1, 2],
+                {"seed_results": {"42": {"val_bpb": True}}}, {"val_loss": 10**400},  # 1.0 and an OverflowError until 2026-12-06
                 {"name": "WIP Placeholder Submission", "val_loss": 0.0, "val_bpb": 0.0},  # the template's zeros, as a public one holds them
                 {"date": "2026-03-20", "val_bpb": "pending"})  # a score to come, as another public one holds it
     for i, against in enumerate(["1.2,nan", "loss:2.0,inf", "1.2,-1.1"] + [json.dumps(b) for b in bad_json]):

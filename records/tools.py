@@ -859,6 +859,7 @@ def import_house_artifact(src: Path, out: Path, environ) -> str:
     except train_gpt.ConfigError as e:
         raise ToolError(str(e).replace(f"import={src}", str(src), 1)) from None
     kind = blob.get("__quant_format__", (blob.get("meta") or {}).get("format")) if isinstance(blob, dict) else None
+    kind = kind if isinstance(kind, str) else None  # a format that is not text is unknown (a tensor's comparison is no bool: a traceback)
     if kind != HOUSE_FORMAT or codec != "zlib" or not all(isinstance(blob.get(theirs), dict) for _, theirs in HOUSE_SECTIONS):
         raise ToolError(f"{src}: not an artifact of the challenge's script (zlib, {HOUSE_FORMAT}, with its sections "
                         f"{', '.join(t for _, t in HOUSE_SECTIONS)}); it is {codec}, format {kind or 'unknown'}"

@@ -861,7 +861,9 @@ def test_import_turns_the_challenge_scripts_artifact_into_one_eval_only_scores_a
         assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith(said) and r.stderr.count("\n") == 1, r.stderr
     assert out.read_bytes() == before and not other.exists() and not (tmp_path / "ran").exists()
     for name, change, said in (("no_scales", lambda blob: blob.pop("scales"), "not an artifact of the challenge's script"),
-                               ("odd_name", lambda blob: blob["passthrough"].update({7: torch.zeros(1)}), "its tensors do not match its config")):
+                               ("odd_name", lambda blob: blob["passthrough"].update({7: torch.zeros(1)}), "its tensors do not match its config"),
+                               # found by replacing every field in turn: a traceback (a tensor's comparison is no bool) until 2026-12-06
+                               ("format_tensor", lambda blob: blob.update(__quant_format__=torch.zeros(2)), "format unknown")):
         odd = dict(theirs)
         odd.update({k: dict(theirs[k]) for k in ("quantized", "scales", "passthrough")})
         change(odd)

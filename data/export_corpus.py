@@ -638,9 +638,9 @@ def merged_manifest(path: Path, manifest: dict) -> dict:
         print(f"note: {path}: not a readable manifest ({e}); replaced", file=sys.stderr)
         return manifest
     lists = ("tokenizer_specs", "tokenizers", "datasets")
-    if not (isinstance(old, dict) and all(isinstance(old.get(k, []), list) for k in lists)
-            and all(isinstance(e, dict) for k in lists for e in old.get(k, []))):
-        print(f"note: {path}: not a manifest (an object with lists of tokenizers and datasets); replaced", file=sys.stderr)
+    if not (isinstance(old, dict) and all(isinstance(old.get(k, []), list) for k in lists) and isinstance(old.get("docs_meta"), (dict, type(None)))
+            and all(isinstance(e, dict) and isinstance(e.get("name", ""), str) for k in lists for e in old.get(k, []))):  # names: keys below
+        print(f"note: {path}: not a manifest (an object with lists of named tokenizers and datasets); replaced", file=sys.stderr)
         return manifest
     old_sha, new_sha = (old.get("docs_meta") or {}).get("sha256"), manifest["docs_meta"]["sha256"]
     differ = [k for k in SAME_EXPORT if old.get(k) != manifest[k]] + (["docs sha256"] if old_sha not in (None, new_sha) else [])

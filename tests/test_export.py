@@ -175,6 +175,11 @@ def test_variants_exported_into_one_folder_are_all_listed_as_in_the_published_ma
     (tmp_path / "out/manifest.json").write_text("{half")
     m, note = export(*reuse)
     assert m["datasets"] == alone["datasets"] and "not a readable manifest" in note and len(note.splitlines()) == 1
+    # A name that is not text (a key in the merge) and docs_meta as a list: tracebacks until 2026-12-06 (every field replaced in turn)
+    for odd in ({**public, "datasets": [{"name": ["fineweb10B_sp8192"]}]}, {**public, "docs_meta": [{"sha256": "0"}]}):
+        (tmp_path / "out/manifest.json").write_text(json.dumps(odd))
+        m, note = export(*reuse)
+        assert m["datasets"] == alone["datasets"] and "not a manifest (an object with lists of named tokenizers" in note and len(note.splitlines()) == 1
 
 
 @pytest.mark.parametrize("lines, args, message", [

@@ -380,7 +380,7 @@ def download_unlocked(variant: str, train_shards: int, data_dir: Path = DATA_DIR
             hub.fetch("manifest.json", manifest_file, meta=meta)
     try:
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: nested past json's reach
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: not UTF-8, not JSON, an integer past 4,300 digits; Recursion: too deep
         raise DownloadError(f"{manifest_file}: not a readable JSON manifest ({e}); delete it and rerun") from None
     entry, files = plan(manifest, variant, train_shards)
     if with_docs:
@@ -412,7 +412,7 @@ def check_docs(data_dir: Path) -> None:
     """docs_selected.jsonl against the sha256 its source manifest records."""
     try:
         sidecar = json.loads((data_dir / DOCS_FILES[1]).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         sidecar = None  # refused below, with the other shapes
     want = sidecar.get("docs_sha256") if isinstance(sidecar, dict) else None
     if not isinstance(sidecar, dict) or not isinstance(want, (str, type(None))):

@@ -357,7 +357,7 @@ def document_text(n: int, line: bytes, source: str, field: str = "text") -> str:
         obj = json.loads(line.decode("utf-8-sig"))  # -sig: a byte-order mark (a Windows editor's, before line 1) is not JSON, nor text
     except UnicodeDecodeError:
         raise ExportError(f"--input {source}: line {n} is not UTF-8") from None
-    except (json.JSONDecodeError, RecursionError) as e:  # RecursionError: valid JSON nested deeper than Python's reader goes
+    except (ValueError, RecursionError) as e:  # not JSON, or an integer of more than 4,300 digits; Recursion: nested deeper than json reads
         deep = " (nested too deep to read)" if isinstance(e, RecursionError) else ""
         raise ExportError(f"--input {source}: line {n} is not {what}{deep}") from None
     if not isinstance(obj, dict) or field not in obj:
@@ -634,7 +634,7 @@ def merged_manifest(path: Path, manifest: dict) -> dict:
         old = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return manifest
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: not UTF-8, not JSON, or an integer past Python's 4,300 digits
         print(f"note: {path}: not a readable manifest ({e}); replaced", file=sys.stderr)
         return manifest
     lists = ("tokenizer_specs", "tokenizers", "datasets")
@@ -668,7 +668,7 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
     if sidecar_of(source).is_file():
         try:
             sidecar = json.loads(sidecar_of(source).read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        except (ValueError, RecursionError) as e:
             raise ExportError(f"{sidecar_of(source)}: not a JSON source manifest ({e})") from None
         if not isinstance(sidecar, dict):
             raise ExportError(f"{sidecar_of(source)}: not a JSON source manifest (a {type(sidecar).__name__}, not an object)")

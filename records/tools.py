@@ -598,7 +598,7 @@ def read_against(spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
         spec = str(Path(spec) / "submission.json") if Path(spec).is_dir() else spec
         try:
             sub = json.loads(Path(spec).read_text(encoding="utf-8-sig"))  # -sig: as a Windows editor may save it
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:  # RecursionError: nested past json's reach
+        except (ValueError, RecursionError) as e:  # ValueError: not UTF-8, not JSON, or an integer past 4,300 digits; Recursion: too deep
             raise ToolError(f"--against {spec}: not a submission.json ({e})") from None
         try:
             values, source = submission_losses(sub, spec, nats_per_bpb)

@@ -496,8 +496,8 @@ def test_a_mirror_whose_manifest_points_outside_the_data_folder_is_refused_befor
     assert [p for m, p, _ in hub.requests if m == "GET"] == [f"/datasets/{REPO}/resolve/main/datasets/manifest.json"]
 
 
-@pytest.mark.parametrize("sidecar", ["[1, 2]", "{half", '{"docs_sha256": 5}', "[" * 100_000 + "]" * 100_000],
-                         ids=["list", "half", "digest_number", "too_deep"])  # the last: valid JSON, too deep for Python's json
+@pytest.mark.parametrize("sidecar", ["[1, 2]", "{half", '{"docs_sha256": 5}', "[" * 100_000 + "]" * 100_000, '{"n": ' + "1" * 5000 + "}"],
+                         ids=["list", "half", "digest_number", "too_deep", "huge_int"])  # the last two: valid JSON, past what Python's json reads
 def test_a_source_manifest_of_another_shape_is_one_line(hub, tmp_path, sidecar):
     (tmp_path / "remote/datasets/docs_selected.source_manifest.json").write_text(sidecar)
     r = run(hub, tmp_path, "--variant", "sp1024", "1", "--with-docs")
@@ -505,12 +505,15 @@ def test_a_source_manifest_of_another_shape_is_one_line(hub, tmp_path, sidecar):
                                                       "with docs_sha256) as the repository serves it"), r.stderr
 
 
-def test_a_manifest_nested_past_what_json_reads_is_one_line(hub, tmp_path):
-    """Valid JSON nested 100,000 deep (a hostile or broken mirror) stops Python's json with a RecursionError: it was a traceback."""
-    (tmp_path / "remote/datasets/manifest.json").write_text('{"datasets": ' + "[" * 100_000 + "]" * 100_000 + "}")
+@pytest.mark.parametrize("value, reason", [("[" * 100_000 + "]" * 100_000, "maximum recursion depth exceeded"),
+                                           ("1" * 5000, "Exceeds the limit (4300")], ids=["too_deep", "huge_int"])
+def test_a_manifest_past_what_json_reads_is_one_line(hub, tmp_path, value, reason):
+    """Valid JSON nested 100,000 deep (a hostile or broken mirror) stops Python's json with a RecursionError, and an integer of 5,000
+    digits with a ValueError that is no JSONDecodeError: each was a traceback (the integer until 2026-12-06)."""
+    (tmp_path / "remote/datasets/manifest.json").write_text('{"datasets": ' + value + "}")
     r = run(hub, tmp_path, "--variant", "sp1024", "1")
     manifest = tmp_path / "data" / "manifest.json"
-    assert r.returncode == 2 and r.stderr.startswith(f"error: {manifest}: not a readable JSON manifest (maximum recursion depth exceeded")
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {manifest}: not a readable JSON manifest ({reason}")
     assert r.stderr.endswith("; delete it and rerun\n") and len(r.stderr.splitlines()) == 1, r.stderr
 
 

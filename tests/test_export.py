@@ -172,9 +172,10 @@ def test_variants_exported_into_one_folder_are_all_listed_as_in_the_published_ma
     m, note = export(*reuse, "--num-val-docs", "5")
     assert [d["name"] for d in m["datasets"]] == [f"fineweb10B_sp{VOCAB}"] and m["num_val_docs"] == 5
     assert note.startswith("note: ") and "num_val_docs differ" in note and "no longer listing: fineweb10B_sp8192" in note, note
-    (tmp_path / "out/manifest.json").write_text("{half")
-    m, note = export(*reuse)
-    assert m["datasets"] == alone["datasets"] and "not a readable manifest" in note and len(note.splitlines()) == 1
+    for unreadable in ("{half", '{"num_docs": ' + "1" * 5000 + "}"):  # the second: past Python's int limit, a traceback until 2026-12-06
+        (tmp_path / "out/manifest.json").write_text(unreadable)
+        m, note = export(*reuse)
+        assert m["datasets"] == alone["datasets"] and "not a readable manifest" in note and len(note.splitlines()) == 1
     # A name that is not text (a key in the merge) and docs_meta as a list: tracebacks until 2026-12-06 (every field replaced in turn)
     for odd in ({**public, "datasets": [{"name": ["fineweb10B_sp8192"]}]}, {**public, "docs_meta": [{"sha256": "0"}]}):
         (tmp_path / "out/manifest.json").write_text(json.dumps(odd))
@@ -188,6 +189,7 @@ def test_variants_exported_into_one_folder_are_all_listed_as_in_the_published_ma
     ([b'{"text": 5}'], [], 'line 1: "text" is not a string'),
     ([b'{"text": "ok", "m": ' + b'[' * 100_000 + b']' * 100_000 + b'}'], [],  # valid JSON past Python's recursion limit: was a traceback
      'line 1 is not a JSON object with a "text" field (nested too deep to read)'),
+    ([b'{"text": "ok", "n": ' + b'1' * 5000 + b'}'], [], 'line 1 is not a JSON object with a "text" field'),  # Python's int limit: until 2026-12-06
     ([b'{"text": "ok"}', b'{"text": "half a pair \\ud83d here"}'], [], 'line 2: "text" holds a lone surrogate \'\\ud83d\' at character 12'),
     ([b'{"text": "a"}'], ["--byte260", "--vocab-size", "1024"], "--vocab-size 1024: not with --byte260 (its tokenizer is fixed: 260 ids"),
     ([b'{"text": "a"}'], ["--byte260", "--tokenizer-train-docs", "5"], "--tokenizer-train-docs 5: not with --byte260"),
@@ -272,7 +274,8 @@ def test_other_corpora_stream_and_are_deterministic(tmp_path):
     ("[1, 2]", "not a JSON source manifest (a list, not an object)"),
     ("[" * 100_000 + "]" * 100_000, "not a JSON source manifest (maximum recursion depth exceeded"),  # was a RecursionError traceback
     ('{"docs_val": "many"}', "docs_val 'many' is not a count of documents (give --num-val-docs)"),
-], ids=["list", "too_deep", "text_count"])
+    ('{"docs_val": ' + "1" * 5000 + "}", "not a JSON source manifest (Exceeds the limit (4300"),  # a ValueError traceback until 2026-12-06
+], ids=["list", "too_deep", "text_count", "huge_int"])
 def test_a_malformed_sidecar_is_one_line(tmp_path, sidecar, message):
     (tmp_path / "docs_selected.jsonl").write_text('{"text": "a"}\n')
     (tmp_path / "docs_selected.source_manifest.json").write_text(sidecar)

@@ -262,10 +262,13 @@ def test_a_submission_json_with_a_byte_order_mark_is_read_as_the_record_to_beat(
     assert tools.read_against(str(tmp_path / "submission.json"), 2.4) == ([2.05, 2.06], "A: per-seed val_loss")
 
 
-def test_a_submission_json_nested_past_what_json_reads_is_one_line(tmp_path):
-    """Valid JSON nested 100,000 deep stops Python's json with a RecursionError: `--against` ended in its traceback."""
-    (tmp_path / "submission.json").write_text('{"seed_results": ' + "[" * 100_000 + "]" * 100_000 + "}")
-    with pytest.raises(tools.ToolError, match=r"submission.json: not a submission.json \(maximum recursion depth exceeded"):
+@pytest.mark.parametrize("value, reason", [("[" * 100_000 + "]" * 100_000, "maximum recursion depth exceeded"),
+                                           ("1" * 5000, "Exceeds the limit \\(4300")], ids=["too_deep", "huge_int"])
+def test_a_submission_json_past_what_json_reads_is_one_line(tmp_path, value, reason):
+    """Valid JSON nested 100,000 deep stops Python's json with a RecursionError, an integer of 5,000 digits with a ValueError that is no
+    JSONDecodeError: `--against` ended in their tracebacks (the integer's until 2026-12-06)."""
+    (tmp_path / "submission.json").write_text('{"seed_results": ' + value + "}")
+    with pytest.raises(tools.ToolError, match=r"submission.json: not a submission.json \(" + reason):
         tools.read_against(str(tmp_path / "submission.json"), 2.4)
 
 

@@ -670,9 +670,10 @@ class TokenStream:  # the training shards read in order as one endless stream (w
             if self.tokens.size:
                 return
         raise DataError(f"{os.path.dirname(self.files[0])}: every train shard is empty")
-    def seek(self, file_index: int, pos: int) -> None:  # to a position saved in a checkpoint
+    def seek(self, file_index: int, pos: int) -> None:  # to a position saved in a checkpoint (outside input: a bad one failed at the first step)
         refuse_first((not 0 <= file_index < len(self.files), f"train shard {file_index} of {len(self.files)}"), error=IndexError)
         self.file_index, self.tokens, self.pos = file_index, load_data_shard(self.files[file_index], self.vocab_size), pos
+        refuse_first((type(pos) is not int or not 0 <= pos <= self.tokens.size, f"position {pos!r} of {self.tokens.size}"), error=IndexError)
     def take(self, n: int) -> np.ndarray:
         parts = []
         while n > 0:
@@ -1435,8 +1436,7 @@ def main() -> int:
         return 3
     if rt.rank == 0:  # the raw weights and the artifact are replaced together or not at all
         write_together({"final_model.pt": (raw := saved_bytes(state)), artifact_path: data})
-        log(f"Serialized model: {len(raw)} bytes")
-        log(f"Code size: {code_bytes} bytes")
+        log(f"Serialized model: {len(raw)} bytes"), log(f"Code size: {code_bytes} bytes")
         log(f"Total submission size: {len(raw) + code_bytes} bytes")
         log(f"Serialized model int8+{args.artifact_codec}: {len(data)} bytes (payload:{stats['payload_bytes']} raw_torch:{stats['raw_torch_bytes']} "
             f"payload_ratio:{stats['float_bytes'] / max(stats['payload_bytes'], 1):.2f}x)")

@@ -190,6 +190,8 @@ def tokenizer_and_artifact_cases(root: Path, tiny_data: dict, good: dict):
     files["adam_missing.pt"] = edited(good["checkpoint"], lambda b: b["optimizers"][0]["state"][1].pop("exp_avg_sq"), False)  # KeyError, a step on
     # a parameter's whole state as a bare tensor: torch's Adam warned in two lines (indexing it by "step") before the refusal, until 2026-12-06
     files["adam_bare.pt"] = edited(good["checkpoint"], lambda b: b["optimizers"][0]["state"].__setitem__(0, torch.zeros(3)), False)
+    # the data position: None, text or -1 passed the checks and failed at the first step (-1 in a reshape), until 2026-12-06
+    files["data_pos.pt"] = edited(good["checkpoint"], lambda b: b["data"].__setitem__(1, -1), False)
     files["muon_state.pt"] = edited(good["checkpoint"], lambda b: b["optimizers"][1]["state"].__setitem__(0, []), False)  # Muon's setdefault failed
     # an EMA of other shapes, in a run that averages: the first step's lerp failed, in a traceback
     files["ema.pt"] = edited(good["checkpoint"], lambda b: b.update(config=dict(b["config"], ema=True), ema={n: torch.zeros(1) for n in b["model"]}), False)
@@ -234,6 +236,7 @@ def tokenizer_and_artifact_cases(root: Path, tiny_data: dict, good: dict):
         ("resume:optimizer_state_missing", {"RESUME": str(root / "adam_missing.pt")}, "does not fit this run (its optimizer state 'exp_avg_sq' is "
          "missing or not a tensor of its parameter's shape", str(root / "adam_missing.pt")),
         ("resume:optimizer_state_bare_tensor", {"RESUME": str(root / "adam_bare.pt")}, "does not fit this run (IndexError: ", str(root / "adam_bare.pt")),
+        ("resume:data_position", {"RESUME": str(root / "data_pos.pt")}, "does not fit this run (IndexError: position -1 of ", str(root / "data_pos.pt")),
         ("resume:muon_state_not_a_dict", {"RESUME": str(root / "muon_state.pt")}, "does not fit this run (AttributeError: 'list' object has no "
          "attribute 'get')", str(root / "muon_state.pt")),
         ("resume:ema_shapes", {"RESUME": str(root / "ema.pt"), "EMA_DECAY": "0.9"}, "does not fit this run (RuntimeError: size mismatch for "
@@ -322,7 +325,7 @@ ALL_IDS = [cid for cid, *_ in variable_cases() + FREE_TEXT_CASES + COMBINATION_C
            "artifact:foreign_format", "artifact:pickle_with_code", "artifact:other_config", "artifact:other_base_seed",
            "artifact:other_tokenizer", "artifact:zero_model_dim", "artifact:recorded_setting", "teacher:corrupted", "teacher:other_tokenizer",
            "resume:artifact_not_checkpoint", "resume:tensor_in_config", "resume:rng_out_of_range", "resume:optimizer_state_shape",
-           "resume:optimizer_state_missing", "resume:optimizer_state_bare_tensor", "resume:muon_state_not_a_dict", "resume:ema_shapes", "resume:other_config", "resume:other_mode"]
+           "resume:optimizer_state_missing", "resume:optimizer_state_bare_tensor", "resume:data_position", "resume:muon_state_not_a_dict", "resume:ema_shapes", "resume:other_config", "resume:other_mode"]
 
 
 @pytest.mark.slow

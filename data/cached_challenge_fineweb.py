@@ -42,7 +42,6 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -55,7 +54,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from export_corpus import Interrupted, say, stop_on_signals  # noqa: E402
+from export_corpus import Interrupted, NotJSON, outside_json, say, stop_on_signals  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parent
 DEFAULT_REPO_ID, DEFAULT_REMOTE_ROOT = "willdepueoai/parameter-golf", "datasets"
@@ -379,8 +378,8 @@ def download_unlocked(variant: str, train_shards: int, data_dir: Path = DATA_DIR
         if not (manifest_file.is_file() and file_digest(manifest_file, etag_kind(meta.etag)) == meta.etag):
             hub.fetch("manifest.json", manifest_file, meta=meta)
     try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as e:  # ValueError: not UTF-8, not JSON, an integer past 4,300 digits; Recursion: too deep
+        manifest = outside_json(manifest_file)
+    except (OSError, NotJSON) as e:
         raise DownloadError(f"{manifest_file}: not a readable JSON manifest ({e}); delete it and rerun") from None
     entry, files = plan(manifest, variant, train_shards)
     if with_docs:
@@ -411,8 +410,8 @@ def download_unlocked(variant: str, train_shards: int, data_dir: Path = DATA_DIR
 def check_docs(data_dir: Path) -> None:
     """docs_selected.jsonl against the sha256 its source manifest records."""
     try:
-        sidecar = json.loads((data_dir / DOCS_FILES[1]).read_text(encoding="utf-8"))
-    except (ValueError, RecursionError):
+        sidecar = outside_json(data_dir / DOCS_FILES[1])
+    except NotJSON:
         sidecar = None  # refused below, with the other shapes
     want = sidecar.get("docs_sha256") if isinstance(sidecar, dict) else None
     if not isinstance(sidecar, dict) or not isinstance(want, (str, type(None))):

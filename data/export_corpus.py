@@ -350,16 +350,32 @@ def refused(message: str, kinds=Exception):
         raise ExportError(f"{message} ({type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''})") from None
 
 
+class NotJSON(ValueError):
+    """What json cannot read, as one exception: bytes that are not the encoding's text, text that is not JSON, an integer of more than
+    Python's 4,300 digits (a ValueError that is no JSONDecodeError) or nesting deeper than json recurses (a RecursionError, no
+    ValueError at all). Its words are the one json or the decoder raised; not_text and too_deep say which kind it was."""
+
+
+def outside_json(source: Path | bytes, encoding: str = "utf-8"):
+    """The JSON value of a file (read here: an OSError passes) or of a line's bytes, made elsewhere. Every reader of outside JSON (the
+    exporter's, the downloader's, records/tools.py's) comes through here, as each of six once met one of those exceptions unready."""
+    data = source.read_bytes() if isinstance(source, Path) else source
+    try:
+        return json.loads(data.decode(encoding))
+    except (ValueError, RecursionError) as e:
+        error = NotJSON(str(e))
+        error.not_text, error.too_deep = isinstance(e, UnicodeDecodeError), isinstance(e, RecursionError)
+        raise error from None
+
+
 def document_text(n: int, line: bytes, source: str, field: str = "text") -> str:
     """The text of one JSON line: its object's `field` ("text" in the challenge's documents)."""
     what = f"a JSON object with a {json.dumps(field)} field"
     try:
-        obj = json.loads(line.decode("utf-8-sig"))  # -sig: a byte-order mark (a Windows editor's, before line 1) is not JSON, nor text
-    except UnicodeDecodeError:
-        raise ExportError(f"--input {source}: line {n} is not UTF-8") from None
-    except (ValueError, RecursionError) as e:  # not JSON, or an integer of more than 4,300 digits; Recursion: nested deeper than json reads
-        deep = " (nested too deep to read)" if isinstance(e, RecursionError) else ""
-        raise ExportError(f"--input {source}: line {n} is not {what}{deep}") from None
+        obj = outside_json(line, "utf-8-sig")  # -sig: a byte-order mark (a Windows editor's, before line 1) is not JSON, nor text
+    except NotJSON as e:
+        why = "UTF-8" if e.not_text else what + " (nested too deep to read)" * e.too_deep
+        raise ExportError(f"--input {source}: line {n} is not {why}") from None
     if not isinstance(obj, dict) or field not in obj:
         raise ExportError(f"--input {source}: line {n} is not {what}" + (f" (its fields: {', '.join(list(obj)[:8])})"
                                                                          if isinstance(obj, dict) and obj else ""))
@@ -631,10 +647,10 @@ def merged_manifest(path: Path, manifest: dict) -> dict:
     published one lists every variant of one set of documents: sp1024 then byte260 into one --out leaves both listed. A manifest of other
     documents (or split, or shard size), or one that cannot be read, is replaced, and a line on stderr says what it no longer lists."""
     try:
-        old = json.loads(path.read_text(encoding="utf-8"))
+        old = outside_json(path)
     except FileNotFoundError:
         return manifest
-    except (OSError, ValueError, RecursionError) as e:  # ValueError: not UTF-8, not JSON, or an integer past Python's 4,300 digits
+    except (OSError, NotJSON) as e:
         print(f"note: {path}: not a readable manifest ({e}); replaced", file=sys.stderr)
         return manifest
     lists = ("tokenizer_specs", "tokenizers", "datasets")
@@ -667,8 +683,8 @@ def export_challenge(source: Path, out: Path, vocab_size: int | None, num_val_do
     sidecar = None
     if sidecar_of(source).is_file():
         try:
-            sidecar = json.loads(sidecar_of(source).read_text(encoding="utf-8"))
-        except (ValueError, RecursionError) as e:
+            sidecar = outside_json(sidecar_of(source))
+        except NotJSON as e:
             raise ExportError(f"{sidecar_of(source)}: not a JSON source manifest ({e})") from None
         if not isinstance(sidecar, dict):
             raise ExportError(f"{sidecar_of(source)}: not a JSON source manifest (a {type(sidecar).__name__}, not an object)")

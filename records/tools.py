@@ -57,6 +57,8 @@ import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "data"))
+from export_corpus import NotJSON, outside_json  # noqa: E402  (the one reader of JSON made elsewhere)
 SEPARATOR = "=" * 100 + "\n"
 CAP_BYTES, CAP_SECONDS, NATS_BAR = 16_000_000, 600, 0.005
 NUM = r"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|nan|inf)"
@@ -597,8 +599,8 @@ def read_against(spec: str, nats_per_bpb: float) -> tuple[list[float], str]:
     elif Path(spec).is_file() or Path(spec).is_dir():
         spec = str(Path(spec) / "submission.json") if Path(spec).is_dir() else spec
         try:
-            sub = json.loads(Path(spec).read_text(encoding="utf-8-sig"))  # -sig: as a Windows editor may save it
-        except (ValueError, RecursionError) as e:  # ValueError: not UTF-8, not JSON, or an integer past 4,300 digits; Recursion: too deep
+            sub = outside_json(Path(spec), "utf-8-sig")  # -sig: as a Windows editor may save it
+        except NotJSON as e:
             raise ToolError(f"--against {spec}: not a submission.json ({e})") from None
         try:
             values, source = submission_losses(sub, spec, nats_per_bpb)

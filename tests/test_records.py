@@ -915,8 +915,8 @@ def test_a_sweep_starts_its_runs_with_a_python_whose_path_holds_a_space(tiny_dat
     (PYTHON, or run.sh's own .venv in a project there) became the command `/Users/me/My`, and no run started. The command now goes
     as the shell quotes it and is split as the shell splits it; a quote left open is refused in one line."""
     project = tmp_path / "My Projects" / "pg"
-    (project / "records").mkdir(parents=True)
-    for name in ("run.sh", "train_gpt.py", "records/tools.py"):
+    (project / "records").mkdir(parents=True), (project / "data").mkdir()
+    for name in ("run.sh", "train_gpt.py", "records/tools.py", "data/export_corpus.py"):  # tools.py reads outside JSON as the exporter does
         shutil.copy(ROOT / name, project / name)
     for sub, name in (("datasets", "shakespeare_sp1024"), ("tokenizers", "shakespeare_1024_bpe.model")):  # what run.sh checks is built
         (project / "data" / sub).mkdir(parents=True)

@@ -53,9 +53,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 class ConfigError(ValueError): """Bad input (a variable, a file): reported as one line that names it, exit status 2."""
 
 @contextlib.contextmanager
-def refused_as(what: str, *kinds, error=ConfigError):  # the errors that checking untrusted input can raise, as one line starting `what`
+def refused_as(what: str, *kinds, error=ConfigError, quiet=False):  # the errors that checking untrusted input can raise, as one line starting `what`
     try:
-        yield
+        with warnings.catch_warnings() if quiet else contextlib.nullcontext():  # quiet: torch's loaders warn before refusing some input
+            warnings.simplefilter("ignore") if quiet else None  # (a pickle protocol, a bare tensor as a state): the refusal is the one line
+            yield
     except (kinds or (ConfigError, RuntimeError, ValueError, KeyError, IndexError, TypeError, AttributeError, ArithmeticError)) as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.rstrip().endswith(":")] or [str(e).strip()]  # not a preamble
         why = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {next((ln for ln in lines if 'nsupported' in ln), lines[0])[:160]}"
@@ -483,8 +485,7 @@ def saved_bytes(obj) -> bytes:
     return buf.getvalue()
 
 def load_weights_only(raw: bytes, what: str, error=ConfigError):  # untrusted bytes (an artifact, a checkpoint): tensors and plain data only
-    with warnings.catch_warnings(), refused_as(what, Exception, error=error):
-        warnings.simplefilter("ignore")  # torch warns about some pickle protocols before refusing them itself: its refusal is the one line
+    with refused_as(what, Exception, error=error, quiet=True):
         return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
 
 def zstandard(var: str = "ARTIFACT_CODEC=zstd"):
@@ -1256,8 +1257,7 @@ def resume(path: str, args, model, optimizers, ema, stream, progressive) -> tupl
                   "set ITERATIONS above it"), (len(state["optimizers"]) != len(optimizers),
                                                f"{where}: holds {len(state['optimizers'])} optimizer states, this run has {len(optimizers)}"))
     check_finite(state["model"], where)
-    with warnings.catch_warnings(), refused_as(f"{where}: does not fit this run"):
-        warnings.simplefilter("ignore")  # torch's loaders warn before failing on some malformed states (a bare tensor): the refusal is the line
+    with refused_as(f"{where}: does not fit this run", quiet=True):
         freeze_parameters(optimizers, progressive) if state["frozen"] else None
         if state["ema"] is not None:  # through the model first: its names and shapes checked as the weights' are, the copy on their device
             model.load_state_dict(state["ema"]), setattr(ema, "avg", {n: p.detach().clone() for n, p in model.named_parameters()})

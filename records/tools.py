@@ -222,12 +222,12 @@ def duration_ms(text: str | None, key: str) -> float | None:
     return value * {"ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-STEP_LINE = re.compile(r"^\s*(?:step:?\s*)?(\d+)\s*/\s*(\d+)\b(.*)$")
+STEP_LINE = re.compile(r"^\s*(?:step:?\s*)?(\d{1,20})\s*/\s*(\d{1,20})\b(.*)$")  # counts: 20 digits at most, as int() of 4,301 raises
 # What tools put before each line of a log they pass on: terminal colours (anywhere in a line), torchrun's --tee tag
 # ([default0]:) and torch's on a rank's errors ([rank1]: ), timestamps (kubectl logs --timestamps, Python's logging,
 # moreutils' ts) with a level after them, and logging's default LEVEL:name: form. A prefix may follow another.
 COLOURS = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-LINE_PREFIX = re.compile(r"\[[A-Za-z_]*(?P<rank>\d+)\]:[ ]?"
+LINE_PREFIX = re.compile(r"\[[A-Za-z_]*(?P<rank>\d{1,9})\]:[ ]?"
                          r"|\[?(?:\d{4}-\d\d-\d\d[T ]|[A-Z][a-z]{2} [ \d]\d )?\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]?"
                          r"(?:\s*[-|]?\s*\[?(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\]?)?(?:\s*[-|:])?\s+"
                          r"|(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]*:")
@@ -304,12 +304,12 @@ def parse_log(path: Path) -> dict:
     stop = last(r"^stopping_early:")
     stopped = last(r"^stopping: ")  # ours: a signal, a non-finite loss, memory, weights no artifact could hold (the wallclock cap is not one)
     step_src = stop or (steps[-1][2] if steps else None)
-    total_rx, code_rx = r"Total submission size[^:]*:\s*(\d[\d,]*)", r"^Code size(?: \(compressed\))?:\s*(\d+)"
+    total_rx, code_rx = r"Total submission size[^:]*:\s*(\d[\d,]{0,30})(?![\d,])", r"^Code size(?: \(compressed\))?:\s*(\d{1,20})(?!\d)"
     total, code = last(total_rx), last(code_rx)
     hardware = last(r"^pytorch_version:.* hardware:")
     seed = number(last(r"^seed\s*[:=]"), "seed", int)
     if seed is None:
-        seed = next((int(v) for k, v in {**config, **env}.items() if k.lower() == "seed" and re.fullmatch(r"\d+", v)), None)
+        seed = next((int(v) for k, v in {**config, **env}.items() if k.lower() == "seed" and re.fullmatch(r"\d{1,20}", v)), None)
     eval_ms = duration_ms(last(r"^total_eval_time:"), "total_eval_time")
     if eval_ms is None and finals:  # older logs: add up what each final evaluation took
         times = [duration_ms(l, "eval_time") for _, l in finals]
@@ -429,6 +429,14 @@ def how_it_ended(returncode: int) -> str:  # Popen's returncode, as a shell woul
     return f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with status {returncode}"
 
 
+def launch_processes(launch: list[str]) -> int | None:
+    """The processes each run of a launch command will have: torchrun's --nproc_per_node N or =N, 1 without it, None where it is not
+    a count (gpu, auto; anything else torchrun refuses itself). Not str.isdigit(): "²" is a digit to it, and int() refuses it."""
+    given = next((m[1] or (launch[i + 1:i + 2] or [""])[0] for i, w in enumerate(launch)
+                  if (m := re.fullmatch(r"--nproc[-_]per[-_]node(?:=(.*))?", w))), "1")
+    return int(given) if re.fullmatch(r"[0-9]{1,6}", given) and int(given) > 0 else None
+
+
 def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Path, list[str], tuple[int, str] | None]:
     """Every combination of NAME=v1,v2 ... (NAME='v1;v2' where a value holds commas), one run after another, each in its own
     folder; the whole grid is validated by train_gpt.py's own rules before the first run. Returns (folder, failed runs, and
@@ -463,11 +471,7 @@ def run_sweep(assignments: list[str], name: str, launch: list[str]) -> tuple[Pat
     if not launch or not shutil.which(launch[0]):  # before any folder is made
         raise ToolError(f"--launch {' '.join(launch)!r}: {'empty' if not launch else launch[0] + ' is not a command on PATH'}; accepted "
                         "a command that starts train_gpt.py, e.g. python3 or 'torchrun --standalone --nproc_per_node=8'")
-    # The processes each run will have (torchrun's --nproc_per_node N or =N; a count only, not gpu or auto): TRAIN_BATCH_TOKENS and
-    # GRAD_ACCUM_STEPS are checked against them too, as train_gpt.py does when it starts (under torchrun, in every process at once).
-    given = next((m[1] or (launch[i + 1:i + 2] or [""])[0] for i, w in enumerate(launch)
-                  if (m := re.fullmatch(r"--nproc[-_]per[-_]node(?:=(.*))?", w))), "1")
-    world = int(given) if given.isdigit() and int(given) > 0 else None
+    world = launch_processes(launch)  # TRAIN_BATCH_TOKENS and GRAD_ACCUM_STEPS are checked against it, as train_gpt.py does under torchrun
     runs, inert, seen = [], {}, {}  # inert: a swept variable -> the warning of each run where it has no effect
     for combo in itertools.product(*grid):  # every run checked before the first starts
         try:
@@ -730,9 +734,9 @@ def make_record(paths: list[str], name: str, track: str, author: str, github_id:
     logs = read_logs(paths, note=lambda msg: print(msg, file=sys.stderr))
     if not logs:
         raise ToolError("no logs given")
-    incomplete = [r["path"] for r in logs if r["val_bpb"] is None or r["bytes_total"] is None or r["score_line"] == "step"]
-    if incomplete:
-        raise ToolError(f"{incomplete[0]}: not a finished run (no final score or size line)")
+    incomplete = [r["path"] for r in logs if None in (r["val_bpb"], r["val_loss"], r["bytes_total"]) or r["score_line"] == "step"]
+    if incomplete:  # val_loss too: the README's mean and --against's test are in nats (a final line without it was a traceback)
+        raise ToolError(f"{incomplete[0]}: not a finished run (no final line with val_loss and val_bpb, or no size line)")
     # 0 or below is no score either (an evaluation that scored nothing, a hand-edited log); with --against it divided by zero
     diverged = next((r for r in logs if not all(math.isfinite(r[k]) and r[k] > 0 for k in ("val_bpb", "val_loss") if r[k] is not None)), None)
     if diverged:

@@ -180,6 +180,32 @@ def test_any_text_is_read_as_a_log_or_skipped_and_every_table_format_holds_it(tm
         assert len(rows) == len(group)
 
 
+BIG = "9" * 5000  # past the 4,300 digits Python's int() reads: a ValueError, not the reader's NotALog
+
+
+@pytest.mark.parametrize("line, field", [(f"step:{BIG}/20000 train_loss:2.0 train_time:1ms", "steps"),
+                                         (f"step:1/{BIG} train_loss:2.0 train_time:1ms", "iterations"),
+                                         (f"Total submission size int8+zlib: {BIG} bytes", "bytes_total"), (f"Code size: {BIG} bytes", "bytes_code"),
+                                         (f"Hyperparameters:\n  seed: {BIG}", "seed"), (f"[default{BIG}]:world_size:8", "world_size")],
+                         ids=["step", "iterations", "total_size", "code_size", "seed", "rank_tag"])
+def test_a_count_of_thousands_of_digits_is_no_count_and_the_log_is_still_read(tmp_path, line, field):
+    """Each number of the public logs' lines replaced in turn (22,032 mangled logs through summary, --against and record): a count of
+    5,000 digits in any of these places ended `summary` in a traceback, until 2026-12-07. It is no count now; the score is read."""
+    (tmp_path / "run.txt").write_text(f"model_params:10\n{line}\nfinal_int8_zlib_roundtrip val_loss:2.0 val_bpb:1.2\n")
+    r = tools.parse_log(tmp_path / "run.txt")
+    assert r[field] is None and (r["val_bpb"], r["model_params"]) == (1.2, 10)
+    out = subprocess.run(TOOLS + ["summary", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stderr == "" and out.stdout.splitlines()[2].startswith("| run | 1.2000 |"), (out.stdout, out.stderr)
+
+
+def test_a_sweeps_process_count_is_read_from_its_launch_command_or_left_to_torchrun():
+    """A sweep checks every run's batch against the processes torchrun will start. "²" is a digit to str.isdigit() and no int: that
+    launch, and a count of 5,000 digits, were tracebacks until 2026-12-07; what is not a count is left to torchrun to refuse."""
+    launches = ["python3", "torchrun --standalone --nproc_per_node=8", "torchrun --nproc-per-node 4", "torchrun --nproc_per_node=gpu",
+                "torchrun --nproc_per_node=\u00b2", f"torchrun --nproc_per_node={BIG}", "torchrun --nproc_per_node=0", "torchrun --nproc_per_node"]
+    assert [tools.launch_processes(launch.split()) for launch in launches] == [1, 8, 4, None, None, None, None, None]
+
+
 def test_a_markdown_summary_keeps_its_columns_for_pipes_and_long_lines(tmp_path):
     """A | in a run's folder name or in a value of its env line split a cell of the Markdown table (every later column shifted), and
     a 5 KB run of words before a val_bpb was a 5 KB "final line" cell: the | is escaped, a cell is cut at 80 characters with "...";
@@ -600,6 +626,11 @@ def test_record_refuses_unfinished_mixed_or_sourceless_logs(two_seeds, tmp_path)
     broken.write_text(text[: text.index("final_int8_zlib_roundtrip ")])
     r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), str(broken)], capture_output=True, text=True)
     assert r.returncode == 2 and "not a finished run" in r.stderr
+    no_loss = tmp_path / "no_loss.txt"  # final lines with val_bpb alone: the README's mean in nats was a TypeError, until 2026-12-07
+    no_loss.write_text(re.sub(r"^(final\S*) val_loss:\S+", r"\1", text, flags=re.M))
+    r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), str(no_loss)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr == (f"error: {no_loss}: not a finished run (no final line with val_loss and val_bpb, or no size "
+                                              "line)\n"), r.stderr
     other = tmp_path / "other.txt"
     other.write_text("# another version\n" + text)
     r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), str(two_seeds / "logs" / "seed1.txt"), str(other)],

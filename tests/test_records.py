@@ -937,7 +937,12 @@ def test_run_sh_reads_the_paths_it_is_given_from_the_callers_folder(tmp_path):
              if k in ("VOCAB_SIZE", "NUM_LAYERS", "MODEL_DIM", "NUM_HEADS", "NUM_KV_HEADS")}
     r = run_sh("import", "theirs.ptz", "--out", "ours.ptz", **shape)
     assert r.returncode == 0 and r.stdout.startswith("wrote ours.ptz (") and (here / "ours.ptz").is_file(), r.stderr
-    r = run_sh(DATA_PATH="shards")  # the CPU demo, refused before any work: the folder named is the caller's
+    run_id = f"test_paths_{here.parent.name}"  # the demo trains in the project's folder: its log of the refusal is removed after
+    try:
+        r = run_sh(DATA_PATH="shards", RUN_ID=run_id)  # the CPU demo, refused before any work: the folder named is the caller's
+    finally:
+        for name in (f"{run_id}.txt", f".{run_id}.txt.lock"):
+            (ROOT / "logs" / name).unlink(missing_ok=True)
     assert r.returncode == 2 and r.stderr.splitlines()[-1].startswith(f"error: DATA_PATH={here}/shards: no val shards match "), r.stderr
 
 

@@ -325,7 +325,15 @@ def table_texts(path: Path, field: str = "text"):
                 batch = next(batches, None)
             if batch is None:
                 return
-            yield from row_texts(path, n, batch.column(batch.schema.get_field_index(field)).to_pylist(), field)
+            column = batch.column(batch.schema.get_field_index(field))
+            with reading():  # pyarrow trusts a file's offsets: corrupted ones were a SIGSEGV or a SystemError, so each batch is checked
+                try:
+                    column.validate(full=True)
+                except pa.ArrowInvalid as e:  # text that is not UTF-8 (Latin-1 written as a string; a corrupted page) is checked last:
+                    if "UTF8" not in str(e):  # as bytes, row_texts names its row
+                        raise
+                    column = column.cast(pa.large_binary())
+            yield from row_texts(path, n, column.to_pylist(), field)
             n += batch.num_rows
 
 

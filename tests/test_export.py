@@ -528,8 +528,8 @@ def test_a_compressed_docs_selected_exports_as_the_plain_one_with_its_sidecar(do
 
 def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replaces_nothing(tmp_path):
     """A stream cut short (gzip, zstd, Arrow: zstd's streaming reader, and pyarrow given an Arrow stream cut between batches, would have
-    ended quietly at the cut), a corrupted xz, a Parquet file without a "text" column, with a null text or cut short, an Arrow file cut
-    short, a table given to --challenge, Parquet without pyarrow and zstd without zstandard: each one line that names the file, exit 2,
+    ended quietly at the cut), a corrupted xz, a Parquet file without a "text" column, with a null text, Latin-1 text or cut short, an Arrow file cut
+    short or with corrupted offsets, a table given to --challenge, Parquet without pyarrow and zstd without zstandard: each one line that names the file, exit 2,
     and the earlier export untouched."""
     import lzma
     pytest.importorskip("zstandard")
@@ -544,6 +544,17 @@ def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replace
     pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
     pq.write_table(pa.table({"content": docs}), tmp_path / "other.parquet")
     pq.write_table(pa.table({"text": docs[:3] + [None]}), tmp_path / "null.parquet")
+    # Latin-1 bytes in a string column (pyarrow writes what it is given): pyarrow's UnicodeDecodeError, a traceback until 2026-12-07
+    latin = pa.array([d.encode() for d in docs[:9]] + [b"caf\xe9"], type=pa.binary()).view(pa.string())
+    pq.write_table(pa.table({"text": latin}), tmp_path / "latin1.parquet")
+    write_arrow(tmp_path / "latin1.arrow", latin)
+    # An Arrow stream whose offsets (where each row's text starts) were corrupted: pyarrow trusts them, and the export died of SIGBUS
+    # (one past the file's end) or a SystemError (a negative length), until 2026-12-07
+    write_arrow(tmp_path / "sized.arrow", ["a" * 1001, "b" * 2003, "c" * 307])
+    offsets = lambda second: np.array([0, second, 3004, 3311], dtype=np.int32).tobytes()
+    for name, second in (("far_offset.arrow", 1 << 30), ("negative_offset.arrow", -5)):
+        assert (tmp_path / "sized.arrow").read_bytes().count(offsets(1001)) == 1
+        (tmp_path / name).write_bytes((tmp_path / "sized.arrow").read_bytes().replace(offsets(1001), offsets(second)))
     (tmp_path / "cut.parquet").write_bytes((tmp_path / "ok.parquet").read_bytes()[:-40])
     write_arrow(tmp_path / "ok.arrow", docs)
     (tmp_path / "cut.arrow").write_bytes((tmp_path / "ok.arrow").read_bytes()[:-200])
@@ -562,6 +573,10 @@ def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replace
              (CLI, "other.parquet", [], 'other.parquet: no "text" column (its columns: content; --text-field names another)'),
              (CLI, "null.parquet", [], 'null.parquet: row 4: "text" is null, not a string'),
              (CLI, "cut.parquet", [], "cut.parquet: not a readable Parquet file ("),
+             (CLI, "latin1.parquet", [], "latin1.parquet: row 10 is not UTF-8 (UnicodeDecodeError: "),
+             (CLI, "latin1.arrow", [], "latin1.arrow: row 10 is not UTF-8 (UnicodeDecodeError: "),
+             (CLI, "far_offset.arrow", [], "far_offset.arrow: not a readable Arrow file (ArrowInvalid: Offset invariant failure: "),
+             (CLI, "negative_offset.arrow", [], "negative_offset.arrow: not a readable Arrow file (ArrowInvalid: Offset invariant failure: "),
              (CLI, "cut.arrow", [], "cut.arrow: its Arrow stream ends early (no end-of-stream marker: a file cut short?)"),
              (CLI, "unended.arrow", [], "unended.arrow: its Arrow stream ends early"),
              (CLI, "cut_file.arrow", [], "cut_file.arrow: not a readable Arrow file ("),

@@ -329,8 +329,8 @@ def table_texts(path: Path, field: str = "text"):
             with reading():  # pyarrow trusts a file's offsets: corrupted ones were a SIGSEGV or a SystemError, so each batch is checked
                 try:
                     column.validate(full=True)
-                except pa.ArrowInvalid as e:  # text that is not UTF-8 (Latin-1 written as a string; a corrupted page) is checked last:
-                    if "UTF8" not in str(e):  # as bytes, row_texts names its row
+                except pa.ArrowInvalid as e:  # text that is not UTF-8 (Latin-1 written as a string, a corrupted page; checked last,
+                    if "UTF8" not in str(e):  # after the offsets) is read as bytes, which row_texts decodes, naming the row
                         raise
                     column = column.cast(pa.large_binary())
             yield from row_texts(path, n, column.to_pylist(), field)

@@ -738,7 +738,7 @@ def make_record(paths: list[str], name: str, track: str, author: str, github_id:
     if incomplete:  # val_loss too: the README's mean and --against's test are in nats (a final line without it was a traceback)
         raise ToolError(f"{incomplete[0]}: not a finished run (no final line with val_loss and val_bpb, or no size line)")
     # 0 or below is no score either (an evaluation that scored nothing, a hand-edited log); with --against it divided by zero
-    diverged = next((r for r in logs if not all(math.isfinite(r[k]) and r[k] > 0 for k in ("val_bpb", "val_loss") if r[k] is not None)), None)
+    diverged = next((r for r in logs if not all(math.isfinite(r[k]) and r[k] > 0 for k in ("val_bpb", "val_loss"))), None)
     if diverged:
         raise ToolError(f"{diverged['path']}: its final score is val_loss {diverged['val_loss']} val_bpb {diverged['val_bpb']}, "
                         "not a finite number above 0")

@@ -191,20 +191,23 @@ NO_EFFECT_UNLESS = [  # needs and this run's value of that; not an error, since 
     ("EVAL_BATCH_SEQS", lambda h: h.eval_stride, "EVAL_STRIDE"), ("CHECKPOINT_PATH", lambda h: h.checkpoint_every, "CHECKPOINT_EVERY"),
     ("COMPILE_BACKEND", lambda h: h.compile == "1" or h.compile == "auto" and torch.cuda.is_available(), "COMPILE=1 (auto: on a GPU)")]
 
+def shown(text: str, quote=repr) -> str:  # a value as a message quotes it: a pasted file's text stays one short line
+    return quote(text) if len(text) <= 100 else f"{quote(text[:60])}... ({len(text):,} characters)"
+
 def _parse_var(name: str, raw: str, kind: str, accepted):
     try:  # int() would take '١٢' and '1_000': they are parsed as "x" is, refused
         value = {"int": int, "float": float, "str": str}[kind](raw if kind == "str" else raw.strip() if raw.isascii() and "_" not in raw else "x")
     except ValueError:
-        raise ConfigError(f"{name}={raw!r}: not {'an integer' if kind == 'int' else 'a number'}") from None
+        raise ConfigError(f"{name}={shown(raw)}: not {'an integer' if kind == 'int' else 'a number'}") from None
     ranged, chosen = isinstance(accepted, tuple) and kind != "str", isinstance(accepted, tuple) and kind == "str"
-    refuse_first((not raw.isprintable(), f"{name}={raw!r}: holds " + ("bytes that are not UTF-8; accepted UTF-8 text" if raw != raw.encode(
+    refuse_first((not raw.isprintable(), f"{name}={shown(raw)}: holds " + ("bytes that are not UTF-8; accepted UTF-8 text" if raw != raw.encode(
                   errors="replace").decode() else "a control character (a line ending from a Windows file?); remove it")),
-                 (kind == "float" and not math.isfinite(value), f"{name}={raw!r}: not a finite number"),  # '~/data' in quotes: ./~/data
-                 (shell := kind == "str" and re.search(r"(?<![^/])~[^/]*|\$\{?[A-Za-z_]\w*\}?", raw), shell and f"{name}={raw!r}: holds "
-                  f"{shell[0]!r}, left unexpanded (quoted, or from an env file); accepted: the path written out"),
+                 (kind == "float" and not math.isfinite(value), f"{name}={shown(raw)}: not a finite number"),  # '~/data' in quotes: ./~/data
+                 (shell := kind == "str" and re.search(r"(?<![^/])~[^/]*|\$\{?[A-Za-z_]\w*\}?", raw), shell and f"{name}={shown(raw)}: holds "
+                  f"{shell[0][:40]!r}, left unexpanded (quoted, or from an env file); accepted: the path written out"),
                  (ranged and not accepted[0] <= value <= accepted[1],
-                  ranged and f"{name}={raw}: out of range; accepted {' to '.join(map(str, accepted))}"),
-                 (chosen and value not in accepted, chosen and f"{name}={raw!r}: unknown value; accepted: {', '.join(accepted)}"))
+                  ranged and f"{name}={raw if len(raw) <= 100 else shown(raw)}: out of range; accepted {' to '.join(map(str, accepted))}"),
+                 (chosen and value not in accepted, chosen and f"{name}={shown(raw)}: unknown value; accepted: {', '.join(accepted)}"))
     return value
 
 class Hyperparameters:  # every knob of the run, read from the environment and validated before any work
@@ -217,14 +220,14 @@ class Hyperparameters:  # every knob of the run, read from the environment and v
             refuse_first((raw == "" and (kind != "str" or accepted), f"{name}='': empty; unset it for the default {default}"))
             setattr(self, name.lower(), default if not raw else _parse_var(name, raw, kind, accepted))
         self.run_id = self.run_id or str(uuid.uuid4())
-        refuse_first((not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", self.run_id) or self.run_id.startswith("."),
-                      f"RUN_ID={self.run_id!r}: accepted 1 to 200 letters, digits, _ . and - (it names logs/<RUN_ID>.txt)"))
+        refuse_first((not re.fullmatch(r"(?!\.)[A-Za-z0-9_.-]{1,200}", self.run_id),
+                      f"RUN_ID={shown(self.run_id)}: accepted 1 to 200 letters, digits, _ . and - (it names logs/<RUN_ID>.txt)"))
         self.mlp_hidden = max(1, round(self.mlp_mult * self.model_dim))
         self.check_shapes(), self.check_random_maps(), self.check_export()
         now = lambda needs: ", ".join(f"{v}={shlex.quote(str(getattr(self, v.lower())))}" for v in re.findall("[A-Z_]{4,}", needs))
         self.no_effect = [f"{n}={shlex.quote(environ[n])} has no effect: it needs {needs}; this run has {now(needs)}" for names, acts, needs in
                           NO_EFFECT_UNLESS for n in names.split() if environ.get(n) and not acts(self)]  # set by the environment, not the recipe
-        self.misspelt = [f"{k}={shlex.quote(v)} is not a variable of train_gpt.py, so this run ignores it; did you mean {m[0]}?" for k, v in
+        self.misspelt = [f"{k}={shown(v, shlex.quote)} is not a variable of train_gpt.py, so this run ignores it; did you mean {m[0]}?" for k, v in
                          environ.items() if k not in ENV_NAMES and (m := difflib.get_close_matches(k.upper(), ENV_NAMES, 1, 0.85))]  # NUM_LAYER=12
     def check_shapes(self) -> None:
         refuse_first((self.model_dim % self.num_heads, f"MODEL_DIM={self.model_dim}: not divisible by NUM_HEADS={self.num_heads}"),
@@ -1360,28 +1363,25 @@ def main() -> int:
         for restored, state in zip([base_model, *optimizers], [initial_model, *initial_opt]):
             restored.load_state_dict(state)
         train_loader = DistributedTokenLoader(args.data_path, args.vocab_size, rt.rank, rt.world_size, device)
-    sync = torch.cuda.synchronize if rt.use_cuda else lambda: None
+    clock = lambda: (torch.cuda.synchronize() if rt.use_cuda else None, time.perf_counter())[1]  # the time once the device is done
     training_ms, stop_after, cap_ms, next_check = 0.0, None, 1000.0 * args.max_wallclock_seconds, 0
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any non-finite loss since the last check
     if args.resume:
         step, training_ms, frozen = resume(args.resume, args, base_model, optimizers, ema, train_loader.stream, progressive)
         progressive = [] if frozen else progressive
         log(f"resumed:{args.resume} step:{step} train_time:{training_ms:.0f}ms")
-    sync()
-    t0 = time.perf_counter()
+    t0 = clock()
     while True:
         last_step = step == args.iterations or step == stop_after
         if last_step and args.ema_decay:  # the artifact and the final evaluation use the averaged weights
             log(f"ema: final weights are the EMA (decay {args.ema_decay}, from step {args.ema_start_step})" if ema.copy_to(base_model) else
                 f"ema: not used: the run stopped at step {step}, before EMA_START_STEP={args.ema_start_step}; the final weights are the trained ones")
         if last_step or (args.val_loss_every > 0 and step % args.val_loss_every == 0):
-            sync()
-            training_ms += 1000.0 * (time.perf_counter() - t0)
+            training_ms += 1000.0 * (clock() - t0)
             val_loss, val_bpb, _ = run_eval(None)
             log(f"step:{step}/{args.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
                 f"train_time:{training_ms:.0f}ms step_avg:{training_ms / max(step, 1):.2f}ms")
-            sync()
-            t0 = time.perf_counter()
+            t0 = clock()
         if last_step:
             break
         loss = train_step(step, training_ms + 1000.0 * (time.perf_counter() - t0))  # stays on the device: a plain step never syncs

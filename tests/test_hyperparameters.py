@@ -51,6 +51,39 @@ def test_bad_values_name_the_variable(env, culprit):
     assert "\n" not in str(e.value)
 
 
+
+LONG = 5000  # a file's text pasted into a variable (`NUM_LAYERS=$(cat notes.txt)`): each check used to quote all of it
+@pytest.mark.parametrize("name, value_of_length, culprit", [  # value_of_length(n): a refused value of n characters
+    ("NUM_LAYERS", lambda n: "x" * n, "not an integer"),
+    ("NUM_LAYERS", lambda n: "1" * n, "not an integer"),  # past int()'s 4,300 digits
+    ("NUM_LAYERS", lambda n: "1" * (n - 1000), "out of range; accepted 1 to 1024"),  # read, too many
+    ("MATRIX_LR", lambda n: "1" * n, "not a finite number"),
+    ("MATRIX_LR", lambda n: "x" * n, "not a number"),
+    ("COMPILE", lambda n: "y" * n, "unknown value; accepted: auto, 0, 1"),
+    ("DATA_PATH", lambda n: "~" * n, "left unexpanded"),
+    ("DATA_PATH", lambda n: "a" * (n - 1) + "\r", "holds a control character"),
+    ("RUN_ID", lambda n: "a" * n, "accepted 1 to 200 letters"),
+])
+def test_a_long_value_is_quoted_by_its_start_and_length(name, value_of_length, culprit):
+    value = value_of_length(LONG)
+    with pytest.raises(ConfigError) as e:
+        Hyperparameters({name: value})
+    assert re.fullmatch(rf"{name}='{re.escape(value[:60])}'\.\.\. \({len(value):,} characters\): .*{culprit}.*", str(e.value)), str(e.value)
+    assert len(str(e.value)) < 300
+
+
+@pytest.mark.parametrize("name, value, quoted", [("COMPILE", "y" * 100, "'" + "y" * 100 + "'"), ("NUM_LAYERS", "1" * 100, "1" * 100),
+                                                 ("DATA_PATH", "~" * 100, "'" + "~" * 100 + "'")])
+def test_a_value_of_up_to_100_characters_is_quoted_whole(name, value, quoted):
+    with pytest.raises(ConfigError, match=f"^{re.escape(name + '=' + quoted)}: "):
+        Hyperparameters({name: value})
+
+
+def test_a_long_value_of_a_misspelt_variable_is_quoted_by_its_start_and_length():
+    assert Hyperparameters({"NUM_LAYER": "9" * LONG}).misspelt == [f"NUM_LAYER={'9' * 60}... ({LONG:,} characters) is not a variable of "
+                                                                   "train_gpt.py, so this run ignores it; did you mean NUM_LAYERS?"]
+    assert Hyperparameters({"NUM_LAYER": "9" * 100}).misspelt[0].startswith(f"NUM_LAYER={'9' * 100} is not")  # short: whole
+
 @pytest.mark.parametrize("world, env, culprit", [
     (3, {}, "WORLD_SIZE=3: must divide 8"),
     (2, {"TRAIN_BATCH_TOKENS": "1000"}, "TRAIN_BATCH_TOKENS=1000: must be a multiple of world size x GRAD_ACCUM_STEPS x TRAIN_SEQ_LEN = 8192"),

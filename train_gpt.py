@@ -484,8 +484,7 @@ def storage_summary(stats: dict) -> str:  # which tensors went where, per kind: 
     return " | ".join(f"{kind}: " + (", ".join(f"{k} x{n}" if n > 1 else k for k, n in c.items()) or "-") for kind, c in counts.items())
 
 def saved_bytes(obj) -> bytes:
-    torch.save(obj, buf := io.BytesIO())
-    return buf.getvalue()
+    return (torch.save(obj, buf := io.BytesIO()), buf.getvalue())[1]
 
 def load_weights_only(raw: bytes, what: str, error=ConfigError):  # untrusted bytes (an artifact, a checkpoint): tensors and plain data only
     with refused_as(what, Exception, error=error, quiet=True):
@@ -1084,9 +1083,9 @@ class Logger:  # rank 0 prints and appends to logs/<RUN_ID>.txt, which starts wi
                 f.write(msg + "\n")
             try:  # the file first: a console whose reader went (`| head`, a tee killed) costs the console, never the run or a line
                 print(msg, flush=True) if console else None
-            except BrokenPipeError:  # what stdout still buffers goes to /dev/null, at exit too (no "Exception ignored" on stderr)
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                self(f"console: stdout closed (broken pipe); the run goes on, logging to {self.path} only")
+            except OSError as e:  # a reader gone (EPIPE), a terminal closed (EIO): stdout, and stderr where the same, to /dev/null, at exit too
+                for fd in {1, 2 if os.path.sameopenfile(1, 2) else 1}: os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+                self(f"console: stdout closed ({(e.strerror or 'gone').lower()}); the run goes on, logging to {self.path} only")
 
 RSS_PER_MIB = 1 << 20 if sys.platform == "darwin" else 1 << 10  # getrusage's ru_maxrss: bytes on macOS, KiB on Linux
 HELD_LOCKS: list[int] = []  # lock files of this run's outputs, open until it ends (the OS releases them on any exit, kill -9 too)
@@ -1472,7 +1471,8 @@ def cli(argv: list[str]) -> int:
         status = main()
     except (ConfigError, OSError) as e:  # bad input, an unchecked file: one line (a newline in a path or a stored value escaped), one write
         line = f"error: {e if isinstance(e, ConfigError) else f'{e.filename}: {e.strerror or e}' if e.filename else e}".replace("\n", "\\n")
-        sys.stderr.write(line + "\n")  # print's two writes (the line, its newline), under torchrun's `python -u`, interleaved between ranks
+        with contextlib.suppress(OSError):  # a terminal closed (EIO): the log still gets the line, below
+            sys.stderr.write(line + "\n")  # print's two writes (the line, its newline), under torchrun's `python -u`, interleaved between ranks
         with contextlib.suppress(ConfigError):  # a run under way ends its log on it too, with where it was (unless its log is what failed)
             RUNNING[2](f"stopping: {line.removeprefix('error: ')} ({RUNNING[1]()})", console=False) if RUNNING else tell_torchrun(line)
         status = 2

@@ -892,8 +892,9 @@ def say(msg: str) -> None:
     """stdout, for a console that may go (`| head`, a tee killed): its loss costs the console, never the work (the data scripts')."""
     try:
         print(msg, flush=True)
-    except BrokenPipeError:  # what stdout still buffers goes to /dev/null, at exit too (no "Exception ignored" on stderr)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError:  # a reader gone (EPIPE), a terminal closed under a job that outlives it (EIO): what stdout still buffers goes
+        for fd in {1, 2 if os.path.sameopenfile(1, 2) else 1}:  # to /dev/null, at exit too (no "Exception ignored"), and stderr
+            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)  # where it is the same console: the error line of a failure then ends quietly
 
 
 def main(argv=None) -> int:

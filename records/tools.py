@@ -58,7 +58,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "data"))
-from export_corpus import NotJSON, outside_json  # noqa: E402  (the one reader of JSON made elsewhere)
+from export_corpus import NotJSON, outside_json, say  # noqa: E402  (the one reader of JSON made elsewhere; stdout for a console that may go)
 SEPARATOR = "=" * 100 + "\n"
 CAP_BYTES, CAP_SECONDS, NATS_BAR = 16_000_000, 600, 0.005
 NUM = r"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|nan|inf)"
@@ -415,14 +415,6 @@ def summary_table(logs: list[dict], form: str = "md") -> str:
 
 
 SWEEP_INPUT_PATHS = ("DATA_PATH", "TOKENIZER_PATH", "DISTILL_TEACHER", "RESUME")  # what a run reads (its outputs stay in its folder)
-
-
-def say(msg: str) -> None:
-    """stdout, for a console that may go (`summary | head`, a tee killed mid-sweep): its loss costs the console, never the work."""
-    try:
-        print(msg, flush=True)
-    except BrokenPipeError:  # what stdout still buffers goes to /dev/null, at exit too (no "Exception ignored" on stderr)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def how_it_ended(returncode: int) -> str:  # Popen's returncode, as a shell would say it (-3: killed by SIGQUIT, not "status -3")

@@ -255,6 +255,17 @@ def run_with_closed_console(cmd: list[str], **kwargs) -> subprocess.CompletedPro
         os.close(write)
 
 
+def run_with_closed_terminal(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """cmd as a real process whose stdout and stderr are a terminal already closed (its window shut under a job that `setsid` or
+    `disown` kept alive, so no SIGHUP came): every write to it fails with EIO, not EPIPE. Nothing is captured."""
+    master, slave = pty.openpty()
+    os.close(master)
+    try:
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, start_new_session=True, **kwargs)
+    finally:
+        os.close(slave)
+
+
 def live_processes(match) -> list[str]:
     """The pids of the processes for whose /proc/<pid> folder match(folder) is true (Linux), those that end or belong to another
     user meanwhile left out: what a test that stopped something checks is gone."""

@@ -17,6 +17,7 @@ import json
 import os
 import pickle
 import platform
+import pty
 import re
 import resource
 import shutil
@@ -1343,6 +1344,28 @@ def test_a_console_closed_early_costs_neither_the_run_nor_a_log_line(tiny_data, 
     assert [l.rstrip("\n") for l in seen] == lines[:3]
     closed = [i for i, l in enumerate(lines) if l == "console: stdout closed (broken pipe); the run goes on, logging to logs/pipe.txt only"]
     assert len(closed) == 1 and closed[0] >= 3, lines  # once, after the line whose print found the pipe closed
+    assert any(l.startswith("final_int8_zlib_roundtrip_sliding_exact ") for l in lines) and (tmp_path / "final_model.int8.ptz").exists()
+
+
+@pytest.mark.slow
+def test_a_terminal_closed_under_a_run_that_ignores_the_hangup_costs_neither_the_run_nor_a_log_line(tiny_data, tmp_path):
+    """`nohup python3 train_gpt.py &` with the console kept (nohup leaves a terminal's stdout alone when it is not one, and a job
+    started by `setsid` or `disown`ed gets no SIGHUP either), then the terminal closed: each later write to it fails with EIO, not
+    EPIPE. The run ended at its next line (exit 1, a traceback to the closed terminal), its log cut short with no line saying why; now
+    it goes on as for a closed pipe, and ends as usual. Seen first as a flake: run.sh's hang-up test, under load, once found no
+    `stopping:` line, as when a step's line meets the closed terminal before the hang-up's handler runs."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, str(SCRIPT)], cwd=tmp_path, env=tiny_env(tiny_data, "gone", ITERATIONS="6"), stdin=subprocess.DEVNULL,
+                            stdout=slave, stderr=slave, start_new_session=True)  # a session of its own: the terminal sends it no SIGHUP
+    os.close(slave)
+    screen = b""
+    while b"step:2/6 " not in screen:
+        screen += os.read(master, 65536)
+    os.close(master)  # the window closed
+    assert proc.wait(timeout=120) == 0
+    lines = log_lines(tmp_path, "gone")
+    closed = [l for l in lines if l.startswith("console: stdout closed")]
+    assert closed == ["console: stdout closed (input/output error); the run goes on, logging to logs/gone.txt only"], lines
     assert any(l.startswith("final_int8_zlib_roundtrip_sliding_exact ") for l in lines) and (tmp_path / "final_model.int8.ptz").exists()
 
 

@@ -20,7 +20,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, Terminal, clean_env, live_processes, log_lines, run_train, run_with_closed_console, small_disk
+from conftest import (ROOT, TINY_MODEL, Terminal, clean_env, live_processes, log_lines, run_train, run_with_closed_console, run_with_closed_terminal,
+                      small_disk)
 
 sys.path.insert(0, str(ROOT / "records"))
 import tools  # noqa: E402
@@ -513,6 +514,7 @@ def test_a_console_that_closes_costs_a_sweep_nothing_and_a_summary_no_traceback(
             (tmp_path / f"run{i}.txt").write_text(log)
         r = run_with_closed_console(TOOLS + ["summary", str(tmp_path)], timeout=600)
         assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
+        assert run_with_closed_terminal(TOOLS + ["summary", str(tmp_path)], timeout=600).returncode == 0  # EIO: a traceback, exit 1
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY_MODEL, Terminal, clean_env, field, live_processes, log_lines, run_train
+from conftest import ROOT, TINY_MODEL, Terminal, clean_env, field, live_processes, log_lines, run_train, run_with_closed_terminal
 from train_gpt import GPT, Hyperparameters, read_artifact
 
 pytestmark = pytest.mark.slow
@@ -357,6 +357,19 @@ def test_the_readme_first_command_trains_the_demo_and_prints_its_summary(tmp_pat
     assert summary[5] == f"log: {f'{project}/' if elsewhere else ''}logs/demo.txt  artifact: {artifact}" and len(summary) == 6
     assert read_artifact(artifact)[1]["config"]["num_layers"] == 4
     assert "step:3/3 val_loss:" in (project / "logs" / "demo.txt").read_text()
+
+
+def test_the_demo_under_a_closed_terminal_ends_as_its_run_did(tmp_path):
+    """`setsid bash run.sh` (or `bash run.sh &` then `disown`), the terminal closed: no SIGHUP comes, and every write to the
+    terminal fails with EIO. The run ended at its next line with a traceback, its log cut short (train_gpt.py took only a broken
+    pipe for a console gone); once it finished, run.sh's summary failed its first echo and set -e ended run.sh with status 1.
+    Now the run finishes, logging that its console went, and run.sh ends 0 with the run (here the terminal closed from the start)."""
+    project_copy(tmp_path)
+    env = clean_env(PYTHON=sys.executable, ITERATIONS="3", RUN_ID="alone", **TINY_DEMO)
+    assert run_with_closed_terminal(["bash", "run.sh"], cwd=tmp_path, env=env, timeout=600).returncode == 0
+    lines = log_lines(tmp_path, "alone")
+    assert "console: stdout closed (input/output error); the run goes on, logging to logs/alone.txt only" in lines
+    assert lines[-1].startswith("total_eval_time:") and (tmp_path / "final_model.int8.ptz").exists()
 
 
 @pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, True)],

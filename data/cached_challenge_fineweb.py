@@ -159,8 +159,7 @@ class Hub:
             client = str(e.filename).startswith(tuple(str(getattr(constants, k, None) or "\0") for k in ("HF_HOME", "HF_TOKEN_PATH")))
             return DownloadError(f"{e.filename}: {e.strerror or e}" + client * "; a file the Hugging Face client reads (check HF_HOME and "
                                                                                   "HF_TOKEN_PATH)")
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return DownloadError(f"{where}: network error ({reason[:200]}) talking to {constants.ENDPOINT}; check the connection "
+        return DownloadError(f"{where}: network error ({first_line(e)}) talking to {constants.ENDPOINT}; check the connection "
                              "or HF_ENDPOINT and rerun the same command (finished files are kept, a partial one resumes)")
 
     def metadata(self, rel: str):
@@ -210,8 +209,11 @@ class Hub:
     def fetch(self, rel: str, destination: Path, is_shard: bool = False, meta=None) -> None:
         """destination <- the repo's file rel, checked; resumes destination.part."""
         meta = meta or self.metadata(rel)
-        if not meta.etag:
-            raise DownloadError(f"{self.repo_id}:{self.remote(rel)}: the Hub gave no ETag, so the file cannot be checked")
+        if etag_kind(meta.etag) is None:  # the Hub's are lowercase hex; another (an MD5, a proxy's own) let any bytes in, unchecked
+            from huggingface_hub import constants
+            raise DownloadError(f"{self.repo_id}:{self.remote(rel)}: the Hub gave " + (f"the ETag {meta.etag[:80]!r}, neither a sha256 (a large "
+                                "file's) nor a git blob sha1 (a small one's)" if meta.etag else "no ETag") + ", so the file cannot be checked; "
+                                f"is HF_ENDPOINT={constants.ENDPOINT} a mirror or proxy that rewrites ETags?")
         destination.parent.mkdir(parents=True, exist_ok=True)
         if self.from_cache(rel, meta, destination, is_shard):
             return
@@ -229,7 +231,11 @@ class Hub:
                                         "files are kept, this one resumes)") from None
                 if attempt == RETRIES or isinstance(e, DownloadError):
                     raise self.explain(e, rel) from None
-                time.sleep(self.asked_to_wait(e, attempt, rel) or 0.5 * (attempt + 1))
+                if (wait := self.asked_to_wait(e, attempt, rel)) is None:  # a rate limit says so itself; a drop or a stall was silent
+                    wait, have = 0.5 * (attempt + 1), part.stat().st_size if part.exists() else 0
+                    say(f"{self.repo_id}:{self.remote(rel)}: network error ({first_line(e)}); resuming from byte {have:,} in {wait:.1f} s "
+                        f"({attempt + 1} of {RETRIES})")
+                time.sleep(wait)
         try:
             check_file(part, meta.etag, meta.size, is_shard)
         except DownloadError as e:
@@ -271,6 +277,10 @@ class Hub:
                         part.with_name(part.name + ".etag").unlink(missing_ok=True)
                         raise DownloadError(f"{part.name.removesuffix('.part')}: the server sent more than the {meta.size:,} bytes the "
                                             f"repository advertises for it; what came was deleted (a broken mirror or proxy? {self.repo_id})")
+
+
+def first_line(e: Exception) -> str:  # what a network error says, in one line
+    return (str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)[:200]
 
 
 def place(source: Path, destination: Path) -> None:

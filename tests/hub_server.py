@@ -39,6 +39,7 @@ class LocalHub:
         self.pace: dict[str, float] = {}  # seconds to send each 1 KB of that file (a slow link: transfers that overlap)
         self.busy: dict[str, int] = {}  # that many requests for the file are answered 429, with these headers
         self.busy_headers = {"Retry-After": "1"}
+        self.etags: dict[str, str] = {}  # a file's ETag (a large file's X-Linked-Etag) as a mirror or proxy that rewrites them sends it
         self.refused_tokens: set[str] = set()  # a request bearing one is answered 401, as the Hub answers a wrong or expired token
         self.stopped = threading.Event()
         self.requests: list[tuple[str, str, str | None]] = []
@@ -108,7 +109,7 @@ class LocalHub:
         if rel.endswith(LFS_SUFFIXES):
             sha = hashlib.sha256(data).hexdigest()
             h.send_response(302)
-            for k, v in (("Location", f"{self.cdn}/blob/{sha}"), ("X-Linked-Etag", f'"{sha}"'), ("X-Linked-Size", str(len(data))),
+            for k, v in (("Location", f"{self.cdn}/blob/{sha}"), ("X-Linked-Etag", self.etags.get(rel, f'"{sha}"')), ("X-Linked-Size", str(len(data))),
                          ("ETag", f'"{hashlib.sha1(b"pointer " + sha.encode()).hexdigest()}"'), ("X-Repo-Commit", COMMIT),
                          ("Content-Length", "0")):
                 h.send_header(k, v)
@@ -128,7 +129,7 @@ class LocalHub:
         body = data[start:]
         h.send_response(status)
         h.send_header("Content-Length", str(1 << 40 if rel in self.endless and not head else len(body)))
-        h.send_header("ETag", f'"{etag}"')
+        h.send_header("ETag", self.etags.get(rel, f'"{etag}"'))
         h.send_header("X-Repo-Commit", COMMIT)
         h.send_header("Accept-Ranges", "bytes")
         if status == 206:

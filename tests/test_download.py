@@ -265,6 +265,23 @@ def test_a_flipped_bit_is_caught_deleted_and_fetched_again(hub, tmp_path):
     assert (shard_dir / "fineweb_train_000000.bin").read_bytes() == (tmp_path / "remote" / rel).read_bytes()
 
 
+@pytest.mark.parametrize("rel", ["datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin", "datasets/tokenizers/fineweb_1024_bpe.vocab"],
+                         ids=["large", "small"])
+@pytest.mark.parametrize("etag", ['"d41d8cd98f00b204e9800998ecf8427e"', '"abc"', '"' + "A" * 64 + '"', '""'], ids=["md5", "short", "upper", "empty"])
+def test_an_etag_that_is_no_hash_we_can_check_is_refused_before_any_byte(hub, tmp_path, rel, etag):
+    """A mirror or proxy that rewrites the Hub's ETags (an S3 bucket's MD5, an id of its own): the file was fetched and kept
+    with its size the only check, so flipped bits in a shard's tokens were kept (2026-12-07, a local Hub with mangled headers);
+    one that gave none was refused. Now each is one line, before any byte of that file, with nothing of it left."""
+    hub.etags[rel], hub.corrupt = etag, {rel}
+    r = run(hub, tmp_path, "--variant", "sp1024", "1")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    said = "no ETag" if etag == '""' else f"the ETag {etag.strip(chr(34))!r}, neither a sha256"
+    assert r.stderr.startswith(f"error: {REPO}:{rel}: the Hub gave {said}") and "cannot be checked; is HF_ENDPOINT=" in r.stderr, r.stderr
+    name = rel.rsplit("/", 1)[1]
+    assert not list((tmp_path / "data").rglob(f"{name}*")) and not [p for p in hub.gets() if p.endswith(name) or p.startswith("/blob/") and
+                                                                     "train" in rel and hub.by_sha(p[6:]) == rel]
+
+
 def test_a_bad_copy_in_the_hugging_face_cache_is_removed_and_fetched_again(hub, tmp_path):
     """An earlier client (hf_hub_download, as the public downloader uses) cached a shard that
     was later damaged on disk: it is found, refused, removed from the cache, and fetched."""
@@ -427,6 +444,9 @@ def test_a_dropped_connection_resumes_within_the_run(hub, tmp_path, python):
     assert r.returncode == 0, r.stderr
     sha = hashlib.sha256((tmp_path / "remote" / rel).read_bytes()).hexdigest()
     assert [rng for m, p, rng in hub.requests if p == f"/blob/{sha}"] == [None, "bytes=3000-"]
+    said = [line for line in r.stdout.splitlines() if "resuming" in line]  # a retry said nothing: a stalled server was minutes of silence
+    assert len(said) == 1 and said[0].startswith(f"{REPO}:{rel}: network error (") and said[0].endswith(
+        "); resuming from byte 3,000 in 0.5 s (1 of 3)"), r.stdout
 
 
 RATE_LIMITED = {  # the file the limit falls on, and how the answer says how long to wait

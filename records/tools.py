@@ -717,8 +717,9 @@ def record_readme(sub: dict, logs: list[dict], command: str, smoke: bool, agains
 
 def make_record(paths: list[str], name: str, track: str, author: str, github_id: str, blurb: str, date: str,
                 smoke: bool, out_root: Path, check_env: dict, against_spec: str | None = None) -> Path:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ToolError(f"--name {name!r}: accepted letters, digits, _ . and -")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", name):  # 255 bytes a name: a longer one failed late, as if the disk were full
+        raise ToolError(f"--name {name[:60]!r}{f'... ({len(name):,} characters)' * (len(name) > 60)}: accepted 1 to 200 letters, digits, "
+                        "_ . and - (it ends the folder's name, records/track_*/<YYYY-MM-DD>_<name>/)")
     try:  # it begins the folder's name, records/track_*/<YYYY-MM-DD>_<Name>/, and is submission.json's date
         datetime.date.fromisoformat(date if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date) else "")
     except ValueError:

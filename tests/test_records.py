@@ -657,6 +657,11 @@ def test_record_refuses_unfinished_mixed_or_sourceless_logs(two_seeds, tmp_path)
         r = subprocess.run(TOOLS + ["record", "--name", "X", "--out", str(tmp_path), "--date", date, str(two_seeds / "logs/seed1.txt")],
                            capture_output=True, text=True)
         assert r.returncode == 2 and r.stderr == f"error: --date {date!r}: accepted a date as YYYY-MM-DD (the challenge's folder names begin with one)\n"
+    for name, quoted in (("a" * 300, f"'{'a' * 60}'... (300 characters)"), ("x/y", "'x/y'")):  # 300: 'File name too long ... (free space or give
+        r = subprocess.run(TOOLS + ["record", "--name", name, "--out", str(tmp_path), str(two_seeds / "logs/seed1.txt")],  # another --out)'
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr == f"error: --name {quoted}: accepted 1 to 200 letters, digits, _ . and - (it ends the folder's " \
+            "name, records/track_*/<YYYY-MM-DD>_<name>/)\n", r.stderr
     assert not (tmp_path / "track_non_record_16mb").exists()
 
 

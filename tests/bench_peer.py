@@ -187,6 +187,17 @@ def spread(values: list[float], fmt: str) -> str:
     return f"{format(statistics.median(values), fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
 
 
+def peer_refusal(source: str, gpu: bool) -> str | None:
+    """Why a --peer's source is not what this run needs, by what the challenge's script and its CPU copy hold; None if it is."""
+    if "class Hyperparameters" not in source or "val_bpb" not in source:  # (this project's train_gpt.py stands in for it in the tests)
+        return "not the challenge's train_gpt.py (no Hyperparameters class, no val_bpb); accepted its CPU copy (its CUDA one with --gpu)"
+    if not gpu and 'raise RuntimeError("CUDA is required")' in source:
+        return "the challenge's CUDA script, which refuses to start without a GPU; the CPU benchmark runs its CPU copy, official_train_gpt_cpu.py"
+    if gpu and 'device = torch.device("cpu")' in source:
+        return "the challenge's script forced onto the CPU; --gpu runs the original, official_train_gpt.py"
+    return None
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--peer", type=Path, required=True, help="the challenge's script forced onto the CPU")
@@ -214,6 +225,8 @@ def main(argv=None) -> None:
     at_least("bench_peer", pairs=(a.pairs, 1), steps=(a.steps, 4), micro=(a.micro, 1), exact_steps=(a.exact_steps, 0), equal_pairs=(a.equal_pairs, 1))
     if not a.peer.is_file():
         sys.exit(f"error: bench_peer: --peer {a.peer}: not a file; accepted the challenge's train_gpt.py (its CPU copy; its CUDA one with --gpu)")
+    if refused := peer_refusal(a.peer.read_text(errors="replace"), a.gpu and not a.dry_run):  # before any run: /etc/passwd ran, and failed as a SyntaxError
+        sys.exit(f"error: bench_peer: --peer {a.peer}: {refused}")
     if a.out and a.out.is_dir() and any(a.out.iterdir()):  # the peer appends to its logs: a second run there would read the first's steps
         sys.exit(f"error: bench_peer: --out {a.out}: not empty; give a new or empty folder (the runs already there are left as they are)")
     rows = gpu_rows(a) if a.gpu else None

@@ -45,7 +45,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from bench import DEMO_BATCH_TOKENS, DEMO_MICRO, DRY_RUN, MODES, choose, env_pairs, ours_with  # noqa: E402
-from bench_peer import DATA, DEMO, SHAPES, TOKENIZER, peer_data  # noqa: E402
+from bench_peer import DATA, DEMO, SHAPES, TOKENIZER, peer_data, peer_refusal  # noqa: E402
 from tools import start_run, tool_main  # noqa: E402  (bench_peer put records/ on the path)
 
 # GEMMs (cuBLAS: sm90_xmma_gemm_*, nvjet_*, cutlass_*; inductor's matmul templates: triton_tem_*), attention (flash, fmha,
@@ -186,6 +186,8 @@ def main(argv=None) -> int:
     import torch
 
     cuda = torch.cuda.is_available() and not a.dry_run
+    if a.peer and (refused := peer_refusal(a.peer.read_text(errors="replace"), cuda)):
+        sys.exit(f"error: bench profile: --peer {a.peer}: {refused}")
     if cuda and (a.clock or a.shape == "demo"):  # a GPU's operators return before their kernels run: a host clock times launches
         sys.exit(f"error: bench profile: {'--clock' if a.clock else '--shape demo'}: CPU only; on a GPU the profiler's device "
                  "times are the kernels' own, at the side-by-side shape (9x512)")

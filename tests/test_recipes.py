@@ -415,7 +415,7 @@ def test_bench_profile_says_in_one_line_when_a_script_ends_before_its_profiled_s
     """A script that exits (here with status 3, as ours on a non-finite loss) or returns before the hook's last profiled step
     leaves no profile: one line that says which run, how far it got and where its log is, exit status 1, no table."""
     for body, said in (("import sys\nsys.exit(3)\n", "ended (exit status 3) after 0 steps"), ("x = 1\n", "returned after 0 steps")):
-        (tmp_path / "early.py").write_text(body)
+        (tmp_path / "early.py").write_text("# stands in for the challenge's script: class Hyperparameters, val_bpb\n" + body)
         out = tmp_path / f"out_{len(body)}"
         r = subprocess.run([sys.executable, str(ROOT / "tests" / "bench_profile.py"), "--dry-run", "--steps", "2", "--peer",
                             str(tmp_path / "early.py"), "--out", str(out)], env=clean_env(), capture_output=True, text=True, timeout=300)
@@ -518,6 +518,26 @@ def test_a_benchmark_refuses_an_unknown_name_in_one_line_before_it_runs_anything
     with pytest.raises(SystemExit) as stop:
         importlib.import_module(bench).main(argv)
     assert str(stop.value).startswith(text) and "\n" not in str(stop.value) and not any(tmp_path.iterdir())
+
+
+def test_a_peer_that_is_not_the_challenges_script_or_not_the_copy_for_this_device_is_refused_before_any_run(tmp_path, monkeypatch):
+    """`bench --peer /etc/passwd` set up both scripts' runs, ran it, and ended with its SyntaxError; the CUDA script given to the CPU
+    benchmark ended with its own `CUDA is required`. Each is one line now, before anything runs; `bench profile` checks the same.
+    (This project's train_gpt.py, with the line that marks each copy appended, stands in for the challenge's two copies.)"""
+    import bench_peer
+    import bench_profile
+    monkeypatch.chdir(tmp_path)
+    ours = (ROOT / "train_gpt.py").read_text()
+    cases = [("passwd", "root:x:0:0:root:/root:/bin/bash\n", [], "not the challenge's train_gpt.py (no Hyperparameters class, no val_bpb)"),
+             ("cuda.py", ours + '#     raise RuntimeError("CUDA is required")\n', [], "the challenge's CUDA script, which refuses to start"),
+             ("cpu.py", ours + '#     device = torch.device("cpu")\n', ["--gpu"], "the challenge's script forced onto the CPU; --gpu runs the")]
+    for name, text, flags, refused in cases:
+        (tmp_path / name).write_text(text)
+        for main, label in [(bench_peer.main, "bench_peer")] + [(bench_profile.main, "bench profile")] * (not flags):
+            with pytest.raises(SystemExit) as stop:
+                main(["--peer", str(tmp_path / name), "--out", str(tmp_path / "out"), *flags])
+            assert str(stop.value).startswith(f"error: {label}: --peer {tmp_path / name}: {refused}"), str(stop.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cpu.py", "cuda.py", "passwd"]  # no run folder, no output
 
 
 def test_bench_gpu_says_why_a_run_failed_in_its_one_line(tmp_path):

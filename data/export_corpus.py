@@ -529,6 +529,10 @@ def check_counts(**counts) -> None:
     for name, value in counts.items():
         if value is not None and value < 1:
             raise ExportError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+    most = 4 * default_workers()  # --workers 100000 forked thousands of encoders, until the machine ran out of memory
+    if (counts.get("workers") or 0) > most:
+        raise ExportError(f"--workers {counts['workers']}: accepted 1 to {most} (4 a core here: more encode no faster, and each is a process "
+                          "with its own copy of the tokenizer)")
 
 
 def write_dataset(encoder, tagged_texts, folder: Path, prefix: str, shard_tokens: int, workers: int) -> dict:
@@ -808,7 +812,7 @@ def export(train_docs, val_docs, out: Path, name: str, vocab_size: int | None = 
 
     if tokenizer != "sp":
         check_json_tokenizer(tokenizer, vocab_size)
-    vocab_size = 260 if tokenizer != "sp" else vocab_size or 1024  # char's: its characters', once counted
+    vocab_size = 260 if tokenizer != "sp" else 1024 if vocab_size is None else vocab_size  # char's: its characters', once counted
     check_vocab_size(vocab_size)
     if tagged_docs is None:
         if not train_docs or not val_docs:
@@ -928,6 +932,8 @@ def main(argv=None) -> int:
         if a.byte260 and a.char:
             raise ExportError("--byte260 and --char: two tokenizers; accepted one of them, or neither (SentencePiece)")
         check_counts(shard_tokens=a.shard_tokens, workers=a.workers, tokenizer_train_docs=a.tokenizer_train_docs)
+        if a.out.exists() and not a.out.is_dir():  # a file or a device: mkdir's 'File exists' said nothing of --out
+            raise ExportError(f"--out {a.out}: not a folder; accepted a folder, made if missing")
         if a.challenge and a.text_field != "text":
             raise ExportError(f"--text-field {a.text_field}: the challenge's documents are in \"text\"; accepted without --challenge")
         if not a.text_field:
@@ -939,8 +945,11 @@ def main(argv=None) -> int:
             say(f"wrote {a.out / d['path']}: {s['tokens_train']} train tokens in {s['files_train']} shards, "
                   f"{s['tokens_val']} val tokens in {s['files_val']} shards ({s['docs_val']} of {s['docs_total']} documents held out)")
             return 0
-        if not a.name or not a.name.replace("_", "").replace("-", "").isalnum():
-            raise ExportError(f"--name {a.name!r}: accepted letters, digits, _ and - (or give --challenge)")
+        if a.name is None:
+            raise ExportError("--name: missing; a corpus other than the challenge's needs one, for datasets/<name>_*/ (or give --challenge)")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,200}", a.name):  # 200: a longer one failed at the first file, its name too long
+            raise ExportError(f"--name {a.name[:60]!r}{f'... ({len(a.name):,} characters)' * (len(a.name) > 60)}: accepted 1 to 200 letters, "
+                              "digits, _ and - (or give --challenge)")
         folder = export_corpus(a.input, a.out, a.name, a.vocab_size, a.val_docs, a.val_fraction, a.shard_tokens, a.seed, a.workers,
                                tokenizer, a.text_field)
     except ExportError as e:

@@ -593,6 +593,25 @@ def test_compressed_or_parquet_input_that_cannot_be_read_is_one_line_and_replace
         assert [p.name for p in out.iterdir()] == ["manifest.json"] and (out / "manifest.json").read_text() == "earlier"
 
 
+def test_the_exporters_own_arguments_are_checked_in_one_line_before_any_work(tmp_path):
+    """Found by hand with hostile values (2026-12-07): `--workers 100000` forked thousands of encoders until the machine ran out of
+    memory; `--vocab-size 0` exported at the default, 1024; a missing --name was `--name None`; a 300-character name failed at the
+    first file, its name too long; an --out that is a file was mkdir's `File exists`. Each is one line now, exit 2, nothing written."""
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in synthetic_documents(20, seed=3)))
+    (tmp_path / "a_file").write_text("kept")
+    most = 4 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cases = [(["--name", "c", "--workers", "100000"], f"--workers 100000: accepted 1 to {most} (4 a core here: more encode no faster"),
+             (["--name", "c", "--vocab-size", "0"], "--vocab-size 0: accepted 260 to 65536"),
+             ([], "--name: missing; a corpus other than the challenge's needs one, for datasets/<name>_*/ (or give --challenge)"),
+             (["--name", "a" * 300], f"--name '{'a' * 60}'... (300 characters): accepted 1 to 200 letters, digits, _ and -"),
+             (["--name", "c", "--out", str(tmp_path / "a_file")], f"--out {tmp_path / 'a_file'}: not a folder; accepted a folder, made if missing")]
+    for args, said in cases:
+        out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
+        r = subprocess.run(CLI + ["--input", str(tmp_path / "docs.jsonl"), *args, *out], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and r.stderr.startswith(f"error: {said}") and r.stderr.count("\n") == 1, (args[:4], r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "docs.jsonl"] and (tmp_path / "a_file").read_text() == "kept"
+
+
 def test_other_corpora_take_the_document_from_the_field_text_field_names(tmp_path):
     """Corpora that keep the document elsewhere (The Stack: "content"): --text-field content reads JSON lines and Parquet as the same
     documents under "text" (byte-identical shards and tokenizer; the manifest says which field). Without it, the line or file names

@@ -21,6 +21,7 @@ import argparse
 import datetime
 import io
 import json
+import os
 import platform
 import re
 import resource
@@ -61,6 +62,14 @@ def at_least(prog: str, **counts: tuple[int, int]) -> None:
     flag, (value, low) = next(((f, c) for f, c in counts.items() if c[0] < c[1]), (None, (0, 0)))
     if flag:
         raise SystemExit(f"error: {prog}: --{flag.replace('_', '-')} {value}: accepted {low} or more")
+
+
+def runs_at_a_time(prog: str, workers: int) -> None:
+    """--workers of the benchmarks that run several trainings at once, one core each: past the cores (2 at least) they share cores,
+    which their times then measure, and each holds a model and its data (--workers 100000 started every job at once)."""
+    most = max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers > most:
+        raise SystemExit(f"error: {prog}: --workers {workers}: accepted 1 to {most} (runs at a time, one core each: this machine's cores)")
 
 
 def env_pairs(items: list[str] | None, prog: str, flag: str = "--ours-env") -> dict[str, str]:

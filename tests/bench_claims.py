@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "records"))
 import train_gpt as tg  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tests"))
-from bench import at_least, seeds_of  # noqa: E402
+from bench import at_least, runs_at_a_time, seeds_of  # noqa: E402
 from bench_quality import Job, estimate_bytes, machine, run_all, seeded, shape  # noqa: E402
 from tools import tool_main  # noqa: E402
 
@@ -318,6 +318,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     seeds, chosen = seeds_of(a.seeds, "bench claims"), claims(a.quick)
     at_least("bench claims", workers=(a.workers, 1))
+    runs_at_a_time("bench claims", a.workers)
     names = [c["name"] for c in chosen]
     for arg in (a.only, a.fresh):
         bad = [n for n in arg.split(",") if n and n not in names]

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "records"))
 import train_gpt as tg  # noqa: E402
 from tools import parse_log, start_run, tool_main  # noqa: E402
-from bench import at_least, choose, seeds_of  # noqa: E402
+from bench import at_least, choose, runs_at_a_time, seeds_of  # noqa: E402
 
 OUT = ROOT / "bench_quality"
 
@@ -230,6 +230,7 @@ def main(argv=None) -> int:
     seeds, stages, started = seeds_of(a.seeds, "bench quality"), choose(a.stage, ("main", "tune"), "--stage", "bench quality"), time.time()
     choose(a.budgets, BUDGETS, "--budgets", "bench quality")
     at_least("bench quality", steps=(a.steps, 1), workers=(a.workers, 1))
+    runs_at_a_time("bench quality", a.workers)
     lines = [f"# Quality at equal artifact bytes: {datetime.date.today()}, {machine()}, {a.workers} runs at a time, "
              f"{a.steps} steps x 4,096 tokens, context 128, seeds {a.seeds}; val_bpb: mean ± half the spread of the seeds", ""]
     for name in a.budgets.split(","):

@@ -508,7 +508,9 @@ def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
     ("bench_peer", ["--shapes", "demo,10x10"], "error: bench_peer: --shapes 'demo,10x10': unknown '10x10'; accepted, comma-separated: demo, 9x512"),
     ("bench_gpu", ["--dry-run", "--steps", "0"], "error: bench gpu: --steps 0: accepted 1 or more"),
     ("bench_quality", ["--steps", "0"], "error: bench quality: --steps 0: accepted 1 or more"),
-    ("bench_claims", ["--workers", "0"], "error: bench claims: --workers 0: accepted 1 or more")])
+    ("bench_claims", ["--workers", "0"], "error: bench claims: --workers 0: accepted 1 or more"),
+    ("bench_claims", ["--workers", "100000"], "error: bench claims: --workers 100000: accepted 1 to "),  # every job at once
+    ("bench_quality", ["--workers", "100000"], "error: bench quality: --workers 100000: accepted 1 to ")])
 def test_a_benchmark_refuses_an_unknown_name_in_one_line_before_it_runs_anything(bench, argv, text, tmp_path, monkeypatch):
     """A misspelt mode, budget or stage used to be skipped without a word (a table with no rows, or a traceback where none was left);
     a count below what a median needs (--steps -1, --pairs 0) and an unknown --shapes were tracebacks after the first runs."""

@@ -892,6 +892,10 @@ def export_corpus(source: Path, out: Path, name: str, vocab_size: int | None, va
                          "split": {"rule": "whole documents drawn with the seed, file order kept", "seed": seed, "val_docs": val_docs}})
 
 
+def quoted(text: str) -> str:  # an argument as a refusal quotes it: a pasted file's text stays one short line
+    return repr(text) if len(text) <= 60 else f"{text[:60]!r}... ({len(text):,} characters)"
+
+
 def say(msg: str) -> None:
     """stdout, for a console that may go (`| head`, a tee killed): its loss costs the console, never the work (the data scripts')."""
     try:
@@ -948,8 +952,7 @@ def main(argv=None) -> int:
         if a.name is None:
             raise ExportError("--name: missing; a corpus other than the challenge's needs one, for datasets/<name>_*/ (or give --challenge)")
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,200}", a.name):  # 200: a longer one failed at the first file, its name too long
-            raise ExportError(f"--name {a.name[:60]!r}{f'... ({len(a.name):,} characters)' * (len(a.name) > 60)}: accepted 1 to 200 letters, "
-                              "digits, _ and - (or give --challenge)")
+            raise ExportError(f"--name {quoted(a.name)}: accepted 1 to 200 letters, digits, _ and - (or give --challenge)")
         folder = export_corpus(a.input, a.out, a.name, a.vocab_size, a.val_docs, a.val_fraction, a.shard_tokens, a.seed, a.workers,
                                tokenizer, a.text_field)
     except ExportError as e:

@@ -58,7 +58,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "data"))
-from export_corpus import NotJSON, outside_json, say  # noqa: E402  (the one reader of JSON made elsewhere; stdout for a console that may go)
+from export_corpus import NotJSON, outside_json, quoted, say  # noqa: E402  (the one reader of JSON made elsewhere; a console that may go)
 SEPARATOR = "=" * 100 + "\n"
 CAP_BYTES, CAP_SECONDS, NATS_BAR = 16_000_000, 600, 0.005
 NUM = r"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|nan|inf)"
@@ -718,8 +718,8 @@ def record_readme(sub: dict, logs: list[dict], command: str, smoke: bool, agains
 def make_record(paths: list[str], name: str, track: str, author: str, github_id: str, blurb: str, date: str,
                 smoke: bool, out_root: Path, check_env: dict, against_spec: str | None = None) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", name):  # 255 bytes a name: a longer one failed late, as if the disk were full
-        raise ToolError(f"--name {name[:60]!r}{f'... ({len(name):,} characters)' * (len(name) > 60)}: accepted 1 to 200 letters, digits, "
-                        "_ . and - (it ends the folder's name, records/track_*/<YYYY-MM-DD>_<name>/)")
+        raise ToolError(f"--name {quoted(name)}: accepted 1 to 200 letters, digits, _ . and - (it ends the folder's name, "
+                        "records/track_*/<YYYY-MM-DD>_<name>/)")
     try:  # it begins the folder's name, records/track_*/<YYYY-MM-DD>_<Name>/, and is submission.json's date
         datetime.date.fromisoformat(date if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date) else "")
     except ValueError:

@@ -225,7 +225,7 @@ def main(argv=None) -> None:
     at_least("bench_peer", pairs=(a.pairs, 1), steps=(a.steps, 4), micro=(a.micro, 1), exact_steps=(a.exact_steps, 0), equal_pairs=(a.equal_pairs, 1))
     if not a.peer.is_file():
         sys.exit(f"error: bench_peer: --peer {a.peer}: not a file; accepted the challenge's train_gpt.py (its CPU copy; its CUDA one with --gpu)")
-    if refused := peer_refusal(a.peer.read_text(errors="replace"), a.gpu and not a.dry_run):  # before any run: /etc/passwd ran, and failed as a SyntaxError
+    if refused := peer_refusal(a.peer.read_text(errors="replace"), a.gpu and not a.dry_run):  # /etc/passwd ran, and failed as a SyntaxError
         sys.exit(f"error: bench_peer: --peer {a.peer}: {refused}")
     if a.out and a.out.is_dir() and any(a.out.iterdir()):  # the peer appends to its logs: a second run there would read the first's steps
         sys.exit(f"error: bench_peer: --out {a.out}: not empty; give a new or empty folder (the runs already there are left as they are)")

@@ -942,7 +942,7 @@ def test_a_micro_step_past_free_memory_stops_every_process_before_training(tiny_
     r = run_train(tmp_path, tiny_env(tiny_data, "mem", TRAIN_BATCH_TOKENS=str(2**33)), nproc=2)
     lines = log_lines(tmp_path, "mem")
     assert r.returncode != 0 and not any(line.startswith("step:") for line in lines), r.stderr[-2000:]
-    assert r.stderr.count(f"error: TRAIN_BATCH_TOKENS={2**33}: a micro-step of") == 2, r.stderr[-3000:]  # both processes, each its line
+    assert r.stderr.count(f"error: TRAIN_BATCH_TOKENS={2**33}: a micro-step of") in (1, 2), r.stderr[-3000:]  # each its line, unless stopped
     assert re.fullmatch(rf"stopping: TRAIN_BATCH_TOKENS={2**33}: a micro-step of {2**33 // 8 // 64} sequences of 64 tokens needs about "
                         r"[\d.]+ GiB on this CPU, over the [\d.]+ GiB free to each of 2 processes; lower TRAIN_BATCH_TOKENS or raise "
                         r"GRAD_ACCUM_STEPS=4 \(the same step, in pieces\) \(at step:0/12; no artifact written\)", lines[-1]), lines[-1]
@@ -965,10 +965,12 @@ def test_torchruns_report_ends_with_the_refusal_not_a_link_to_its_docs(tiny_data
     """A bad variable under the challenge's own command (`torchrun ... train_gpt.py`): each process printed its line, then torchrun
     40 lines of its own, whose last, the Root Cause, said `traceback : To enable traceback see: https://pytorch.org/docs/...`.
     Each process now writes its line into the error file torchrun reads, so the report ends with the cause. Each line is one write
-    (stderr a datagram socket, which keeps writes apart): printed, under torchrun's `python -u`, the ranks' halves once met mid-line."""
+    (stderr a datagram socket, which keeps writes apart): printed, under torchrun's `python -u`, the ranks' halves once met mid-line.
+    The rank that fails first has torchrun stop the other: on a loaded machine (CI, 1 run in about 20) its SIGTERM reaches the
+    slower one while it still imports torch, before it reads the variable, and only one line is printed."""
     r, records = run_with_stderr_records(train_command(2), cwd=tmp_path, env=tiny_env(tiny_data, "tr", ITERATIONS="abc"))
     said = [record for record in records if b"ITERATIONS" in record and b"traceback :" not in record]  # not torchrun's report
-    assert r.returncode != 0 and said == [b"error: ITERATIONS='abc': not an integer\n"] * 2, records[-40:]
+    assert r.returncode != 0 and said in ([b"error: ITERATIONS='abc': not an integer\n"] * n for n in (1, 2)), records[-40:]
     torchrun_causes(r.stderr, "error: ITERATIONS='abc': not an integer")
     assert "To enable traceback" not in r.stderr and not (tmp_path / "logs").exists()
 

@@ -26,7 +26,8 @@ What it adds to that interface:
 - a file an earlier Hugging Face client left in its cache is checked and linked instead of
   fetched again, and removed from the cache if it fails the check;
 - a file already in place is not fetched again: a second run transfers nothing;
-- the Hub's rate limit (429 Too Many Requests; 503 busy) is waited out as its Retry-After asks, up to RETRIES times;
+- the Hub's rate limit (429 Too Many Requests; 503 busy) and a passing server error (500, 502, 504) are waited out as its
+  Retry-After asks (else 10 s more each time), up to RETRIES times;
 - HF_TOKEN goes to the Hub's origin only, never to the CDN (another origin) a large file's signed URL points at;
 - one download into a folder at a time: a second (another terminal, a cluster's nodes on one shared disk) waits for
   the first, then finds its files in place;
@@ -48,6 +49,7 @@ import shutil
 import signal
 import sys
 import time
+from http import HTTPStatus
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
@@ -63,6 +65,7 @@ SHARD_MAGIC, SHARD_VERSION = 20240520, 1
 CHUNK = 1 << 20
 RETRIES = 3  # resumed attempts within one run before giving up (the next run resumes too)
 MOST_FILES = 100_000  # a split's file count in a manifest: 10^13 tokens at the published 10^8 a shard (a mirror's 10^12 listed them all)
+TRANSIENT = (429, 500, 502, 503, 504)  # answers that a later attempt may not get: limits, a busy or failing server or proxy
 LONGEST_WAIT = 300  # seconds: the most a rate limit's Retry-After is waited, each time (the Hub counts requests over 5 minutes)
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}  # this machine's, not the network's
 
@@ -153,8 +156,12 @@ class Hub:
             said = (getattr(e, "server_message", None) or "").strip().split("\n")[0][:160]
             return DownloadError(f"{where}: the Hub refused the request (HTTP {e.response.status_code}{': ' * bool(said)}{said}); check HF_TOKEN "
                                  "(a token that is wrong or expired is refused, even for a public repo; unset, a public repo needs none)")
-        if isinstance(e, HfHubHTTPError) and e.response is not None:
-            return DownloadError(f"{where}: the Hub answered HTTP {e.response.status_code}; try again later")
+        if isinstance(e, HfHubHTTPError) and e.response is not None and e.response.status_code in TRANSIENT:
+            return DownloadError(f"{where}: the Hub still answers HTTP {status(e.response.status_code)} after {RETRIES} waits; rerun the "
+                                 "same command later (finished files are kept, a partial one resumes)")
+        if isinstance(e, HfHubHTTPError) and e.response is not None:  # a mirror's or proxy's 404 has no EntryNotFound code: no later helps
+            return DownloadError(f"{where}: {constants.ENDPOINT} answered HTTP {status(e.response.status_code)}; check HF_ENDPOINT, "
+                                 "MATCHED_FINEWEB_REPO_ID and MATCHED_FINEWEB_REMOTE_ROOT_PREFIX")
         if isinstance(e, OSError) and e.filename and not str(e.filename).startswith(("http:", "https:")):  # a file here, not the network
             client = str(e.filename).startswith(tuple(str(getattr(constants, k, None) or "\0") for k in ("HF_HOME", "HF_TOKEN_PATH")))
             return DownloadError(f"{e.filename}: {e.strerror or e}" + client * "; a file the Hugging Face client reads (check HF_HOME and "
@@ -174,17 +181,18 @@ class Hub:
                 time.sleep(wait)
 
     def asked_to_wait(self, e: Exception, attempt: int, rel: str) -> float | None:
-        """Seconds to wait before another attempt where the Hub asked for it (429 too many requests, 503 busy): its Retry-After in
-        whole seconds, else the t= of its RateLimit header (the IETF draft's: `"resolvers";r=0;t=55`, seconds to the window's reset),
-        else 10 s more each time; None for any other failure, and after the last attempt."""
+        """Seconds to wait before another attempt where the Hub asked for it (429 too many requests, 503 busy) or failed on its side
+        (500, 502, 504: a proxy's or a server's passing failure, which huggingface_hub retries too): its Retry-After in whole seconds,
+        else the t= of its RateLimit header (the IETF draft's: `"resolvers";r=0;t=55`, seconds to the window's reset), else 10 s more
+        each time; None for any other failure, and after the last attempt."""
         response = getattr(e, "response", None)
-        if attempt == RETRIES or getattr(response, "status_code", None) not in (429, 503):
+        if attempt == RETRIES or getattr(response, "status_code", None) not in TRANSIENT:
             return None
         said = re.fullmatch(r"\s*(\d+)\s*", response.headers.get("Retry-After", "")) or re.search(r";\s*t\s*=\s*(\d+)",
                                                                                                 response.headers.get("RateLimit", ""))
         wait = min(float(said[1]) if said else 10.0 * (attempt + 1), LONGEST_WAIT)
-        say(f"{self.repo_id}:{self.remote(rel)}: the Hub answered HTTP {response.status_code} "
-            f"({'too many requests' if response.status_code == 429 else 'busy'}); waiting {wait:.0f} s as it asks ({attempt + 1} of {RETRIES})")
+        say(f"{self.repo_id}:{self.remote(rel)}: the Hub answered HTTP {status(response.status_code)}; waiting {wait:.0f} s "
+            f"{'as it asks' if said else 'before trying again'} ({attempt + 1} of {RETRIES})")
         return wait
 
     def from_cache(self, rel: str, meta, destination: Path, is_shard: bool) -> bool:
@@ -277,6 +285,14 @@ class Hub:
                         part.with_name(part.name + ".etag").unlink(missing_ok=True)
                         raise DownloadError(f"{part.name.removesuffix('.part')}: the server sent more than the {meta.size:,} bytes the "
                                             f"repository advertises for it; what came was deleted (a broken mirror or proxy? {self.repo_id})")
+
+
+def status(code: int) -> str:  # an HTTP status as a person reads it: 502 (bad gateway, a server error)
+    try:
+        phrase = HTTPStatus(code).phrase.lower()
+    except ValueError:
+        phrase = "not a status HTTP defines"
+    return f"{code} ({phrase}{', a server error' if code >= 500 else ''})"
 
 
 def first_line(e: Exception) -> str:  # what a network error says, in one line

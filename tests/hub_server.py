@@ -39,6 +39,7 @@ class LocalHub:
         self.pace: dict[str, float] = {}  # seconds to send each 1 KB of that file (a slow link: transfers that overlap)
         self.busy: dict[str, int] = {}  # that many requests for the file are answered 429, with these headers
         self.busy_headers = {"Retry-After": "1"}
+        self.busy_status = 429  # or a server's or a proxy's failure (502), or a mirror's plain 404 (no X-Error-Code)
         self.etags: dict[str, str] = {}  # a file's ETag (a large file's X-Linked-Etag) as a mirror or proxy that rewrites them sends it
         self.refused_tokens: set[str] = set()  # a request bearing one is answered 401, as the Hub answers a wrong or expired token
         self.stopped = threading.Event()
@@ -178,7 +179,7 @@ class LocalHub:
         if self.busy.get(rel, 0) <= 0:
             return False
         self.busy[rel] -= 1
-        self.error(h, 429, "RateLimited", self.busy_headers)
+        self.error(h, self.busy_status, "RateLimited" if self.busy_status == 429 else "", self.busy_headers)
         return True
 
     def error(self, h: BaseHTTPRequestHandler, status: int, code: str, headers: dict | None = None) -> None:

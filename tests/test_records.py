@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from conftest import (ROOT, TINY_MODEL, Terminal, clean_env, live_processes, log_lines, run_train, run_with_closed_console, run_with_closed_terminal,
-                      small_disk)
+                      small_disk, train_command)
 
 sys.path.insert(0, str(ROOT / "records"))
 import tools  # noqa: E402
@@ -279,6 +279,26 @@ def test_a_log_passed_through_torchrun_tee_a_logger_or_a_terminal_reads_as_the_s
     assert plain["model_params"] == 88356 and plain["steps"] == 60 and plain["score_line"] == "final_int8_zlib_roundtrip_exact"
     assert {name: r for name, r in read.items() if r != plain} == {}
     assert tools.parse_log(tmp_path / "rank.log")["traceback"]  # another rank's crash still counts
+
+
+@pytest.mark.slow
+def test_a_torchrun_log_dir_reads_as_its_run_with_one_note_for_the_empty_files(tiny_data, tmp_path):
+    """`torchrun --log-dir D --tee 3` (real, 2 processes) keeps each rank's stdout.log and stderr.log under D/<id>/attempt_0/<rank>/:
+    rank 0's stdout is the run's console, the other three files are empty (the script prints on rank 0 alone). Each empty file was
+    a note of its own, `not a training log`: 15 of them on 8 GPUs, over the table. Now they are one note."""
+    env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"], "RUN_ID": "ld",
+                       "ITERATIONS": "4", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0"})
+    cmd = train_command(2)
+    run = subprocess.run(cmd[:3] + ["--log-dir", str(tmp_path / "D"), "--tee", "3"] + cmd[3:], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    files = sorted(f.relative_to(tmp_path / "D").parts[1:] for f in (tmp_path / "D").rglob("*.log"))
+    assert files == [("attempt_0", r, f"{k}.log") for r in "01" for k in ("stderr", "stdout")], files
+    r = subprocess.run(TOOLS + ["summary", "--format", "json", "D"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    rows, ours = json.loads(r.stdout), tools.parse_log(tmp_path / "logs" / "ld.txt")
+    assert r.returncode == 0 and [(row["run"], row["val_bpb"], row["steps"]) for row in rows] == [("stdout", ours["val_bpb"], 4)], r.stdout
+    first = next((tmp_path / "D").rglob("0/stderr.log")).relative_to(tmp_path)
+    assert r.stderr == f"skipped 3 empty files: {first} and others\n", r.stderr
 
 
 def test_a_submission_json_with_a_byte_order_mark_is_read_as_the_record_to_beat(tmp_path):

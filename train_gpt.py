@@ -1391,8 +1391,7 @@ def main() -> int:
         saving = args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.iterations
         if not (logging or saving or step >= min(next_check, args.iterations)):
             continue
-        # The ranks agree on a non-finite loss, the wallclock cap and the progressive freeze here and only here: every step on a
-        # CPU (free there), else at logging steps, about every 2 s of steps and the last step, every step once the cap is that near.
+        # Ranks agree on a non-finite loss, the cap and the freeze only here: every CPU step, else logging steps, ~2 s apart, the last, all near cap
         elapsed_ms = training_ms + 1000.0 * (time.perf_counter() - t0)
         flags = torch.cat([nonfinite.double().view(1), torch.tensor([stop_after is None and elapsed_ms >= cap_ms > 0, elapsed_ms, bool(progressive)
                            and run_progress(step, elapsed_ms) >= args.progressive_freeze_frac], dtype=torch.float64, device=device)])
@@ -1476,16 +1475,17 @@ def cli(argv: list[str]) -> int:
         with contextlib.suppress(ConfigError):  # a run under way ends its log on it too, with where it was (unless its log is what failed)
             RUNNING[2](f"stopping: {line.removeprefix('error: ')} ({RUNNING[1]()})", console=False) if RUNNING else tell_torchrun(line)
         status = 2
-    except RuntimeError as e:  # out of memory (torch.OutOfMemoryError on a GPU, the allocator's error on a CPU): where, and what to lower
+    except RuntimeError as e:  # out of memory (torch.OutOfMemoryError on a GPU, the allocator's error on a CPU), a tool missing, a rank gone
         tools = type(e).__name__ in ("InductorError", "BackendCompilerFailed")  # COMPILE=1 without inductor's C++ compiler (CPU), Triton (GPU)
-        if not RUNNING or not (tools or (memory := re.search("out of memory|can't allocate memory|ALLOC_FAILED", str(e)))):
-            raise
+        if not RUNNING or not (tools or (kind := re.search(r"(out of memory|can't allocate memory|ALLOC_FAILED)|Connection \w+ by peer", str(e)))):
+            raise  # gloo's words for a rank that ended (out of memory, a signal) while this one waited on it in a collective: no traceback here
         why = " ".join(re.sub(r"Command:.*?(?=Output:)|backend='\w+' raised:|Set TORCH.*", "", str(e), flags=re.S).split())[:240]  # its own words
         tried = re.search(r"[Tt]ried to allocate ([\d.]+ ?\w+)", str(e))  # CUDA: '2.00 GiB', the CPU allocator: '268435456 bytes'
         RUNNING[0](f"stopping: torch.compile failed ({why}) {RUNNING[1]()}; set COMPILE=0 (or COMPILE_BACKEND=eager), or give its backend "
                    "what it needs (a C++ compiler on a CPU, Triton on a GPU)" if tools else f"stopping: out of memory "
-                   f"({f'tried to allocate {tried[1]}' if tried else memory[0]}) {RUNNING[1]()}; lower TRAIN_BATCH_TOKENS or raise "
-                   "GRAD_ACCUM_STEPS (training), VAL_BATCH_SIZE or EVAL_BATCH_SEQS (evaluation), or the model")
+                   f"({f'tried to allocate {tried[1]}' if tried else kind[1]}) {RUNNING[1]()}; lower TRAIN_BATCH_TOKENS or raise "
+                   "GRAD_ACCUM_STEPS (training), VAL_BATCH_SIZE or EVAL_BATCH_SEQS (evaluation), or the model" if kind[1] else
+                   f"stopping: another process of this run ended ({kind[0]}) {RUNNING[1]()}; the first to stop says why (torchrun's Root Cause)")
         status = 3
     finally:  # an in-process caller (the tests' harness) runs again with fresh locks, signals and state
         RUNNING.clear(), signal.setitimer(signal.ITIMER_REAL, 0)  # and no stop raised again (stop_on_signals) after this

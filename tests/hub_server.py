@@ -11,8 +11,9 @@ It answers as the Hub does for a dataset repo's files:
 Faults, set per file path: `corrupt` (one bit flipped in what is served, the advertised hash
 unchanged), `die_after` (serve that many bytes, then close the connection and stop both
 servers for good), `drop_after` (close the connection after that many bytes, once), `pace` (seconds a KB), `busy` (answer that many
-requests for the file, HEAD or GET, with 429 Too Many Requests and `busy_headers`, as the Hub's rate limit does: a
-Retry-After, or the IETF draft's RateLimit header that the Hub sends, `"resolvers";r=0;t=<seconds to its reset>`).
+requests for the file, HEAD or GET, with `busy_status` and `busy_headers`: 429 Too Many Requests, as the Hub's rate limit
+does, with a Retry-After or the IETF draft's RateLimit header that the Hub sends, `"resolvers";r=0;t=<seconds to its reset>`;
+or 500, 502, 503 or 504, a server's or a proxy's passing failure; or a mirror's plain 404).
 Every request is recorded in `requests` as (method, path, Range header).
 """
 
@@ -37,7 +38,7 @@ class LocalHub:
         self.endless: set[str] = set()  # a GET sends the file, then zeros without end (a broken mirror); HEAD says the true size
         self.oversent: dict[str, int] = {}  # what an endless GET sent past the file before the client hung up
         self.pace: dict[str, float] = {}  # seconds to send each 1 KB of that file (a slow link: transfers that overlap)
-        self.busy: dict[str, int] = {}  # that many requests for the file are answered 429, with these headers
+        self.busy: dict[str, int] = {}  # that many requests for the file are answered busy_status, with these headers
         self.busy_headers = {"Retry-After": "1"}
         self.busy_status = 429  # or a server's or a proxy's failure (502), or a mirror's plain 404 (no X-Error-Code)
         self.etags: dict[str, str] = {}  # a file's ETag (a large file's X-Linked-Etag) as a mirror or proxy that rewrites them sends it

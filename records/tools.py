@@ -250,6 +250,9 @@ def log_lines(body: str) -> list[str]:
     return [line for rank, line in tagged if rank in (None, first)]
 
 
+TORCHRUN_FILES = ("stdout", "stderr")  # torchrun --log-dir D: D/<id>/attempt_0/<rank>/stdout.log, named by its RUN_ID (env:) or its place
+
+
 def parse_log(path: Path) -> dict:
     """The numbers of one training log, ours or anyone's (absent ones are None). Raises
     NotALog for a file that has no training line in it."""
@@ -320,8 +323,9 @@ def parse_log(path: Path) -> dict:
     if eval_ms is None and finals:  # older logs: add up what each final evaluation took
         times = [duration_ms(l, "eval_time") for _, l in finals]
         eval_ms = sum(t for t in times if t is not None) or None
+    run_id = path.stem if path.stem not in TORCHRUN_FILES else env.get("RUN_ID") or str(path.with_suffix(""))  # not every run "stdout"
     return {
-        "path": str(path), "run_id": path.stem, "source": None if source is None else source.rstrip("\n") + "\n",
+        "path": str(path), "run_id": run_id, "source": None if source is None else source.rstrip("\n") + "\n",
         "env": env, "config": config, "seed": seed, "traceback": "Traceback (most recent call last)" in body,
         "no_effect": [m.group(1) for m in map(re.compile(r"^warning: ([A-Z][A-Z0-9_]*)=.* has no effect").match, lines) if m],
         "model_params": number(last(r"^model_params\s*[:=]"), "model_params", int), "world_size": number(last(r"^world_size:"), "world_size", int),
@@ -372,7 +376,7 @@ def read_logs(paths: list[str], note=print) -> list[dict]:
             note(f"skipped {e}")
             continue
         root = next((d for d in roots if d in f.parents), None)
-        r["run"] = str(f.relative_to(root).with_suffix("")) if root else f.stem
+        r["run"] = str(f.relative_to(root).with_suffix("")) if root else r["run_id"]
         logs.append(r)
     if empty:
         note(f"skipped {len(empty)} empty file{'s' * (len(empty) > 1)}: {empty[0]}{' and others' * (len(empty) > 1)}")

@@ -285,7 +285,8 @@ def test_a_log_passed_through_torchrun_tee_a_logger_or_a_terminal_reads_as_the_s
 def test_a_torchrun_log_dir_reads_as_its_run_with_one_note_for_the_empty_files(tiny_data, tmp_path):
     """`torchrun --log-dir D --tee 3` (real, 2 processes) keeps each rank's stdout.log and stderr.log under D/<id>/attempt_0/<rank>/:
     rank 0's stdout is the run's console, the other three files are empty (the script prints on rank 0 alone). Each empty file was
-    a note of its own, `not a training log`: 15 of them on 8 GPUs, over the table. Now they are one note."""
+    a note of its own, `not a training log`: 15 of them on 8 GPUs, over the table. Now they are one note. The run was named
+    `stdout`, each run of a log-dir alike: now by its RUN_ID (the `env:` line), or, without one (the challenge's script), its path."""
     env = clean_env(**{**TINY_MODEL, "DATA_PATH": tiny_data["data_path"], "TOKENIZER_PATH": tiny_data["tokenizer_path"], "RUN_ID": "ld",
                        "ITERATIONS": "4", "VAL_LOSS_EVERY": "0", "EVAL_STRIDE": "0"})
     cmd = train_command(2)
@@ -296,9 +297,12 @@ def test_a_torchrun_log_dir_reads_as_its_run_with_one_note_for_the_empty_files(t
     assert files == [("attempt_0", r, f"{k}.log") for r in "01" for k in ("stderr", "stdout")], files
     r = subprocess.run(TOOLS + ["summary", "--format", "json", "D"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     rows, ours = json.loads(r.stdout), tools.parse_log(tmp_path / "logs" / "ld.txt")
-    assert r.returncode == 0 and [(row["run"], row["val_bpb"], row["steps"]) for row in rows] == [("stdout", ours["val_bpb"], 4)], r.stdout
+    assert r.returncode == 0 and [(row["run"], row["val_bpb"], row["steps"]) for row in rows] == [("ld", ours["val_bpb"], 4)], r.stdout
     first = next((tmp_path / "D").rglob("0/stderr.log")).relative_to(tmp_path)
     assert r.stderr == f"skipped 3 empty files: {first} and others\n", r.stderr
+    console = next((tmp_path / "D").rglob("0/stdout.log"))
+    console.write_text("".join(line for line in console.read_text().splitlines(True) if not line.startswith("env: ")))  # no RUN_ID
+    assert tools.parse_log(console)["run_id"] == str(console.with_suffix(""))
 
 
 def test_a_submission_json_with_a_byte_order_mark_is_read_as_the_record_to_beat(tmp_path):

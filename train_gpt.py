@@ -1478,7 +1478,7 @@ def cli(argv: list[str]) -> int:
     except RuntimeError as e:  # out of memory (torch.OutOfMemoryError on a GPU, the allocator's error on a CPU), a tool missing, a rank gone
         tools = type(e).__name__ in ("InductorError", "BackendCompilerFailed")  # COMPILE=1 without inductor's C++ compiler (CPU), Triton (GPU)
         if not RUNNING or not (tools or (kind := re.search(r"(out of memory|can't allocate memory|ALLOC_FAILED)|Connection \w+ by peer", str(e)))):
-            raise  # gloo's words for a rank that ended (out of memory, a signal) while this one waited on it in a collective: no traceback here
+            raise  # anything else, with its traceback (`Connection closed by peer`: gloo, to a rank waiting on one that ended first)
         why = " ".join(re.sub(r"Command:.*?(?=Output:)|backend='\w+' raised:|Set TORCH.*", "", str(e), flags=re.S).split())[:240]  # its own words
         tried = re.search(r"[Tt]ried to allocate ([\d.]+ ?\w+)", str(e))  # CUDA: '2.00 GiB', the CPU allocator: '268435456 bytes'
         RUNNING[0](f"stopping: torch.compile failed ({why}) {RUNNING[1]()}; set COMPILE=0 (or COMPILE_BACKEND=eager), or give its backend "

@@ -38,6 +38,12 @@ from conftest import (ROOT, SCRIPT, TINY_MODEL, clean_env, live_processes, log_l
                       train_command, without_torchs_notices, inductor_threads)
 from export_corpus import write_shard
 
+
+def stopping_line(step_total, causes=r"SIGTERM|another process of this run ended \(Connection \w+ by peer\)"):
+    """A regex for the one line a rank logs when it stops on a signal or on another process's end (gloo's words), none written."""
+    return rf"stopping: ({causes}) at step:\d+/{step_total}; no artifact written.*"
+
+
 # ---- the cases: (id, environment overrides, text the error must contain) ----
 
 
@@ -475,8 +481,7 @@ def test_sigterm_under_torchrun_ends_every_rank(tiny_data, tmp_path, target):
     assert not alive, alive
     last = log_lines(tmp_path, "term")[-1]  # rank 0's SIGTERM (torchrun's, forwarded, or the one torchrun sends once rank 1 ended), or,
     # waiting on rank 1 in a collective, rank 1's end first: one line either way, no traceback
-    ended = r"stopping: (SIGTERM|another process of this run ended \(Connection \w+ by peer\)) at step:\d+/100000; no artifact written.*"
-    assert re.fullmatch(ended, last), last
+    assert re.fullmatch(stopping_line(100000), last), last
     assert not (tmp_path / "final_model.int8.ptz").exists()
 
 
@@ -1027,8 +1032,7 @@ def test_out_of_memory_under_torchrun_is_each_ranks_cause_in_torchruns_report(ti
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(SCRIPT)], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=300, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
     last, said = log_lines(tmp_path, "oomtr")[-1], [line for line in r.stderr.splitlines() if re.fullmatch(oom, line)]  # rank 1's on stderr
-    stopped = r"stopping: (SIGTERM|another process of this run ended \(Connection closed by peer\)) at step:\d+/12; no artifact written.*"
-    assert r.returncode != 0 and (re.fullmatch(oom, last) or re.fullmatch(stopped, last) and said), (last, r.stderr[-3000:])
+    assert r.returncode != 0 and (re.fullmatch(oom, last) or re.fullmatch(stopping_line(12), last) and said), (last, r.stderr[-3000:])
     assert len(said) <= 1 and said in ([], [last]) or not re.fullmatch(oom, last), r.stderr[-3000:]  # once, unless torchrun stopped it first
     torchrun_causes(r.stderr, last if re.fullmatch(oom, last) else said[0])
 
@@ -1053,8 +1057,8 @@ def test_a_rank_waiting_on_one_that_ended_logs_why_it_stops_not_a_gloo_traceback
     oom = r"stopping: out of memory \(tried to allocate \d+ bytes\) at step:\d+/12; no artifact written; .*"
     assert ranks[1].returncode == 3 and re.fullmatch(oom, err1.strip()), err1[-2000:]
     last = log_lines(tmp_path, "gone")[-1]
-    assert re.fullmatch(r"stopping: another process of this run ended \(Connection closed by peer\) at step:\d+/12; no artifact written; "
-                        r"the first to stop says why \(torchrun's Root Cause\)", last), (last, err0[-2000:])
+    peer_ended = stopping_line(12, r"another process of this run ended \(Connection closed by peer\)")
+    assert re.fullmatch(peer_ended, last) and last.endswith("the first to stop says why (torchrun's Root Cause)"), (last, err0[-2000:])
     assert ranks[0].returncode == 3 and out0.splitlines()[-1] == last and "Traceback" not in err0, err0[-2000:]
     assert not (tmp_path / "final_model.int8.ptz").exists() and not (tmp_path / "final_model.pt").exists()
 

@@ -627,10 +627,9 @@ SHARD_MAGIC, SHARD_VERSION, HEADER_INTS = 20240520, 1, 256
 class DataError(ConfigError): """A shard, split or tokenizer that cannot be used."""
 
 def check_shard_header(path: str) -> int:  # the token count of a shard whose header (magic, version) and size agree; else a DataError
-    refuse_first((not os.path.isfile(path), f"{path}: not a regular file (a folder, a broken link or a link loop); accepted: a shard file"),
-                 error=DataError)
-    size = os.path.getsize(path)
-    refuse_first((size < HEADER_INTS * 4, f"{path}: {size} bytes, shorter than the {HEADER_INTS * 4}-byte shard header"), error=DataError)
+    size = os.path.getsize(path) if os.path.isfile(path) else -1  # the first check refuses -1, so the second is of a file's size
+    refuse_first((size < 0, f"{path}: not a regular file (a folder, a broken link or a link loop); accepted: a shard file"),
+                 (size < HEADER_INTS * 4, f"{path}: {size} bytes, shorter than the {HEADER_INTS * 4}-byte shard header"), error=DataError)
     magic, version, count = map(int, np.fromfile(path, dtype="<i4", count=HEADER_INTS)[:3])
     refuse_first((magic != SHARD_MAGIC, f"{path}: magic {magic}, expected {SHARD_MAGIC} (not a challenge shard)"),
                  (version != SHARD_VERSION, f"{path}: version {version}, expected {SHARD_VERSION}"),
@@ -1438,9 +1437,8 @@ def main() -> int:
         log(f"Total submission size: {len(raw) + code_bytes} bytes")
         log(f"Serialized model int8+{args.artifact_codec}: {len(data)} bytes (payload:{stats['payload_bytes']} raw_torch:{stats['raw_torch_bytes']} "
             f"payload_ratio:{stats['float_bytes'] / max(stats['payload_bytes'], 1):.2f}x)")
-        log(f"Total submission size int8+{args.artifact_codec}: {len(data) + code_bytes} bytes")
-        if len(data) + code_bytes > 16_000_000:
-            log(f"warning: Total submission size {len(data) + code_bytes} bytes is over the challenge's 16000000-byte cap")
+        log(f"Total submission size int8+{args.artifact_codec}: {(total := len(data) + code_bytes)} bytes")
+        log(f"warning: Total submission size {total} bytes is over the challenge's 16000000-byte cap") if total > 16_000_000 else None
         log(f"artifact_storage {storage_summary(stats)}")
     stop_on_signals(log, lambda: f"during the final evaluation; the artifact {artifact_path} is complete")
     base_model.load_state_dict(loaded.state_dict(), strict=True)
@@ -1475,17 +1473,19 @@ def cli(argv: list[str]) -> int:
         with contextlib.suppress(ConfigError):  # a run under way ends its log on it too, with where it was (unless its log is what failed)
             RUNNING[2](f"stopping: {line.removeprefix('error: ')} ({RUNNING[1]()})", console=False) if RUNNING else tell_torchrun(line)
         status = 2
-    except RuntimeError as e:  # out of memory (torch.OutOfMemoryError on a GPU, the allocator's error on a CPU), a tool missing, a rank gone
+    except RuntimeError as e:  # out of memory (torch.OutOfMemoryError on a GPU, the allocator's error on a CPU), a tool missing, a rank gone or hung
         tools = type(e).__name__ in ("InductorError", "BackendCompilerFailed")  # COMPILE=1 without inductor's C++ compiler (CPU), Triton (GPU)
-        if not RUNNING or not (tools or (kind := re.search(r"(out of memory|can't allocate memory|ALLOC_FAILED)|Connection \w+ by peer", str(e)))):
-            raise  # anything else, with its traceback (`Connection closed by peer`: gloo, to a rank waiting on one that ended first)
+        kind = re.search(r"(out of memory|can't allocate memory|ALLOC_FAILED)|(Connection \w+ by peer)|Timed out waiting \d+ms", str(e))
+        if not RUNNING or not (tools or kind):  # gloo's words to a rank waiting on another: that one ended first, or never answered
+            raise  # anything else, with its traceback
         why = " ".join(re.sub(r"Command:.*?(?=Output:)|backend='\w+' raised:|Set TORCH.*", "", str(e), flags=re.S).split())[:240]  # its own words
         tried = re.search(r"[Tt]ried to allocate ([\d.]+ ?\w+)", str(e))  # CUDA: '2.00 GiB', the CPU allocator: '268435456 bytes'
         RUNNING[0](f"stopping: torch.compile failed ({why}) {RUNNING[1]()}; set COMPILE=0 (or COMPILE_BACKEND=eager), or give its backend "
                    "what it needs (a C++ compiler on a CPU, Triton on a GPU)" if tools else f"stopping: out of memory "
                    f"({f'tried to allocate {tried[1]}' if tried else kind[1]}) {RUNNING[1]()}; lower TRAIN_BATCH_TOKENS or raise "
                    "GRAD_ACCUM_STEPS (training), VAL_BATCH_SIZE or EVAL_BATCH_SEQS (evaluation), or the model" if kind[1] else
-                   f"stopping: another process of this run ended ({kind[0]}) {RUNNING[1]()}; the first to stop says why (torchrun's Root Cause)")
+                   f"stopping: another process of this run ended ({kind[0]}) {RUNNING[1]()}; the first to stop says why (torchrun's Root Cause)"
+                   if kind[2] else f"stopping: another process of this run stopped answering ({kind[0]}) {RUNNING[1]()}; stopped (SIGSTOP) or stuck")
         status = 3
     finally:  # an in-process caller (the tests' harness) runs again with fresh locks, signals and state
         RUNNING.clear(), signal.setitimer(signal.ITIMER_REAL, 0)  # and no stop raised again (stop_on_signals) after this

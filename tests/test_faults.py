@@ -1038,21 +1038,26 @@ def test_out_of_memory_under_torchrun_is_each_ranks_cause_in_torchruns_report(ti
 
 
 
+def two_ranks_by_hand(env: dict, cwd: Path, options=({}, {})) -> list[subprocess.Popen]:
+    """train_gpt.py as ranks 0 and 1 of one gloo run, started without torchrun (whose SIGTERMs would race what a test looks at),
+    each with its own Popen options (a resource limit, its own environment)."""
+    with socket.socket() as s:  # a free port for the rendezvous (rank 0's TCPStore)
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = {**env, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+    return [subprocess.Popen([sys.executable, str(SCRIPT)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             **{**opts, "env": {**env, "RANK": r, "LOCAL_RANK": r, **opts.get("env", {})}}) for r, opts in zip("01", options)]
+
+
 @pytest.mark.slow
 def test_a_rank_waiting_on_one_that_ended_logs_why_it_stops_not_a_gloo_traceback(tiny_data, tmp_path):
     """Rank 1 runs out of memory in its first step while rank 0 waits on it in DDP's all-reduce. Under torchrun its SIGTERM
     usually reaches rank 0 first; when it does not (CI, 1 run in about 40), gloo's `Connection closed by peer` was a traceback and
     rank 0's log ended on `step:0/12 val_loss:...`. Started by hand (no torchrun, so no SIGTERM) rank 0 always meets that error:
     it now logs one line that says the other process ended, exits 3 and writes nothing."""
-    with socket.socket() as s:  # a free port for the rendezvous (rank 0's TCPStore)
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
     limit = address_space_of_torch() + (3 << 30)  # rank 1's alone, as in the tests above; rank 0 has all the memory it needs
-    env = tiny_env(tiny_data, "gone", TRAIN_BATCH_TOKENS="196608", GRAD_ACCUM_STEPS="1", WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
-    ranks = [subprocess.Popen([sys.executable, str(SCRIPT)], cwd=tmp_path, env={**env, "RANK": r, "LOCAL_RANK": r}, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit))) if r == "1"
-                              else None) for r in ("0", "1")]
+    ranks = two_ranks_by_hand(tiny_env(tiny_data, "gone", TRAIN_BATCH_TOKENS="196608", GRAD_ACCUM_STEPS="1"), tmp_path,
+                              ({}, dict(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))))
     (out0, err0), (_, err1) = (rank.communicate(timeout=300) for rank in ranks)
     oom = r"stopping: out of memory \(tried to allocate \d+ bytes\) at step:\d+/12; no artifact written; .*"
     assert ranks[1].returncode == 3 and re.fullmatch(oom, err1.strip()), err1[-2000:]
@@ -1061,6 +1066,31 @@ def test_a_rank_waiting_on_one_that_ended_logs_why_it_stops_not_a_gloo_traceback
     assert re.fullmatch(peer_ended, last) and last.endswith("the first to stop says why (torchrun's Root Cause)"), (last, err0[-2000:])
     assert ranks[0].returncode == 3 and out0.splitlines()[-1] == last and "Traceback" not in err0, err0[-2000:]
     assert not (tmp_path / "final_model.int8.ptz").exists() and not (tmp_path / "final_model.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_rank_waiting_on_one_that_stopped_answering_logs_gloos_timeout_in_one_line(tiny_data, tmp_path):
+    """A process of the run stopped (SIGSTOP; a debugger, a hung file system) left the others waiting in a collective until gloo's
+    timeout, 30 minutes by default, then a traceback. Here rank 0 waits 10 s (a sitecustomize shortens torch's default timeout in its
+    process alone) once rank 1 is stopped mid-run: it logs one line that says the other stopped answering, exits 3, writes nothing."""
+    (site := tmp_path / "site").mkdir()
+    (site / "sitecustomize.py").write_text("import datetime, torch.distributed.distributed_c10d as c10d\n"
+                                           "c10d.default_pg_timeout = datetime.timedelta(seconds=10)\n")
+    env = tiny_env(tiny_data, "hung", TRAIN_LOG_EVERY="1", ITERATIONS="100000", VAL_LOSS_EVERY="0", MAX_WALLCLOCK_SECONDS="0")
+    ranks = two_ranks_by_hand(env, tmp_path, ({"env": {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))}}, {}))
+    try:
+        wait_for_line(tmp_path / "logs" / "hung.txt", "step:3/100000 train_loss", ranks[0])
+        ranks[1].send_signal(signal.SIGSTOP)
+        out0, err0 = ranks[0].communicate(timeout=120)
+    finally:
+        for rank in ranks:  # SIGKILL ends a stopped process too
+            rank.kill(), rank.communicate()
+    last = log_lines(tmp_path, "hung")[-1]
+    hung = stopping_line(100000, r"another process of this run stopped answering \(Timed out waiting 10000ms\)")
+    assert re.fullmatch(hung, last) and last.endswith("stopped (SIGSTOP) or stuck"), (last, err0[-2000:])
+    assert ranks[0].returncode == 3 and out0.splitlines()[-1] == last and "Traceback" not in err0, err0[-2000:]
+    assert not (tmp_path / "final_model.int8.ptz").exists() and not (tmp_path / "final_model.pt").exists()
+
 
 class KnownPeak(torch.nn.Module):
     """forward(x, y) on n sequences of 8 tokens: x (int64, 64n bytes), x as float (32n) and its product with a view of the

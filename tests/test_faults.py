@@ -1069,28 +1069,29 @@ def test_a_rank_waiting_on_one_that_ended_logs_why_it_stops_not_a_gloo_traceback
 
 
 @pytest.mark.slow
-def test_a_rank_waiting_on_one_that_stopped_answering_logs_gloos_timeout_in_one_line(tiny_data, tmp_path):
-    """A process of the run stopped (SIGSTOP; a debugger, a hung file system) left the others waiting in a collective until gloo's
-    timeout, 30 minutes by default, then a traceback. Here rank 0 waits 10 s (a sitecustomize shortens torch's default timeout in its
-    process alone) once rank 1 is stopped mid-run: it logs one line that says the other stopped answering, exits 3, writes nothing."""
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "stopped"])
+def test_a_rank_whose_peer_was_killed_or_stopped_mid_run_logs_why_in_one_line(tiny_data, tmp_path, signum):
+    """Rank 1 SIGKILLed mid-run (on a CPU, the kernel's OOM killer) or SIGSTOPped (a debugger, a hung file system): rank 0, waiting on
+    it in a collective, met gloo's `Connection reset by peer` at once, or its timeout (30 minutes by default; 10 s here, shortened by
+    a sitecustomize in rank 0's process alone), and printed a traceback. Now one line that says which, exit 3, nothing written."""
     (site := tmp_path / "site").mkdir()
     (site / "sitecustomize.py").write_text("import datetime, torch.distributed.distributed_c10d as c10d\n"
                                            "c10d.default_pg_timeout = datetime.timedelta(seconds=10)\n")
-    env = tiny_env(tiny_data, "hung", TRAIN_LOG_EVERY="1", ITERATIONS="100000", VAL_LOSS_EVERY="0", MAX_WALLCLOCK_SECONDS="0")
+    env = tiny_env(tiny_data, "peer", TRAIN_LOG_EVERY="1", ITERATIONS="100000", VAL_LOSS_EVERY="0", MAX_WALLCLOCK_SECONDS="0")
     ranks = two_ranks_by_hand(env, tmp_path, ({"env": {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))}}, {}))
     try:
-        wait_for_line(tmp_path / "logs" / "hung.txt", "step:3/100000 train_loss", ranks[0])
-        ranks[1].send_signal(signal.SIGSTOP)
+        wait_for_line(tmp_path / "logs" / "peer.txt", "step:3/100000 train_loss", ranks[0])
+        ranks[1].send_signal(signum)
         out0, err0 = ranks[0].communicate(timeout=120)
     finally:
         for rank in ranks:  # SIGKILL ends a stopped process too
             rank.kill(), rank.communicate()
-    last = log_lines(tmp_path, "hung")[-1]
-    hung = stopping_line(100000, r"another process of this run stopped answering \(Timed out waiting 10000ms\)")
-    assert re.fullmatch(hung, last) and last.endswith("stopped (SIGSTOP) or stuck"), (last, err0[-2000:])
+    last = log_lines(tmp_path, "peer")[-1]
+    why = {signal.SIGKILL: (r"another process of this run ended \(Connection (closed|reset) by peer\)", "says why (torchrun's Root Cause)"),
+           signal.SIGSTOP: (r"another process of this run stopped answering \(Timed out waiting 10000ms\)", "stopped (SIGSTOP) or stuck")}[signum]
+    assert re.fullmatch(stopping_line(100000, why[0]), last) and last.endswith(why[1]), (last, err0[-2000:])
     assert ranks[0].returncode == 3 and out0.splitlines()[-1] == last and "Traceback" not in err0, err0[-2000:]
     assert not (tmp_path / "final_model.int8.ptz").exists() and not (tmp_path / "final_model.pt").exists()
-
 
 class KnownPeak(torch.nn.Module):
     """forward(x, y) on n sequences of 8 tokens: x (int64, 64n bytes), x as float (32n) and its product with a view of the

@@ -311,7 +311,7 @@ def parse_log(path: Path) -> dict:
                 break
             config[m.group(1)] = m.group(2).strip()
     stop = last(r"^stopping_early:")
-    stopped = last(r"^stopping: ")  # ours: a signal, a non-finite loss, memory, weights no artifact could hold (the wallclock cap is not one)
+    stopped = last(r"^stopping: ")  # ours: a signal, a non-finite loss, memory, a peer gone or hung, weights no artifact could hold (not the cap)
     step_src = stop or (steps[-1][2] if steps else None)
     total_rx, code_rx = r"Total submission size[^:]*:\s*(\d[\d,]{0,30})(?![\d,])", r"^Code size(?: \(compressed\))?:\s*(\d{1,20})(?!\d)"
     total, code = last(total_rx), last(code_rx)

@@ -1037,7 +1037,6 @@ def test_out_of_memory_under_torchrun_is_each_ranks_cause_in_torchruns_report(ti
     torchrun_causes(r.stderr, last if re.fullmatch(oom, last) else said[0])
 
 
-
 def two_ranks_by_hand(env: dict, cwd: Path, options=({}, {})) -> list[subprocess.Popen]:
     """train_gpt.py as ranks 0 and 1 of one gloo run, started without torchrun (whose SIGTERMs would race what a test looks at),
     each with its own Popen options (a resource limit, its own environment)."""

@@ -1,13 +1,15 @@
 """train_gpt.py beside the challenge's own script on this CPU (`bash run.sh bench --peer PATH`).
 
     python3 tests/bench_peer.py --peer ../shared/peers/official_train_gpt_cpu.py [--pairs 3] [--steps 12]
-                                [--shapes demo,9x512] [--micro 4] [--equal-time 300] [--equal-pairs 1] [--out DIR]
+                                [--shapes demo,9x512] [--micro 4,8] [--equal-time 300] [--equal-pairs 1] [--out DIR]
 
 Both scripts run as real processes on the embedded Shakespeare shards (the peer reads them
 through a folder of `fineweb_*` links, the names it globs for), one after the other and
 interleaved (peer, ours, peer, ours, ...), at the same configuration: the same model, the same
 tokens a step, the same optimizer settings. The peer always takes 8 micro-steps a step on one
-process; ours takes `--micro` (GRAD_ACCUM_STEPS; the same tokens, in fewer, larger micro-batches).
+process; ours takes the demo's 4 at the demo's shape (as `bash run.sh`: the same tokens in fewer,
+larger micro-batches) and the peer's own 8 at 9 x 512 (`MICRO`), or each of `--micro`'s splits
+(GRAD_ACCUM_STEPS; a comma list: every pair then runs the peer and ours at each, a row each).
 A run is stopped once it has logged `--steps` steps; its step time is the median of the
 differences of the logged `train_time` after the first two steps. The table gives, per shape,
 the median over the pairs of each script's step time, their range, and the ratio ours/peer.
@@ -70,6 +72,9 @@ SHAPES = {"demo": dict(NUM_LAYERS="4", MODEL_DIM="256", NUM_HEADS="4", NUM_KV_HE
 DEMO = dict(TRAIN_SEQ_LEN="256", TRAIN_BATCH_TOKENS="16384", WARMUP_STEPS="0", WARMDOWN_ITERS="60", VAL_LOSS_EVERY="0", TRAIN_LOG_EVERY="1",
             VAL_BATCH_SIZE="32768", ITERATIONS="2000")
 OURS = dict(GRAD_ACCUM_STEPS="4", EVAL_STRIDE="128")  # the rest of run.sh's demo, which the peer has no variable for
+# ours' micro-steps per shape: the demo's as run.sh; at 9 x 512, which no run.sh command trains, the peer's own 8: the same micro-batches,
+# so that the row compares the two scripts' work alone (on the AMD EPYC in 8 it also stepped faster than in 4 on 2026-12-07: README)
+MICRO = {"demo": int(OURS["GRAD_ACCUM_STEPS"]), "9x512": 8}
 STEP = re.compile(r"^step:(\d+)/\d+ train_loss:\S+ train_time:([\d.]+)ms", re.M)
 
 
@@ -204,7 +209,8 @@ def main(argv=None) -> None:
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=12, help="steps logged by each timed run (the first two are not timed)")
     ap.add_argument("--shapes", default="demo,9x512")
-    ap.add_argument("--micro", type=int, default=int(OURS["GRAD_ACCUM_STEPS"]), help="our GRAD_ACCUM_STEPS (the peer always takes 8)")
+    ap.add_argument("--micro", default=None, help="our GRAD_ACCUM_STEPS, a comma list run in each pair (default: MICRO's, per shape; "
+                    "the peer always takes 8)")
     ap.add_argument("--exact-steps", type=int, default=4, help="steps of the bit-identity check; 0 = skip it")
     ap.add_argument("--equal-time", type=float, default=300.0, help="seconds of training in the equal-time pair; 0 = skip it")
     ap.add_argument("--equal-pairs", type=int, default=1)
@@ -222,7 +228,10 @@ def main(argv=None) -> None:
     from bench import at_least, choose, env_pairs
     a.ours_env = env_pairs(a.ours_env, "bench_peer")
     choose(a.shapes, SHAPES, "--shapes", "bench_peer", empty_ok=True)  # '' skips the step times
-    at_least("bench_peer", pairs=(a.pairs, 1), steps=(a.steps, 4), micro=(a.micro, 1), exact_steps=(a.exact_steps, 0), equal_pairs=(a.equal_pairs, 1))
+    at_least("bench_peer", pairs=(a.pairs, 1), steps=(a.steps, 4), exact_steps=(a.exact_steps, 0), equal_pairs=(a.equal_pairs, 1))
+    if a.micro is not None and not re.fullmatch(r"[1-9]\d{0,3}(,[1-9]\d{0,3})*", a.micro):
+        sys.exit(f"error: bench_peer: --micro {a.micro!r}: accepted a comma list of micro-steps a step, 1 to 9999 each (e.g. 4,8)")
+    splits = [int(m) for m in a.micro.split(",")] if a.micro else None
     if not a.peer.is_file():
         sys.exit(f"error: bench_peer: --peer {a.peer}: not a file; accepted the challenge's train_gpt.py (its CPU copy; its CUDA one with --gpu)")
     if refused := peer_refusal(a.peer.read_text(errors="replace"), a.gpu and not a.dry_run):  # /etc/passwd ran, and failed as a SyntaxError
@@ -236,7 +245,7 @@ def main(argv=None) -> None:
         return gpu_side_by_side(a, tmp, *rows)
     data = {"peer": str(peer_data(tmp / "peer_data")), "ours": str(DATA)}
     scripts = {"peer": a.peer.resolve(), "ours": ROOT / "train_gpt.py"}
-    extra = {"peer": {}, "ours": {"GRAD_ACCUM_STEPS": str(a.micro), "EVAL_STRIDE": "0", **a.ours_env}}
+    extra = {"peer": {}, "ours": {"EVAL_STRIDE": "0", **a.ours_env}}
     print(f"# train_gpt.py beside {a.peer.name}: {cpu_name()}, {os.cpu_count()} cores, {datetime.date.today()}, fp32, eager\n")
     if a.exact_steps:
         def exact_pair(suffix: str) -> str:
@@ -258,19 +267,21 @@ def main(argv=None) -> None:
     shapes = [shape for shape in a.shapes.split(",") if shape]  # --shapes '' skips the step times
     if shapes:
         print(f"Step time (ms), median of {a.pairs} interleaved pairs (range); {a.steps} logged steps a run, the first two not timed; "
-              f"peer: 8 micro-steps, ours: GRAD_ACCUM_STEPS={a.micro}{''.join(f' {k}={v}' for k, v in a.ours_env.items())}\n")
-        print("| shape | tokens/step | peer | train_gpt.py | ratio |\n|---|---|---|---|---|")
+              f"peer: 8 micro-steps{''.join(f'; ours with {k}={v}' for k, v in a.ours_env.items())}\n")
+        print("| shape | tokens/step | ours' micro-steps | peer | train_gpt.py | ratio |\n|---|---|---|---|---|---|")
     for shape in shapes:
-        times = {"peer": [], "ours": []}
+        runs = {"peer": (scripts["peer"], {"DATA_PATH": data["peer"]})} | {
+            f"ours{micro}": (scripts["ours"], {**extra["ours"], "GRAD_ACCUM_STEPS": str(micro), "DATA_PATH": data["ours"]})
+            for micro in splits or [MICRO[shape]]}
+        times = {name: [] for name in runs}
         for pair in range(a.pairs):
-            for who in ("peer", "ours"):
-                env = {**DEMO, **SHAPES[shape], **extra[who], "MAX_WALLCLOCK_SECONDS": "0", "DATA_PATH": data[who],
-                       "TOKENIZER_PATH": str(TOKENIZER)}
-                log = run(scripts[who], env, tmp / f"{shape}_{who}_{pair}", f"{who}_{pair}", at_step(a.steps), 1800)
-                times[who].append(step_ms(log))
-        ratios = [o / p for o, p in zip(times["ours"], times["peer"])]
-        print(f"| {shape} | {DEMO['TRAIN_BATCH_TOKENS']} | {spread(times['peer'], '.0f')} | {spread(times['ours'], '.0f')} | "
-              f"{statistics.median(times['ours']) / statistics.median(times['peer']):.3f} (pairs {min(ratios):.3f}-{max(ratios):.3f}) |", flush=True)
+            for name, (script, own) in runs.items():  # the peer, then ours at each split
+                env = {**DEMO, **SHAPES[shape], **own, "MAX_WALLCLOCK_SECONDS": "0", "TOKENIZER_PATH": str(TOKENIZER)}
+                times[name].append(step_ms(run(script, env, tmp / f"{shape}_{name}_{pair}", f"{name}_{pair}", at_step(a.steps), 1800)))
+        for name in list(runs)[1:]:
+            ratios, ratio = [o / p for o, p in zip(times[name], times["peer"])], statistics.median(times[name]) / statistics.median(times["peer"])
+            print(f"| {shape} | {DEMO['TRAIN_BATCH_TOKENS']} | {name[4:]} | {spread(times['peer'], '.0f')} | {spread(times[name], '.0f')} | "
+                  f"{ratio:.3f} (pairs {min(ratios):.3f}-{max(ratios):.3f}) |", flush=True)
     if a.equal_time > 0:
         print(f"\nEqual time: {a.equal_time:.0f} s of training each, the CPU demo's shape and settings; ours as `bash run.sh` runs it\n")
         print("| pair | peer steps | peer val_bpb | train_gpt.py steps | train_gpt.py val_bpb |\n|---|---|---|---|---|")
@@ -280,7 +291,7 @@ def main(argv=None) -> None:
                 env = {**DEMO, **SHAPES["demo"], **extra[who], "MAX_WALLCLOCK_SECONDS": str(a.equal_time), "TRAIN_LOG_EVERY": "25",
                        "DATA_PATH": data[who], "TOKENIZER_PATH": str(TOKENIZER)}
                 if who == "ours":  # run.sh's own demo: its micro-steps, and the sliding evaluation after the plain one
-                    env["EVAL_STRIDE"] = OURS["EVAL_STRIDE"]
+                    env.update(OURS)
                 row.extend(final(run(scripts[who], env, tmp / f"equal_{who}_{pair}", f"eq_{who}_{pair}", None, a.equal_time + 900)))
             print(f"| {pair + 1} | {row[0]} | {row[1]:.4f} | {row[2]} | {row[3]:.4f} |", flush=True)
 

@@ -24,7 +24,8 @@ matrix is what the issue asks to remove (elementwise, copies, optimizer kernels)
 adds host work of its own, so the wall time here is above the run's unprofiled step_avg.
 On a CPU, --clock replaces the profiler by a clock around every operator (a TorchDispatchMode on
 the main thread: busy is then the sum of those clocks, each operator's time with whatever it calls
-inside), and --shape 9x512 profiles bench --peer's second row (9 x 512 at the demo's batch).
+inside), and --shape 9x512 profiles bench --peer's second row (9 x 512 at the demo's batch, ours in the peer's 8
+micro-steps there, as that row runs it).
 --dry-run takes the same flow on the CPU at a tiny shape (what the tests run); no measurement.
 """
 
@@ -44,8 +45,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from bench import DEMO_BATCH_TOKENS, DEMO_MICRO, DRY_RUN, MODES, choose, env_pairs, ours_with  # noqa: E402
-from bench_peer import DATA, DEMO, SHAPES, TOKENIZER, peer_data, peer_refusal  # noqa: E402
+from bench import DEMO_BATCH_TOKENS, DRY_RUN, MODES, choose, env_pairs, ours_with  # noqa: E402
+from bench_peer import DATA, DEMO, MICRO, SHAPES, TOKENIZER, peer_data, peer_refusal  # noqa: E402
 from tools import start_run, tool_main  # noqa: E402  (bench_peer put records/ on the path)
 
 # GEMMs (cuBLAS: sm90_xmma_gemm_*, nvjet_*, cutlass_*; inductor's matmul templates: triton_tem_*), attention (flash, fmha,
@@ -145,7 +146,7 @@ def run_env(cuda: bool, dry_run: bool, steps: int, shape: str) -> tuple[dict, in
     else:
         env = dict(SHAPES[shape], **DEMO)  # run.sh's demo batch (DEMO_BATCH_TOKENS), at the demo's shape or bench --peer's other
         words = (f"{'the CPU demo: 4 x 256' if shape == 'demo' else '9 x 512'}, context 256, {DEMO_BATCH_TOKENS:,} tokens a step "
-                 f"(ours in {DEMO_MICRO} micro-steps, the peer in its 8), fp32, eager")
+                 f"(ours in {MICRO[shape]} micro-steps, the peer in its 8), fp32, eager")
         if dry_run:
             env.update(DRY_RUN, TRAIN_BATCH_TOKENS="1024", VAL_BATCH_SIZE="16384")
             words = "a dry run: 2 x 64, context 64, 1,024 tokens a step, on the CPU (the flow, not a measurement)"
@@ -191,11 +192,12 @@ def main(argv=None) -> int:
     if cuda and (a.clock or a.shape == "demo"):  # a GPU's operators return before their kernels run: a host clock times launches
         sys.exit(f"error: bench profile: {'--clock' if a.clock else '--shape demo'}: CPU only; on a GPU the profiler's device "
                  "times are the kernels' own, at the side-by-side shape (9x512)")
-    base, start, words = run_env(cuda, a.dry_run, a.steps, a.shape or ("9x512" if cuda else "demo"))
+    shape = a.shape or ("9x512" if cuda else "demo")
+    base, start, words = run_env(cuda, a.dry_run, a.steps, shape)
     root = a.out or Path(tempfile.mkdtemp(prefix="bench_profile_"))
     print(f"runs in {root}", file=sys.stderr)
     runs = ([("peer: dense", a.peer.resolve(), {"DATA_PATH": str(peer_data(root / "peer_data"))})] if a.peer else []) + [
-        (name, ROOT / "train_gpt.py", {"DATA_PATH": str(DATA), **({} if cuda else {"GRAD_ACCUM_STEPS": str(DEMO_MICRO)}), **modes[name], **ours_env})
+        (name, ROOT / "train_gpt.py", {"DATA_PATH": str(DATA), **({} if cuda else {"GRAD_ACCUM_STEPS": str(MICRO[shape])}), **modes[name], **ours_env})
         for name in chosen]
     results = {}
     for name, script, env in runs:

@@ -505,6 +505,7 @@ def test_bench_gpu_peer_makes_its_whole_table_in_a_dry_run_on_cpu(tmp_path):
     ("bench_profile", ["--modes", "dense,frozen"], "error: bench profile: --modes 'dense,frozen': unknown 'frozen'; accepted, comma-separated: "),
     ("bench", ["--steps", "-1"], "error: bench: --steps -1: accepted 1 or more"),
     ("bench_peer", ["--pairs", "0"], "error: bench_peer: --pairs 0: accepted 1 or more"),
+    ("bench_peer", ["--micro", "4,0"], "error: bench_peer: --micro '4,0': accepted a comma list of micro-steps a step, 1 to 9999 each (e.g. 4,8)"),
     ("bench_peer", ["--shapes", "demo,10x10"], "error: bench_peer: --shapes 'demo,10x10': unknown '10x10'; accepted, comma-separated: demo, 9x512"),
     ("bench_gpu", ["--dry-run", "--steps", "0"], "error: bench gpu: --steps 0: accepted 1 or more"),
     ("bench_quality", ["--steps", "0"], "error: bench quality: --steps 0: accepted 1 or more"),

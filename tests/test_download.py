@@ -404,7 +404,8 @@ def test_two_downloads_into_one_folder_at_once_both_end_with_every_file_fetched_
         time.sleep(0.02)
     waiting = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     second = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)
+    # the signal once it waits: 0.3 s after its start, on a busy 2-core machine, caught it still importing (a KeyboardInterrupt traceback)
+    assert waiting.stdout.readline().startswith("waiting for the download into ")
     os.kill(waiting.pid, signal.SIGINT)
     out, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 130 and err == "error: stopped by SIGINT; what was fetched is kept, rerun the same command to resume\n", err

@@ -1207,8 +1207,8 @@ def eval_only(args, rt, log) -> int:  # EVAL_ONLY=1: model, data and evaluation 
     model, meta = model_from_artifact(args.artifact)
     stored, made = meta["config"], config_env(meta["config"])
     for name, raw in ((n, os.environ[n]) for n, *_ in ENV_VARS if os.environ.get(n) and n not in EVAL_ONLY_VARS):
-        refuse_first((name not in MODEL_VARS, f"{name}={raw}: has no effect with EVAL_ONLY=1 (the model and its settings come from the "
-                      "artifact); unset it"))
+        refuse_first((name not in MODEL_VARS, f"{name}={shown(raw, shlex.quote)}: has no effect with EVAL_ONLY=1 (the model and its "
+                      "settings come from the artifact); unset it"))
         same = False
         with contextlib.suppress(ConfigError):
             same = Hyperparameters({**made, name: raw}).model_config() == stored

@@ -570,6 +570,8 @@ def eval_only_cases(good_artifact: Path, stored: dict):
         other = VALID_OTHER.get(name) or (next(c for c in accepted if c != current) if kind == "str" and accepted
                                           else str(type(default)(float(current) * 2 + 1)))
         cases.append((f"eval_only:model:{name}", {**a, name: other}, f"{name}=" if needs_mode else f"built with {name}=", name))
+    cases.append(("eval_only:training:long_value", {**a, "RESUME": "/" + "r" * 300},  # a pasted text stays one short line
+                  "RESUME=/" + "r" * 59 + "... (301 characters): has no effect with EVAL_ONLY=1", "RESUME"))
     cases.append(("eval_only:stride_past_context", {**a, "TRAIN_SEQ_LEN": None, "EVAL_STRIDE": "1000"},
                   "EVAL_STRIDE=1000: larger than TRAIN_SEQ_LEN=64", "EVAL_STRIDE"))
     return cases

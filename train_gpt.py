@@ -1212,8 +1212,8 @@ def eval_only(args, rt, log) -> int:  # EVAL_ONLY=1: model, data and evaluation 
         same = False
         with contextlib.suppress(ConfigError):
             same = Hyperparameters({**made, name: raw}).model_config() == stored
-        refuse_first((not same, f"ARTIFACT={args.artifact}: built with {name}={made.get(name, '(default)')}, this run has {name}={raw} "
-                      "(EVAL_ONLY takes the model from the artifact; unset it)"), error=ArtifactError)
+        refuse_first((not same, f"ARTIFACT={args.artifact}: built with {name}={made.get(name, '(default)')}, this run has "
+                      f"{name}={shown(raw, shlex.quote)} (EVAL_ONLY takes the model from the artifact; unset it)"), error=ArtifactError)
     ev, env = meta.get("eval") if isinstance(meta.get("eval"), dict) else {}, {n: os.environ[n] for n in EVAL_SETTINGS if os.environ.get(n)}
     with refused_as(f"ARTIFACT={args.artifact}: a recorded evaluation setting is unusable here; set it in the environment", error=ArtifactError):
         Hyperparameters({**made, **(kept := {n: str(ev[n.lower()]) for n in EVAL_SETTINGS if n.lower() in ev and n not in env})})

@@ -572,6 +572,8 @@ def eval_only_cases(good_artifact: Path, stored: dict):
         cases.append((f"eval_only:model:{name}", {**a, name: other}, f"{name}=" if needs_mode else f"built with {name}=", name))
     cases.append(("eval_only:training:long_value", {**a, "RESUME": "/" + "r" * 300},  # a pasted text stays one short line
                   "RESUME=/" + "r" * 59 + "... (301 characters): has no effect with EVAL_ONLY=1", "RESUME"))
+    cases.append(("eval_only:model:long_value", {**a, "NUM_LAYERS": "0" * 299 + "3"},  # so does a model variable's (3 layers, not the artifact's 2)
+                  "this run has NUM_LAYERS=" + "0" * 60 + "... (300 characters) (EVAL_ONLY", "built with NUM_LAYERS=2"))
     cases.append(("eval_only:stride_past_context", {**a, "TRAIN_SEQ_LEN": None, "EVAL_STRIDE": "1000"},
                   "EVAL_STRIDE=1000: larger than TRAIN_SEQ_LEN=64", "EVAL_STRIDE"))
     return cases
